@@ -1,0 +1,690 @@
+//! Deciding a request, and the header edits that follow.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+use core::net::{IpAddr, SocketAddr};
+
+use crate::addr::{self, Key};
+use crate::policy::{
+    split_host_port, Access, ClientFrom, Exists, HeaderOp, HttpsAction, Policy, Protocol,
+};
+
+/// Request headers as a host holds them. Names are matched
+/// case-insensitively; values are bytes and need not be UTF-8.
+pub trait Headers {
+    /// Calls `f` with every value of `name` (given lowercase), in order.
+    fn each_value(&self, name: &str, f: &mut dyn FnMut(&[u8]));
+
+    /// Whether the header is present.
+    fn has(&self, name: &str) -> bool {
+        let mut found = false;
+        self.each_value(name, &mut |_| found = true);
+        found
+    }
+}
+
+impl<N: AsRef<[u8]>, V: AsRef<[u8]>> Headers for [(N, V)] {
+    fn each_value(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
+        for (n, v) in self {
+            if n.as_ref().eq_ignore_ascii_case(name.as_bytes()) {
+                f(v.as_ref());
+            }
+        }
+    }
+}
+
+impl<N: AsRef<[u8]>, V: AsRef<[u8]>> Headers for Vec<(N, V)> {
+    fn each_value(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
+        self.as_slice().each_value(name, f);
+    }
+}
+
+/// The transport of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// HTTP/1.x or HTTP/2 over TCP.
+    Tcp,
+    /// HTTP/3 over UDP.
+    Udp,
+}
+
+/// What a host knows about a request.
+#[derive(Clone, Copy)]
+pub struct Request<'a> {
+    /// The TCP (or UDP) peer.
+    pub peer: SocketAddr,
+    /// The local (listener) address.
+    pub local: SocketAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+    /// Transport.
+    pub transport: Transport,
+    /// `:method`.
+    pub method: &'a [u8],
+    /// `:authority` (or Host).
+    pub authority: &'a [u8],
+    /// `:path`, with query.
+    pub path: &'a [u8],
+    /// Every other header.
+    pub headers: &'a dyn Headers,
+}
+
+impl fmt::Debug for Request<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("peer", &self.peer)
+            .field("local", &self.local)
+            .field("tls", &self.tls)
+            .field("transport", &self.transport)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What happens to the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Sent upstream (after the request ops).
+    Forward,
+    /// Answered locally with an error status.
+    Deny,
+    /// Answered locally with a redirect to HTTPS.
+    Redirect,
+}
+
+impl Verdict {
+    /// The spec's word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Forward => "forward",
+            Verdict::Deny => "deny",
+            Verdict::Redirect => "redirect",
+        }
+    }
+    /// Parses the spec's word.
+    pub fn from_word(s: &str) -> Option<Verdict> {
+        match s {
+            "forward" => Some(Verdict::Forward),
+            "deny" => Some(Verdict::Deny),
+            "redirect" => Some(Verdict::Redirect),
+            _ => None,
+        }
+    }
+}
+
+/// The step of evaluation that stopped (or passed) the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// The client address could not be resolved.
+    ClientIp,
+    /// A network rule (or the default) denied it.
+    Network,
+    /// It was not secure.
+    HttpsOnly,
+    /// A required header was missing or wrong.
+    RequireHeaders,
+    /// It went through.
+    Forward,
+}
+
+impl Step {
+    /// A stable word for traces and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::ClientIp => "client_ip",
+            Step::Network => "network",
+            Step::HttpsOnly => "https_only",
+            Step::RequireHeaders => "require_headers",
+            Step::Forward => "forward",
+        }
+    }
+    fn from_word(s: &str) -> Option<Step> {
+        [
+            Step::ClientIp,
+            Step::Network,
+            Step::HttpsOnly,
+            Step::RequireHeaders,
+            Step::Forward,
+        ]
+        .into_iter()
+        .find(|x| x.as_str() == s)
+    }
+}
+
+/// Where the client address came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientSource {
+    /// The TCP peer.
+    Peer,
+    /// X-Forwarded-For, via a trusted proxy.
+    XForwardedFor,
+}
+
+impl ClientSource {
+    /// A stable word for traces.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientSource::Peer => "peer",
+            ClientSource::XForwardedFor => "x-forwarded-for",
+        }
+    }
+}
+
+/// The resolved client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Client {
+    /// The address, or `None` when it could not be determined.
+    pub ip: Option<IpAddr>,
+    /// Where it came from.
+    pub source: ClientSource,
+}
+
+/// A decision and its trace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// What happens.
+    pub verdict: Verdict,
+    /// Status of the local reply; 0 when forwarded (the upstream decides).
+    pub status: u16,
+    /// The network rule that matched (index into `network.rules`), or `None`
+    /// for the default (or no network section).
+    pub rule: Option<usize>,
+    /// The client.
+    pub client: Client,
+    /// The step that decided.
+    pub step: Step,
+    /// Whether the request counts as secure (HSTS applies).
+    pub secure: bool,
+    /// The `Location` of a redirect.
+    pub location: Option<Vec<u8>>,
+}
+
+/// How an edit changes a header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EditOp {
+    /// Remove every value.
+    Remove,
+    /// Replace every value with this one.
+    Replace,
+    /// Add one more value.
+    Append,
+}
+
+/// One header edit for a host to apply, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Edit<'p> {
+    /// What to do.
+    pub op: EditOp,
+    /// Lowercased header name.
+    pub name: &'p str,
+    /// Value (empty for `Remove`).
+    pub value: &'p [u8],
+}
+
+/// A local reply, hardened: response ops and HSTS already applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalReply {
+    /// Status code.
+    pub status: u16,
+    /// Headers (lowercase names).
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+fn trim_ows(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+/// Parses one X-Forwarded-For entry strictly: a bare address.
+fn parse_entry(e: &[u8]) -> Option<IpAddr> {
+    let s = core::str::from_utf8(e).ok()?;
+    s.parse::<IpAddr>().ok()
+}
+
+impl Policy {
+    /// Resolves the client address (step 1).
+    pub fn client(&self, req: &Request<'_>) -> Client {
+        let peer = addr::canonical(req.peer.ip());
+        let peer_client = Client {
+            ip: Some(peer),
+            source: ClientSource::Peer,
+        };
+        if self.client_ip.from == ClientFrom::Peer
+            || !self.client_ip.trusted_proxies.contains(addr::key(peer))
+        {
+            return peer_client;
+        }
+        // All lines joined in order, walked right to left.
+        let mut entries: Vec<Vec<u8>> = Vec::new();
+        req.headers.each_value("x-forwarded-for", &mut |v| {
+            for e in v.split(|&b| b == b',') {
+                entries.push(trim_ows(e).to_vec());
+            }
+        });
+        let unknown = Client {
+            ip: None,
+            source: ClientSource::XForwardedFor,
+        };
+        for e in entries.iter().rev() {
+            if e.is_empty() {
+                continue;
+            }
+            let Some(ip) = parse_entry(e) else {
+                return unknown;
+            };
+            let ip = addr::canonical(ip);
+            if !self.client_ip.trusted_proxies.contains(addr::key(ip)) {
+                return Client {
+                    ip: Some(ip),
+                    source: ClientSource::XForwardedFor,
+                };
+            }
+        }
+        unknown
+    }
+}
+
+/// Constant-time equality (length is not hidden).
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut d = 0u8;
+    for (x, y) in a.iter().zip(b) {
+        d |= x ^ y;
+    }
+    // Keep the optimizer from short-circuiting the loop above.
+    core::hint::black_box(d) == 0
+}
+
+impl Policy {
+    /// Decides a request: steps 1 to 5 of the spec. Never panics, whatever
+    /// the bytes.
+    pub fn decide(&self, req: &Request<'_>) -> Decision {
+        let client = self.client(req);
+        let mut d = Decision {
+            verdict: Verdict::Forward,
+            status: 0,
+            rule: None,
+            client,
+            step: Step::Forward,
+            secure: self.is_secure(req),
+            location: None,
+        };
+        // 2. Network rules. An unknown client is denied whatever the rules.
+        let deny_status = self.network.as_ref().map_or(403, |n| n.deny_status);
+        let Some(ip) = client.ip else {
+            d.verdict = Verdict::Deny;
+            d.status = deny_status;
+            d.step = Step::ClientIp;
+            return d;
+        };
+        if let Some(net) = &self.network {
+            let flow = Flow {
+                src: addr::key(ip),
+                sport: req.peer.port(),
+                dst: addr::key(req.local.ip()),
+                dport: req.local.port(),
+                transport: req.transport,
+            };
+            let (rule, access) = match self.match_rule(&flow) {
+                Some(i) => (
+                    Some(i),
+                    net.rules.get(i).map_or(net.default_access, |r| r.access),
+                ),
+                None => (None, net.default_access),
+            };
+            d.rule = rule;
+            if access == Access::Deny {
+                d.verdict = Verdict::Deny;
+                d.status = deny_status;
+                d.step = Step::Network;
+                return d;
+            }
+        }
+        // 3. HTTPS only.
+        if let (Some(h), false) = (&self.https_only, d.secure) {
+            d.step = Step::HttpsOnly;
+            d.verdict = Verdict::Deny;
+            d.status = h.reject_status;
+            if h.action == HttpsAction::Redirect {
+                match self.location(req) {
+                    Some(loc) => {
+                        let get_or_head = req.method == b"GET" || req.method == b"HEAD";
+                        d.verdict = Verdict::Redirect;
+                        d.status = if get_or_head { h.redirect_status } else { 308 };
+                        d.location = Some(loc);
+                    }
+                    None => d.status = 400,
+                }
+            }
+            return d;
+        }
+        // 4. Required headers.
+        for r in &self.require_headers {
+            let mut ok = false;
+            req.headers.each_value(&r.name, &mut |v| {
+                for want in &r.values {
+                    ok |= ct_eq(v, want);
+                }
+            });
+            if !ok {
+                d.verdict = Verdict::Deny;
+                d.status = r.status;
+                d.step = Step::RequireHeaders;
+                return d;
+            }
+        }
+        d
+    }
+
+    /// Whether a request counts as secure: TLS, or `X-Forwarded-Proto: https`
+    /// from a trusted proxy when the policy allows it.
+    pub fn is_secure(&self, req: &Request<'_>) -> bool {
+        if req.tls {
+            return true;
+        }
+        let trust = self
+            .https_only
+            .as_ref()
+            .is_some_and(|h| h.trust_forwarded_proto);
+        if !trust
+            || !self
+                .client_ip
+                .trusted_proxies
+                .contains(addr::key(req.peer.ip()))
+        {
+            return false;
+        }
+        // The rightmost value is the one the nearest (trusted) proxy added.
+        let mut last: Option<bool> = None;
+        req.headers.each_value("x-forwarded-proto", &mut |v| {
+            if let Some(e) = v.rsplit(|&b| b == b',').next() {
+                last = Some(trim_ows(e).eq_ignore_ascii_case(b"https"));
+            }
+        });
+        last.unwrap_or(false)
+    }
+
+    /// The redirect target for a plain request, or `None` when the host is
+    /// not allowed or the path is not safe to echo.
+    fn location(&self, req: &Request<'_>) -> Option<Vec<u8>> {
+        let h = self.https_only.as_ref()?;
+        let (host, _) = split_host_port(req.authority)?;
+        let host = host.strip_suffix(b".").unwrap_or(host);
+        let allowed = h
+            .hosts
+            .iter()
+            .find(|a| a.host.as_bytes().eq_ignore_ascii_case(host))?;
+        let path: &[u8] = if req.path.is_empty() { b"/" } else { req.path };
+        if !path.starts_with(b"/") || path.iter().any(|&b| b < 0x20 || b == 0x7f) {
+            return None;
+        }
+        let mut loc = Vec::with_capacity(8 + allowed.location.len() + path.len());
+        loc.extend_from_slice(b"https://");
+        loc.extend_from_slice(allowed.location.as_bytes());
+        loc.extend_from_slice(path);
+        Some(loc)
+    }
+
+    /// The first rule (index into `network.rules`) matching a flow.
+    pub fn match_rule(&self, flow: &Flow) -> Option<usize> {
+        let net = self.network.as_ref()?;
+        let (a, b) = net.table.candidates(flow.src);
+        let (mut i, mut j) = (0, 0);
+        loop {
+            let next = match (a.get(i), b.get(j)) {
+                (Some(&x), Some(&y)) if x <= y => {
+                    i += 1;
+                    if x == y {
+                        j += 1;
+                    }
+                    x
+                }
+                (_, Some(&y)) => {
+                    j += 1;
+                    y
+                }
+                (Some(&x), None) => {
+                    i += 1;
+                    x
+                }
+                (None, None) => return None,
+            };
+            let idx = next as usize;
+            if net.rules.get(idx).is_some_and(|r| flow.matches_rest(r)) {
+                return Some(idx);
+            }
+        }
+    }
+
+    /// Header edits for the request forwarded upstream (step 5).
+    pub fn request_edits<'p>(&'p self, headers: &dyn Headers, out: &mut Vec<Edit<'p>>) {
+        ops_to_edits(&self.request_headers, headers, out);
+    }
+
+    /// Header edits for a response sent downstream (step 6): the response
+    /// ops, then HSTS on secure requests (and no HSTS on plain ones).
+    /// `headers` is only consulted for `exists: skip` ops.
+    pub fn response_edits<'p>(
+        &'p self,
+        secure: bool,
+        headers: &dyn Headers,
+        out: &mut Vec<Edit<'p>>,
+    ) {
+        ops_to_edits(&self.response_headers, headers, out);
+        if let Some(h) = &self.hsts {
+            out.push(Edit {
+                op: if secure {
+                    EditOp::Replace
+                } else {
+                    EditOp::Remove
+                },
+                name: "strict-transport-security",
+                value: if secure { h.value.as_bytes() } else { b"" },
+            });
+        }
+    }
+
+    /// The local reply for a decision that stops the request, with the
+    /// response ops and HSTS applied; `None` when it is forwarded.
+    pub fn local_reply(&self, d: &Decision) -> Option<LocalReply> {
+        let body: &[u8] = match (d.verdict, d.step) {
+            (Verdict::Forward, _) => return None,
+            (Verdict::Redirect, _) => b"",
+            (_, Step::ClientIp | Step::Network) => self
+                .network
+                .as_ref()
+                .map_or(b"Forbidden\n".as_slice(), |n| n.deny_body.as_bytes()),
+            (_, Step::HttpsOnly) if d.status == 400 => b"Bad Request: host not allowed\n",
+            (_, Step::HttpsOnly) => b"HTTPS Required\n",
+            (_, _) => b"Unauthorized\n",
+        };
+        let mut headers: Vec<(String, Vec<u8>)> = Vec::new();
+        if let Some(loc) = &d.location {
+            headers.push((String::from("location"), loc.clone()));
+        }
+        if !body.is_empty() {
+            headers.push((
+                String::from("content-type"),
+                b"text/plain; charset=utf-8".to_vec(),
+            ));
+        }
+        let mut edits = Vec::new();
+        self.response_edits(d.secure, &headers, &mut edits);
+        apply_edits(&mut headers, &edits);
+        Some(LocalReply {
+            status: d.status,
+            headers,
+            body: body.to_vec(),
+        })
+    }
+
+    /// The trace of a decision as one line: `verdict status step source
+    /// client rule`, e.g. `deny 403 network peer 10.0.0.9 default`. The rule
+    /// name comes last since it may contain spaces. [`Trace::parse`] reads it.
+    pub fn trace(&self, d: &Decision) -> String {
+        use core::fmt::Write;
+        let mut s = String::new();
+        let client = match d.client.ip {
+            Some(ip) => alloc::format!("{ip}"),
+            None => String::from("unknown"),
+        };
+        // Writing to a String cannot fail.
+        let _ = write!(
+            s,
+            "{} {} {} {} {} {}",
+            d.verdict.as_str(),
+            d.status,
+            d.step.as_str(),
+            d.client.source.as_str(),
+            client,
+            self.rule_name(d.rule)
+        );
+        s
+    }
+}
+
+/// A decision as read back from a trace line (see [`Policy::trace`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trace {
+    /// Verdict.
+    pub verdict: Verdict,
+    /// Local reply status, 0 when forwarded.
+    pub status: u16,
+    /// Step.
+    pub step: Step,
+    /// `peer` or `x-forwarded-for`.
+    pub source: String,
+    /// Client address or `unknown`.
+    pub client_ip: String,
+    /// Rule name or `default`.
+    pub rule: String,
+}
+
+impl Trace {
+    /// Parses a trace line.
+    pub fn parse(s: &str) -> Option<Trace> {
+        let mut it = s.splitn(6, ' ');
+        Some(Trace {
+            verdict: Verdict::from_word(it.next()?)?,
+            status: it.next()?.parse().ok()?,
+            step: Step::from_word(it.next()?)?,
+            source: String::from(it.next()?),
+            client_ip: String::from(it.next()?),
+            rule: String::from(it.next()?),
+        })
+    }
+}
+
+/// The five-tuple the network rules look at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flow {
+    /// Client address.
+    pub src: Key,
+    /// Client port.
+    pub sport: u16,
+    /// Local address.
+    pub dst: Key,
+    /// Local port.
+    pub dport: u16,
+    /// Transport.
+    pub transport: Transport,
+}
+
+impl Flow {
+    /// Whether every field but the source matches the rule.
+    pub fn matches_rest(&self, r: &crate::policy::Rule) -> bool {
+        let proto = match r.protocol {
+            Protocol::Any => true,
+            Protocol::Tcp => self.transport == Transport::Tcp,
+            Protocol::Udp => self.transport == Transport::Udp,
+        };
+        proto
+            && r.source_ports.contains(self.sport)
+            && r.destination_ports.contains(self.dport)
+            && r.destination.contains(self.dst)
+    }
+}
+
+fn ops_to_edits<'p>(ops: &'p [HeaderOp], headers: &dyn Headers, out: &mut Vec<Edit<'p>>) {
+    for (i, op) in ops.iter().enumerate() {
+        match op {
+            HeaderOp::Remove(name) => out.push(Edit {
+                op: EditOp::Remove,
+                name,
+                value: b"",
+            }),
+            HeaderOp::Set {
+                name,
+                value,
+                exists,
+            } => {
+                let op = match exists {
+                    Exists::Override => EditOp::Replace,
+                    Exists::Append => EditOp::Append,
+                    Exists::Skip => {
+                        // Present now = the last earlier op on this name
+                        // decides, else the incoming headers do.
+                        let earlier = ops.get(..i).unwrap_or(&[]);
+                        let present = match earlier.iter().rev().find(|o| o.name() == name) {
+                            Some(HeaderOp::Remove(_)) => false,
+                            Some(HeaderOp::Set { .. }) => true,
+                            None => headers.has(name),
+                        };
+                        if present {
+                            continue;
+                        }
+                        EditOp::Append
+                    }
+                };
+                out.push(Edit {
+                    op,
+                    name,
+                    value: value.as_bytes(),
+                });
+            }
+        }
+    }
+}
+
+/// Applies edits to a header list the way a proxy does (names compared
+/// case-insensitively). Used by the native engine, the playground and tests.
+pub fn apply_edits<N>(list: &mut Vec<(N, Vec<u8>)>, edits: &[Edit<'_>])
+where
+    N: AsRef<[u8]> + for<'a> From<&'a str>,
+{
+    for e in edits {
+        match e.op {
+            EditOp::Remove => {
+                list.retain(|(n, _)| !n.as_ref().eq_ignore_ascii_case(e.name.as_bytes()))
+            }
+            EditOp::Replace => {
+                let mut first = true;
+                list.retain_mut(|(n, v)| {
+                    if !n.as_ref().eq_ignore_ascii_case(e.name.as_bytes()) {
+                        return true;
+                    }
+                    if first {
+                        first = false;
+                        *v = e.value.to_vec();
+                        true
+                    } else {
+                        false
+                    }
+                });
+                if first {
+                    list.push((N::from(e.name), e.value.to_vec()));
+                }
+            }
+            EditOp::Append => list.push((N::from(e.name), e.value.to_vec())),
+        }
+    }
+}

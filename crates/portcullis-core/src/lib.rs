@@ -1,0 +1,51 @@
+//! The Portcullis policy engine.
+//!
+//! A policy document (policy-v1, JSON) says who may call an API and how its
+//! traffic is hardened: NSG-style prioritized allow/deny rules on the client
+//! address, ports and protocol; HTTPS-only; HSTS; header rewriting both ways;
+//! APIM-style required headers. This crate reads such a document, rejects a
+//! bad one with every problem at once ([`Policy::parse`]), and decides any
+//! request ([`Policy::decide`]), returning the decision with its trace, the
+//! header edits for the request and the response, and hardened local replies.
+//! It also reads and checks policy test files ([`testfile`]), so every engine
+//! (this crate natively, the Envoy filter, the CLI, the playground) runs the
+//! same corpus through the same comparison.
+//!
+//! What this crate does *not* do:
+//! - no I/O, no clock, no logging, no globals: hosts feed it requests and
+//!   apply the edits it returns;
+//! - no TLS or HTTP parsing: the host says whether a connection is TLS and
+//!   hands over header bytes as it has them;
+//! - no std: `#![no_std]` + `alloc`, with no dependencies at all, so it builds
+//!   for `wasm32v1-none` and `x86_64-unknown-none`;
+//! - nothing on the request path panics (indexing, unwrap and arithmetic
+//!   overflow are avoided; see the clippy lints below), and nothing there
+//!   assumes header bytes are UTF-8.
+#![no_std]
+#![deny(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+extern crate alloc;
+
+pub mod addr;
+mod error;
+pub mod eval;
+pub mod json;
+pub mod matcher;
+pub mod policy;
+pub mod testfile;
+
+pub use error::{Error, Problem, Problems};
+pub use eval::{
+    apply_edits, Client, ClientSource, Decision, Edit, EditOp, Flow, Headers, LocalReply, Request,
+    Step, Trace, Transport, Verdict,
+};
+pub use policy::Policy;
