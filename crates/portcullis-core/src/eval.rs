@@ -688,3 +688,104 @@ where
         }
     }
 }
+
+/// The field of a rule that did not match a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    /// `source`
+    Source,
+    /// `source_ports`
+    SourcePorts,
+    /// `destination`
+    Destination,
+    /// `destination_ports`
+    DestinationPorts,
+    /// `protocol`
+    Protocol,
+}
+
+impl Field {
+    /// The policy field name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Field::Source => "source",
+            Field::SourcePorts => "source_ports",
+            Field::Destination => "destination",
+            Field::DestinationPorts => "destination_ports",
+            Field::Protocol => "protocol",
+        }
+    }
+}
+
+/// How one rule fared against a flow (for "IP flow verify" explanations).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuleCheck {
+    /// Index into `network.rules` (priority order).
+    pub index: usize,
+    /// The first field that did not match, or `None` if the rule matched.
+    pub failed: Option<Field>,
+    /// Whether this rule decided (the first match).
+    pub decided: bool,
+}
+
+impl Policy {
+    /// Every network rule in priority order, with whether it matched the
+    /// request's flow and, if not, the first field that did not. Walks the
+    /// rules one by one (not the compiled table): this is for people, and
+    /// the property tests check that both agree.
+    pub fn explain(&self, req: &Request<'_>) -> Vec<RuleCheck> {
+        let Some(net) = &self.network else {
+            return Vec::new();
+        };
+        let Some(ip) = self.client(req).ip else {
+            return Vec::new();
+        };
+        let flow = Flow {
+            src: addr::key(ip),
+            sport: req.peer.port(),
+            dst: addr::key(req.local.ip()),
+            dport: req.local.port(),
+            transport: req.transport,
+        };
+        let mut decided = false;
+        net.rules
+            .iter()
+            .enumerate()
+            .map(|(index, r)| {
+                let failed = flow.first_mismatch(r);
+                let this = failed.is_none() && !decided;
+                decided |= this;
+                RuleCheck {
+                    index,
+                    failed,
+                    decided: this,
+                }
+            })
+            .collect()
+    }
+}
+
+impl Flow {
+    /// The first field of `r` that does not match, in the order the policy
+    /// lists them, or `None` when the rule matches.
+    pub fn first_mismatch(&self, r: &crate::policy::Rule) -> Option<Field> {
+        let proto = match r.protocol {
+            Protocol::Any => true,
+            Protocol::Tcp => self.transport == Transport::Tcp,
+            Protocol::Udp => self.transport == Transport::Udp,
+        };
+        if !r.source.contains(self.src) {
+            Some(Field::Source)
+        } else if !r.source_ports.contains(self.sport) {
+            Some(Field::SourcePorts)
+        } else if !r.destination.contains(self.dst) {
+            Some(Field::Destination)
+        } else if !r.destination_ports.contains(self.dport) {
+            Some(Field::DestinationPorts)
+        } else if !proto {
+            Some(Field::Protocol)
+        } else {
+            None
+        }
+    }
+}

@@ -45,7 +45,7 @@ pub mod testfile;
 
 pub use error::{Error, Problem, Problems};
 pub use eval::{
-    apply_edits, Client, ClientSource, Decision, Edit, EditOp, Flow, Headers, LocalReply, Request,
-    Step, Trace, Transport, Verdict,
+    apply_edits, Client, ClientSource, Decision, Edit, EditOp, Field, Flow, Headers, LocalReply,
+    Request, RuleCheck, Step, Trace, Transport, Verdict,
 };
 pub use policy::Policy;
