@@ -1,0 +1,593 @@
+//! The browser playground's engine.
+//!
+//! A thin wasm-bindgen shell: every exported function takes JSON (or policy
+//! text), calls [`portcullis_core`] and returns JSON for the page to render.
+//! Parsing, decisions, header edits, rule explanations and test comparisons
+//! all happen in the core; this crate only converts.
+//!
+//! The functions are plain Rust (`&str` in, `String` out), so the native
+//! corpus example and the unit tests call exactly what the page calls.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use portcullis_core::addr::AddrSet;
+use portcullis_core::policy::{Access, PortSet, Protocol};
+use portcullis_core::testfile::{
+    check, missing_policy_errors, run_core, show_bytes, Case, HeaderList, PolicySource, TestFile,
+};
+use portcullis_core::{Field, Policy, Problems, Transport};
+use serde::Serialize;
+use wasm_bindgen::prelude::wasm_bindgen;
+
+/// One problem with a document, for the editor.
+#[derive(Debug, Serialize)]
+struct ProblemOut {
+    line: u32,
+    column: u32,
+    path: String,
+    message: String,
+}
+
+fn problems(p: &Problems) -> Vec<ProblemOut> {
+    p.0.iter()
+        .map(|p| ProblemOut {
+            line: p.line,
+            column: p.column,
+            path: p.path.clone(),
+            message: p.error.to_string(),
+        })
+        .collect()
+}
+
+fn to_json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v)
+        .unwrap_or_else(|e| format!("{{\"ok\":false,\"fatal\":{:?}}}", e.to_string()))
+}
+
+/// Validates a policy: `{ok, name, rules, errors: [{line, column, path, message}]}`.
+#[wasm_bindgen]
+pub fn check_policy(text: &str) -> String {
+    #[derive(Serialize)]
+    struct Out {
+        ok: bool,
+        name: Option<String>,
+        rules: usize,
+        errors: Vec<ProblemOut>,
+    }
+    let out = match Policy::parse(text.as_bytes()) {
+        Ok(p) => Out {
+            ok: true,
+            rules: p.network.as_ref().map_or(0, |n| n.rules.len()),
+            name: Some(p.name),
+            errors: Vec::new(),
+        },
+        Err(e) => Out {
+            ok: false,
+            name: None,
+            rules: 0,
+            errors: problems(&e),
+        },
+    };
+    to_json(&out)
+}
+
+/// A header for display: the value as text, escaped when not UTF-8.
+#[derive(Debug, Serialize)]
+struct HeaderOut {
+    name: String,
+    value: String,
+    binary: bool,
+}
+
+fn headers_out(list: &HeaderList) -> Vec<HeaderOut> {
+    list.iter()
+        .map(|(n, v)| match std::str::from_utf8(v) {
+            Ok(s) => HeaderOut {
+                name: n.clone(),
+                value: s.to_string(),
+                binary: false,
+            },
+            Err(_) => HeaderOut {
+                name: n.clone(),
+                value: show_bytes(v),
+                binary: true,
+            },
+        })
+        .collect()
+}
+
+fn ports_text(p: &PortSet) -> String {
+    if p.is_any() {
+        return "*".into();
+    }
+    let parts: Vec<String> =
+        p.0.iter()
+            .map(|&(lo, hi)| {
+                if lo == hi {
+                    lo.to_string()
+                } else {
+                    format!("{lo}-{hi}")
+                }
+            })
+            .collect();
+    parts.join(", ")
+}
+
+fn addrs_text(s: &AddrSet) -> String {
+    if s.is_any() {
+        return "*".into();
+    }
+    let v4 = s.v4.iter().map(|&(lo, hi)| {
+        (
+            IpAddr::from(std::net::Ipv4Addr::from(lo)),
+            IpAddr::from(std::net::Ipv4Addr::from(hi)),
+        )
+    });
+    let v6 = s.v6.iter().map(|&(lo, hi)| {
+        (
+            IpAddr::from(std::net::Ipv6Addr::from(lo)),
+            IpAddr::from(std::net::Ipv6Addr::from(hi)),
+        )
+    });
+    let all: Vec<String> = v4
+        .chain(v6)
+        .map(|(lo, hi)| {
+            if lo == hi {
+                lo.to_string()
+            } else {
+                format!("{lo}-{hi}")
+            }
+        })
+        .collect();
+    if all.len() > 4 {
+        let head = all.get(..4).unwrap_or(&[]).join(", ");
+        format!("{head}, … ({} ranges)", all.len())
+    } else {
+        all.join(", ")
+    }
+}
+
+fn protocol_text(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Any => "*",
+        Protocol::Tcp => "tcp",
+        Protocol::Udp => "udp",
+    }
+}
+
+fn access_text(a: Access) -> &'static str {
+    match a {
+        Access::Allow => "allow",
+        Access::Deny => "deny",
+    }
+}
+
+/// One network rule as the explain view shows it.
+#[derive(Debug, Serialize)]
+struct RuleOut {
+    index: usize,
+    name: String,
+    priority: u16,
+    access: &'static str,
+    line: u32,
+    path: String,
+    source: Vec<String>,
+    source_ports: String,
+    destination: String,
+    destination_ports: String,
+    protocol: &'static str,
+    /// Every field matches the flow.
+    matched: bool,
+    /// This rule decided (the first match in priority order).
+    decided: bool,
+    /// The engine got this far (rules after the deciding one are not reached).
+    reached: bool,
+    /// The first field that did not match.
+    failed_field: Option<&'static str>,
+    why: String,
+}
+
+/// The request and upstream response of the request builder, in the shape of
+/// a policy test case (`{"request": {...}, "upstream": {...}}`), read by the
+/// core's test-file reader so the playground and test files agree on every
+/// default.
+fn read_case(case_json: &str) -> Result<Case, Vec<ProblemOut>> {
+    // The wrapper must only ever hold one complete JSON value: check that the
+    // builder's text is one before splicing it in.
+    if let Err(e) = portcullis_core::json::parse(case_json) {
+        let (line, column) = portcullis_core::json::line_col(case_json, e.offset);
+        return Err(vec![ProblemOut {
+            line,
+            column,
+            path: String::new(),
+            message: e.message.to_string(),
+        }]);
+    }
+    let wrapped = format!("{{\"policy\":\"-\",\"cases\":[{case_json}]}}");
+    match TestFile::parse(&wrapped) {
+        Ok(tf) => tf.cases.into_iter().next().ok_or_else(|| {
+            vec![ProblemOut {
+                line: 1,
+                column: 1,
+                path: String::new(),
+                message: "no request".into(),
+            }]
+        }),
+        Err(e) => Err(problems(&e)
+            .into_iter()
+            .map(|mut p| {
+                p.path = p
+                    .path
+                    .strip_prefix("cases[0].")
+                    .unwrap_or(&p.path)
+                    .to_string();
+                p
+            })
+            .collect()),
+    }
+}
+
+/// Which parts of the policy exist, for the evaluation pipeline view.
+#[derive(Debug, Serialize)]
+struct Configured {
+    client_ip: &'static str,
+    network: bool,
+    default_access: Option<&'static str>,
+    https_only: bool,
+    require_headers: usize,
+    request_headers: usize,
+    response_headers: usize,
+    hsts: bool,
+}
+
+/// Decides one request and explains it. `case_json` is
+/// `{"request": {...}, "upstream": {...}}` as in a policy test case.
+///
+/// Returns `{ok: false, errors}` for a rejected policy, `{ok: false,
+/// request_errors}` for a bad request, else the decision, the per-rule
+/// explanation and the headers before and after the policy's edits.
+#[wasm_bindgen]
+pub fn evaluate(policy_text: &str, case_json: &str) -> String {
+    #[derive(Serialize)]
+    struct Fail {
+        ok: bool,
+        errors: Vec<ProblemOut>,
+        request_errors: Vec<ProblemOut>,
+    }
+    #[derive(Serialize)]
+    struct Out {
+        ok: bool,
+        verdict: &'static str,
+        status: u16,
+        step: &'static str,
+        rule: String,
+        rule_index: Option<usize>,
+        rule_line: Option<u32>,
+        client_ip: Option<String>,
+        client_source: &'static str,
+        secure: bool,
+        location: Option<String>,
+        trace: String,
+        body: String,
+        configured: Configured,
+        rules: Vec<RuleOut>,
+        explain_agrees: bool,
+        request_headers_before: Vec<HeaderOut>,
+        request_headers_after: Option<Vec<HeaderOut>>,
+        response_headers_before: Option<Vec<HeaderOut>>,
+        response_headers_after: Vec<HeaderOut>,
+        case: CaseOut,
+    }
+    let policy = match Policy::parse(policy_text.as_bytes()) {
+        Ok(p) => p,
+        Err(e) => {
+            return to_json(&Fail {
+                ok: false,
+                errors: problems(&e),
+                request_errors: Vec::new(),
+            })
+        }
+    };
+    let case = match read_case(case_json) {
+        Ok(c) => c,
+        Err(errs) => {
+            return to_json(&Fail {
+                ok: false,
+                errors: Vec::new(),
+                request_errors: errs,
+            })
+        }
+    };
+    let req = case.request.as_request();
+    let d = policy.decide(&req);
+    let outcome = run_core(&policy, &case);
+    let checks = policy.explain(&req);
+    let client_ip = d.client.ip;
+    let rules = policy.network.as_ref().map(|n| n.rules.as_slice());
+    let decided_at = checks.iter().position(|c| c.decided);
+    let rules_out: Vec<RuleOut> = checks
+        .iter()
+        .filter_map(|c| {
+            let r = rules?.get(c.index)?;
+            let why = match c.failed {
+                None if c.decided => format!(
+                    "every field matches: this rule decides ({})",
+                    access_text(r.access)
+                ),
+                None => "every field matches, but a higher-priority rule decided first".into(),
+                Some(Field::Source) => format!(
+                    "client {} is not in source [{}]",
+                    client_ip.map_or_else(|| "unknown".into(), |ip| ip.to_string()),
+                    r.source_text.join(", ")
+                ),
+                Some(Field::SourcePorts) => format!(
+                    "client port {} is not in source_ports {}",
+                    req.peer.port(),
+                    ports_text(&r.source_ports)
+                ),
+                Some(Field::Destination) => format!(
+                    "local address {} is not in destination {}",
+                    req.local.ip(),
+                    addrs_text(&r.destination)
+                ),
+                Some(Field::DestinationPorts) => format!(
+                    "local port {} is not in destination_ports {}",
+                    req.local.port(),
+                    ports_text(&r.destination_ports)
+                ),
+                Some(Field::Protocol) => format!(
+                    "transport {} does not match protocol {}",
+                    match req.transport {
+                        Transport::Tcp => "tcp",
+                        Transport::Udp => "udp",
+                    },
+                    protocol_text(r.protocol)
+                ),
+            };
+            Some(RuleOut {
+                index: c.index,
+                name: r.name.clone(),
+                priority: r.priority,
+                access: access_text(r.access),
+                line: r.line,
+                path: r.path.clone(),
+                source: r.source_text.clone(),
+                source_ports: ports_text(&r.source_ports),
+                destination: addrs_text(&r.destination),
+                destination_ports: ports_text(&r.destination_ports),
+                protocol: protocol_text(r.protocol),
+                matched: c.failed.is_none(),
+                decided: c.decided,
+                reached: decided_at.is_none_or(|at| c.index <= at),
+                failed_field: c.failed.map(Field::as_str),
+                why,
+            })
+        })
+        .collect();
+    // The per-rule walk and the compiled matcher must agree (the core's
+    // property tests say so; the page shows it if they ever do not).
+    let explain_agrees = client_ip.is_none() || decided_at == d.rule;
+    let rule_line = d
+        .rule
+        .and_then(|i| rules.and_then(|r| r.get(i)))
+        .map(|r| r.line);
+    let forwarded = outcome.upstream_headers.is_some();
+    let out = Out {
+        ok: true,
+        verdict: d.verdict.as_str(),
+        status: outcome.status,
+        step: d.step.as_str(),
+        rule: outcome.rule.clone(),
+        rule_index: d.rule,
+        rule_line,
+        client_ip: client_ip.map(|ip| ip.to_string()),
+        client_source: d.client.source.as_str(),
+        secure: d.secure,
+        location: outcome.location.clone(),
+        trace: outcome.trace.clone(),
+        body: String::from_utf8_lossy(&outcome.body).into_owned(),
+        configured: Configured {
+            client_ip: match policy.client_ip.from {
+                portcullis_core::policy::ClientFrom::Peer => "peer",
+                portcullis_core::policy::ClientFrom::XForwardedFor => "x-forwarded-for",
+            },
+            network: policy.network.is_some(),
+            default_access: policy
+                .network
+                .as_ref()
+                .map(|n| access_text(n.default_access)),
+            https_only: policy.https_only.is_some(),
+            require_headers: policy.require_headers.len(),
+            request_headers: policy.request_headers.len(),
+            response_headers: policy.response_headers.len(),
+            hsts: policy.hsts.is_some(),
+        },
+        rules: rules_out,
+        explain_agrees,
+        request_headers_before: headers_out(&case.request.headers),
+        request_headers_after: outcome.upstream_headers.as_ref().map(headers_out),
+        response_headers_before: forwarded.then(|| headers_out(&case.upstream.headers)),
+        response_headers_after: headers_out(&outcome.response_headers),
+        case: CaseOut {
+            peer: case.request.peer.to_string(),
+            local: case.request.local.to_string(),
+            tls: case.request.tls,
+            protocol: match case.request.transport {
+                Transport::Tcp => "tcp",
+                Transport::Udp => "udp",
+            },
+            method: case.request.method.clone(),
+            authority: case.request.authority.clone(),
+            path: case.request.path.clone(),
+        },
+    };
+    to_json(&out)
+}
+
+/// The request as the core read it (defaults filled in).
+#[derive(Debug, Serialize)]
+struct CaseOut {
+    peer: String,
+    local: String,
+    tls: bool,
+    protocol: &'static str,
+    method: String,
+    authority: String,
+    path: String,
+}
+
+#[derive(Debug, Serialize)]
+struct MismatchOut {
+    field: String,
+    expected: String,
+    seen: String,
+}
+
+#[derive(Debug, Serialize)]
+struct CaseResult {
+    name: String,
+    line: u32,
+    pass: bool,
+    mismatches: Vec<MismatchOut>,
+    trace: String,
+}
+
+#[derive(Debug, Serialize)]
+struct PolicyErrorCheck {
+    expected: Vec<String>,
+    missing: Vec<String>,
+    accepted: bool,
+    errors: Vec<ProblemOut>,
+}
+
+/// Runs a policy test file (policy-tests-v1). `policies_json` maps each
+/// policy path a test file may name to that file's text:
+/// `{"layered-security.json": "{...}"}` (the page fetches them).
+///
+/// Returns `{ok, pass, errors, policy_errors, expect_policy_error, cases:
+/// [{name, line, pass, mismatches: [{field, expected, seen}], trace}],
+/// passed, failed}`.
+#[wasm_bindgen]
+pub fn run_tests(test_file_text: &str, policies_json: &str) -> String {
+    #[derive(Serialize, Default)]
+    struct Out {
+        ok: bool,
+        pass: bool,
+        errors: Vec<ProblemOut>,
+        policy: Option<String>,
+        policy_errors: Vec<ProblemOut>,
+        expect_policy_error: Option<PolicyErrorCheck>,
+        cases: Vec<CaseResult>,
+        passed: usize,
+        failed: usize,
+    }
+    let mut out = Out::default();
+    let tf = match TestFile::parse(test_file_text) {
+        Ok(tf) => tf,
+        Err(e) => {
+            out.errors = problems(&e);
+            return to_json(&out);
+        }
+    };
+    let policies: BTreeMap<String, String> = if policies_json.trim().is_empty() {
+        BTreeMap::new()
+    } else {
+        match serde_json::from_str(policies_json) {
+            Ok(m) => m,
+            Err(e) => {
+                out.errors.push(ProblemOut {
+                    line: 0,
+                    column: 0,
+                    path: "policy".into(),
+                    message: format!("policy files: {e}"),
+                });
+                return to_json(&out);
+            }
+        }
+    };
+    let policy_text = match &tf.policy {
+        PolicySource::Inline(t) => {
+            out.policy = Some("(inline)".into());
+            t.clone()
+        }
+        PolicySource::Path(p) => {
+            out.policy = Some(p.clone());
+            match policies.get(p) {
+                Some(t) => t.clone(),
+                None => {
+                    out.errors.push(ProblemOut {
+                        line: 0,
+                        column: 0,
+                        path: "policy".into(),
+                        message: format!("policy file {p:?} was not provided"),
+                    });
+                    return to_json(&out);
+                }
+            }
+        }
+    };
+    out.ok = true;
+    let parsed = Policy::parse(policy_text.as_bytes());
+    if let Some(want) = &tf.expect_policy_error {
+        let check = match &parsed {
+            Ok(_) => PolicyErrorCheck {
+                expected: want.clone(),
+                missing: want.clone(),
+                accepted: true,
+                errors: Vec::new(),
+            },
+            Err(e) => PolicyErrorCheck {
+                expected: want.clone(),
+                missing: missing_policy_errors(want, e)
+                    .into_iter()
+                    .map(String::from)
+                    .collect(),
+                accepted: false,
+                errors: problems(e),
+            },
+        };
+        out.pass = !check.accepted && check.missing.is_empty();
+        out.expect_policy_error = Some(check);
+        return to_json(&out);
+    }
+    let policy = match parsed {
+        Ok(p) => p,
+        Err(e) => {
+            out.policy_errors = problems(&e);
+            return to_json(&out);
+        }
+    };
+    for case in &tf.cases {
+        let outcome = run_core(&policy, case);
+        let mismatches: Vec<MismatchOut> = check(&case.expect, &outcome)
+            .into_iter()
+            .map(|m| MismatchOut {
+                field: m.field,
+                expected: m.expected,
+                seen: m.seen,
+            })
+            .collect();
+        let pass = mismatches.is_empty();
+        if pass {
+            out.passed += 1;
+        } else {
+            out.failed += 1;
+        }
+        out.cases.push(CaseResult {
+            name: case.name.clone(),
+            line: case.line,
+            pass,
+            mismatches,
+            trace: outcome.trace,
+        });
+    }
+    out.pass = out.failed == 0;
+    to_json(&out)
+}
+
+/// The engine's version, shown in the page footer.
+#[wasm_bindgen]
+pub fn version() -> String {
+    env!("CARGO_PKG_VERSION").to_string()
+}
