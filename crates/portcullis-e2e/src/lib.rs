@@ -1,0 +1,1 @@
+//! End-to-end proof of the Portcullis filter in real Envoy.
