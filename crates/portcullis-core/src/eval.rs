@@ -34,6 +34,12 @@ impl<N: AsRef<[u8]>, V: AsRef<[u8]>> Headers for [(N, V)] {
     }
 }
 
+impl<N: AsRef<[u8]>, V: AsRef<[u8]>, const K: usize> Headers for [(N, V); K] {
+    fn each_value(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
+        self.as_slice().each_value(name, f);
+    }
+}
+
 impl<N: AsRef<[u8]>, V: AsRef<[u8]>> Headers for Vec<(N, V)> {
     fn each_value(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
         self.as_slice().each_value(name, f);

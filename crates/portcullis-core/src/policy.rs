@@ -302,6 +302,7 @@ impl Policy {
         let mut v = Validator {
             lines: LineIndex::new(text),
             problems: Vec::new(),
+            declared_groups: Vec::new(),
         };
         let policy = v.policy(value);
         match policy {
@@ -427,6 +428,9 @@ fn index(path: &str, i: usize) -> String {
 struct Validator<'t> {
     lines: LineIndex<'t>,
     problems: Vec<Problem>,
+    /// Every address group name declared, resolved or not: a reference to a
+    /// broken group is not also reported as unknown.
+    declared_groups: Vec<String>,
 }
 
 /// An object's first occurrences of the allowed keys.
@@ -745,6 +749,7 @@ impl<'t> Validator<'t> {
             } else {
                 raw.insert(&m.key, (&m.value, p));
             }
+            self.declared_groups.push(m.key.clone());
         }
         // Resolve each group, depth first, refusing cycles.
         let mut done: BTreeMap<String, AddrSet> = BTreeMap::new();
@@ -831,9 +836,9 @@ impl<'t> Validator<'t> {
         match addr::parse_literal(s) {
             Ok(set) => Some(set),
             Err(addr::AddrProblem::Unrecognized) if is_name(s, 64) => {
-                // A name that is not a group; when the groups themselves
-                // failed, the group may exist but be broken: stay quiet.
-                if groups_ok {
+                // A declared group that failed to resolve was reported where
+                // it is defined; anything else is unknown.
+                if !self.declared_groups.iter().any(|g| g == s) {
                     self.err(path, span, Error::UnknownGroup(s.to_string()));
                 }
                 None
@@ -996,30 +1001,42 @@ impl<'t> Validator<'t> {
         } else {
             ok = false;
         }
-        // Unique names and priorities, naming both rules.
-        for i in 0..rules.len() {
-            for j in 0..i {
-                let (Some(a), Some(b)) = (rules.get(j), rules.get(i)) else {
-                    continue;
-                };
-                if a.name == b.name {
-                    let e = Error::DuplicateRuleName {
-                        name: b.name.clone(),
-                        other: a.path.clone(),
-                    };
-                    let (p, s) = (alloc::format!("{}.name", b.path), b.span);
-                    self.err(&p, s, e);
-                    ok = false;
+        // Unique names and priorities, naming both rules. Read from the raw
+        // rule objects so that rules with other mistakes still take part.
+        if let Some(Kind::Array(list)) = rules_v.map(|r| &r.kind) {
+            // First rule (path, name) per name and per priority.
+            let mut names: BTreeMap<&str, String> = BTreeMap::new();
+            let mut prios: BTreeMap<u64, (String, Option<&str>)> = BTreeMap::new();
+            for (i, r) in list.iter().enumerate() {
+                let path = index("network.rules", i);
+                let name = r.get("name").and_then(Value::as_str);
+                let prio = r.get("priority").and_then(Value::as_u64);
+                if let Some(n) = name {
+                    if let Some(other) = names.get(n) {
+                        let span = r.get("name").map_or(r.span, |v| v.span);
+                        let e = Error::DuplicateRuleName {
+                            name: n.to_string(),
+                            other: other.clone(),
+                        };
+                        self.err(&child(&path, "name"), span, e);
+                        ok = false;
+                    } else {
+                        names.insert(n, path.clone());
+                    }
                 }
-                if a.priority == b.priority {
-                    let e = Error::DuplicatePriority {
-                        priority: u64::from(b.priority),
-                        other_name: a.name.clone(),
-                        other: a.path.clone(),
-                    };
-                    let (p, s) = (alloc::format!("{}.priority", b.path), b.span);
-                    self.err(&p, s, e);
-                    ok = false;
+                if let Some(p) = prio {
+                    if let Some((other, other_name)) = prios.get(&p) {
+                        let span = r.get("priority").map_or(r.span, |v| v.span);
+                        let e = Error::DuplicatePriority {
+                            priority: p,
+                            other_name: other_name.unwrap_or("?").to_string(),
+                            other: other.clone(),
+                        };
+                        self.err(&child(&path, "priority"), span, e);
+                        ok = false;
+                    } else {
+                        prios.insert(p, (path, name));
+                    }
                 }
             }
         }

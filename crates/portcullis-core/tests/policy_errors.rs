@@ -1,0 +1,117 @@
+//! A policy with several mistakes gets one error per mistake, each with its
+//! JSON path, line and column.
+
+use portcullis_core::{Error, Policy};
+
+const BROKEN: &str = r#"{
+  "name": "broken policy",
+  "address_groups": { "fe": ["010.0.0.1"] },
+  "network": {
+    "rules": [
+      { "name": "a", "priority": 100, "access": "allow", "source": ["10.1.2.3/8"] },
+      { "name": "a", "priority": 100, "access": "allow", "source": ["fe80::1%eth0"],
+        "destination_ports": ["70000"] },
+      { "name": "c", "priority": 5000, "access": "maybe", "source": ["nowhere"], "colour": "red" }
+    ]
+  },
+  "https_only": { "action": "redirect" },
+  "response_headers": [ { "set": "Connection", "value": "close" }, { "set": "X-A", "value": "a\r\nb" } ],
+  "hsts": { "max_age": 300, "preload": true },
+  "hsts": { "max_age": 1 }
+}"#;
+
+#[test]
+fn every_mistake_is_reported_with_its_position() {
+    let problems = Policy::parse(BROKEN.as_bytes()).unwrap_err().0;
+    let got: Vec<(String, u32, u32)> = problems
+        .iter()
+        .map(|p| (p.path.clone(), p.line, p.column))
+        .collect();
+    let want = [
+        ("name", 2, 11),
+        ("address_groups.fe[0]", 3, 30),
+        ("network.rules[0].source[0]", 6, 69),
+        ("network.rules[1].source[0]", 7, 69),
+        ("network.rules[1].destination_ports[0]", 8, 31),
+        ("network.rules[1].name", 7, 17),
+        ("network.rules[1].priority", 7, 34),
+        ("network.rules[2].colour", 9, 82),
+        ("network.rules[2].priority", 9, 34),
+        ("network.rules[2].access", 9, 50),
+        ("network.rules[2].source[0]", 9, 70),
+        ("https_only", 12, 17),
+        ("response_headers[0].set", 13, 34),
+        ("response_headers[1].value", 13, 93),
+        ("hsts.preload", 14, 40),
+        ("hsts", 15, 3),
+    ];
+    for (path, line, col) in want {
+        assert!(
+            got.iter()
+                .any(|(p, l, c)| p == path && *l == line && *c == col),
+            "missing {path} at {line}:{col}; got:\n{:#?}",
+            got
+        );
+    }
+    assert_eq!(got.len(), want.len(), "{got:#?}");
+    // Spot-check messages.
+    let text = portcullis_core::Problems(problems.clone()).to_string();
+    assert!(text.contains("did you mean 10.0.0.0/8?"), "{text}");
+    assert!(text.contains("leading zeros"), "{text}");
+    assert!(text.contains("zone ids"), "{text}");
+    assert!(
+        text.contains("rule name \"a\" is also used by network.rules[0]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("priority 100 is also used by rule \"a\" (network.rules[0])"),
+        "{text}"
+    );
+    assert!(matches!(
+        problems.iter().find(|p| p.path == "hsts").map(|p| &p.error),
+        Some(Error::DuplicateKey(_))
+    ));
+}
+
+#[test]
+fn syntax_errors_and_bad_bytes_have_positions() {
+    let e = Policy::parse(b"{\n  \"name\": \"x\",\n  oops\n}")
+        .unwrap_err()
+        .0;
+    assert_eq!((e[0].line, e[0].column), (3, 3));
+    let e = Policy::parse(b"{\"name\": \"\xff\"}").unwrap_err().0;
+    assert_eq!(e[0].error, Error::NotUtf8);
+    assert_eq!((e[0].line, e[0].column), (1, 11));
+}
+
+#[test]
+fn secrets_never_appear_in_errors_or_debug() {
+    let p = Policy::parse(
+        br#"{"name":"k","require_headers":[{"name":"x-functions-key","values":["S3cr3t"]}]}"#,
+    )
+    .unwrap();
+    assert!(!format!("{p:?}").contains("S3cr3t"));
+    let e = Policy::parse(
+        br#"{"name":"k","require_headers":[{"name":"x-functions-key","values":["S3cr3t\n"]}]}"#,
+    )
+    .unwrap_err();
+    assert!(!e.to_string().contains("S3cr3t"), "{e}");
+}
+
+#[test]
+fn hostile_sizes_are_bounded() {
+    // Deep nesting is a syntax error, not a stack overflow.
+    let deep = format!(
+        "{{\"name\":{}1{}}}",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let e = Policy::parse(deep.as_bytes()).unwrap_err();
+    assert!(e.to_string().contains("nesting too deep"), "{e}");
+    // Over the size limit: one clear error.
+    let big = vec![b' '; portcullis_core::policy::MAX_POLICY_BYTES + 1];
+    assert!(matches!(
+        Policy::parse(&big).unwrap_err().0[0].error,
+        Error::TooLarge { .. }
+    ));
+}
