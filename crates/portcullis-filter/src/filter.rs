@@ -1,0 +1,380 @@
+//! The proxy-wasm root and HTTP contexts.
+
+use core::cell::OnceCell;
+use core::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::rc::Rc;
+
+use portcullis_core::addr::parse_socket;
+use portcullis_core::json;
+use portcullis_core::{
+    Client, ClientSource, Decision, EditOp, Headers, Policy, Request, Step, Transport, Verdict,
+};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType};
+
+use crate::host::{self, level};
+use crate::needs::Needs;
+use crate::stats;
+use crate::wire::{self, HeaderMap};
+
+/// Property paths (segments separated by NUL, as the ABI wants them).
+const SOURCE_ADDRESS: &[u8] = b"source\0address";
+const DESTINATION_ADDRESS: &[u8] = b"destination\0address";
+const TLS_VERSION: &[u8] = b"connection\0tls_version";
+const PROTOCOL: &[u8] = b"request\0protocol";
+const PLUGIN_NAME: &[u8] = b"plugin_name";
+/// Where the trace goes: Envoy stores it as filter state `wasm.portcullis.trace`.
+pub const TRACE_PROPERTY: &[u8] = b"portcullis.trace";
+
+/// Everything the HTTP contexts share: the compiled policy and its counters.
+struct Shared {
+    policy: Policy,
+    needs: Needs,
+    /// Counter ids for allowed, denied, redirected.
+    verdicts: [Option<u32>; 3],
+    /// Counter id per rule index.
+    rules: Vec<Option<u32>>,
+    /// Counter id for `default`.
+    default_rule: Option<u32>,
+    /// Whether the host wants debug logs (read once per configuration).
+    debug: bool,
+}
+
+impl Shared {
+    fn new(policy: Policy, debug: bool) -> Shared {
+        let rules = policy.network.as_ref().map_or(0, |n| n.rules.len());
+        let define = |name: String| {
+            let id = host::define_counter(&name);
+            if id.is_none() {
+                host::log(
+                    level::WARN,
+                    &format!("portcullis: cannot define counter {name}"),
+                );
+            }
+            id
+        };
+        Shared {
+            needs: Needs::of(&policy),
+            verdicts: [
+                define(stats::verdict(&policy, Verdict::Forward)),
+                define(stats::verdict(&policy, Verdict::Deny)),
+                define(stats::verdict(&policy, Verdict::Redirect)),
+            ],
+            rules: (0..rules)
+                .map(|i| define(stats::rule(&policy, Some(i))))
+                .collect(),
+            default_rule: define(stats::rule(&policy, None)),
+            policy,
+            debug,
+        }
+    }
+
+    fn count(&self, d: &Decision) {
+        let v = match d.verdict {
+            Verdict::Forward => 0,
+            Verdict::Deny => 1,
+            Verdict::Redirect => 2,
+        };
+        let rule = match d.rule {
+            Some(i) => self.rules.get(i).copied().flatten(),
+            None => self.default_rule,
+        };
+        for id in [self.verdicts.get(v).copied().flatten(), rule]
+            .into_iter()
+            .flatten()
+        {
+            host::increment(id);
+        }
+    }
+}
+
+/// The root context: owns the policy of the current configuration.
+#[derive(Default)]
+pub struct Root {
+    shared: Option<Rc<Shared>>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, size: usize) -> bool {
+        // A failed reconfiguration leaves no policy behind: contexts created
+        // from now on deny until a valid one is configured.
+        self.shared = None;
+        let Some(bytes) = host::plugin_configuration(size) else {
+            host::log(
+                level::ERROR,
+                "portcullis: policy rejected: the plugin configuration could not be read",
+            );
+            return false;
+        };
+        match Policy::parse(&bytes) {
+            Ok(policy) => {
+                let debug = host::log_level().is_some_and(|l| l <= level::DEBUG);
+                host::log(
+                    level::INFO,
+                    &format!("portcullis: policy \"{}\" loaded", policy.name),
+                );
+                self.shared = Some(Rc::new(Shared::new(policy, debug)));
+                true
+            }
+            Err(problems) => {
+                let name = policy_label(&bytes);
+                for p in &problems.0 {
+                    host::log(
+                        level::ERROR,
+                        &format!("portcullis: policy \"{name}\" rejected: {p}"),
+                    );
+                }
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Http {
+            shared: self.shared.clone(),
+            respond: Respond::No,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// How to name a rejected policy in logs: its `name` when the JSON is
+/// readable and the name is well formed, else Envoy's plugin name.
+fn policy_label(bytes: &[u8]) -> String {
+    let from_doc = core::str::from_utf8(bytes)
+        .ok()
+        .and_then(|t| json::parse(t).ok())
+        .and_then(|v| match v.get("name").map(|n| &n.kind) {
+            Some(json::Kind::String(s)) => Some(s.clone()),
+            _ => None,
+        })
+        .filter(|s| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+        });
+    if let Some(name) = from_doc {
+        return name;
+    }
+    host::property(PLUGIN_NAME)
+        .and_then(|b| String::from_utf8(b).ok())
+        .filter(|s| !s.is_empty() && !s.contains(['"', '\n', '\r']))
+        .unwrap_or_else(|| String::from("(plugin configuration)"))
+}
+
+/// What to do with the response headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Respond {
+    /// Nothing (no request seen, or our own local reply).
+    No,
+    /// Apply the response edits of a forwarded request.
+    Edit { secure: bool },
+}
+
+/// One HTTP stream.
+pub struct Http {
+    shared: Option<Rc<Shared>>,
+    respond: Respond,
+}
+
+impl Context for Http {}
+
+/// Request headers read from the host at most once, and only if the core
+/// asks for one (or the pseudo-headers are needed up front).
+struct LazyHeaders(OnceCell<HeaderMap>);
+
+impl LazyHeaders {
+    fn get(&self) -> &HeaderMap {
+        self.0.get_or_init(|| {
+            let map = HeaderMap::parse(host::header_map(host::REQUEST_HEADERS).unwrap_or_default());
+            if map.malformed() {
+                host::log(
+                    level::WARN,
+                    "portcullis: malformed request header map from the host",
+                );
+            }
+            map
+        })
+    }
+}
+
+impl Headers for LazyHeaders {
+    fn each_value(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
+        self.get().each_value(name, f);
+    }
+}
+
+/// A socket address property, `ip:port` or `[v6]:port`.
+fn socket_property(path: &[u8]) -> Option<SocketAddr> {
+    let bytes = host::property(path)?;
+    let s = core::str::from_utf8(&bytes).ok()?;
+    let (ip, port) = parse_socket(s)?;
+    Some(SocketAddr::new(ip, port))
+}
+
+const UNSPECIFIED: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
+
+impl Http {
+    fn deny_without_policy(&mut self) -> Action {
+        host::log(
+            level::ERROR,
+            "portcullis: no valid policy is configured; denying the request",
+        );
+        let headers = wire::serialize(&[("content-type", "text/plain; charset=utf-8")]);
+        let sent = headers.is_some_and(|h| {
+            host::send_local_response(500, "portcullis_no_policy", &h, b"Internal Server Error\n")
+        });
+        self.respond = Respond::No;
+        if !sent {
+            host::log(level::ERROR, "portcullis: local reply failed");
+        }
+        Action::Pause
+    }
+
+    fn decide(&mut self, shared: &Shared) -> Action {
+        let policy = &shared.policy;
+        let needs = &shared.needs;
+        let peer = socket_property(SOURCE_ADDRESS);
+        let local = if needs.local {
+            socket_property(DESTINATION_ADDRESS)
+        } else {
+            Some(UNSPECIFIED)
+        };
+        let tls = needs.tls && host::property(TLS_VERSION).is_some_and(|v| !v.is_empty());
+        let transport = if needs.protocol
+            && host::property(PROTOCOL).is_some_and(|p| p.as_slice() == b"HTTP/3")
+        {
+            Transport::Udp
+        } else {
+            Transport::Tcp
+        };
+        let headers = LazyHeaders(OnceCell::new());
+        let (method, authority, path): (&[u8], &[u8], &[u8]) = if needs.pseudo_headers(policy, tls)
+        {
+            let map = headers.get();
+            (
+                map.first(":method").unwrap_or_default(),
+                map.first(":authority").unwrap_or_default(),
+                map.first(":path").unwrap_or_default(),
+            )
+        } else {
+            (b"", b"", b"")
+        };
+        if needs.request_headers {
+            headers.get();
+        }
+        let d = match (peer, local) {
+            (Some(peer), Some(local)) => policy.decide(&Request {
+                peer,
+                local,
+                tls,
+                transport,
+                method,
+                authority,
+                path,
+                headers: &headers,
+            }),
+            // The host could not say who is calling (or where): fail closed
+            // with the policy's deny reply, as for an unknown client.
+            _ => {
+                host::log(
+                    level::WARN,
+                    "portcullis: source or destination address unavailable; denying",
+                );
+                Decision {
+                    verdict: Verdict::Deny,
+                    status: policy.network.as_ref().map_or(403, |n| n.deny_status),
+                    rule: None,
+                    client: Client {
+                        ip: None,
+                        source: ClientSource::Peer,
+                    },
+                    step: Step::ClientIp,
+                    secure: tls,
+                    location: None,
+                }
+            }
+        };
+        let trace = policy.trace(&d);
+        host::set_property(TRACE_PROPERTY, trace.as_bytes());
+        shared.count(&d);
+        if shared.debug {
+            host::log(level::DEBUG, &format!("portcullis: {trace}"));
+        }
+        match policy.local_reply(&d) {
+            Some(reply) => {
+                self.respond = Respond::No;
+                let details = match d.step {
+                    Step::ClientIp => "portcullis_client_ip",
+                    Step::Network => "portcullis_network",
+                    Step::HttpsOnly => "portcullis_https_only",
+                    Step::RequireHeaders => "portcullis_require_headers",
+                    Step::Forward => "portcullis",
+                };
+                let sent = wire::serialize(&reply.headers).is_some_and(|h| {
+                    host::send_local_response(reply.status, details, &h, &reply.body)
+                });
+                if !sent {
+                    // Never forward what the policy stopped.
+                    host::log(level::ERROR, "portcullis: local reply failed");
+                }
+                Action::Pause
+            }
+            None => {
+                let mut edits = Vec::new();
+                policy.request_edits(&headers, &mut edits);
+                apply(host::REQUEST_HEADERS, &edits);
+                self.respond = Respond::Edit { secure: d.secure };
+                Action::Continue
+            }
+        }
+    }
+}
+
+/// Applies edits to a header map, in order.
+fn apply(map: u32, edits: &[portcullis_core::Edit<'_>]) {
+    for e in edits {
+        let ok = match e.op {
+            EditOp::Remove => host::remove_header(map, e.name),
+            EditOp::Replace => host::replace_header(map, e.name, e.value),
+            EditOp::Append => host::add_header(map, e.name, e.value),
+        };
+        if !ok {
+            host::log(
+                level::WARN,
+                &format!("portcullis: header edit on {} failed", e.name),
+            );
+        }
+    }
+}
+
+impl HttpContext for Http {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        match self.shared.clone() {
+            Some(shared) => self.decide(&shared),
+            None => self.deny_without_policy(),
+        }
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let (Respond::Edit { secure }, Some(shared)) = (self.respond, self.shared.as_ref()) else {
+            return Action::Continue;
+        };
+        let policy = &shared.policy;
+        let headers = if shared.needs.response_headers {
+            HeaderMap::parse(host::header_map(host::RESPONSE_HEADERS).unwrap_or_default())
+        } else {
+            HeaderMap::default()
+        };
+        let mut edits = Vec::new();
+        policy.response_edits(secure, &headers, &mut edits);
+        apply(host::RESPONSE_HEADERS, &edits);
+        Action::Continue
+    }
+}

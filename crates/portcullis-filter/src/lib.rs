@@ -1,0 +1,57 @@
+//! Portcullis as a proxy-wasm HTTP filter, for Envoy's `envoy.filters.http.wasm`.
+//!
+//! The plugin configuration is a policy-v1 JSON document. It is parsed once,
+//! in `on_configure`; a rejected document logs every problem at error level
+//! (`portcullis: policy "<name>" rejected: <line>:<col>: <path>: <message>`)
+//! and fails the configuration, so Envoy refuses it. A stream that starts
+//! without a valid policy is answered `500`, never forwarded.
+//!
+//! Per request the filter reads only what the policy needs (see
+//! [`needs::Needs`]): `source.address` always; `destination.address`,
+//! `connection.tls_version` and `request.protocol` only when some rule or
+//! section depends on them; the request header map in one host call, only
+//! when the core asks for a header or a plain request may be redirected.
+//! Then it asks the core for the decision, and either sends the core's
+//! hardened local reply or applies the request edits and forwards. Response
+//! edits (and HSTS) are applied to the responses of forwarded requests; the
+//! filter's own local replies already carry them.
+//!
+//! Observability:
+//! - the trace line (`verdict status step source client rule`) is set as the
+//!   property `portcullis.trace`, which Envoy keeps as filter state
+//!   `wasm.portcullis.trace`: an access log prints it with
+//!   `%FILTER_STATE(wasm.portcullis.trace:PLAIN)%`; the same line is logged at
+//!   debug level when the host's log level for the plugin is debug or lower
+//!   at configuration time;
+//! - counters `portcullis.<policy>.allowed|denied|redirected` and
+//!   `portcullis.<policy>.rule.<rule>` (`default` when no rule decided),
+//!   names sanitized by [`stats::segment`]. Envoy lists them in `/stats`
+//!   under its custom namespace (see `docs/filter.md`).
+//!
+//! Only the modules that do not touch the host build natively, so
+//! `cargo test` covers them; the contexts build for `wasm32` only.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+pub mod needs;
+pub mod stats;
+pub mod wire;
+
+#[cfg(target_arch = "wasm32")]
+mod filter;
+#[cfg(target_arch = "wasm32")]
+mod host;
+
+#[cfg(target_arch = "wasm32")]
+proxy_wasm::main! {{
+    proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
+        Box::<filter::Root>::default()
+    });
+}}
