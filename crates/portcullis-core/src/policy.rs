@@ -665,14 +665,14 @@ impl<'t> Validator<'t> {
         let groups_ok = groups.is_some();
         let groups = groups.unwrap_or_default();
         let client_ip = match f.get("client_ip") {
-            Some(c) => self.client_ip(c, &groups, groups_ok),
+            Some(c) => self.client_ip(c, &groups),
             None => Some(ClientIp {
                 from: ClientFrom::Peer,
                 trusted_proxies: AddrSet::default(),
             }),
         };
         let network = match f.get("network") {
-            Some(n) => self.network(n, &groups, groups_ok).map(Some),
+            Some(n) => self.network(n, &groups).map(Some),
             None => Some(None),
         };
         let https_only = match f.get("https_only") {
@@ -800,7 +800,7 @@ impl<'t> Validator<'t> {
                     }
                     continue;
                 }
-                match self.spec(s, it.span, &p, &BTreeMap::new(), true) {
+                match self.spec(s, it.span, &p, &BTreeMap::new()) {
                     Some(g) => set.extend(&g),
                     None => ok = false,
                 }
@@ -825,7 +825,6 @@ impl<'t> Validator<'t> {
         span: Span,
         path: &str,
         groups: &BTreeMap<String, AddrSet>,
-        groups_ok: bool,
     ) -> Option<AddrSet> {
         if let Some(t) = Tag::from_name(s) {
             return Some(t.set());
@@ -862,7 +861,6 @@ impl<'t> Validator<'t> {
         v: &Value,
         path: &str,
         groups: &BTreeMap<String, AddrSet>,
-        groups_ok: bool,
         texts: Option<&mut Vec<String>>,
     ) -> Option<AddrSet> {
         let items = self.array(v, path)?;
@@ -878,7 +876,7 @@ impl<'t> Validator<'t> {
             match self.string(it, &p) {
                 Some(s) => {
                     t.push(s.to_string());
-                    match self.spec(s, it.span, &p, groups, groups_ok) {
+                    match self.spec(s, it.span, &p, groups) {
                         Some(g) => set.extend(&g),
                         None => ok = false,
                     }
@@ -893,12 +891,7 @@ impl<'t> Validator<'t> {
         ok.then_some(set)
     }
 
-    fn client_ip(
-        &mut self,
-        v: &Value,
-        groups: &BTreeMap<String, AddrSet>,
-        groups_ok: bool,
-    ) -> Option<ClientIp> {
+    fn client_ip(&mut self, v: &Value, groups: &BTreeMap<String, AddrSet>) -> Option<ClientIp> {
         let f = self.fields(v, "client_ip", &["from", "trusted_proxies"])?;
         let from = match f.get("from") {
             Some(x) => match self.word(x, "client_ip.from", &["peer", "x-forwarded-for"])? {
@@ -908,7 +901,7 @@ impl<'t> Validator<'t> {
             None => ClientFrom::Peer,
         };
         let trusted = match f.get("trusted_proxies") {
-            Some(t) => self.specs(t, "client_ip.trusted_proxies", groups, groups_ok, None)?,
+            Some(t) => self.specs(t, "client_ip.trusted_proxies", groups, None)?,
             None if from == ClientFrom::XForwardedFor => {
                 self.err("client_ip", f.span, Error::MissingField("trusted_proxies"));
                 return None;
@@ -969,12 +962,7 @@ impl<'t> Validator<'t> {
         ok.then_some(PortSet(merged))
     }
 
-    fn network(
-        &mut self,
-        v: &Value,
-        groups: &BTreeMap<String, AddrSet>,
-        groups_ok: bool,
-    ) -> Option<Network> {
+    fn network(&mut self, v: &Value, groups: &BTreeMap<String, AddrSet>) -> Option<Network> {
         let f = self.fields(v, "network", &["rules", "default_access", "deny"])?;
         let default_access = match f.get("default_access") {
             Some(d) => match self.word(d, "network.default_access", &["allow", "deny"]) {
@@ -993,7 +981,7 @@ impl<'t> Validator<'t> {
         let mut ok = rules_v.is_some();
         if let Some(list) = rules_v.and_then(|r| self.array(r, "network.rules")) {
             for (i, r) in list.iter().enumerate() {
-                match self.rule(r, &index("network.rules", i), groups, groups_ok) {
+                match self.rule(r, &index("network.rules", i), groups) {
                     Some(rule) => rules.push(rule),
                     None => ok = false,
                 }
@@ -1078,13 +1066,7 @@ impl<'t> Validator<'t> {
         Some((status?, body?))
     }
 
-    fn rule(
-        &mut self,
-        v: &Value,
-        path: &str,
-        groups: &BTreeMap<String, AddrSet>,
-        groups_ok: bool,
-    ) -> Option<Rule> {
+    fn rule(&mut self, v: &Value, path: &str, groups: &BTreeMap<String, AddrSet>) -> Option<Rule> {
         const RULE: &[&str] = &[
             "name",
             "priority",
@@ -1123,18 +1105,12 @@ impl<'t> Validator<'t> {
             }
         });
         let mut source_text = Vec::new();
-        let source = self.required(&f, path, "source").and_then(|s| {
-            self.specs(
-                s,
-                &child(path, "source"),
-                groups,
-                groups_ok,
-                Some(&mut source_text),
-            )
-        });
+        let source = self
+            .required(&f, path, "source")
+            .and_then(|s| self.specs(s, &child(path, "source"), groups, Some(&mut source_text)));
         let source_ports = self.ports(f.get("source_ports"), &child(path, "source_ports"));
         let destination = match f.get("destination") {
-            Some(d) => self.specs(d, &child(path, "destination"), groups, groups_ok, None),
+            Some(d) => self.specs(d, &child(path, "destination"), groups, None),
             None => Some(AddrSet::any()),
         };
         let destination_ports = self.ports(
