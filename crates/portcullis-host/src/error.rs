@@ -75,7 +75,10 @@ impl fmt::Display for HostError {
             HostError::Compile(m) => write!(f, "cannot compile the module: {m}"),
             HostError::NotProxyWasm(m) => write!(f, "not a proxy-wasm 0.2.x filter: {m}"),
             HostError::UnknownImport { module, name } => {
-                write!(f, "the module imports {module}.{name}, which this host does not provide")
+                write!(
+                    f,
+                    "the module imports {module}.{name}, which this host does not provide"
+                )
             }
             HostError::Instantiate(m) => write!(f, "cannot instantiate the module: {m}"),
             HostError::Trap {
@@ -98,7 +101,10 @@ impl fmt::Display for HostError {
                 "the filter ran out of fuel in {callback} (limit {limit} units): runaway loop?"
             ),
             HostError::Unsupported { call } => {
-                write!(f, "the filter called {call}, which Portcullis's host does not support")
+                write!(
+                    f,
+                    "the filter called {call}, which Portcullis's host does not support"
+                )
             }
             HostError::Misuse { call, detail } => write!(f, "the filter misused {call}: {detail}"),
             HostError::Stalled { callback } => write!(

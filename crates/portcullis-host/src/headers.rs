@@ -146,7 +146,8 @@ pub(crate) fn deserialize(bytes: &[u8]) -> Result<Headers, String> {
         let at = 4 + i * 8;
         let klen = read_u32(bytes, at).ok_or("truncated size table")? as usize;
         let vlen = read_u32(bytes, at + 4).ok_or("truncated size table")? as usize;
-        let key = take(bytes, &mut p, klen).ok_or_else(|| format!("entry {i}: name out of bounds"))?;
+        let key =
+            take(bytes, &mut p, klen).ok_or_else(|| format!("entry {i}: name out of bounds"))?;
         let value =
             take(bytes, &mut p, vlen).ok_or_else(|| format!("entry {i}: value out of bounds"))?;
         pairs.push((key.to_vec(), value.to_vec()));
@@ -223,7 +224,10 @@ mod tests {
 
     #[test]
     fn serialization_round_trips_and_matches_the_spec_example() {
-        let pairs = vec![(b"a".to_vec(), b"1".to_vec()), (b"b".to_vec(), b"22".to_vec())];
+        let pairs = vec![
+            (b"a".to_vec(), b"1".to_vec()),
+            (b"b".to_vec(), b"22".to_vec()),
+        ];
         let bytes = serialize(&pairs);
         assert_eq!(
             bytes,

@@ -64,7 +64,9 @@ impl ExchangeState {
             protocol: req.protocol.clone(),
             start_nanos,
             req_headers: HeaderMap::from_pairs(
-                req.headers.iter().map(|(k, v)| (k.as_slice(), v.as_slice())),
+                req.headers
+                    .iter()
+                    .map(|(k, v)| (k.as_slice(), v.as_slice())),
             ),
             req_trailers: HeaderMap::default(),
             resp_headers: None,
