@@ -29,7 +29,11 @@
 //! 5. The response map is set to `:status` + the upstream headers and
 //!    `proxy_on_response_headers(ctx, n, true)` runs (responses have no body).
 //!    The map afterwards, without `:status`, is [`Exchange::response_headers`].
-//! 6. `proxy_on_log`, `proxy_on_done`, `proxy_on_delete`.
+//! 6. `proxy_on_log`, `proxy_on_done`, `proxy_on_delete` (also after a local
+//!    reply, a reset or a stall; a `false` from `proxy_on_done` is ignored).
+//!
+//! Everything the filter logged during the exchange is in [`Exchange::logs`];
+//! when `play` fails, the same lines are in [`Plugin::last_failure_logs`].
 //!
 //! **Local replies.** If the filter calls `proxy_send_local_response` in a
 //! request callback, the exchange stops there: nothing goes upstream, the
@@ -934,4 +938,42 @@ impl Plugin {
 
 fn len_i32(n: usize) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+
+    #[test]
+    fn engine_is_send_sync_and_plugin_is_send() {
+        send_sync::<Engine>();
+        send::<Plugin>();
+        send_sync::<HostError>();
+        send_sync::<ConfigureError>();
+    }
+
+    #[test]
+    fn errors_display_one_line_naming_the_call() {
+        let e = HostError::Unsupported {
+            call: "proxy_http_call".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "the filter called proxy_http_call, which Portcullis's host does not support"
+        );
+        let e = ConfigureError::Rejected {
+            logs: vec![
+                (LogLevel::Info, "configuring".into()),
+                (LogLevel::Error, "rule 1: bad".into()),
+                (LogLevel::Error, "rule 2: worse".into()),
+            ],
+        };
+        assert_eq!(
+            e.to_string(),
+            "the filter rejected its configuration: [error] rule 1: bad; [error] rule 2: worse"
+        );
+    }
 }

@@ -359,3 +359,23 @@ fn trapped_instance_is_replaced_on_next_play() {
     assert!(plugin.play(&get("/", &[]), &ok()).is_err());
     assert_eq!(plugin.restarts(), 1);
 }
+
+#[test]
+fn memory_growth_beyond_the_limit_fails() {
+    let src = module(
+        "",
+        r#"(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+             (if (i32.eq (memory.grow (i32.const 100)) (i32.const -1)) (then unreachable))
+             i32.const 0)"#,
+    );
+    let options = Options {
+        memory_limit: 1 << 20,
+        ..Options::default()
+    };
+    let mut plugin = Engine::with_options(src.as_bytes(), options)
+        .unwrap()
+        .configure(b"")
+        .unwrap();
+    let err = plugin.play(&get("/", &[]), &ok()).unwrap_err();
+    assert!(matches!(err, HostError::Trap { .. }), "{err}");
+}
