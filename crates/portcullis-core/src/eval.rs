@@ -465,7 +465,22 @@ impl Policy {
                 (None, None) => return None,
             };
             let idx = next as usize;
-            if net.rules.get(idx).is_some_and(|r| flow.matches_rest(r)) {
+            let hit = match net.table.compact(idx) {
+                Some(c) if c.exact => {
+                    let proto = match c.proto {
+                        0 => true,
+                        1 => flow.transport == Transport::Tcp,
+                        _ => flow.transport == Transport::Udp,
+                    };
+                    proto
+                        && c.sport.0 <= flow.sport
+                        && flow.sport <= c.sport.1
+                        && c.dport.0 <= flow.dport
+                        && flow.dport <= c.dport.1
+                }
+                _ => net.rules.get(idx).is_some_and(|r| flow.matches_rest(r)),
+            };
+            if hit {
                 return Some(idx);
             }
         }

@@ -7,9 +7,10 @@
 //! nothing after it can decide. Rules whose source is every address are kept
 //! in one shared list instead of in every interval.
 //!
-//! A lookup is a direct index on the top 16 address bits followed by a binary
-//! search inside that bucket (usually a handful of entries), then a walk of
-//! two short candidate lists. Its cost depends on the address length and the
+//! A lookup is a direct index on the top address bits (as many bits as the
+//! table has intervals, so buckets hold about one interval each) followed by
+//! a binary search inside that bucket, then a walk of two short candidate
+//! lists. Its cost depends on the address length and the
 //! rules near the address, not on the number of rules in the policy.
 
 use alloc::collections::BTreeSet;
@@ -33,8 +34,11 @@ struct Family<T> {
     starts: Vec<T>,
     /// Per interval: candidate list as (offset, len) into the pool.
     lists: Vec<(u32, u32)>,
-    /// For large tables: first interval index per top-16-bit bucket (65537).
+    /// For large tables: first interval index per bucket of the top
+    /// `bits` address bits (2^bits + 1 entries).
     index: Vec<u32>,
+    /// Bits of the bucket index (0 when there is no index).
+    bits: u32,
 }
 
 /// The compiled matcher of a rule list.
@@ -46,27 +50,70 @@ pub struct Table {
     /// every address.
     any: Vec<u32>,
     pool: Vec<u32>,
+    /// Per rule, the non-source fields in a few bytes, so that checking a
+    /// candidate touches one cache line instead of chasing the rule's
+    /// vectors.
+    compact: Vec<Compact>,
 }
 
+/// A rule's non-source fields when each is a single port range and the
+/// destination is any address; `exact: false` sends the caller to the rule.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Compact {
+    /// Client port range.
+    pub sport: (u16, u16),
+    /// Local port range.
+    pub dport: (u16, u16),
+    /// 0 any, 1 tcp, 2 udp.
+    pub proto: u8,
+    /// Whether the fields above are the whole rule (besides the source).
+    pub exact: bool,
+}
+
+impl Compact {
+    fn of(r: &Rule) -> Compact {
+        use crate::policy::Protocol;
+        let one = |p: &crate::policy::PortSet| match p.0.as_slice() {
+            [r] => Some(*r),
+            _ => None,
+        };
+        let proto = match r.protocol {
+            Protocol::Any => 0,
+            Protocol::Tcp => 1,
+            Protocol::Udp => 2,
+        };
+        match (one(&r.source_ports), one(&r.destination_ports)) {
+            (Some(sport), Some(dport)) if r.destination.is_any() => Compact {
+                sport,
+                dport,
+                proto,
+                exact: true,
+            },
+            _ => Compact::default(),
+        }
+    }
+}
+
+/// Most bits of a bucket index (4 MiB of index at most).
+const MAX_INDEX_BITS: u32 = 20;
+
 trait Addr: Copy + Ord + Default {
-    const BITS: u32;
-    fn top16(self) -> usize;
+    /// The top `bits` bits (1..=MAX_INDEX_BITS) as a bucket number.
+    fn top(self, bits: u32) -> usize;
     fn next(self) -> Option<Self>;
 }
 impl Addr for u32 {
-    const BITS: u32 = 32;
-    fn top16(self) -> usize {
-        (self >> 16) as usize
+    fn top(self, bits: u32) -> usize {
+        self.checked_shr(32u32.saturating_sub(bits)).unwrap_or(0) as usize
     }
     fn next(self) -> Option<Self> {
         self.checked_add(1)
     }
 }
 impl Addr for u128 {
-    const BITS: u32 = 128;
-    fn top16(self) -> usize {
-        // Lossless: the shifted value fits in 16 bits.
-        (self >> 112) as usize
+    fn top(self, bits: u32) -> usize {
+        // Lossless: at most MAX_INDEX_BITS bits remain after the shift.
+        self.checked_shr(128u32.saturating_sub(bits)).unwrap_or(0) as usize
     }
     fn next(self) -> Option<Self> {
         self.checked_add(1)
@@ -139,18 +186,21 @@ impl<T: Addr> Family<T> {
             }
         }
         if fam.starts.len() >= INDEX_THRESHOLD {
-            let mut index = Vec::with_capacity(65537);
+            // About one interval per bucket.
+            let bits = (usize::BITS - fam.starts.len().leading_zeros()).min(MAX_INDEX_BITS);
+            let buckets = 1usize << bits;
+            let mut index = Vec::with_capacity(buckets + 1);
             let mut j = 0usize;
-            for b in 0..=65536usize {
-                while fam.starts.get(j).is_some_and(|s| s.top16() < b) {
+            for b in 0..=buckets {
+                while fam.starts.get(j).is_some_and(|s| s.top(bits) < b) {
                     j += 1;
                 }
                 // j <= starts.len() <= MAX_ENTRIES, fits in u32.
                 index.push(j as u32);
             }
             fam.index = index;
+            fam.bits = bits;
         }
-        let _ = T::BITS;
         Ok(fam)
     }
 
@@ -160,7 +210,7 @@ impl<T: Addr> Family<T> {
         let (lo, hi) = if self.index.is_empty() {
             (0, self.starts.len())
         } else {
-            let b = a.top16();
+            let b = a.top(self.bits);
             let lo = self.index.get(b).copied().unwrap_or(0) as usize;
             let hi = self.index.get(b + 1).copied().unwrap_or(0) as usize;
             // The interval holding `a` may start in an earlier bucket.
@@ -224,6 +274,7 @@ impl Table {
             &mut pool,
         )?;
         t.pool = pool;
+        t.compact = rules.iter().map(Compact::of).collect();
         Ok(t)
     }
 
@@ -241,6 +292,12 @@ impl Table {
             .get(off as usize..(off as usize).saturating_add(len as usize))
             .unwrap_or(&[]);
         (list, &self.any)
+    }
+
+    /// The compact form of rule `i`.
+    #[inline]
+    pub fn compact(&self, i: usize) -> Option<&Compact> {
+        self.compact.get(i)
     }
 
     /// Entries held, for reporting.

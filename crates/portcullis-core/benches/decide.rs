@@ -1,0 +1,180 @@
+//! Cost of one decision against policy size, beside a naive reference.
+//!
+//! `cargo bench -p portcullis-core --bench decide` (or `./build.sh bench`).
+//! For each size it builds a policy with that many CIDR entries (spread over
+//! at most 3,000 rules: priorities are 100..4096), then times `decide` on a
+//! fixed mix of hits and misses, and the same lookups done by a linear scan
+//! of every entry in priority order. Medians of 5 runs; ratios are to the
+//! 10-entry policy measured in the same run.
+
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use portcullis_core::{Policy, Request, Transport};
+
+struct Gen(u64);
+impl Gen {
+    fn next(&mut self) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+/// (rule index, low, high, allow) entries and the policy text.
+fn make(n: usize) -> (String, Vec<(usize, u32, u32, bool)>) {
+    let mut g = Gen(0x9e37_79b9_7f4a_7c15 ^ n as u64);
+    let rules = n.min(3000);
+    let mut per: Vec<Vec<String>> = vec![Vec::new(); rules];
+    let mut entries = Vec::with_capacity(n);
+    for i in 0..n {
+        let r = i % rules;
+        // Distinct /24s (and some /32s) across public space.
+        let base = 0x0b00_0000u32 + (i as u32) * 256;
+        let (lo, hi, text) = if g.next() % 4 == 0 {
+            let a = base + 17;
+            (a, a, Ipv4Addr::from(a).to_string())
+        } else {
+            (base, base + 255, format!("{}/24", Ipv4Addr::from(base)))
+        };
+        per[r].push(format!("{text:?}"));
+        entries.push((r, lo, hi, r % 7 != 0));
+    }
+    let rule_text: Vec<String> = per
+        .iter()
+        .enumerate()
+        .map(|(r, src)| {
+            format!(
+                r#"{{"name":"r{r}","priority":{},"access":"{}","source":[{}],"destination_ports":["443"]}}"#,
+                100 + r,
+                if r % 7 != 0 { "allow" } else { "deny" },
+                src.join(",")
+            )
+        })
+        .collect();
+    let text = format!(
+        r#"{{"name":"bench","network":{{"default_access":"deny","rules":[{}]}}}}"#,
+        rule_text.join(",")
+    );
+    entries.sort_by_key(|e| e.0);
+    (text, entries)
+}
+
+fn naive(entries: &[(usize, u32, u32, bool)], a: u32) -> Option<usize> {
+    entries.iter().find(|e| e.1 <= a && a <= e.2).map(|e| e.0)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn time_per_op(mut f: impl FnMut() -> usize, ops: usize, budget: Duration) -> f64 {
+    // Warm up, then run whole passes until the budget is spent.
+    black_box(f());
+    let start = Instant::now();
+    let mut passes = 0u64;
+    while start.elapsed() < budget {
+        black_box(f());
+        passes += 1;
+    }
+    start.elapsed().as_nanos() as f64 / (passes as f64 * ops as f64)
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let budget = Duration::from_millis(if quick { 60 } else { 300 });
+    let sizes = [10usize, 1_000, 10_000, 100_000];
+    println!("| CIDR entries | rules | compile ms | table entries | decide ns | naive ns | decide vs 10 |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    let mut base = 0.0;
+    for &n in &sizes {
+        let (text, entries) = make(n);
+        let t0 = Instant::now();
+        let policy = Policy::parse(text.as_bytes()).expect("generated policy is valid");
+        let compile = t0.elapsed();
+        let entry_count = policy.network.as_ref().map_or(0, |net| net.table.entries());
+        // 1,024 lookups: half inside the entries, half anywhere.
+        let mut g = Gen(42);
+        let span = (n as u32) * 256;
+        let addrs: Vec<u32> = (0..1024)
+            .map(|i| {
+                if i % 2 == 0 {
+                    0x0b00_0000 + (g.next() as u32) % span
+                } else {
+                    g.next() as u32
+                }
+            })
+            .collect();
+        let none: [(&str, &str); 0] = [];
+        let local = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 443);
+        // Both evaluators must agree before they are timed.
+        for &a in &addrs {
+            let req = Request {
+                peer: SocketAddr::new(IpAddr::V4(a.into()), 5000),
+                local,
+                tls: true,
+                transport: Transport::Tcp,
+                method: b"GET",
+                authority: b"x",
+                path: b"/",
+                headers: &none,
+            };
+            assert_eq!(
+                policy.decide(&req).rule,
+                naive(&entries, a),
+                "{}",
+                Ipv4Addr::from(a)
+            );
+        }
+        let mut fast = Vec::new();
+        let mut slow = Vec::new();
+        for _ in 0..5 {
+            fast.push(time_per_op(
+                || {
+                    let mut s = 0;
+                    for &a in &addrs {
+                        let req = Request {
+                            peer: SocketAddr::new(IpAddr::V4(a.into()), 5000),
+                            local,
+                            tls: true,
+                            transport: Transport::Tcp,
+                            method: b"GET",
+                            authority: b"x",
+                            path: b"/",
+                            headers: &none,
+                        };
+                        s += black_box(policy.decide(black_box(&req))).rule.unwrap_or(0);
+                    }
+                    s
+                },
+                addrs.len(),
+                budget,
+            ));
+            let few = if n >= 10_000 { 64 } else { addrs.len() };
+            slow.push(time_per_op(
+                || {
+                    addrs[..few]
+                        .iter()
+                        .map(|&a| naive(black_box(&entries), a).unwrap_or(0))
+                        .sum()
+                },
+                few,
+                budget,
+            ));
+        }
+        let (f, s) = (median(fast), median(slow));
+        if n == 10 {
+            base = f;
+        }
+        println!(
+            "| {n} | {} | {:.1} | {entry_count} | {f:.1} | {s:.1} | {:.2}x |",
+            n.min(3000),
+            compile.as_secs_f64() * 1e3,
+            f / base
+        );
+    }
+}
