@@ -39,6 +39,7 @@ pub mod addr;
 mod error;
 pub mod eval;
 pub mod json;
+pub mod lint;
 pub mod matcher;
 pub mod policy;
 pub mod testfile;

@@ -115,3 +115,54 @@ fn hostile_sizes_are_bounded() {
         Error::TooLarge { .. }
     ));
 }
+
+#[test]
+fn lints_find_shadowed_rules_overlaps_and_empty_allowlists() {
+    use portcullis_core::lint::LintKind;
+    let p = Policy::parse(
+        br#"{"name":"l","network":{"rules":[
+        {"name":"wide","priority":100,"access":"allow","source":["10.0.0.0/8"]},
+        {"name":"narrow","priority":200,"access":"deny","source":["10.1.0.0/16"],"destination_ports":["443"]},
+        {"name":"partial","priority":300,"access":"deny","source":["9.255.255.0-10.0.0.5"]},
+        {"name":"all","priority":400,"access":"allow","source":["*"]},
+        {"name":"late","priority":500,"access":"allow","source":["11.0.0.1"]}
+    ]}}"#,
+    )
+    .unwrap();
+    let lints = p.lints();
+    let kinds: Vec<&LintKind> = lints.iter().map(|l| &l.kind).collect();
+    assert!(
+        kinds.iter().any(
+            |k| matches!(k, LintKind::Shadowed { rule, by } if rule == "narrow" && by == &["wide"])
+        ),
+        "{lints:#?}"
+    );
+    assert!(kinds.iter().any(|k| matches!(k, LintKind::Overlap { first, second, .. } if first == "wide" && second == "partial")), "{lints:#?}");
+    assert!(
+        kinds
+            .iter()
+            .any(|k| matches!(k, LintKind::CatchAllAllow { rule, tag: "*" } if rule == "all")),
+        "{lints:#?}"
+    );
+    assert!(
+        kinds
+            .iter()
+            .any(|k| matches!(k, LintKind::Shadowed { rule, .. } if rule == "late")),
+        "{lints:#?}"
+    );
+    let nobody = Policy::parse(br#"{"name":"n","network":{"rules":[{"name":"d","priority":100,"access":"deny","source":["Internet"]}]}}"#).unwrap();
+    assert!(nobody
+        .lints()
+        .iter()
+        .any(|l| l.kind == LintKind::AdmitsNobody));
+    // The samples are clean.
+    for s in ["layered-security.json", "functions-behind-apim.json"] {
+        let text = std::fs::read(format!(
+            "{}/../../policy-samples/{s}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let l = Policy::parse(&text).unwrap().lints();
+        assert!(l.is_empty(), "{s}: {l:#?}");
+    }
+}

@@ -1,0 +1,240 @@
+//! Warnings about valid policies that probably do not say what their author
+//! meant: rules that can never match, allow/deny overlaps, allowlists that
+//! admit nobody, catch-all allows that make the rest moot.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::addr::{AddrSet, Tag};
+use crate::policy::{Access, PortSet, Protocol, Rule};
+use crate::Policy;
+
+/// Above this many rules the quadratic checks are skipped (and said so).
+pub const MAX_LINT_RULES: usize = 1000;
+
+/// One warning, about a rule (by index into `network.rules`) or the policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lint {
+    /// The rule's path (`network.rules[3]`) or `network`.
+    pub path: String,
+    /// Line of the rule (or of the document start).
+    pub line: u32,
+    /// What is wrong.
+    pub kind: LintKind,
+}
+
+/// The kinds of warning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LintKind {
+    /// Every flow the rule matches is decided earlier.
+    Shadowed {
+        /// The rule.
+        rule: String,
+        /// Earlier rules that together cover it.
+        by: Vec<String>,
+    },
+    /// An allow and a deny rule share flows (only partial overlaps).
+    Overlap {
+        /// The earlier rule, which wins for the shared flows.
+        first: String,
+        /// Its access.
+        first_access: Access,
+        /// The later rule.
+        second: String,
+    },
+    /// Default deny and no rule that allows anything.
+    AdmitsNobody,
+    /// An allow rule for every (Internet) address and every port: the rules
+    /// after it that allow are moot.
+    CatchAllAllow {
+        /// The rule.
+        rule: String,
+        /// `*` or `Internet`.
+        tag: &'static str,
+    },
+    /// Too many rules for the pairwise checks.
+    Skipped {
+        /// Rules in the policy.
+        rules: usize,
+    },
+}
+
+impl fmt::Display for Lint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            LintKind::Shadowed { rule, by } => {
+                write!(f, "rule {rule:?} can never match: every flow it matches is decided earlier by ")?;
+                for (i, b) in by.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{b:?}")?;
+                }
+                Ok(())
+            }
+            LintKind::Overlap {
+                first,
+                first_access,
+                second,
+            } => write!(
+                f,
+                "rules {first:?} and {second:?} overlap with opposite access; {first:?} ({}) wins where they meet",
+                match first_access {
+                    Access::Allow => "allow",
+                    Access::Deny => "deny",
+                }
+            ),
+            LintKind::AdmitsNobody => f.write_str(
+                "default_access is deny and no rule allows anything: this policy admits nobody",
+            ),
+            LintKind::CatchAllAllow { rule, tag } => write!(
+                f,
+                "rule {rule:?} allows every {tag} address on every port: allow rules after it are moot"
+            ),
+            LintKind::Skipped { rules } => write!(
+                f,
+                "{rules} rules: overlap and shadowing checks skipped above {MAX_LINT_RULES}"
+            ),
+        }
+    }
+}
+
+fn ports_cover(a: &PortSet, b: &PortSet) -> bool {
+    b.0.iter()
+        .all(|&(lo, hi)| a.0.iter().any(|&(l, h)| l <= lo && hi <= h))
+}
+
+fn ports_meet(a: &PortSet, b: &PortSet) -> bool {
+    a.0.iter()
+        .any(|&(l, h)| b.0.iter().any(|&(lo, hi)| l <= hi && lo <= h))
+}
+
+fn proto_covers(a: Protocol, b: Protocol) -> bool {
+    a == Protocol::Any || a == b
+}
+
+fn proto_meets(a: Protocol, b: Protocol) -> bool {
+    a == Protocol::Any || b == Protocol::Any || a == b
+}
+
+/// Whether `e`'s non-source fields cover `r`'s.
+fn rest_covers(e: &Rule, r: &Rule) -> bool {
+    proto_covers(e.protocol, r.protocol)
+        && ports_cover(&e.source_ports, &r.source_ports)
+        && ports_cover(&e.destination_ports, &r.destination_ports)
+        && e.destination.covers(&r.destination)
+}
+
+fn meets(a: &Rule, b: &Rule) -> bool {
+    proto_meets(a.protocol, b.protocol)
+        && ports_meet(&a.source_ports, &b.source_ports)
+        && ports_meet(&a.destination_ports, &b.destination_ports)
+        && a.destination.intersects(&b.destination)
+        && a.source.intersects(&b.source)
+}
+
+impl Policy {
+    /// Warnings about the network rules.
+    pub fn lints(&self) -> Vec<Lint> {
+        let mut out = Vec::new();
+        let Some(net) = &self.network else {
+            return out;
+        };
+        let rules = &net.rules;
+        let lint = |r: &Rule, kind| Lint {
+            path: r.path.clone(),
+            line: r.line,
+            kind,
+        };
+        if net.default_access == Access::Deny && rules.iter().all(|r| r.access == Access::Deny) {
+            out.push(Lint {
+                path: String::from("network"),
+                line: 1,
+                kind: LintKind::AdmitsNobody,
+            });
+        }
+        let any = Tag::Any.set();
+        let internet = Tag::Internet.set();
+        for r in rules {
+            if r.access == Access::Allow && r.source_only() {
+                let tag = if r.source.covers(&any) {
+                    Some("*")
+                } else if r.source.covers(&internet) {
+                    Some("Internet")
+                } else {
+                    None
+                };
+                if let Some(tag) = tag {
+                    let later_allows = rules
+                        .iter()
+                        .any(|x| x.priority > r.priority && x.access == Access::Allow);
+                    if later_allows {
+                        out.push(lint(
+                            r,
+                            LintKind::CatchAllAllow {
+                                rule: r.name.clone(),
+                                tag,
+                            },
+                        ));
+                    }
+                }
+            }
+        }
+        if rules.len() > MAX_LINT_RULES {
+            out.push(Lint {
+                path: String::from("network.rules"),
+                line: 1,
+                kind: LintKind::Skipped { rules: rules.len() },
+            });
+            return out;
+        }
+        for (i, r) in rules.iter().enumerate() {
+            let earlier = rules.get(..i).unwrap_or(&[]);
+            // Shadowed: the union of the sources of earlier rules whose other
+            // fields cover this rule's covers its source.
+            let mut union = AddrSet::default();
+            let mut by = Vec::new();
+            for e in earlier {
+                if rest_covers(e, r) && e.source.intersects(&r.source) {
+                    union.extend(&e.source);
+                    by.push(e.name.clone());
+                }
+            }
+            union.normalize();
+            if !by.is_empty() && union.covers(&r.source) {
+                out.push(lint(
+                    r,
+                    LintKind::Shadowed {
+                        rule: r.name.clone(),
+                        by,
+                    },
+                ));
+                continue;
+            }
+            // Partial overlaps with opposite access (catch-alls excluded:
+            // a final deny-all overlapping every allow is the point).
+            if r.source.is_any() || r.source.covers(&internet) {
+                continue;
+            }
+            for e in earlier {
+                if e.access != r.access
+                    && !e.source.is_any()
+                    && !e.source.covers(&internet)
+                    && meets(e, r)
+                {
+                    out.push(lint(
+                        r,
+                        LintKind::Overlap {
+                            first: e.name.clone(),
+                            first_access: e.access,
+                            second: r.name.clone(),
+                        },
+                    ));
+                }
+            }
+        }
+        out
+    }
+}
