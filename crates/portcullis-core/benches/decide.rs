@@ -1,4 +1,5 @@
 //! Cost of one decision against policy size, beside a naive reference.
+#![allow(clippy::expect_used, clippy::manual_is_multiple_of)] // a benchmark harness, not product code
 //!
 //! `cargo bench -p portcullis-core --bench decide` (or `./build.sh bench`).
 //! For each size it builds a policy with that many CIDR entries (spread over
