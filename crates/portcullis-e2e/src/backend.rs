@@ -1,0 +1,334 @@
+//! A loopback stand-in for an Azure Functions app (plain HTTP/1.1, std only).
+//!
+//! By default it answers like Functions does: `Server: Microsoft-IIS/10.0`,
+//! `X-Powered-By: ASP.NET`, `X-AspNet-Version: 4.0.30319`, and, when built
+//! with a function key, `401` unless the request carries
+//! `x-functions-key: <key>`. A test can instead register a canned answer
+//! (status and exact headers) under a case id; a request carrying
+//! [`CASE_HEADER`] with that id gets it. Every request's headers are
+//! recorded (by case id, and in arrival order).
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::config::CASE_HEADER;
+
+/// Header list: names as received, values as bytes.
+pub type Headers = Vec<(String, Vec<u8>)>;
+
+/// What the backend saw of one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    /// Method.
+    pub method: String,
+    /// Request target.
+    pub path: Vec<u8>,
+    /// Headers in order.
+    pub headers: Headers,
+}
+
+/// A canned answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// Status.
+    pub status: u16,
+    /// Headers, sent exactly (plus `content-length`).
+    pub headers: Headers,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    answers: HashMap<String, Answer>,
+    by_case: HashMap<String, Seen>,
+    log: Vec<Seen>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    changed: Condvar,
+    key: Option<Vec<u8>>,
+    stop: AtomicBool,
+}
+
+/// The running backend; dropping it stops accepting connections.
+#[derive(Debug)]
+pub struct Backend {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+/// The headers an Azure Functions (IIS/ASP.NET) front end sends.
+pub fn azure_headers() -> Headers {
+    vec![
+        ("Server".into(), b"Microsoft-IIS/10.0".to_vec()),
+        ("X-Powered-By".into(), b"ASP.NET".to_vec()),
+        ("X-AspNet-Version".into(), b"4.0.30319".to_vec()),
+        ("Content-Type".into(), b"text/plain; charset=utf-8".to_vec()),
+    ]
+}
+
+fn lock(s: &Shared) -> std::sync::MutexGuard<'_, State> {
+    s.state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Backend {
+    /// Starts on `addr` (port 0 picks one). `key`: the function key to
+    /// require on requests without a canned answer (`None`: no check).
+    pub fn start(addr: SocketAddr, key: Option<&[u8]>) -> std::io::Result<Backend> {
+        let listener = TcpListener::bind(addr)?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            changed: Condvar::new(),
+            key: key.map(<[u8]>::to_vec),
+            stop: AtomicBool::new(false),
+        });
+        let s2 = Arc::clone(&shared);
+        thread::Builder::new()
+            .name("backend-accept".into())
+            .spawn(move || {
+                for conn in listener.incoming() {
+                    if s2.stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(conn) = conn else { continue };
+                    let s3 = Arc::clone(&s2);
+                    let _ = thread::Builder::new()
+                        .name("backend-conn".into())
+                        .spawn(move || serve(conn, &s3));
+                }
+            })?;
+        Ok(Backend { addr, shared })
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Registers the answer for requests carrying `CASE_HEADER: id`.
+    pub fn answer(&self, id: &str, answer: Answer) {
+        lock(&self.shared).answers.insert(id.to_owned(), answer);
+    }
+
+    /// What the request with case id `id` looked like, if it arrived.
+    pub fn seen(&self, id: &str) -> Option<Seen> {
+        lock(&self.shared).by_case.get(id).cloned()
+    }
+
+    /// Waits (up to `deadline`) for the request with case id `id`.
+    pub fn wait_seen(&self, id: &str, deadline: Duration) -> Option<Seen> {
+        let end = Instant::now() + deadline;
+        let mut st = lock(&self.shared);
+        loop {
+            if let Some(s) = st.by_case.get(id) {
+                return Some(s.clone());
+            }
+            let now = Instant::now();
+            if now >= end {
+                return None;
+            }
+            st = match self.shared.changed.wait_timeout(st, end - now) {
+                Ok((g, _)) => g,
+                Err(e) => e.into_inner().0,
+            };
+        }
+    }
+
+    /// Every request so far, in order.
+    pub fn requests(&self) -> Vec<Seen> {
+        lock(&self.shared).log.clone()
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
+fn trim(b: &[u8]) -> &[u8] {
+    let start = b
+        .iter()
+        .position(|c| *c != b' ' && *c != b'\t')
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| *c != b' ' && *c != b'\t' && *c != b'\r' && *c != b'\n')
+        .map_or(start, |e| e + 1);
+    b.get(start..end.max(start)).unwrap_or_default()
+}
+
+/// Reads one request head; `None` at EOF or on garbage.
+fn read_head(r: &mut BufReader<TcpStream>) -> Option<Seen> {
+    let mut line = Vec::new();
+    if r.read_until(b'\n', &mut line).ok()? == 0 {
+        return None;
+    }
+    let text = String::from_utf8_lossy(trim(&line)).into_owned();
+    let mut parts = text.split(' ');
+    let method = parts.next()?.to_owned();
+    let path = parts.next()?.as_bytes().to_vec();
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        if r.read_until(b'\n', &mut line).ok()? == 0 {
+            return None;
+        }
+        let l = trim(&line);
+        if l.is_empty() {
+            break;
+        }
+        let colon = l.iter().position(|c| *c == b':')?;
+        let name = String::from_utf8_lossy(l.get(..colon)?).into_owned();
+        let value = trim(l.get(colon + 1..)?).to_vec();
+        headers.push((name, value));
+        if headers.len() > 500 {
+            return None;
+        }
+    }
+    Some(Seen {
+        method,
+        path,
+        headers,
+    })
+}
+
+fn header<'a>(h: &'a Headers, name: &str) -> Option<&'a [u8]> {
+    h.iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_slice())
+}
+
+/// Reads and drops the request body.
+fn skip_body(r: &mut BufReader<TcpStream>, h: &Headers) -> Option<()> {
+    if let Some(te) = header(h, "transfer-encoding") {
+        if te.eq_ignore_ascii_case(b"chunked") {
+            loop {
+                let mut line = Vec::new();
+                r.read_until(b'\n', &mut line).ok()?;
+                let size_text = String::from_utf8_lossy(trim(&line)).into_owned();
+                let size_hex = size_text.split(';').next()?.trim();
+                let size = u64::from_str_radix(size_hex, 16).ok()?;
+                if size == 0 {
+                    // Trailers up to the empty line.
+                    loop {
+                        line.clear();
+                        r.read_until(b'\n', &mut line).ok()?;
+                        if trim(&line).is_empty() {
+                            return Some(());
+                        }
+                    }
+                }
+                std::io::copy(&mut r.by_ref().take(size + 2), &mut std::io::sink()).ok()?;
+            }
+        }
+    }
+    if let Some(cl) = header(h, "content-length") {
+        let n: u64 = String::from_utf8_lossy(cl).trim().parse().ok()?;
+        std::io::copy(&mut r.by_ref().take(n), &mut std::io::sink()).ok()?;
+    }
+    Some(())
+}
+
+fn serve(conn: TcpStream, shared: &Shared) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(120)));
+    let Ok(mut out) = conn.try_clone() else {
+        return;
+    };
+    let mut r = BufReader::new(conn);
+    while let Some(seen) = read_head(&mut r) {
+        if shared.stop.load(Ordering::SeqCst) || skip_body(&mut r, &seen.headers).is_none() {
+            break;
+        }
+        let case =
+            header(&seen.headers, CASE_HEADER).map(|v| String::from_utf8_lossy(v).into_owned());
+        let close =
+            header(&seen.headers, "connection").is_some_and(|v| v.eq_ignore_ascii_case(b"close"));
+        let head = seen.method == "HEAD";
+        let canned = {
+            let mut st = lock(shared);
+            st.log.push(seen.clone());
+            let canned = case.as_ref().and_then(|c| st.answers.get(c).cloned());
+            if let Some(c) = &case {
+                st.by_case.insert(c.clone(), seen.clone());
+            }
+            canned
+        };
+        shared.changed.notify_all();
+        let (status, headers, body): (u16, Headers, Vec<u8>) = match canned {
+            Some(a) => (a.status, a.headers, b"stand-in backend\n".to_vec()),
+            None => {
+                let ok = match &shared.key {
+                    None => true,
+                    Some(k) => header(&seen.headers, "x-functions-key") == Some(k.as_slice()),
+                };
+                if ok {
+                    (
+                        200,
+                        azure_headers(),
+                        b"Hello from the stand-in function\n".to_vec(),
+                    )
+                } else {
+                    (
+                        401,
+                        azure_headers(),
+                        b"Unauthorized: missing or wrong x-functions-key\n".to_vec(),
+                    )
+                }
+            }
+        };
+        let no_body = head || status == 204 || status == 304 || status < 200;
+        let mut msg = format!("HTTP/1.1 {status} {}\r\n", reason(status)).into_bytes();
+        for (n, v) in &headers {
+            if n.eq_ignore_ascii_case("content-length") || n.eq_ignore_ascii_case("connection") {
+                continue;
+            }
+            msg.extend_from_slice(n.as_bytes());
+            msg.extend_from_slice(b": ");
+            msg.extend_from_slice(v);
+            msg.extend_from_slice(b"\r\n");
+        }
+        if !(status == 204 || status == 304 || status < 200) {
+            msg.extend_from_slice(format!("content-length: {}\r\n", body.len()).as_bytes());
+        }
+        if close {
+            msg.extend_from_slice(b"connection: close\r\n");
+        }
+        msg.extend_from_slice(b"\r\n");
+        if !no_body {
+            msg.extend_from_slice(&body);
+        }
+        if out.write_all(&msg).is_err() || close {
+            break;
+        }
+    }
+    let _ = out.shutdown(Shutdown::Both);
+}

@@ -1,0 +1,201 @@
+//! The client: `curl` as a subprocess.
+//!
+//! `--interface 127.x.y.z` picks the client address (every 127/8 address is a
+//! distinct peer on loopback), header values are passed as raw bytes (they
+//! need not be UTF-8), `-k` accepts the self-signed test certificate, and
+//! `--noproxy '*'` keeps proxies out of loopback traffic.
+
+use std::ffi::OsString;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::unix::ffi::OsStringExt;
+use std::path::Path;
+use std::process::Command;
+
+/// One request.
+#[derive(Debug, Clone)]
+pub struct ClientRequest {
+    /// Client (source) address, on loopback.
+    pub from: Ipv4Addr,
+    /// Client port, when it matters (else the OS picks one).
+    pub from_port: Option<u16>,
+    /// Listener to connect to.
+    pub to: SocketAddr,
+    /// TLS or plain.
+    pub tls: bool,
+    /// Force HTTP/1.1 (otherwise TLS may negotiate HTTP/2 via ALPN).
+    pub http1: bool,
+    /// Method.
+    pub method: String,
+    /// Host header / `:authority`.
+    pub authority: String,
+    /// Path and query, sent as is.
+    pub path: String,
+    /// Other headers, in order.
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl ClientRequest {
+    /// A GET of `/` from `from` to `to`.
+    pub fn get(from: Ipv4Addr, to: SocketAddr, tls: bool, authority: &str) -> ClientRequest {
+        ClientRequest {
+            from,
+            from_port: None,
+            to,
+            tls,
+            http1: false,
+            method: "GET".into(),
+            authority: authority.into(),
+            path: "/".into(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: &str, value: &[u8]) -> ClientRequest {
+        self.headers.push((name.to_owned(), value.to_vec()));
+        self
+    }
+}
+
+/// What the client saw.
+#[derive(Debug, Clone, Default)]
+pub struct ClientResponse {
+    /// Status.
+    pub status: u16,
+    /// `HTTP/1.1` or `HTTP/2`.
+    pub version: String,
+    /// Headers as received, names lowercased.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+impl ClientResponse {
+    /// Every value of a header (name lowercase).
+    pub fn values(&self, name: &str) -> Vec<&[u8]> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
+            .collect()
+    }
+
+    /// The only value of a header, as text.
+    pub fn one(&self, name: &str) -> Option<String> {
+        match self.values(name).as_slice() {
+            [v] => Some(String::from_utf8_lossy(v).into_owned()),
+            _ => None,
+        }
+    }
+}
+
+fn header_arg(name: &str, value: &[u8]) -> OsString {
+    let mut b = name.as_bytes().to_vec();
+    if value.is_empty() {
+        // `Name;` is curl's way to send a header with an empty value.
+        b.push(b';');
+    } else {
+        b.extend_from_slice(b": ");
+        b.extend_from_slice(value);
+    }
+    OsString::from_vec(b)
+}
+
+/// Status, HTTP version and headers of a response head.
+type Head = (u16, String, Vec<(String, Vec<u8>)>);
+
+/// Parses the head dump of `curl -D`: the last response block wins
+/// (skipping `100 Continue` and the like).
+fn parse_head(dump: &[u8]) -> Option<Head> {
+    let mut last = None;
+    let mut cur: Option<Head> = None;
+    for raw in dump.split(|b| *b == b'\n') {
+        let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if line.starts_with(b"HTTP/") {
+            if let Some(c) = cur.take() {
+                last = Some(c);
+            }
+            let text = String::from_utf8_lossy(line).into_owned();
+            let mut it = text.split_whitespace();
+            let version = it.next()?.to_owned();
+            let status = it.next()?.parse().ok()?;
+            cur = Some((status, version, Vec::new()));
+        } else if let Some(c) = cur.as_mut() {
+            if let Some(i) = line.iter().position(|b| *b == b':') {
+                let name = String::from_utf8_lossy(line.get(..i)?).to_ascii_lowercase();
+                let v = line.get(i + 1..)?;
+                let v = v.strip_prefix(b" ").unwrap_or(v);
+                c.2.push((name, v.to_vec()));
+            }
+        }
+    }
+    cur.or(last)
+}
+
+/// Sends a request with curl; scratch files go to `dir`.
+pub fn send(dir: &Path, req: &ClientRequest) -> Result<ClientResponse, String> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let head = dir.join(format!("curl-{n}.head"));
+    let body = dir.join(format!("curl-{n}.body"));
+    let scheme = if req.tls { "https" } else { "http" };
+    let url = format!("{scheme}://{}{}", req.to, req.path);
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--path-as-is", "--noproxy", "*", "-k"])
+        .args(["--max-time", "30", "--connect-timeout", "10"])
+        .arg("--interface")
+        .arg(req.from.to_string());
+    if let Some(p) = req.from_port {
+        cmd.arg("--local-port").arg(p.to_string());
+    }
+    if req.http1 {
+        cmd.arg("--http1.1");
+    }
+    if req.method == "HEAD" {
+        cmd.arg("--head");
+    } else if req.method != "GET" {
+        cmd.arg("-X").arg(&req.method);
+    }
+    // No curl defaults: only the headers the case lists (plus Host).
+    cmd.arg("-H").arg("User-Agent:").arg("-H").arg("Accept:");
+    cmd.arg("-H")
+        .arg(header_arg("Host", req.authority.as_bytes()));
+    for (name, value) in &req.headers {
+        cmd.arg("-H").arg(header_arg(name, value));
+    }
+    cmd.arg("-D").arg(&head).arg("-o").arg(&body).arg(&url);
+    for v in [
+        "http_proxy",
+        "https_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        cmd.env_remove(v);
+    }
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run curl: {e} (apt-get install curl)"))?;
+    let dump = std::fs::read(&head).unwrap_or_default();
+    let data = std::fs::read(&body).unwrap_or_default();
+    let _ = std::fs::remove_file(&head);
+    let _ = std::fs::remove_file(&body);
+    if !out.status.success() {
+        return Err(format!(
+            "curl {url} from {} failed ({}): {}",
+            req.from,
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let (status, version, headers) =
+        parse_head(&dump).ok_or_else(|| format!("curl {url}: no response head"))?;
+    Ok(ClientResponse {
+        status,
+        version,
+        headers,
+        body: data,
+    })
+}

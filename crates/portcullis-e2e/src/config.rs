@@ -1,0 +1,388 @@
+//! Envoy configuration for a hardened Portcullis deployment, as a Rust template.
+//!
+//! [`EnvoyConfig::render`] writes one Envoy bootstrap (YAML) with:
+//!
+//! - one or more listeners, each plain HTTP or TLS (TLS 1.2 minimum, TLS 1.2
+//!   restricted to forward-secret AEAD suites: ECDHE-ECDSA/RSA with AES-GCM or
+//!   CHACHA20-POLY1305; TLS 1.3 suites are AEAD by construction);
+//! - an HTTP connection manager that takes the client address from the TCP
+//!   peer (`use_remote_address: true`, `xff_num_trusted_hops: 0`: a forged
+//!   `X-Forwarded-For` never becomes the peer), that passes the upstream's
+//!   `Server` header through instead of adding `server: envoy`
+//!   (`server_header_transformation: PASS_THROUGH`; the policy removes it), and
+//!   a router that adds no `x-envoy-*` headers (`suppress_envoy_headers`);
+//! - the Portcullis filter (`envoy.filters.http.wasm`, V8, the `.wasm` from a
+//!   local file), with the policy JSON inline as its plugin configuration (a
+//!   `google.protobuf.StringValue`), or discovered from a file (ECDS,
+//!   [`Filter::Discovered`]) so it can be replaced without a restart;
+//! - an access log line per request carrying the filter's decision trace
+//!   (filter state `wasm.portcullis.trace`, see [`TRACE_FORMAT`]);
+//! - the admin interface on loopback only.
+//!
+//! `deploy/envoy/envoy.yaml` is this template rendered by the
+//! `portcullis-envoy-config` binary (see that file's header for the command);
+//! a test keeps it in step with the template.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+/// The access-log command operator that prints the filter's trace line
+/// (`verdict status step source client rule`, see `portcullis_core::Trace`).
+pub const TRACE_FORMAT: &str = "%FILTER_STATE(wasm.portcullis.trace:PLAIN)%";
+
+/// The request header the tests use to find a request's access-log line and
+/// the backend's canned answer. Deployments do not log it.
+pub const CASE_HEADER: &str = "x-portcullis-e2e-case";
+
+/// TLS 1.2 suites allowed on TLS listeners: forward secret (ECDHE) and AEAD only.
+pub const TLS12_CIPHERS: &[&str] = &[
+    "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "ECDHE-RSA-CHACHA20-POLY1305",
+];
+
+/// Certificate and key files of a TLS listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// How a listener gets its Portcullis filter configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Filter {
+    /// The policy JSON inline in the bootstrap.
+    Inline {
+        /// Policy document text.
+        policy: String,
+    },
+    /// Extension config discovery (ECDS) from a file that holds a
+    /// `TypedExtensionConfig` named `name` (render it with
+    /// [`EnvoyConfig::render_ecds_resource`]). Replacing the file by an
+    /// atomic rename updates the policy without restarting Envoy.
+    Discovered {
+        /// Resource name (also the filter name).
+        name: String,
+        /// The watched file.
+        path: PathBuf,
+    },
+}
+
+/// One listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    /// Name (unique in the config; shown in stats as `listener.<addr>`).
+    pub name: String,
+    /// Bind address.
+    pub address: SocketAddr,
+    /// TLS files, or `None` for plain HTTP.
+    pub tls: Option<TlsFiles>,
+    /// The Portcullis filter's configuration.
+    pub filter: Filter,
+}
+
+/// Where requests that the policy forwards go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upstream {
+    /// A fixed address over plain HTTP/1.1 (the tests' stand-in backend).
+    Static(SocketAddr),
+    /// A DNS name over TLS with SNI (e.g. `func-orders.azurewebsites.net:443`).
+    DnsTls {
+        /// Host name (also the SNI and the certificate name checked).
+        host: String,
+        /// Port.
+        port: u16,
+    },
+}
+
+/// The access log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLog {
+    /// A human-readable line on Envoy's stdout.
+    Stdout,
+    /// JSON lines in a file, with the test case id (see [`CASE_HEADER`]).
+    JsonFile(PathBuf),
+}
+
+/// A whole Envoy bootstrap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvoyConfig {
+    /// Admin listener (keep it on loopback; port 0 picks one, see
+    /// `--admin-address-path`).
+    pub admin: SocketAddr,
+    /// Listeners.
+    pub listeners: Vec<Listener>,
+    /// Upstream.
+    pub upstream: Upstream,
+    /// The filter's `.wasm` file.
+    pub wasm: PathBuf,
+    /// Access log.
+    pub access_log: AccessLog,
+}
+
+/// Quotes a string as a YAML double-quoted scalar. JSON string escapes are a
+/// subset of YAML's, so a JSON-encoded string is a valid YAML scalar.
+pub fn yaml_str(s: &str) -> String {
+    serde_json::Value::String(s.to_owned()).to_string()
+}
+
+fn indent(text: &str, by: usize) -> String {
+    let pad = " ".repeat(by);
+    let mut out = String::new();
+    for line in text.lines() {
+        if line.is_empty() {
+            out.push('\n');
+        } else {
+            let _ = writeln!(out, "{pad}{line}");
+        }
+    }
+    out
+}
+
+fn socket(a: &SocketAddr) -> String {
+    format!(
+        "socket_address: {{ address: {}, port_value: {} }}",
+        yaml_str(&a.ip().to_string()),
+        a.port()
+    )
+}
+
+impl EnvoyConfig {
+    /// The `envoy.extensions.filters.http.wasm.v3.Wasm` message (YAML
+    /// mapping body) for a policy.
+    pub fn wasm_filter_config(&self, policy: &str) -> String {
+        format!(
+            r#""@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+config:
+  name: portcullis
+  root_id: portcullis
+  # A crashed VM fails closed: requests get a 503, never an unchecked pass.
+  failure_policy: FAIL_CLOSED
+  vm_config:
+    vm_id: portcullis
+    runtime: envoy.wasm.runtime.v8
+    code:
+      local:
+        filename: {wasm}
+  configuration:
+    "@type": type.googleapis.com/google.protobuf.StringValue
+    value: {policy}
+"#,
+            wasm = yaml_str(&self.wasm.to_string_lossy()),
+            policy = yaml_str(policy),
+        )
+    }
+
+    /// The ECDS resource file for [`Filter::Discovered`]: a
+    /// `TypedExtensionConfig` named `name` holding the wasm filter with `policy`.
+    pub fn render_ecds_resource(&self, name: &str, policy: &str) -> String {
+        format!(
+            "resources:\n- \"@type\": type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig\n  name: {}\n  typed_config:\n{}",
+            yaml_str(name),
+            indent(&self.wasm_filter_config(policy), 4)
+        )
+    }
+
+    fn access_log(&self) -> String {
+        match &self.access_log {
+            AccessLog::Stdout => format!(
+                r#"- name: envoy.access_loggers.stdout
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog
+    log_format:
+      text_format_source:
+        inline_string: {}
+"#,
+                yaml_str(&format!(
+                    "[%START_TIME%] \"%REQ(:METHOD)% %REQ(:AUTHORITY)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" %RESPONSE_CODE% %DOWNSTREAM_REMOTE_ADDRESS% -> %DOWNSTREAM_LOCAL_ADDRESS% portcullis=\"{TRACE_FORMAT}\"\n"
+                ))
+            ),
+            AccessLog::JsonFile(path) => format!(
+                r#"- name: envoy.access_loggers.file
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+    path: {}
+    log_format:
+      json_format:
+        case: "%REQ({})%"
+        trace: "{}"
+        status: "%RESPONSE_CODE%"
+        peer: "%DOWNSTREAM_REMOTE_ADDRESS%"
+        local: "%DOWNSTREAM_LOCAL_ADDRESS%"
+        flags: "%RESPONSE_FLAGS%"
+        details: "%RESPONSE_CODE_DETAILS%"
+"#,
+                yaml_str(&path.to_string_lossy()),
+                CASE_HEADER.to_ascii_uppercase(),
+                TRACE_FORMAT
+            ),
+        }
+    }
+
+    fn listener(&self, l: &Listener) -> String {
+        let filter = match &l.filter {
+            Filter::Inline { policy } => format!(
+                "- name: portcullis\n  typed_config:\n{}",
+                indent(&self.wasm_filter_config(policy), 4)
+            ),
+            Filter::Discovered { name, path } => {
+                let dir = path
+                    .parent()
+                    .map(|d| d.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| String::from("."));
+                format!(
+                    r#"- name: {name}
+  # ECDS: the filter config is read from a file and re-read when a new file
+  # is renamed over it; Envoy keeps serving with the old policy until the new
+  # one is accepted (a rejected policy is not applied).
+  config_discovery:
+    config_source:
+      path_config_source:
+        path: {path}
+        watched_directory: {{ path: {dir} }}
+    type_urls: ["type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"]
+"#,
+                    name = yaml_str(name),
+                    path = yaml_str(&path.to_string_lossy()),
+                    dir = yaml_str(&dir),
+                )
+            }
+        };
+        let tls = match &l.tls {
+            None => String::new(),
+            Some(files) => format!(
+                r#"    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+        common_tls_context:
+          tls_params:
+            tls_minimum_protocol_version: TLSv1_2
+            tls_maximum_protocol_version: TLSv1_3
+            cipher_suites: [{ciphers}]
+            ecdh_curves: [X25519, P-256]
+          alpn_protocols: [h2, http/1.1]
+          tls_certificates:
+          - certificate_chain: {{ filename: {cert} }}
+            private_key: {{ filename: {key} }}
+"#,
+                ciphers = TLS12_CIPHERS.join(", "),
+                cert = yaml_str(&files.cert.to_string_lossy()),
+                key = yaml_str(&files.key.to_string_lossy()),
+            ),
+        };
+        let scheme = if l.tls.is_some() { "https" } else { "http" };
+        format!(
+            r#"- name: {name}
+  address:
+    {addr}
+  filter_chains:
+  - filters:
+    - name: envoy.filters.network.http_connection_manager
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+        stat_prefix: {stat}
+        codec_type: AUTO
+        # The client is the TCP peer; X-Forwarded-For from clients is never trusted.
+        use_remote_address: true
+        xff_num_trusted_hops: 0
+        # Do not add "server: envoy"; pass the upstream's through (the policy removes it).
+        server_header_transformation: PASS_THROUGH
+        access_log:
+{log}        route_config:
+          name: portcullis
+          virtual_hosts:
+          - name: backend
+            domains: ["*"]
+            routes:
+            - match: {{ prefix: "/" }}
+              route: {{ cluster: backend }}
+        http_filters:
+{filter}        - name: envoy.filters.http.router
+          typed_config:
+            "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+            suppress_envoy_headers: true
+{tls}"#,
+            name = yaml_str(&l.name),
+            addr = socket(&l.address),
+            stat = yaml_str(&format!("{}_{}", scheme, l.name)),
+            log = indent(&self.access_log(), 8),
+            filter = indent(&filter, 8),
+            tls = tls,
+        )
+    }
+
+    fn cluster(&self) -> String {
+        match &self.upstream {
+            Upstream::Static(a) => format!(
+                r#"- name: backend
+  type: STATIC
+  connect_timeout: 2s
+  load_assignment:
+    cluster_name: backend
+    endpoints:
+    - lb_endpoints:
+      - endpoint:
+          address:
+            {}
+"#,
+                socket(a)
+            ),
+            Upstream::DnsTls { host, port } => format!(
+                r#"- name: backend
+  type: LOGICAL_DNS
+  dns_lookup_family: V4_PREFERRED
+  connect_timeout: 5s
+  load_assignment:
+    cluster_name: backend
+    endpoints:
+    - lb_endpoints:
+      - endpoint:
+          address:
+            socket_address: {{ address: {h}, port_value: {port} }}
+  transport_socket:
+    name: envoy.transport_sockets.tls
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+      sni: {h}
+      common_tls_context:
+        validation_context:
+          trusted_ca: {{ filename: /etc/ssl/certs/ca-certificates.crt }}
+          match_typed_subject_alt_names:
+          - san_type: DNS
+            matcher: {{ exact: {h} }}
+"#,
+                h = yaml_str(host),
+            ),
+        }
+    }
+
+    /// Renders the bootstrap as YAML.
+    pub fn render(&self) -> String {
+        let mut out = String::from(
+            "# Envoy bootstrap for Portcullis, rendered by portcullis-e2e (src/config.rs).\n",
+        );
+        let admin_ip = match self.admin.ip() {
+            IpAddr::V4(a) if a.is_loopback() => "",
+            IpAddr::V6(a) if a.is_loopback() => "",
+            _ => "# WARNING: the admin interface is not on loopback.\n",
+        };
+        let _ = write!(
+            out,
+            "{admin_ip}admin:\n  address:\n    {}\nstatic_resources:\n  listeners:\n",
+            socket(&self.admin)
+        );
+        for l in &self.listeners {
+            out.push_str(&indent(&self.listener(l), 2));
+        }
+        out.push_str("  clusters:\n");
+        out.push_str(&indent(&self.cluster(), 2));
+        out
+    }
+}

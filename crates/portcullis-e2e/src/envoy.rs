@@ -1,0 +1,283 @@
+//! Starting, watching and stopping a real Envoy.
+//!
+//! [`Envoy::start`] writes the config, runs Envoy with one worker
+//! (`--concurrency 1`), waits for the admin `/ready` endpoint to answer
+//! `LIVE` (polling; no fixed sleeps), and returns a guard that kills Envoy
+//! when dropped. Envoy is also started with a parent-death signal, so a test
+//! process killed outright does not leave it behind.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::paths;
+
+/// How long Envoy may take to become ready before a start counts as failed.
+/// This is a failure deadline, not a wait: readiness is polled.
+const READY_DEADLINE: Duration = Duration::from_secs(90);
+
+/// A running Envoy; dropping it kills the process.
+#[derive(Debug)]
+pub struct Envoy {
+    child: Child,
+    /// Admin address (loopback).
+    pub admin: SocketAddr,
+    /// Working directory (config, logs).
+    pub dir: PathBuf,
+    /// Envoy's own log (stderr).
+    pub log_path: PathBuf,
+    /// The config file it runs.
+    pub config_path: PathBuf,
+}
+
+/// Why Envoy did not start.
+#[derive(Debug)]
+pub struct StartError {
+    /// What happened.
+    pub message: String,
+    /// Envoy's log up to that point.
+    pub log: String,
+    /// Exit status, if Envoy exited.
+    pub exit_code: Option<i32>,
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let lines: Vec<&str> = self.log.lines().collect();
+        let tail = lines
+            .get(lines.len().saturating_sub(60)..)
+            .unwrap_or_default();
+        write!(
+            f,
+            "{}\n--- envoy log (tail) ---\n{}",
+            self.message,
+            tail.join("\n")
+        )
+    }
+}
+
+/// A minimal HTTP/1.1 GET against the admin interface: (status, body).
+pub fn admin_get(admin: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&admin, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse::<u16>().ok())
+        .unwrap_or(0);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text.as_str(), ""));
+    let chunked = head.lines().any(|l| {
+        l.to_ascii_lowercase().starts_with("transfer-encoding:")
+            && l.to_ascii_lowercase().contains("chunked")
+    });
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    Ok((status, body))
+}
+
+/// Decodes a chunked body (best effort: stops at the first malformed chunk).
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size_line, after)) = rest.split_once("\r\n") {
+        let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16)
+            .unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        match (after.get(..size), after.get(size..)) {
+            (Some(chunk), Some(tail)) => {
+                out.push_str(chunk);
+                rest = tail.strip_prefix("\r\n").unwrap_or(tail);
+            }
+            _ => {
+                out.push_str(after);
+                break;
+            }
+        }
+    }
+    out
+}
+
+impl Envoy {
+    /// Writes `config` into `dir` and starts Envoy on it, waiting until it is ready.
+    ///
+    /// The config's admin port should be 0: the bound address is read from
+    /// `--admin-address-path`.
+    pub fn start(dir: &Path, config: &str) -> Result<Envoy, StartError> {
+        let fail = |message: String| StartError {
+            message,
+            log: String::new(),
+            exit_code: None,
+        };
+        let bin = paths::envoy_bin().map_err(fail)?;
+        fs::create_dir_all(dir).map_err(|e| fail(format!("{}: {e}", dir.display())))?;
+        let config_path = dir.join("envoy.yaml");
+        let log_path = dir.join("envoy.log");
+        let admin_path = dir.join("admin-address");
+        let _ = fs::remove_file(&admin_path);
+        fs::write(&config_path, config).map_err(|e| fail(format!("writing config: {e}")))?;
+        let log = fs::File::create(&log_path).map_err(|e| fail(format!("log file: {e}")))?;
+        let log2 = log
+            .try_clone()
+            .map_err(|e| fail(format!("log file: {e}")))?;
+        let mut cmd = Command::new(&bin);
+        cmd.arg("-c")
+            .arg(&config_path)
+            .args(["--concurrency", "1", "--disable-hot-restart"])
+            .args([
+                "--log-level",
+                "warning",
+                "--component-log-level",
+                "wasm:debug,config:info",
+            ])
+            // Access log lines reach the file quickly (the tests poll for them).
+            .args(["--file-flush-interval-msec", "20"])
+            .arg("--admin-address-path")
+            .arg(&admin_path)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2);
+        // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no
+        // memory of the parent; it only asks the kernel to kill the child
+        // when the thread that forked it dies.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| fail(format!("cannot run {}: {e}", bin.display())))?;
+        let mut envoy = Envoy {
+            child,
+            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
+            dir: dir.to_path_buf(),
+            log_path,
+            config_path,
+        };
+        let deadline = Instant::now() + READY_DEADLINE;
+        loop {
+            if let Ok(Some(status)) = envoy.child.try_wait() {
+                return Err(StartError {
+                    message: format!("envoy exited during start-up ({status})"),
+                    log: envoy.log(),
+                    exit_code: status.code(),
+                });
+            }
+            if envoy.admin.port() == 0 {
+                if let Ok(text) = fs::read_to_string(&admin_path) {
+                    if let Ok(a) = text.trim().parse::<SocketAddr>() {
+                        envoy.admin = a;
+                    }
+                }
+            }
+            if envoy.admin.port() != 0 {
+                if let Ok((200, body)) = admin_get(envoy.admin, "/ready") {
+                    if body.trim() == "LIVE" {
+                        return Ok(envoy);
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(StartError {
+                    message: format!("envoy not ready after {READY_DEADLINE:?}"),
+                    log: envoy.log(),
+                    exit_code: None,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Envoy's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Envoy's log so far.
+    pub fn log(&self) -> String {
+        fs::read(&self.log_path)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// All stats as `name: value` text.
+    pub fn stats(&self) -> Result<String, String> {
+        match admin_get(self.admin, "/stats") {
+            Ok((200, body)) => Ok(body),
+            Ok((s, body)) => Err(format!("/stats answered {s}: {body}")),
+            Err(e) => Err(format!("/stats: {e}")),
+        }
+    }
+
+    /// The counters and gauges whose name contains `part`.
+    pub fn stats_matching(&self, part: &str) -> Result<Vec<(String, u64)>, String> {
+        let text = self.stats()?;
+        Ok(text
+            .lines()
+            .filter_map(|l| {
+                let (n, v) = l.split_once(": ")?;
+                let v = v.trim().parse::<u64>().ok()?;
+                n.contains(part).then(|| (n.to_owned(), v))
+            })
+            .collect())
+    }
+
+    /// One counter or gauge, if Envoy has it.
+    pub fn stat(&self, name: &str) -> Result<Option<u64>, String> {
+        Ok(self
+            .stats_matching(name)?
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v))
+    }
+
+    /// Kills Envoy and waits for it.
+    pub fn stop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Runs Envoy on a config that is expected to be refused and returns its log
+/// and exit code once it has exited (failing if it becomes ready instead).
+pub fn expect_refused(dir: &Path, config: &str) -> Result<StartError, String> {
+    match Envoy::start(dir, config) {
+        Ok(mut e) => {
+            let log = e.log();
+            e.stop();
+            Err(format!(
+                "envoy accepted a config it should have refused\n--- envoy log ---\n{log}"
+            ))
+        }
+        Err(e) => Ok(e),
+    }
+}
