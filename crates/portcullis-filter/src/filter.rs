@@ -266,9 +266,6 @@ impl Http {
         } else {
             (b"", b"", b"")
         };
-        if needs.request_headers {
-            headers.get();
-        }
         let d = match (peer, local) {
             (Some(peer), Some(local)) => policy.decide(&Request {
                 peer,

@@ -15,11 +15,13 @@ pub struct Needs {
     pub tls: bool,
     /// `request.protocol`: some rule is limited to `tcp` or `udp` (HTTP/3).
     pub protocol: bool,
-    /// The request header map, whatever the request (`client_ip` from
-    /// X-Forwarded-For, `trust_forwarded_proto`, `require_headers`, or a
-    /// request op with `exists: skip`). Otherwise the map is read only for
-    /// the pseudo-headers of a plain request under `https_only`, or lazily
-    /// when the core asks for a header.
+    /// Whether deciding or editing may consult request headers at all
+    /// (`client_ip` from X-Forwarded-For, `trust_forwarded_proto`,
+    /// `require_headers`, or a request op with `exists: skip`). The filter
+    /// reads the map lazily, the first time the core asks for a header, so
+    /// a request stopped earlier (e.g. by a network rule) never reads it; the
+    /// map is read up front only for the pseudo-headers of a plain request
+    /// under `https_only` (see [`Needs::pseudo_headers`]).
     pub request_headers: bool,
     /// The response header map (a response op with `exists: skip`).
     pub response_headers: bool,

@@ -2,7 +2,7 @@
 # Smoke test of dist/portcullis_filter.wasm in real Envoy 1.40 (V8), loopback only.
 #   - listener `apim`: policy-samples/functions-behind-apim.json; a client on
 #     127.0.0.9 is denied 403 by the default rule;
-#   - listener `smoke` (plain) and `smoke_tls` (TLS): smoke-envoy-filter/smoke.json,
+#   - listener `smoke` (plain) and `smoke_tls` (TLS): filter-envoy/smoke.json,
 #     covering X-Forwarded-For, TLS (connection.tls_version), redirect, reject,
 #     required header, request and response edits, HSTS, non-UTF-8 values,
 #     the access-log trace (%FILTER_STATE(wasm.portcullis.trace:PLAIN)%) and
@@ -14,10 +14,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-here="$root/scripts/smoke-envoy-filter"
+here="$root/scripts/filter-envoy"
 [ "${SKIP_BUILD:-0}" = 1 ] || bash scripts/build-filter.sh
 wasm="$root/dist/portcullis_filter.wasm"
-envoy="$(python3 -c 'import envoy, os; print(os.path.dirname(envoy.__file__))')/_bin/envoy"
+envoy="${PORTCULLIS_ENVOY:-$(python3 -c "import envoy, os; print(os.path.dirname(envoy.__file__))")/_bin/envoy}"
 
 tmp=$(mktemp -d)
 pids=()
