@@ -1,0 +1,376 @@
+// Browser test of the playground (www/), run by scripts/browser-test.sh:
+//   node --test tests/browser/playground.test.mjs
+// Serves the repository root on 127.0.0.1 (the page lives at /www/ and reads
+// ../policy-samples and ../tests/corpus), drives Debian's chromium through
+// playwright-core, and checks each feature through the real page: the wasm
+// engine in its worker, the editor, the request builder, the Tests tab and
+// the shared URL. Screenshots go to target/artifacts/.
+//
+// Environment: NATIVE_CORPUS = the JSON printed by
+// `cargo run -p portcullis-web --example corpus` (the same run_tests, native).
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import { readFileSync, statSync, mkdirSync, mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { join, resolve, extname, dirname, sep } from 'node:path';
+import { tmpdir } from 'node:os';
+import { createRequire } from 'node:module';
+
+const root = resolve(dirname(new URL(import.meta.url).pathname), '../..');
+const require = createRequire(join(root, 'tools/package.json'));
+const { chromium } = require('playwright-core');
+
+// The corpus and the samples come from a snapshot when one is given (see
+// scripts/browser-test.sh); the page gets the snapshot's manifest too.
+const dataRoot = resolve(process.env.CORPUS_SNAPSHOT || root);
+const artifacts = join(root, 'target/artifacts');
+mkdirSync(artifacts, { recursive: true });
+const wasmPath = join(root, 'www/pkg/portcullis_web_bg.wasm');
+
+const TYPES = {
+  '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json', '.wasm': 'application/wasm',
+};
+
+let server;
+let base;
+let context;
+let profile;
+const consoleErrors = [];
+
+function serve() {
+  return new Promise((ok) => {
+    server = createServer((req, res) => {
+      let p;
+      try {
+        p = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+      } catch {
+        res.writeHead(400).end();
+        return;
+      }
+      if (p.endsWith('/')) p += 'index.html';
+      let file = resolve(root, '.' + p);
+      if (dataRoot !== root) {
+        if (p === '/www/pkg/manifest.json') file = join(dataRoot, 'manifest.json');
+        else if (p.startsWith('/tests/') || p.startsWith('/policy-samples/')) file = resolve(dataRoot, '.' + p);
+      }
+      if (!(file.startsWith(root + sep) || file.startsWith(dataRoot + sep)) || !existsSync(file) || !statSync(file).isFile()) {
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
+        return;
+      }
+      res.writeHead(200, {
+        'content-type': TYPES[extname(file)] || 'application/octet-stream',
+        'cache-control': 'no-store',
+      });
+      res.end(readFileSync(file));
+    });
+    server.listen(0, '127.0.0.1', () => {
+      base = `http://127.0.0.1:${server.address().port}`;
+      ok();
+    });
+  });
+}
+
+function watch(page) {
+  page.on('console', (m) => {
+    if (m.type() === 'error') consoleErrors.push(`${page.url()}: ${m.text()}`);
+  });
+  page.on('pageerror', (e) => consoleErrors.push(`${page.url()}: ${e.message}`));
+  page.on('requestfailed', (r) => consoleErrors.push(`request failed: ${r.url()}`));
+  return page;
+}
+
+before(async () => {
+  assert.ok(existsSync(wasmPath), 'www/pkg is missing: run scripts/build-web.sh');
+  await serve();
+  profile = mkdtempSync(join(tmpdir(), 'portcullis-chromium-'));
+  context = await chromium.launchPersistentContext(profile, {
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    viewport: { width: 1440, height: 1000 },
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: base });
+});
+
+after(async () => {
+  await context?.close();
+  server?.close();
+  if (profile) rmSync(profile, { recursive: true, force: true });
+});
+
+const shot = (page, name) => page.screenshot({ path: join(artifacts, `playground-${name}.png`), fullPage: true });
+
+/** Replaces the policy text as a user would (select all, type). */
+async function setPolicy(page, text) {
+  await page.locator('#policy').fill(text);
+}
+
+async function setField(page, name, value) {
+  await page.locator(`#request [name="${name}"]`).fill(String(value));
+}
+
+/** Waits until the decision shows `verdict` (after the debounce). */
+async function verdictIs(page, verdict) {
+  await page.waitForFunction((v) => document.querySelector('#result-body')?.dataset.verdict === v, verdict);
+}
+
+const lineOf = (text, needle) => text.split('\n').findIndex((l) => l.includes(needle)) + 1;
+
+let page;
+let layered;
+
+test('loads, decides a first request, and reports the figures', async () => {
+  page = watch(await context.newPage());
+  await page.goto(`${base}/www/`);
+  await page.waitForSelector('#verdict');
+  const m = await page.evaluate(() => window.portcullis.metrics);
+  const wasm = statSync(wasmPath).size;
+  console.log(`# page load to first decision: ${Math.round(m.pageToFirstDecisionMs)} ms`);
+  console.log(`# wasm: ${wasm} bytes (${(wasm / 1024).toFixed(1)} KiB)`);
+  assert.ok(m.pageToFirstDecisionMs > 0);
+  assert.equal(await page.locator('#sample').inputValue(), 'layered-security');
+  await page.waitForSelector('#policy-status.ok');
+});
+
+test('a denied client is denied, with the rule that decided', async () => {
+  await page.locator('#sample').selectOption('layered-security');
+  layered = readFileSync(join(dataRoot, 'policy-samples/layered-security.json'), 'utf8');
+  await page.waitForFunction((t) => document.querySelector('#policy').value === t, layered);
+  await page.locator('#tab-evaluate').click();
+  await setField(page, 'client_ip', '8.8.8.8');
+  await setField(page, 'client_port', 51000);
+  await setField(page, 'local_ip', '10.0.0.4');
+  await setField(page, 'local_port', 443);
+  await verdictIs(page, 'deny');
+  assert.equal(await page.locator('#status').textContent(), '403');
+  assert.match(await page.locator('[data-fact="rule"]').textContent(), /^default/);
+  assert.equal(await page.locator('[data-fact="client"]').textContent(), '8.8.8.8 (from peer)');
+  // IP flow verify: every rule says why it did not match.
+  const why = page.locator('tr[data-rule="allow-https-fe1ase"] .why');
+  assert.equal(await why.textContent(), '✗ client 8.8.8.8 is not in source [fe1ase]');
+  const mgmt = page.locator('tr[data-rule="allow-azure-mgmt"] .why');
+  assert.equal(await mgmt.textContent(), '✗ local port 443 is not in destination_ports 454-455');
+  assert.equal(await page.locator('tr[data-rule="default"]').getAttribute('class'), 'decided deny');
+  assert.match(await page.locator('.result pre.body').textContent(), /only accepts calls from its front-ends/);
+  await shot(page, 'deny-default');
+
+  // An explicit deny rule decides ahead of the default, and its line is marked.
+  const withDeny = layered.replace(
+    '"rules": [\n',
+    '"rules": [\n      { "name": "deny-dns-resolvers", "priority": 150, "access": "deny", "source": ["8.8.8.0/24"] },\n',
+  );
+  assert.notEqual(withDeny, layered);
+  await setPolicy(page, withDeny);
+  await page.waitForFunction(() => document.querySelector('[data-fact="rule"]')?.textContent.startsWith('deny-dns-resolvers'));
+  await verdictIs(page, 'deny');
+  const denyLine = lineOf(withDeny, 'deny-dns-resolvers');
+  assert.equal(await page.locator(`#policy-editor .gutter div:nth-child(${denyLine})`).getAttribute('class'), 'rule-deny');
+  assert.equal(await page.locator('#policy-editor .mark.rule-deny').getAttribute('data-line'), String(denyLine));
+  assert.equal(await page.locator('tr[data-rule="deny-dns-resolvers"]').getAttribute('data-decided'), 'true');
+  assert.match(await page.locator('tr[data-rule="allow-https-fe1ase"] .why').textContent(), /^not reached/);
+  await shot(page, 'deny-rule');
+});
+
+test('fixing the policy lets the client in', async () => {
+  const fixed = layered.replace('"fe1ase": ["65.52.10.20"]', '"fe1ase": ["65.52.10.20", "8.8.8.8"]');
+  assert.notEqual(fixed, layered);
+  await setPolicy(page, fixed);
+  await verdictIs(page, 'forward');
+  assert.equal(await page.locator('#status').textContent(), '200');
+  assert.match(await page.locator('[data-fact="rule"]').textContent(), /^allow-https-fe1ase/);
+  const line = lineOf(fixed, '"allow-https-fe1ase"');
+  assert.equal(await page.locator(`#policy-editor .gutter div:nth-child(${line})`).getAttribute('class'), 'rule-allow');
+  assert.equal(await page.locator('tr[data-rule="allow-http-fe1ase"] .why').textContent(),
+    '✗ local port 443 is not in destination_ports 80');
+  assert.match(await page.locator('tr[data-rule="allow-https-fe1ase"] .why').textContent(), /this rule decides \(allow\)/);
+  assert.match(await page.locator('tr[data-rule="allow-https-apiase"] .why').textContent(), /^not reached/);
+});
+
+test('header edits show as before/after diffs', async () => {
+  const apim = readFileSync(join(dataRoot, 'policy-samples/functions-behind-apim.gateway.json'), 'utf8');
+  await setPolicy(page, apim);
+  // 203.0.113.0/24 is documentation space, not Internet: use a global address.
+  await setField(page, 'client_ip', '20.30.40.50');
+  await setField(page, 'authority', 'api.contoso.net');
+  await setField(page, 'path', '/');
+  await setField(page, 'local_port', 443);
+  await page.locator('#request [name="tls"]').check();
+  await page.locator('[data-add="headers"]').click();
+  await page.locator('[data-rows="headers"] .row:last-child [data-k="name"]').fill('x-functions-key');
+  await page.locator('[data-rows="headers"] .row:last-child [data-k="value"]').fill('from-client');
+  await page.locator('[data-add="upstream"]').click();
+  await page.locator('[data-rows="upstream"] .row:last-child [data-k="name"]').fill('X-Powered-By');
+  await page.locator('[data-rows="upstream"] .row:last-child [data-k="value"]').fill('ASP.NET');
+  await page.waitForSelector('tr[data-header="x-powered-by"][data-op="removed"]');
+  await verdictIs(page, 'forward');
+  assert.equal(await page.locator('tr[data-header="x-functions-key"]').getAttribute('data-op'), 'changed');
+  assert.match(await page.locator('tr[data-header="x-functions-key"]').textContent(), /from-client.*K-test/);
+  assert.equal(await page.locator('tr[data-header="strict-transport-security"]').getAttribute('data-op'), 'added');
+  // A plain request is redirected, and the location is shown.
+  await page.locator('#request [name="tls"]').uncheck();
+  await setField(page, 'local_port', 80);
+  await setField(page, 'path', '/orders?top=5');
+  await verdictIs(page, 'redirect');
+  assert.equal(await page.locator('[data-fact="location"]').textContent(), 'https://api.contoso.net/orders?top=5');
+  assert.equal(await page.locator('#status').textContent(), '308');
+  await page.locator('#request [name="tls"]').check();
+  await setField(page, 'local_port', 443);
+  await verdictIs(page, 'forward');
+  await shot(page, 'headers');
+});
+
+test('a syntax error is reported at its line, and a field error at its field', async () => {
+  const good = readFileSync(join(dataRoot, 'policy-samples/layered-security.json'), 'utf8');
+  const lines = good.split('\n');
+  const at = lineOf(good, '"fe2ase"');
+  lines[at - 1] = lines[at - 1].replace('"fe2ase"', '"fe2ase" @');
+  await setPolicy(page, lines.join('\n'));
+  await page.waitForSelector('#policy-status.bad');
+  await verdictIs(page, 'error');
+  assert.equal(await page.locator('#policy-status').textContent(), '1 error');
+  assert.equal(await page.locator(`#policy-editor .gutter div:nth-child(${at})`).getAttribute('class'), 'err');
+  assert.equal(await page.locator('#policy-errors li').getAttribute('data-line'), String(at));
+  assert.match(await page.locator('#policy-errors li').textContent(), new RegExp(`^${at}:\\d+ `));
+  assert.match(await page.locator('#result-body').textContent(), /POLICY REJECTED/);
+  await shot(page, 'syntax-error');
+
+  // A validation error names the JSON path at the right line.
+  const bad = good.replace('"priority": 300', '"priority": 5');
+  await setPolicy(page, bad);
+  const pline = lineOf(bad, '"priority": 5');
+  await page.waitForFunction((l) => document.querySelector('#policy-errors li')?.dataset.line === String(l), pline);
+  assert.match(await page.locator('#policy-errors li').textContent(), /network\.rules\[2\]\.priority/);
+  await setPolicy(page, good);
+  await page.waitForSelector('#policy-status.ok');
+});
+
+/** Runs the file in the Tests tab (select it, click Run); returns the result. */
+async function runTestFileInPage(path) {
+  await page.locator('#tab-tests').click();
+  await page.locator('#test-sample').selectOption(path);
+  const text = readFileSync(join(dataRoot, path), 'utf8');
+  await page.waitForFunction((t) => document.querySelector('#test-file').value === t, text);
+  await page.evaluate(() => { document.querySelector('#test-results').textContent = ''; });
+  await page.locator('#run-tests').click();
+  await page.waitForSelector('#test-summary');
+  return { text, res: await page.evaluate(() => window.portcullis.lastTests) };
+}
+
+test("a sample's test file passes in the page, and a wrong expectation fails", async () => {
+  const manifest = JSON.parse(readFileSync(dataRoot === root ? join(root, 'www/pkg/manifest.json') : join(dataRoot, 'manifest.json'), 'utf8'));
+  // A sample's own tests when the samples have them, else the first corpus file.
+  const path = manifest.samples.flatMap((s) => s.tests)[0] || manifest.corpus[0];
+  assert.ok(path, 'no test file to run');
+  const { text, res } = await runTestFileInPage(path);
+  const file = JSON.parse(text);
+  const n = (file.cases || []).length;
+  assert.ok(n > 0 || file.expect_policy_error);
+  assert.equal(res.pass, true, JSON.stringify(res, null, 1));
+  assert.equal(await page.locator('#test-summary').getAttribute('data-fail'), '0');
+  assert.equal(await page.locator('#test-summary').getAttribute('data-pass'), String(n || 1));
+  assert.equal(await page.locator('.case[data-pass="true"]').count(), n || 1);
+  console.log(`# ${path}: ${n} cases pass in the page`);
+  await shot(page, 'tests');
+
+  // The same file with one expectation made wrong: the case fails with a diff.
+  const idx = 0;
+  file.cases[idx].expect = { ...(file.cases[idx].expect || {}), status: 599 };
+  await page.locator('#test-file').fill(JSON.stringify(file, null, 2));
+  await page.locator('#run-tests').click();
+  await page.waitForFunction(() => document.querySelector('#test-summary')?.dataset.fail === '1');
+  const failed = page.locator('.case.fail');
+  assert.equal(await failed.count(), 1);
+  assert.equal(await failed.getAttribute('data-case'), file.cases[idx].name);
+  assert.match(await failed.locator('td').first().textContent(), /^status$/);
+  assert.equal(await failed.locator('td').nth(1).textContent(), '599');
+  await shot(page, 'tests-failure');
+});
+
+test('the whole corpus gives in the page exactly what it gives natively', async () => {
+  const native = JSON.parse(readFileSync(process.env.NATIVE_CORPUS, 'utf8'));
+  const files = Object.keys(native);
+  assert.ok(files.length > 0, 'empty native corpus');
+  await page.locator('#tab-tests').click();
+  await page.locator('#run-corpus').click();
+  await page.waitForFunction(() => /^Corpus:/.test(document.querySelector('#test-summary')?.textContent || ''));
+  const inPage = await page.evaluate(() => window.portcullis.corpus);
+  assert.deepEqual(Object.keys(inPage).sort(), files.sort());
+  assert.deepEqual(inPage, native);
+  let cases = 0;
+  const failing = [];
+  for (const [f, r] of Object.entries(inPage)) {
+    cases += r.cases.length + (r.expect_policy_error ? 1 : 0);
+    if (!r.pass) failing.push(f);
+  }
+  console.log(`# corpus: ${files.length} files, ${cases} cases, identical in the page and natively`);
+  assert.deepEqual(failing, [], `corpus files failing (natively too): ${failing.join(', ')}`);
+  assert.equal(await page.locator('#test-summary').getAttribute('data-fail'), '0');
+  await shot(page, 'corpus');
+});
+
+test('a case opens in the evaluator with the same decision', async () => {
+  const manifest = JSON.parse(readFileSync(dataRoot === root ? join(root, 'www/pkg/manifest.json') : join(dataRoot, 'manifest.json'), 'utf8'));
+  const path = manifest.corpus.find((f) => {
+    const c = (JSON.parse(readFileSync(join(dataRoot, f), 'utf8')).cases || [])[0];
+    return c && c.expect && c.expect.verdict && c.expect.rule;
+  });
+  assert.ok(path, 'no corpus file whose first case expects a verdict and a rule');
+  const { text } = await runTestFileInPage(path);
+  const c = JSON.parse(text).cases[0];
+  await page.locator('.case').first().locator('button').click();
+  await page.waitForSelector('#view-evaluate:not([hidden])');
+  await verdictIs(page, c.expect.verdict);
+  await page.waitForFunction((r) => document.querySelector('[data-fact="rule"]')?.textContent.split(' ')[0] === r, c.expect.rule);
+});
+
+test('the shared URL reproduces the state', async () => {
+  // A distinctive state: a policy with an explicit deny, a request, the Evaluate tab.
+  await page.locator('#tab-evaluate').click();
+  const policy = layered.replace('"fe3ase": ["23.98.30.40"]', '"fe3ase": ["23.98.30.40", "198.51.100.0/24"]');
+  await setPolicy(page, policy);
+  await setField(page, 'client_ip', '198.51.100.77');
+  await setField(page, 'local_port', 80);
+  await page.locator('#request [name="tls"]').uncheck();
+  await page.locator('[data-add="headers"]').click();
+  await page.locator('[data-rows="headers"] .row:last-child [data-k="name"]').fill('x-trace');
+  await page.locator('[data-rows="headers"] .row:last-child [data-k="value"]').fill('abc 123');
+  await page.waitForFunction(() => document.querySelector('[data-fact="rule"]')?.textContent.startsWith('allow-http-fe3ase'));
+  await page.locator('#share').click();
+  await page.waitForFunction(() => document.querySelector('#share-note').textContent !== '');
+  const url = page.url();
+  assert.match(url, /#z=[A-Za-z0-9_-]+$/);
+  const copied = await page.evaluate(() => navigator.clipboard.readText());
+  assert.equal(copied, url);
+  const before = await page.evaluate(() => ({ r: window.portcullis.lastResult, s: window.portcullis.state }));
+
+  const other = watch(await context.newPage());
+  await other.goto(url);
+  await other.waitForSelector('#verdict');
+  assert.equal(await other.locator('#policy').inputValue(), policy);
+  assert.equal(await other.locator('#request [name="client_ip"]').inputValue(), '198.51.100.77');
+  assert.equal(await other.locator('#request [name="tls"]').isChecked(), false);
+  assert.equal(await other.locator('[data-rows="headers"] .row [data-k="value"]').inputValue(), 'abc 123');
+  const after = await other.evaluate(() => ({ r: window.portcullis.lastResult, s: window.portcullis.state }));
+  assert.deepEqual(after.r, before.r);
+  assert.deepEqual(after.s.request, before.s.request);
+  assert.equal(after.s.tab, 'evaluate');
+  await shot(other, 'shared-url');
+
+  // The Tests tab is part of the state too.
+  await other.locator('#tab-tests').click();
+  await other.waitForFunction(() => /#z=/.test(location.hash) && window.portcullis.state.tab === 'tests');
+  await other.evaluate(() => new Promise((r) => setTimeout(r, 400)));
+  const third = watch(await context.newPage());
+  await third.goto(other.url());
+  await third.waitForSelector('#view-tests:not([hidden])');
+  await other.close();
+  await third.close();
+});
+
+test('no console errors', () => {
+  assert.deepEqual(consoleErrors, []);
+});

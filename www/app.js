@@ -1,0 +1,736 @@
+// Portcullis playground: the page (main thread). It owns the UI and the
+// state; every decision, explanation and test check comes from the engine
+// (portcullis-core compiled to wasm) in worker.js. State lives in the URL
+// hash (#z=<base64url(deflate-raw(JSON))>) so a link reproduces the page.
+
+const $ = (sel, el = document) => el.querySelector(sel);
+
+/** Builds an element; strings become text nodes (never HTML). */
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'class') el.className = v;
+    else if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+    else el.setAttribute(k, v === true ? '' : v);
+  }
+  for (const c of children.flat(Infinity)) {
+    if (c === undefined || c === null || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+// ---------------------------------------------------------------- engine
+
+const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+const pending = new Map();
+let callSeq = 0;
+worker.onmessage = (ev) => {
+  const { id, ok, value, error, ms } = ev.data;
+  const p = pending.get(id);
+  if (!p) return;
+  pending.delete(id);
+  if (ok) p.resolve({ value, ms });
+  else p.reject(new Error(error));
+};
+worker.onerror = (ev) => {
+  ev.preventDefault();
+  showFatal(`The engine failed to start: ${ev.message || 'worker error'}. Was www/pkg built (scripts/build-web.sh)?`);
+};
+
+/** Calls a wasm export in the worker; JSON results are parsed. */
+function call(fn, ...args) {
+  const id = ++callSeq;
+  return new Promise((resolve, reject) => {
+    pending.set(id, { resolve, reject });
+    worker.postMessage({ id, fn, args });
+  }).then(({ value, ms }) => ({ data: fn === 'version' ? value : JSON.parse(value), ms }));
+}
+
+function showFatal(msg) {
+  $('#result-body').replaceChildren(h('p', { class: 'errors' }, h('li', {}, msg)));
+  $('#policy-status').textContent = 'engine unavailable';
+  $('#policy-status').className = 'chip bad';
+}
+
+// ---------------------------------------------------------------- state
+
+const DEFAULT_REQUEST = {
+  client_ip: '65.52.10.20', client_port: 51000, local_ip: '10.0.0.4', local_port: 443,
+  tls: true, protocol: 'tcp', method: 'GET', authority: 'api.contoso.net', path: '/',
+  headers: [], upstream_status: 200, upstream: [],
+};
+
+const state = {
+  tab: 'evaluate',
+  sample: '',
+  policy: '',
+  request: structuredClone(DEFAULT_REQUEST),
+  tests: { source: '', text: '' },
+};
+
+let manifest = { base: '../', samples: [], corpus: [] };
+const repoUrl = (path) => new URL(manifest.base + path, location.href);
+/** Resolves a test file's policy path against the test file's repo path. */
+function resolvePath(from, rel) {
+  const u = new URL(rel, new URL(from, 'http://repo/'));
+  return u.pathname.replace(/^\//, '');
+}
+
+async function fetchText(url) {
+  const r = await fetch(url);
+  if (!r.ok) throw new Error(`${url}: HTTP ${r.status}`);
+  return r.text();
+}
+
+// URL hash: deflate-raw + base64url.
+async function packState() {
+  const json = JSON.stringify({
+    v: 1, tab: state.tab, sample: state.sample, policy: state.policy, request: state.request,
+    tests: state.tests,
+  });
+  const stream = new Blob([json]).stream().pipeThrough(new CompressionStream('deflate-raw'));
+  const bytes = new Uint8Array(await new Response(stream).arrayBuffer());
+  let bin = '';
+  for (const b of bytes) bin += String.fromCharCode(b);
+  return btoa(bin).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+async function unpackState(z) {
+  const b64 = z.replace(/-/g, '+').replace(/_/g, '/');
+  const bin = atob(b64 + '='.repeat((4 - (b64.length % 4)) % 4));
+  const bytes = Uint8Array.from(bin, (c) => c.charCodeAt(0));
+  const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream('deflate-raw'));
+  return JSON.parse(await new Response(stream).text());
+}
+
+let hashTimer = 0;
+function saveHashSoon() {
+  clearTimeout(hashTimer);
+  hashTimer = setTimeout(saveHash, 250);
+}
+async function saveHash() {
+  clearTimeout(hashTimer);
+  const z = await packState();
+  history.replaceState(null, '', `#z=${z}`);
+}
+
+// ---------------------------------------------------------------- editor
+
+const ta = $('#policy');
+const gutter = $('#policy-editor .gutter');
+const marks = $('#policy-editor .marks');
+let lineMarks = { errors: [], rule: null };
+
+function renderEditor() {
+  const lines = ta.value.split('\n').length;
+  const errs = new Map();
+  for (const e of lineMarks.errors) {
+    if (!errs.has(e.line)) errs.set(e.line, e);
+  }
+  const ruleLine = lineMarks.rule ? lineMarks.rule.line : 0;
+  const ruleCls = lineMarks.rule ? `rule-${lineMarks.rule.access}` : '';
+  const g = [];
+  for (let i = 1; i <= lines; i++) {
+    const cls = errs.has(i) ? 'err' : i === ruleLine ? ruleCls : '';
+    g.push(h('div', { class: cls || null, title: errs.has(i) ? errs.get(i).message : null }, i));
+  }
+  g.push(h('div', {}, ''), h('div', {}, ''));
+  gutter.replaceChildren(...g);
+  const layer = h('div', { class: 'layer' });
+  const top = (line) => `${8 + (line - 1) * 20}px`;
+  if (ruleLine && !errs.has(ruleLine)) {
+    layer.append(h('div', { class: `mark ${ruleCls}`, style: `top:${top(ruleLine)}`, 'data-line': ruleLine }));
+  }
+  for (const [line, e] of errs) {
+    layer.append(h('div', { class: 'mark err', style: `top:${top(line)}`, 'data-line': line },
+      h('span', { class: 'msg' }, e.message)));
+  }
+  marks.replaceChildren(layer);
+  syncScroll();
+}
+
+function syncScroll() {
+  gutter.scrollTop = ta.scrollTop;
+  const layer = marks.firstChild;
+  if (layer) layer.style.transform = `translateY(${-ta.scrollTop}px)`;
+}
+ta.addEventListener('scroll', syncScroll);
+
+function jumpToLine(line) {
+  const lines = ta.value.split('\n');
+  let start = 0;
+  for (let i = 0; i < line - 1 && i < lines.length; i++) start += lines[i].length + 1;
+  const end = start + (lines[line - 1] || '').length;
+  ta.focus({ preventScroll: true });
+  ta.setSelectionRange(start, end);
+  ta.scrollTop = Math.max(0, (line - 1) * 20 - ta.clientHeight / 3);
+  syncScroll();
+}
+
+ta.addEventListener('keydown', (ev) => {
+  if (ev.key === 'Tab' && !ev.shiftKey && !ev.ctrlKey && !ev.metaKey) {
+    ev.preventDefault();
+    ta.setRangeText('  ', ta.selectionStart, ta.selectionEnd, 'end');
+    ta.dispatchEvent(new Event('input'));
+  }
+});
+ta.addEventListener('input', () => {
+  state.policy = ta.value;
+  renderEditor();
+  refreshSoon();
+  saveHashSoon();
+});
+
+// ---------------------------------------------------------------- request builder
+
+const form = $('#request');
+
+function headerRow(kind, name = '', value = '') {
+  const row = h('div', { class: 'row' },
+    h('input', { 'data-k': 'name', placeholder: 'name', value: name, 'aria-label': `${kind} header name` }),
+    h('input', { 'data-k': 'value', placeholder: 'value', value, 'aria-label': `${kind} header value` }),
+    h('button', { type: 'button', title: 'remove', 'aria-label': 'remove header',
+      onclick: () => { row.remove(); onRequestChange(); } }, '×'));
+  return row;
+}
+
+function writeForm(r) {
+  const f = form.elements;
+  for (const k of ['client_ip', 'client_port', 'local_ip', 'local_port', 'method', 'authority', 'path', 'upstream_status', 'protocol']) {
+    f[k].value = r[k] ?? '';
+  }
+  f.tls.checked = !!r.tls;
+  for (const kind of ['headers', 'upstream']) {
+    $(`[data-rows="${kind}"]`, form).replaceChildren(...(r[kind] || []).map(([n, v]) => headerRow(kind, n, v)));
+  }
+}
+
+function readForm() {
+  const f = form.elements;
+  const rows = (kind) => [...$(`[data-rows="${kind}"]`, form).children]
+    .map((row) => [$('[data-k=name]', row).value, $('[data-k=value]', row).value])
+    .filter(([n, v]) => n !== '' || v !== '');
+  return {
+    client_ip: f.client_ip.value.trim(), client_port: Number(f.client_port.value || 0),
+    local_ip: f.local_ip.value.trim(), local_port: Number(f.local_port.value || 0),
+    tls: f.tls.checked, protocol: f.protocol.value, method: f.method.value,
+    authority: f.authority.value, path: f.path.value, headers: rows('headers'),
+    upstream_status: Number(f.upstream_status.value || 200), upstream: rows('upstream'),
+  };
+}
+
+const sock = (ip, port) => (ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`);
+
+/** The builder's request as a policy test case (what the engine reads). */
+function caseOf(r) {
+  return {
+    request: {
+      peer: sock(r.client_ip, r.client_port), local: sock(r.local_ip, r.local_port), tls: r.tls,
+      protocol: r.protocol, method: r.method, authority: r.authority, path: r.path, headers: r.headers,
+    },
+    upstream: { status: r.upstream_status, headers: r.upstream },
+  };
+}
+
+/** A test case's request as builder state (the inverse of caseOf). */
+function requestOfCase(c) {
+  const rq = c.request || {};
+  const split = (s, dflt) => {
+    const m = /^\[(.*)\]:(\d+)$/.exec(s || '') || /^([^:]*):(\d+)$/.exec(s || '');
+    return m ? [m[1], Number(m[2])] : dflt;
+  };
+  const tls = rq.tls !== false;
+  const [client_ip, client_port] = split(rq.peer, ['127.0.0.1', 50000]);
+  const [local_ip, local_port] = split(rq.local, ['127.0.0.1', tls ? 443 : 80]);
+  const text = (v) => (typeof v === 'string' ? v
+    : v && typeof v.hex === 'string'
+      ? new TextDecoder().decode(Uint8Array.from(v.hex.match(/../g) || [], (x) => parseInt(x, 16)))
+      : String(v));
+  const pairs = (l) => (Array.isArray(l) ? l.map(([n, v]) => [String(n), text(v)]) : []);
+  return {
+    client_ip, client_port, local_ip, local_port, tls, protocol: rq.protocol || 'tcp',
+    method: rq.method || 'GET', authority: rq.authority ?? 'localhost', path: rq.path || '/',
+    headers: pairs(rq.headers), upstream_status: (c.upstream && c.upstream.status) || 200,
+    upstream: pairs(c.upstream && c.upstream.headers),
+  };
+}
+
+function onRequestChange() {
+  state.request = readForm();
+  refreshSoon();
+  saveHashSoon();
+}
+form.addEventListener('input', onRequestChange);
+form.addEventListener('change', onRequestChange);
+form.addEventListener('submit', (ev) => ev.preventDefault());
+for (const b of form.querySelectorAll('[data-add]')) {
+  b.addEventListener('click', () => {
+    const kind = b.dataset.add;
+    const row = headerRow(kind);
+    $(`[data-rows="${kind}"]`, form).append(row);
+    $('input', row).focus();
+  });
+}
+
+// ---------------------------------------------------------------- evaluation
+
+const metrics = { pageToFirstDecisionMs: null, lastEvalMs: null, evaluations: 0 };
+window.portcullis = { metrics, state, lastResult: null, lastTests: null, corpus: null };
+
+let refreshTimer = 0;
+let refreshGen = 0;
+function refreshSoon() {
+  clearTimeout(refreshTimer);
+  refreshTimer = setTimeout(refresh, 120);
+}
+
+async function refresh() {
+  clearTimeout(refreshTimer);
+  const gen = ++refreshGen;
+  const policy = state.policy;
+  const caseJson = JSON.stringify(caseOf(state.request));
+  let chk;
+  let ev;
+  try {
+    [chk, ev] = await Promise.all([call('check_policy', policy), call('evaluate', policy, caseJson)]);
+  } catch (e) {
+    showFatal(String(e.message || e));
+    return;
+  }
+  if (gen !== refreshGen) return;
+  renderPolicyStatus(chk.data);
+  renderResult(ev.data, ev.ms);
+}
+
+function renderPolicyStatus(c) {
+  const chip = $('#policy-status');
+  if (c.ok) {
+    chip.className = 'chip ok';
+    chip.textContent = `valid · ${c.name} · ${c.rules} network rule${c.rules === 1 ? '' : 's'}`;
+  } else {
+    chip.className = 'chip bad';
+    chip.textContent = `${c.errors.length} error${c.errors.length === 1 ? '' : 's'}`;
+  }
+  lineMarks.errors = c.errors;
+  $('#policy-errors').replaceChildren(...c.errors.map((e) => h('li', {
+    'data-line': e.line, onclick: () => jumpToLine(e.line),
+  }, h('code', {}, `${e.line}:${e.column}`), ' ', e.path ? h('code', {}, e.path) : '(document)', ': ', e.message)));
+}
+
+const STEPS = [
+  ['client_ip', 'client address'],
+  ['network', 'network rules'],
+  ['https_only', 'HTTPS only'],
+  ['require_headers', 'required headers'],
+  ['forward', 'forward'],
+];
+
+function pipeline(r) {
+  const at = STEPS.findIndex(([s]) => s === r.step);
+  const cfg = r.configured;
+  const configured = {
+    client_ip: true, network: cfg.network, https_only: cfg.https_only,
+    require_headers: cfg.require_headers > 0, forward: true,
+  };
+  return h('ol', { class: 'pipeline', 'aria-label': 'evaluation steps' }, STEPS.map(([s, label], i) => {
+    let cls = '';
+    let note = '';
+    if (i < at) { cls = configured[s] ? 'pass' : 'off'; note = configured[s] ? ' ✓' : ' (none)'; }
+    else if (i === at) {
+      cls = r.verdict === 'forward' ? 'done' : r.verdict === 'redirect' ? 'redirect' : 'stop';
+      note = r.verdict === 'forward' ? ' ✓' : ` → ${r.status}`;
+    } else cls = configured[s] ? '' : 'off';
+    if (s === 'client_ip') label = `client address (${cfg.client_ip})`;
+    return h('li', { class: cls, 'data-step': s }, label + note);
+  }));
+}
+
+function rulesTable(r) {
+  if (!r.configured.network) return h('p', { class: 'muted' }, 'No network section: no address filtering.');
+  if (r.client_ip === null) {
+    return h('p', { class: 'no' }, 'The client address is unknown, so the request is denied before any rule is considered.');
+  }
+  const rows = r.rules.map((x) => {
+    let res;
+    if (!x.reached) res = h('span', { class: 'muted' }, `not reached${x.matched ? ' (would match)' : ''}`);
+    else if (x.decided) res = h('span', { class: 'yes' }, `✓ ${x.why}`);
+    else if (x.matched) res = h('span', { class: 'yes' }, `✓ ${x.why}`);
+    else res = h('span', { class: 'no' }, `✗ ${x.why}`);
+    const ports = `${x.source_ports} → ${x.destination_ports}`;
+    return h('tr', {
+      class: [x.decided ? `decided ${x.access}` : '', x.reached ? '' : 'unreached'].join(' ').trim() || null,
+      'data-rule': x.name, 'data-matched': String(x.matched), 'data-decided': String(x.decided),
+    },
+    h('td', { class: 'mono' }, x.priority),
+    h('td', {}, h('a', { class: 'line', title: `line ${x.line} (${x.path})`, onclick: () => jumpToLine(x.line) }, x.name)),
+    h('td', { class: `acc-${x.access}` }, x.access),
+    h('td', { class: 'mono' }, x.source.join(', ')),
+    h('td', { class: 'mono' }, ports),
+    h('td', { class: 'mono' }, x.destination),
+    h('td', { class: 'mono' }, x.protocol),
+    h('td', { class: 'why' }, res));
+  });
+  // The client is known here, so the network step ran: no rule means the default.
+  const byDefault = r.rule_index === null;
+  rows.push(h('tr', { class: byDefault ? `decided ${r.configured.default_access}` : 'unreached', 'data-rule': 'default' },
+    h('td', { class: 'mono' }, '—'), h('td', {}, 'default'),
+    h('td', { class: `acc-${r.configured.default_access}` }, r.configured.default_access),
+    h('td', { class: 'mono', colspan: 4 }, 'every flow no rule matched'),
+    h('td', {}, byDefault ? h('span', { class: 'yes' }, `✓ no rule matched: default_access ${r.configured.default_access} decides`)
+      : h('span', { class: 'muted' }, 'not reached'))));
+  return h('table', { class: 'rules' },
+    h('thead', {}, h('tr', {}, ['Priority', 'Rule', 'Access', 'Source', 'Ports (src → dst)', 'Destination', 'Proto', 'Why'].map((t) => h('th', {}, t)))),
+    h('tbody', {}, rows));
+}
+
+/** Rows of a header diff: grouped by lowercase name, after's order first. */
+function headerDiff(before, after) {
+  const group = (list) => {
+    const m = new Map();
+    for (const x of list || []) {
+      const k = x.name.toLowerCase();
+      if (!m.has(k)) m.set(k, { name: x.name, values: [] });
+      m.get(k).values.push(x.value);
+    }
+    return m;
+  };
+  const b = group(before);
+  const a = group(after);
+  const rows = [];
+  for (const [k, x] of a) {
+    const old = b.get(k);
+    const same = old && old.values.join('\n') === x.values.join('\n');
+    rows.push({ op: !old ? 'added' : same ? 'same' : 'changed', name: x.name, before: old ? old.values : [], after: x.values });
+  }
+  for (const [k, x] of b) if (!a.has(k)) rows.push({ op: 'removed', name: x.name, before: x.values, after: [] });
+  return rows;
+}
+
+function diffTable(title, before, after, emptyNote) {
+  const rows = headerDiff(before, after);
+  const body = rows.length === 0
+    ? h('p', { class: 'muted' }, emptyNote)
+    : h('table', { class: 'diff' },
+      h('thead', {}, h('tr', {}, h('th', {}, ''), h('th', {}, 'Header'), h('th', {}, 'Before'), h('th', {}, 'After'))),
+      h('tbody', {}, rows.map((x) => h('tr', { class: x.op, 'data-header': x.name.toLowerCase(), 'data-op': x.op },
+        h('td', { class: 'op' }, x.op === 'same' ? '' : x.op),
+        h('td', { class: 'mono' }, x.name),
+        h('td', { class: 'mono' }, x.before.join('\n')),
+        h('td', { class: 'mono' }, x.after.join('\n'))))));
+  return h('div', {}, h('h3', {}, title), body);
+}
+
+function renderResult(r, ms) {
+  window.portcullis.lastResult = r;
+  const body = $('#result-body');
+  if (!r.ok) {
+    lineMarks.rule = null;
+    renderEditor();
+    const reqErrs = r.request_errors || [];
+    $('#request-errors').replaceChildren(...reqErrs.map((e) => h('li', {}, e.path ? h('code', {}, e.path) : '', e.path ? ': ' : '', e.message)));
+    body.replaceChildren(h('div', { class: 'verdict' }, h('span', { class: 'badge deny' }, r.errors && r.errors.length ? 'POLICY REJECTED' : 'BAD REQUEST'),
+      h('span', { class: 'muted' }, r.errors && r.errors.length
+        ? 'A rejected policy is never partly applied: fix the errors shown in the editor.'
+        : 'Fix the request fields listed under the form.')));
+    body.dataset.verdict = 'error';
+    return;
+  }
+  $('#request-errors').replaceChildren();
+  metrics.evaluations++;
+  metrics.lastEvalMs = ms;
+  if (metrics.pageToFirstDecisionMs === null) {
+    metrics.pageToFirstDecisionMs = performance.now();
+  }
+  $('#timing').textContent = `decided in ${ms.toFixed(2)} ms · first decision ${Math.round(metrics.pageToFirstDecisionMs)} ms after page load`;
+  const decidingRule = r.rules.find((x) => x.decided);
+  lineMarks.rule = r.rule_line && decidingRule ? { line: r.rule_line, access: decidingRule.access } : null;
+  renderEditor();
+  const facts = [
+    ['rule', r.rule_line
+      ? h('a', { class: 'line', onclick: () => jumpToLine(r.rule_line) }, `${r.rule} (line ${r.rule_line})`)
+      : r.rule],
+    ['step', r.step],
+    ['client', `${r.client_ip ?? 'unknown'} (from ${r.client_source})`],
+    ['secure', r.secure ? 'yes (TLS or trusted X-Forwarded-Proto)' : 'no'],
+  ];
+  if (r.location) facts.push(['location', r.location]);
+  facts.push(['trace', r.trace]);
+  body.dataset.verdict = r.verdict;
+  body.replaceChildren(
+    h('div', { class: 'verdict' },
+      h('span', { class: `badge ${r.verdict}`, id: 'verdict' }, r.verdict.toUpperCase()),
+      h('span', { class: 'status', id: 'status' }, r.status),
+      h('span', { class: 'muted' }, r.verdict === 'forward' ? 'the upstream answered (after the policy\'s response edits)' : 'answered by the gateway')),
+    h('dl', { class: 'facts' }, facts.map(([k, v]) => [h('dt', {}, k), h('dd', { 'data-fact': k }, v)])),
+    r.explain_agrees ? '' : h('p', { class: 'no' }, 'Engine inconsistency: the per-rule walk and the compiled matcher disagree. Please report this policy.'),
+    h('h3', {}, 'Evaluation'), pipeline(r),
+    h('h3', {}, 'Network rules, in priority order'), rulesTable(r),
+    h('div', { class: 'two' },
+      r.request_headers_after
+        ? diffTable('Request headers to the backend', r.request_headers_before, r.request_headers_after, 'No headers.')
+        : h('div', {}, h('h3', {}, 'Request headers to the backend'), h('p', { class: 'muted' }, 'Not forwarded.')),
+      r.response_headers_before
+        ? diffTable('Response headers to the client', r.response_headers_before, r.response_headers_after, 'No headers.')
+        : diffTable('Local reply headers to the client', [], r.response_headers_after, 'No headers.')),
+    r.body ? h('h3', {}, 'Local reply body') : '',
+    r.body ? h('pre', { class: 'body' }, r.body) : '',
+  );
+}
+
+$('#copy-case').addEventListener('click', async () => {
+  const r = window.portcullis.lastResult;
+  const c = { name: 'playground case', ...caseOf(state.request) };
+  if (r && r.ok) {
+    c.expect = { verdict: r.verdict, status: r.status, rule: r.rule, client_ip: r.client_ip ?? 'unknown' };
+    if (r.location) c.expect.location = r.location;
+  }
+  await copy(JSON.stringify(c, null, 2), 'Test case copied');
+});
+
+async function copy(text, done) {
+  const note = $('#share-note');
+  try {
+    await navigator.clipboard.writeText(text);
+    note.textContent = done;
+  } catch {
+    note.textContent = 'Clipboard unavailable: copy from the address bar.';
+  }
+  setTimeout(() => { note.textContent = ''; }, 2500);
+}
+
+$('#share').addEventListener('click', async () => {
+  await saveHash();
+  await copy(location.href, 'Link copied');
+});
+
+// ---------------------------------------------------------------- tabs
+
+function setTab(tab) {
+  state.tab = tab === 'tests' ? 'tests' : 'evaluate';
+  for (const b of document.querySelectorAll('.tabs button')) b.setAttribute('aria-selected', String(b.dataset.tab === state.tab));
+  $('#view-evaluate').hidden = state.tab !== 'evaluate';
+  $('#view-tests').hidden = state.tab !== 'tests';
+  saveHashSoon();
+}
+for (const b of document.querySelectorAll('.tabs button')) b.addEventListener('click', () => setTab(b.dataset.tab));
+
+// ---------------------------------------------------------------- samples
+
+async function loadSample(name) {
+  const s = manifest.samples.find((x) => x.name === name);
+  if (!s) return;
+  state.sample = name;
+  $('#sample').value = name;
+  const text = await fetchText(repoUrl(s.policy));
+  setPolicy(text);
+  if (s.tests.length) {
+    const testText = await fetchText(repoUrl(s.tests[0]));
+    setTests(s.tests[0], testText);
+    try {
+      const first = (JSON.parse(testText).cases || [])[0];
+      if (first) { state.request = requestOfCase(first); writeForm(state.request); }
+    } catch {
+      // The Tests tab reports a malformed file when it runs.
+    }
+  }
+  refresh();
+  saveHashSoon();
+}
+
+function setPolicy(text) {
+  ta.value = text;
+  state.policy = text;
+  ta.scrollTop = 0;
+  renderEditor();
+}
+
+$('#sample').addEventListener('change', (ev) => { if (ev.target.value) loadSample(ev.target.value); });
+
+// ---------------------------------------------------------------- tests
+
+const testTa = $('#test-file');
+
+function setTests(source, text) {
+  state.tests = { source, text };
+  testTa.value = text;
+  $('#test-sample').value = source;
+  $('#test-source').textContent = source
+    ? `Loaded from ${source}; a policy named by path is read next to it.`
+    : 'A pasted file that names its policy by path is run against the policy in the editor.';
+}
+
+testTa.addEventListener('input', () => {
+  state.tests = { source: state.tests.source, text: testTa.value };
+  saveHashSoon();
+});
+
+$('#test-sample').addEventListener('change', async (ev) => {
+  const p = ev.target.value;
+  if (p) setTests(p, await fetchText(repoUrl(p)));
+  saveHashSoon();
+});
+
+$('#test-file-input').addEventListener('change', async (ev) => {
+  const f = ev.target.files[0];
+  if (f) setTests('', await f.text());
+  saveHashSoon();
+});
+
+/** The policy files a test file names, as {path: text}. */
+async function policiesFor(text, source) {
+  let p;
+  try { p = JSON.parse(text).policy; } catch { return {}; }
+  if (typeof p !== 'string') return {};
+  if (!source) return { [p]: state.policy };
+  try {
+    return { [p]: await fetchText(repoUrl(resolvePath(source, p))) };
+  } catch {
+    return {};
+  }
+}
+
+async function runTestFile(text, source) {
+  const policies = await policiesFor(text, source);
+  const { data } = await call('run_tests', text, JSON.stringify(policies));
+  return data;
+}
+
+function problemList(list) {
+  return h('ul', { class: 'errors' }, list.map((e) => h('li', {}, e.line ? `${e.line}:${e.column} ` : '', e.path ? h('code', {}, e.path) : '', e.path ? ': ' : '', e.message)));
+}
+
+function renderFileResult(res, file, text) {
+  const out = [];
+  if (res.errors.length) out.push(h('p', { class: 'no' }, 'The test file was not read:'), problemList(res.errors));
+  if (res.policy_errors.length) out.push(h('p', { class: 'no' }, `The policy ${res.policy} was rejected:`), problemList(res.policy_errors));
+  if (res.expect_policy_error) {
+    const x = res.expect_policy_error;
+    out.push(h('div', { class: `case ${res.pass ? '' : 'fail'}`, 'data-case': 'expect_policy_error', 'data-pass': String(res.pass) },
+      h('div', { class: 'name' }, res.pass ? '✓ ' : '✗ ', `policy rejected at ${x.expected.join(', ')}`),
+      x.accepted ? h('div', { class: 'no' }, 'but the policy was accepted') : null,
+      x.missing.length && !x.accepted ? h('div', { class: 'no' }, `no error at ${x.missing.join(', ')}`) : null,
+      x.errors.length ? problemList(x.errors) : null));
+  }
+  let parsedCases = [];
+  try { parsedCases = JSON.parse(text).cases || []; } catch { /* reported by the engine */ }
+  res.cases.forEach((c, i) => {
+    out.push(h('div', { class: `case ${c.pass ? '' : 'fail'}`, 'data-case': c.name, 'data-pass': String(c.pass) },
+      h('div', { class: 'name' }, c.pass ? '✓ ' : '✗ ', c.name, h('span', { class: 'note' }, ` line ${c.line} `),
+        parsedCases[i] ? h('button', { type: 'button', class: 'ghost small', onclick: () => openCase(file, text, parsedCases[i]) }, 'open in evaluator') : null),
+      c.mismatches.length ? h('table', {},
+        h('thead', {}, h('tr', {}, h('th', {}, 'Field'), h('th', {}, 'Expected'), h('th', {}, 'Seen'))),
+        h('tbody', {}, c.mismatches.map((m) => h('tr', {}, h('td', { class: 'mono' }, m.field), h('td', { class: 'mono' }, m.expected), h('td', { class: 'mono no' }, m.seen))))) : null,
+      h('div', { class: 'trace' }, `trace: ${c.trace}`)));
+  });
+  return out;
+}
+
+async function openCase(file, text, c) {
+  const policies = await policiesFor(text, file);
+  const p = Object.values(policies)[0];
+  let inline = null;
+  try { const pol = JSON.parse(text).policy; if (pol && typeof pol === 'object') inline = JSON.stringify(pol, null, 2); } catch { /* ignore */ }
+  if (inline) setPolicy(inline);
+  else if (typeof p === 'string') setPolicy(p);
+  state.request = requestOfCase(c);
+  writeForm(state.request);
+  setTab('evaluate');
+  refresh();
+}
+
+function summaryLine(files) {
+  let pass = 0;
+  let fail = 0;
+  for (const r of files) {
+    pass += r.passed + (r.expect_policy_error && r.pass ? 1 : 0);
+    fail += r.failed + (r.expect_policy_error && !r.pass ? 1 : 0) + (r.errors.length || r.policy_errors.length ? 1 : 0);
+  }
+  return { pass, fail };
+}
+
+$('#run-tests').addEventListener('click', async () => {
+  const text = testTa.value;
+  const res = await runTestFile(text, state.tests.source);
+  window.portcullis.lastTests = res;
+  const { pass, fail } = summaryLine([res]);
+  $('#test-results').replaceChildren(
+    h('div', { class: `summary ${fail ? 'fail' : 'pass'}`, id: 'test-summary', 'data-pass': pass, 'data-fail': fail },
+      `${pass} passed, ${fail} failed${res.policy ? ` · policy ${res.policy}` : ''}`),
+    ...renderFileResult(res, state.tests.source, text));
+});
+
+$('#run-corpus').addEventListener('click', async () => {
+  const results = {};
+  const texts = {};
+  const box = $('#test-results');
+  box.replaceChildren(h('p', { class: 'muted' }, `Running ${manifest.corpus.length} files…`));
+  const t0 = performance.now();
+  for (const f of manifest.corpus) {
+    let text;
+    try { text = await fetchText(repoUrl(f)); } catch (e) {
+      results[f] = { ok: false, pass: false, errors: [{ line: 0, column: 0, path: '', message: String(e.message) }], policy: null, policy_errors: [], expect_policy_error: null, cases: [], passed: 0, failed: 0 };
+      continue;
+    }
+    texts[f] = text;
+    results[f] = await runTestFile(text, f);
+  }
+  const ms = performance.now() - t0;
+  window.portcullis.corpus = results;
+  const files = Object.values(results);
+  const { pass, fail } = summaryLine(files);
+  box.replaceChildren(
+    h('div', { class: `summary ${fail ? 'fail' : 'pass'}`, id: 'test-summary', 'data-pass': pass, 'data-fail': fail },
+      `Corpus: ${files.length} files, ${pass} passed, ${fail} failed (${Math.round(ms)} ms)`),
+    ...Object.entries(results).map(([f, r]) => {
+      const failed = !r.pass;
+      const d = h('details', { class: 'file', 'data-file': f },
+        h('summary', {}, f, h('span', { class: `tag ${failed ? 'no' : 'yes'}` },
+          failed ? 'FAIL' : `${r.passed || (r.expect_policy_error ? 1 : 0)} ✓`)),
+        renderFileResult(r, f, texts[f] || ''));
+      if (failed) d.open = true;
+      return d;
+    }));
+});
+
+// ---------------------------------------------------------------- start
+
+async function start() {
+  call('version').then(({ data }) => { $('#engine-version').textContent = `portcullis-core ${data}`; }).catch(() => {});
+  try {
+    manifest = JSON.parse(await fetchText(new URL('pkg/manifest.json', location.href)));
+  } catch {
+    // No manifest: samples and corpus are unavailable, the rest works.
+  }
+  for (const s of manifest.samples) $('#sample').append(h('option', { value: s.name }, s.name));
+  for (const t of manifest.corpus) $('#test-sample').append(h('option', { value: t }, t));
+
+  const m = /^#z=([A-Za-z0-9_-]+)$/.exec(location.hash);
+  let restored = false;
+  if (m) {
+    try {
+      const s = await unpackState(m[1]);
+      state.sample = s.sample || '';
+      $('#sample').value = state.sample;
+      setPolicy(String(s.policy ?? ''));
+      state.request = { ...structuredClone(DEFAULT_REQUEST), ...(s.request || {}) };
+      writeForm(state.request);
+      setTests(s.tests?.source || '', String(s.tests?.text ?? ''));
+      setTab(s.tab);
+      restored = true;
+    } catch {
+      $('#share-note').textContent = 'The link could not be read; showing a sample.';
+    }
+  }
+  if (!restored) {
+    writeForm(state.request);
+    const first = manifest.samples.find((s) => s.name === 'layered-security') || manifest.samples[0];
+    if (first) await loadSample(first.name);
+    else renderEditor();
+    setTab('evaluate');
+  }
+  await refresh();
+}
+
+start();
