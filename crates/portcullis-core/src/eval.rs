@@ -327,10 +327,10 @@ impl Policy {
         // 2. Network rules. An unknown client is denied whatever the rules.
         let deny_status = self.network.as_ref().map_or(403, |n| n.deny_status);
         let Some(ip) = client.ip else {
-            d.verdict = Verdict::Deny;
-            d.status = deny_status;
-            d.step = Step::ClientIp;
-            return d;
+            return Decision {
+                client,
+                ..self.deny_unknown_client(d.secure)
+            };
         };
         if let Some(net) = &self.network {
             let flow = Flow {
@@ -389,6 +389,23 @@ impl Policy {
             }
         }
         d
+    }
+
+    /// The decision for a request whose client the host cannot name (no
+    /// usable peer or local address): denied like an unknown client.
+    pub fn deny_unknown_client(&self, secure: bool) -> Decision {
+        Decision {
+            verdict: Verdict::Deny,
+            status: self.network.as_ref().map_or(403, |n| n.deny_status),
+            rule: None,
+            client: Client {
+                ip: None,
+                source: ClientSource::Peer,
+            },
+            step: Step::ClientIp,
+            secure,
+            location: None,
+        }
     }
 
     /// Whether a request counts as secure: TLS, or `X-Forwarded-Proto: https`

@@ -38,6 +38,7 @@ extern crate alloc;
 pub mod addr;
 mod error;
 pub mod eval;
+mod inputs;
 pub mod json;
 pub mod lint;
 pub mod matcher;
@@ -49,4 +50,5 @@ pub use eval::{
     apply_edits, Client, ClientSource, Decision, Edit, EditOp, Field, Flow, Headers, LocalReply,
     Request, RuleCheck, Step, Trace, Transport, Verdict,
 };
+pub use inputs::Inputs;
 pub use policy::Policy;

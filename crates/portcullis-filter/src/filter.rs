@@ -7,13 +7,12 @@ use std::rc::Rc;
 use portcullis_core::addr::parse_socket;
 use portcullis_core::json;
 use portcullis_core::{
-    Client, ClientSource, Decision, EditOp, Headers, Policy, Request, Step, Transport, Verdict,
+    Decision, EditOp, Headers, Inputs, Policy, Request, Step, Transport, Verdict,
 };
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 
 use crate::host::{self, level};
-use crate::needs::Needs;
 use crate::stats;
 use crate::wire::{self, HeaderMap};
 
@@ -29,7 +28,7 @@ pub const TRACE_PROPERTY: &[u8] = b"portcullis.trace";
 /// Everything the HTTP contexts share: the compiled policy and its counters.
 struct Shared {
     policy: Policy,
-    needs: Needs,
+    needs: Inputs,
     /// Counter ids for allowed, denied, redirected.
     verdicts: [Option<u32>; 3],
     /// Counter id per rule index.
@@ -54,7 +53,7 @@ impl Shared {
             id
         };
         Shared {
-            needs: Needs::of(&policy),
+            needs: policy.inputs(),
             verdicts: [
                 define(stats::verdict(&policy, Verdict::Forward)),
                 define(stats::verdict(&policy, Verdict::Deny)),
@@ -255,8 +254,7 @@ impl Http {
             Transport::Tcp
         };
         let headers = LazyHeaders(OnceCell::new());
-        let (method, authority, path): (&[u8], &[u8], &[u8]) = if needs.pseudo_headers(policy, tls)
-        {
+        let (method, authority, path): (&[u8], &[u8], &[u8]) = if needs.pseudo_headers(tls) {
             let map = headers.get();
             (
                 map.first(":method").unwrap_or_default(),
@@ -284,18 +282,7 @@ impl Http {
                     level::WARN,
                     "portcullis: source or destination address unavailable; denying",
                 );
-                Decision {
-                    verdict: Verdict::Deny,
-                    status: policy.network.as_ref().map_or(403, |n| n.deny_status),
-                    rule: None,
-                    client: Client {
-                        ip: None,
-                        source: ClientSource::Peer,
-                    },
-                    step: Step::ClientIp,
-                    secure: tls,
-                    location: None,
-                }
+                policy.deny_unknown_client(tls)
             }
         };
         let trace = policy.trace(&d);

@@ -7,7 +7,7 @@
 //! without a valid policy is answered `500`, never forwarded.
 //!
 //! Per request the filter reads only what the policy needs (see
-//! [`needs::Needs`]): `source.address` always; `destination.address`,
+//! [`portcullis_core::Inputs`]): `source.address` always; `destination.address`,
 //! `connection.tls_version` and `request.protocol` only when some rule or
 //! section depends on them; the request header map in one host call, only
 //! when the core asks for a header or a plain request may be redirected.
@@ -40,7 +40,6 @@
     )
 )]
 
-pub mod needs;
 pub mod stats;
 pub mod wire;
 
