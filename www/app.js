@@ -578,22 +578,31 @@ $('#test-file-input').addEventListener('change', async (ev) => {
   saveHashSoon();
 });
 
-/** The policy files a test file names, as {path: text}. */
-async function policiesFor(text, source) {
+/**
+ * The policy files a test file names, as {path: text}, and where the text
+ * came from. With `useEditor`, the editor's policy stands in for the file
+ * when it is the loaded sample's (so edits are tested) or when the test file
+ * was pasted; the corpus run always reads the files as they are.
+ */
+async function policiesFor(text, source, useEditor) {
   let p;
-  try { p = JSON.parse(text).policy; } catch { return {}; }
-  if (typeof p !== 'string') return {};
-  if (!source) return { [p]: state.policy };
+  try { p = JSON.parse(text).policy; } catch { return { policies: {}, from: '' }; }
+  if (typeof p !== 'string') return { policies: {}, from: 'inline' };
+  if (!source) return { policies: useEditor ? { [p]: state.policy } : {}, from: 'the editor' };
+  const path = resolvePath(source, p);
+  const sample = manifest.samples.find((s) => s.name === state.sample);
+  if (useEditor && sample && sample.policy === path) return { policies: { [p]: state.policy }, from: 'the editor' };
   try {
-    return { [p]: await fetchText(repoUrl(resolvePath(source, p))) };
+    return { policies: { [p]: await fetchText(repoUrl(path)) }, from: path };
   } catch {
-    return {};
+    return { policies: {}, from: '' };
   }
 }
 
-async function runTestFile(text, source) {
-  const policies = await policiesFor(text, source);
+async function runTestFile(text, source, useEditor) {
+  const { policies, from } = await policiesFor(text, source, useEditor);
   const { data } = await call('run_tests', text, JSON.stringify(policies));
+  data.policy_from = from;
   return data;
 }
 
@@ -628,12 +637,18 @@ function renderFileResult(res, file, text) {
 }
 
 async function openCase(file, text, c) {
-  const policies = await policiesFor(text, file);
+  const { policies, from } = await policiesFor(text, file, true);
   const p = Object.values(policies)[0];
   let inline = null;
   try { const pol = JSON.parse(text).policy; if (pol && typeof pol === 'object') inline = JSON.stringify(pol, null, 2); } catch { /* ignore */ }
   if (inline) setPolicy(inline);
   else if (typeof p === 'string') setPolicy(p);
+  if (from !== 'the editor') {
+    // The editor now holds another file (or an inline policy): say which sample, if any.
+    const sample = manifest.samples.find((x) => x.policy === from);
+    state.sample = sample ? sample.name : '';
+    $('#sample').value = state.sample;
+  }
   state.request = requestOfCase(c);
   writeForm(state.request);
   setTab('evaluate');
@@ -652,12 +667,12 @@ function summaryLine(files) {
 
 $('#run-tests').addEventListener('click', async () => {
   const text = testTa.value;
-  const res = await runTestFile(text, state.tests.source);
+  const res = await runTestFile(text, state.tests.source, true);
   window.portcullis.lastTests = res;
   const { pass, fail } = summaryLine([res]);
   $('#test-results').replaceChildren(
     h('div', { class: `summary ${fail ? 'fail' : 'pass'}`, id: 'test-summary', 'data-pass': pass, 'data-fail': fail },
-      `${pass} passed, ${fail} failed${res.policy ? ` · policy ${res.policy}` : ''}`),
+      `${pass} passed, ${fail} failed${res.policy ? ` · policy ${res.policy}` : ''}${res.policy_from && res.policy_from !== 'inline' ? ` (read from ${res.policy_from})` : ''}`),
     ...renderFileResult(res, state.tests.source, text));
 });
 
@@ -674,7 +689,8 @@ $('#run-corpus').addEventListener('click', async () => {
       continue;
     }
     texts[f] = text;
-    results[f] = await runTestFile(text, f);
+    results[f] = await runTestFile(text, f, false);
+    delete results[f].policy_from;
   }
   const ms = performance.now() - t0;
   window.portcullis.corpus = results;

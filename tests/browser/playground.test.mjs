@@ -260,6 +260,37 @@ async function runTestFileInPage(path) {
   return { text, res: await page.evaluate(() => window.portcullis.lastTests) };
 }
 
+test("a sample's tests run against the policy in the editor", async () => {
+  const manifest = JSON.parse(readFileSync(dataRoot === root ? join(root, 'www/pkg/manifest.json') : join(dataRoot, 'manifest.json'), 'utf8'));
+  const sample = manifest.samples.find((x) => x.name === 'layered-security');
+  assert.ok(sample && sample.tests.length, 'layered-security has no test file');
+  await page.locator('#tab-evaluate').click();
+  await page.locator('#sample').selectOption('layered-security');
+  const text = readFileSync(join(dataRoot, sample.tests[0]), 'utf8');
+  await page.waitForFunction((t) => document.querySelector('#test-file').value === t, text);
+  const n = JSON.parse(text).cases.length;
+  await page.locator('#tab-tests').click();
+  await page.locator('#run-tests').click();
+  await page.waitForFunction((k) => document.querySelector('#test-summary')?.dataset.pass === String(k), n);
+  assert.equal(await page.locator('#test-summary').getAttribute('data-fail'), '0');
+  assert.match(await page.locator('#test-summary').textContent(), /read from the editor/);
+  console.log(`# ${sample.tests[0]}: ${n} cases pass in the page`);
+  await shot(page, 'tests');
+
+  // Break the policy in the editor: fe1ase's cases now fail, with their diffs.
+  const policy = readFileSync(join(dataRoot, sample.policy), 'utf8');
+  const broken = policy.replace('"fe1ase": ["65.52.10.20"]', '"fe1ase": ["65.52.10.21"]');
+  assert.notEqual(broken, policy);
+  await setPolicy(page, broken);
+  await page.locator('#run-tests').click();
+  await page.waitForFunction(() => Number(document.querySelector('#test-summary')?.dataset.fail) > 0);
+  const failing = await page.locator('.case.fail').count();
+  assert.ok(failing > 0 && failing < n, `${failing} of ${n} failing`);
+  assert.ok(await page.locator('.case.fail td', { hasText: /^rule$|^verdict$/ }).count() > 0);
+  await shot(page, 'tests-broken-policy');
+  await setPolicy(page, policy);
+});
+
 test("a sample's test file passes in the page, and a wrong expectation fails", async () => {
   const manifest = JSON.parse(readFileSync(dataRoot === root ? join(root, 'www/pkg/manifest.json') : join(dataRoot, 'manifest.json'), 'utf8'));
   // A sample's own tests when the samples have them, else the first corpus file.
@@ -274,7 +305,6 @@ test("a sample's test file passes in the page, and a wrong expectation fails", a
   assert.equal(await page.locator('#test-summary').getAttribute('data-pass'), String(n || 1));
   assert.equal(await page.locator('.case[data-pass="true"]').count(), n || 1);
   console.log(`# ${path}: ${n} cases pass in the page`);
-  await shot(page, 'tests');
 
   // The same file with one expectation made wrong: the case fails with a diff.
   const idx = 0;
