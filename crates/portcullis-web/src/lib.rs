@@ -591,3 +591,171 @@ pub fn run_tests(test_file_text: &str, policies_json: &str) -> String {
 pub fn version() -> String {
     env!("CARGO_PKG_VERSION").to_string()
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    const POLICY: &str = r#"{
+  "name": "t",
+  "network": {
+    "rules": [
+      { "name": "deny-bad", "priority": 100, "access": "deny", "source": ["10.9.0.0/16"] },
+      { "name": "web", "priority": 200, "access": "allow", "source": ["10.0.0.0/8"],
+        "destination_ports": ["443"], "protocol": "tcp" },
+      { "name": "h3", "priority": 300, "access": "allow", "source": ["*"], "protocol": "udp" }
+    ]
+  },
+  "request_headers": [ { "set": "x-k", "value": "K" } ],
+  "response_headers": [ { "remove": "Server" } ]
+}"#;
+
+    fn parse(s: String) -> Value {
+        serde_json::from_str(&s).unwrap()
+    }
+
+    fn eval(case: Value) -> Value {
+        parse(evaluate(POLICY, &case.to_string()))
+    }
+
+    #[test]
+    fn check_policy_reports_line_and_path() {
+        let ok = parse(check_policy(POLICY));
+        assert_eq!(ok["ok"], true);
+        assert_eq!(ok["rules"], 3);
+        let bad = POLICY.replace("\"priority\": 200", "\"priority\": 5");
+        let out = parse(check_policy(&bad));
+        assert_eq!(out["ok"], false);
+        assert_eq!(out["errors"][0]["path"], "network.rules[1].priority");
+        assert_eq!(out["errors"][0]["line"], 6);
+        let syntax = parse(check_policy("{\n  \"name\": \"x\",,\n}"));
+        assert_eq!(syntax["errors"][0]["line"], 2);
+        assert_eq!(syntax["errors"][0]["path"], "");
+    }
+
+    #[test]
+    fn evaluate_explains_every_rule() {
+        let out = eval(json!({"request": {"peer": "10.1.2.3:5000", "local": "10.0.0.4:8443"}}));
+        assert_eq!(out["verdict"], "deny");
+        assert_eq!(out["rule"], "default");
+        assert_eq!(out["rule_index"], Value::Null);
+        let rules = out["rules"].as_array().unwrap();
+        assert_eq!(rules.len(), 3);
+        assert_eq!(rules[0]["failed_field"], "source");
+        assert_eq!(
+            rules[0]["why"],
+            "client 10.1.2.3 is not in source [10.9.0.0/16]"
+        );
+        assert_eq!(rules[1]["failed_field"], "destination_ports");
+        assert_eq!(
+            rules[1]["why"],
+            "local port 8443 is not in destination_ports 443"
+        );
+        assert_eq!(rules[2]["failed_field"], "protocol");
+        assert!(rules.iter().all(|r| r["reached"] == true));
+        assert_eq!(out["explain_agrees"], true);
+
+        let out = eval(json!({"request": {"peer": "10.9.0.1:5000", "local": "10.0.0.4:443"}}));
+        assert_eq!(out["rule"], "deny-bad");
+        assert_eq!(out["rule_line"], 5);
+        assert_eq!(out["rules"][0]["decided"], true);
+        assert_eq!(out["rules"][1]["reached"], false);
+        assert_eq!(out["rules"][1]["matched"], true);
+        assert_eq!(out["request_headers_after"], Value::Null);
+        assert!(!out["body"].as_str().unwrap().is_empty());
+    }
+
+    #[test]
+    fn evaluate_shows_header_edits_both_ways() {
+        let out = eval(json!({
+            "request": {"peer": "10.1.2.3:5000", "local": "10.0.0.4:443",
+                        "headers": [["x-k", "client"], ["x-bin", {"hex": "ff00"}]]},
+            "upstream": {"status": 201, "headers": [["Server", "IIS"], ["a", "b"]]}
+        }));
+        assert_eq!(out["verdict"], "forward");
+        assert_eq!(out["status"], 201);
+        assert_eq!(out["request_headers_before"][0]["value"], "client");
+        assert_eq!(out["request_headers_before"][1]["binary"], true);
+        assert_eq!(out["request_headers_before"][1]["value"], "\"\\xff\\u{0}\"");
+        let after = &out["request_headers_after"];
+        assert_eq!(
+            after[0],
+            json!({"name": "x-k", "value": "K", "binary": false})
+        );
+        assert_eq!(out["response_headers_before"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            out["response_headers_after"],
+            json!([{"name": "a", "value": "b", "binary": false}])
+        );
+    }
+
+    #[test]
+    fn evaluate_reports_bad_requests_and_policies() {
+        let out = eval(json!({"request": {"peer": "10.1.2.3"}}));
+        assert_eq!(out["ok"], false);
+        assert_eq!(out["request_errors"][0]["path"], "request.peer");
+        let out = parse(evaluate(POLICY, "{\"request\": {}}]}, {\"x\": 1"));
+        assert_eq!(out["ok"], false);
+        assert_eq!(out["request_errors"][0]["path"], "");
+        let out = parse(evaluate("{", "{}"));
+        assert_eq!(out["ok"], false);
+        assert_eq!(out["errors"][0]["line"], 1);
+    }
+
+    #[test]
+    fn run_tests_checks_cases_and_policy_errors() {
+        let file = json!({
+            "policy": "p.json",
+            "cases": [
+                {"name": "ok", "request": {"peer": "10.1.2.3:1", "local": "10.0.0.4:443"},
+                 "expect": {"verdict": "forward", "rule": "web"}},
+                {"name": "wrong", "request": {"peer": "10.9.2.3:1"},
+                 "expect": {"verdict": "forward", "status": 200}}
+            ]
+        })
+        .to_string();
+        let policies = json!({ "p.json": POLICY }).to_string();
+        let out = parse(run_tests(&file, &policies));
+        assert_eq!(out["ok"], true);
+        assert_eq!(out["pass"], false);
+        assert_eq!(
+            (out["passed"].clone(), out["failed"].clone()),
+            (json!(1), json!(1))
+        );
+        let m = &out["cases"][1]["mismatches"];
+        assert_eq!(
+            m[0],
+            json!({"field": "verdict", "expected": "forward", "seen": "deny"})
+        );
+        assert_eq!(m[1]["field"], "status");
+        assert_eq!(
+            out["cases"][1]["trace"],
+            "deny 403 network peer 10.9.2.3 deny-bad"
+        );
+
+        let missing = parse(run_tests(&file, "{}"));
+        assert_eq!(missing["ok"], false);
+        assert!(missing["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("p.json"));
+
+        let bad_policy = json!({"name": "x", "network": {"rules": [
+            {"name": "a", "priority": 5, "access": "allow", "source": ["*"]}]}});
+        let rejected = |paths: Value| {
+            let f = json!({"policy": bad_policy, "expect_policy_error": paths}).to_string();
+            parse(run_tests(&f, ""))
+        };
+        let out = rejected(json!(["network.rules[0].priority"]));
+        assert_eq!(out["expect_policy_error"]["accepted"], false);
+        assert_eq!(out["pass"], true);
+        let out = rejected(json!(["network.rules[0].source"]));
+        assert_eq!(out["pass"], false);
+        assert_eq!(
+            out["expect_policy_error"]["missing"],
+            json!(["network.rules[0].source"])
+        );
+    }
+}
