@@ -401,6 +401,27 @@ test('the shared URL reproduces the state', async () => {
   await third.close();
 });
 
+test('"Copy as test case" gives a case that passes as a test', async () => {
+  await page.locator('#tab-evaluate').click();
+  await setPolicy(page, layered);
+  await setField(page, 'client_ip', '191.238.20.30');
+  await setField(page, 'local_port', 443);
+  await page.waitForFunction(() => document.querySelector('[data-fact="rule"]')?.textContent.startsWith('allow-https-fe2ase'));
+  await page.evaluate(() => navigator.clipboard.writeText(''));
+  await page.locator('#copy-case').click();
+  await page.waitForFunction(async () => (await navigator.clipboard.readText()) !== '');
+  const c = JSON.parse(await page.evaluate(() => navigator.clipboard.readText()));
+  assert.deepEqual(c.expect, { verdict: 'forward', status: 200, rule: 'allow-https-fe2ase', client_ip: '191.238.20.30' });
+  assert.equal(c.request.peer.split(':')[0], '191.238.20.30');
+  const file = { policy: JSON.parse(layered), cases: [c, { ...c, name: 'wrong rule', expect: { rule: 'allow-http-fe2ase' } }] };
+  await page.locator('#tab-tests').click();
+  await page.locator('#test-file').fill(JSON.stringify(file, null, 2));
+  await page.locator('#run-tests').click();
+  await page.waitForFunction(() => document.querySelector('#test-summary')?.dataset.pass === '1');
+  assert.equal(await page.locator('#test-summary').getAttribute('data-fail'), '1');
+  assert.equal(await page.locator('.case.fail').getAttribute('data-case'), 'wrong rule');
+});
+
 test('no console errors', () => {
   assert.deepEqual(consoleErrors, []);
 });
