@@ -535,8 +535,8 @@ async function loadSample(name) {
       // The Tests tab reports a malformed file when it runs.
     }
   }
-  refresh();
   saveHashSoon();
+  await refresh();
 }
 
 function setPolicy(text) {
@@ -742,9 +742,12 @@ async function start() {
   if (!restored) {
     writeForm(state.request);
     const first = manifest.samples.find((s) => s.name === 'layered-security') || manifest.samples[0];
-    if (first) await loadSample(first.name);
-    else renderEditor();
     setTab('evaluate');
+    if (first) {
+      await loadSample(first.name);
+      return;
+    }
+    renderEditor();
   }
   await refresh();
 }
