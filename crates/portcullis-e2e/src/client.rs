@@ -11,6 +11,17 @@ use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
 use std::process::Command;
 
+/// The HTTP version a request uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// curl's choice: HTTP/1.1 in plain, HTTP/2 over TLS when ALPN agrees.
+    Auto,
+    /// HTTP/1.1.
+    Http1,
+    /// HTTP/2 (h2c with prior knowledge in plain).
+    Http2,
+}
+
 /// One request.
 #[derive(Debug, Clone)]
 pub struct ClientRequest {
@@ -22,8 +33,8 @@ pub struct ClientRequest {
     pub to: SocketAddr,
     /// TLS or plain.
     pub tls: bool,
-    /// Force HTTP/1.1 (otherwise TLS may negotiate HTTP/2 via ALPN).
-    pub http1: bool,
+    /// HTTP version to use.
+    pub version: Version,
     /// Method.
     pub method: String,
     /// Host header / `:authority`.
@@ -42,7 +53,7 @@ impl ClientRequest {
             from_port: None,
             to,
             tls,
-            http1: false,
+            version: Version::Auto,
             method: "GET".into(),
             authority: authority.into(),
             path: "/".into(),
@@ -149,8 +160,18 @@ pub fn send(dir: &Path, req: &ClientRequest) -> Result<ClientResponse, String> {
     if let Some(p) = req.from_port {
         cmd.arg("--local-port").arg(p.to_string());
     }
-    if req.http1 {
-        cmd.arg("--http1.1");
+    match (req.version, req.tls) {
+        (Version::Auto, _) => {}
+        (Version::Http1, _) => {
+            cmd.arg("--http1.1");
+        }
+        (Version::Http2, true) => {
+            cmd.arg("--http2");
+        }
+        (Version::Http2, false) => {
+            // h2c with prior knowledge; Envoy's AUTO codec detects the preface.
+            cmd.arg("--http2-prior-knowledge");
+        }
     }
     if req.method == "HEAD" {
         cmd.arg("--head");

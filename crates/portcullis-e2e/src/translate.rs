@@ -4,10 +4,12 @@
 //! listeners bind. A test case whose peer is `65.52.10.20:51000` and whose
 //! local address is `10.0.0.4:443` is run as follows:
 //!
-//! 1. **Addresses.** Every distinct non-loopback IPv4 address among the case
+//! 1. **Addresses.** Every distinct non-loopback address (IPv4 or IPv6) among the case
 //!    peers and local addresses gets its own loopback stand-in `127.x.y.z`
 //!    (mnemonic `127.b.c.d` for `a.b.c.d` when that is free, else from
-//!    `127.100.0.0/16`). Loopback addresses stand for themselves.
+//!    `127.100.0.0/16`). Loopback addresses stand for themselves, except
+//!    `127.0.0.1`: for that exact peer Envoy appends its own address to
+//!    `X-Forwarded-For` instead of the peer's, so it gets a stand-in too.
 //! 2. **Address specs.** Every address spec `S` in the policy
 //!    (`address_groups` members, `network.rules[].source` and
 //!    `.destination`, `client_ip.trusted_proxies`) is rewritten so that a
@@ -24,11 +26,14 @@
 //!    free port. `network.rules[].destination_ports` are rewritten the same
 //!    way as address specs (original port inside a spec => its listener port
 //!    is added; listener ports whose original is outside are cut out).
+//!    When some rule has `source_ports`, every case also gets a fresh client
+//!    port standing in for its peer port, and `source_ports` are rewritten
+//!    the same way (a client port is never reused: no TIME_WAIT clashes).
 //! 4. **Results.** The trace's client address is mapped back to the
 //!    original before comparing with the case's expectations.
 //!
 //! What still cannot be expressed is skipped with a reason (counted and
-//! reported by the runner): IPv6 peers or local addresses, UDP (HTTP/3), a
+//! reported by the runner): UDP (HTTP/3), a
 //! case sending `X-Forwarded-Proto` (Envoy, as an edge proxy, overwrites
 //! it), request headers Envoy owns (hop-by-hop, `host`, `x-envoy-*`,
 //! `x-request-id`, `content-length`), values with CR/LF/NUL, expectations
@@ -65,9 +70,10 @@ pub struct Translation {
     pub addrs: BTreeMap<IpAddr, Ipv4Addr>,
     /// Listeners.
     pub endpoints: Vec<Endpoint>,
-    /// Whether the policy looks at client ports (then the client binds the
-    /// case's peer port).
-    pub uses_source_ports: bool,
+    /// When the policy looks at client ports: the port the client binds for
+    /// each case (by the index given to [`translate`]), a fresh port per case
+    /// standing in for the case's peer port.
+    pub client_ports: BTreeMap<usize, u16>,
 }
 
 impl Translation {
@@ -76,12 +82,15 @@ impl Translation {
         self.addrs.get(&ip).copied()
     }
 
-    /// The original behind a stand-in (or the address itself).
+    /// The original behind a stand-in (or the address itself), as the core
+    /// shows it (an IPv4-mapped IPv6 address as IPv4).
     pub fn original(&self, ip: IpAddr) -> IpAddr {
-        self.addrs
+        let o = self
+            .addrs
             .iter()
             .find(|(o, m)| IpAddr::V4(**m) == ip && **o != ip)
-            .map_or(ip, |(o, _)| *o)
+            .map_or(ip, |(o, _)| *o);
+        addr::canonical(o)
     }
 
     /// The listener for a case's local address.
@@ -113,9 +122,6 @@ const ENVOY_OWNED_UPSTREAM: &[&str] = &["x-forwarded-for", "x-forwarded-proto", 
 /// Why a case cannot run through Envoy on loopback, or `None` if it can.
 pub fn inexpressible(case: &Case) -> Option<String> {
     let r = &case.request;
-    if r.peer.is_ipv6() || r.local.is_ipv6() {
-        return Some("IPv6 peer or local address (loopback has one IPv6 address)".into());
-    }
     if r.transport == Transport::Udp {
         return Some("UDP (HTTP/3) transport".into());
     }
@@ -331,29 +337,35 @@ pub fn stand_ins(addrs: &BTreeSet<IpAddr>, avoid: &BTreeSet<IpAddr>) -> BTreeMap
         }
     }
     let mut next: u32 = u32::from(Ipv4Addr::new(127, 100, 0, 2));
-    for ip in addrs {
-        let IpAddr::V4(a) = ip else { continue };
-        if a.is_loopback() {
-            map.insert(*ip, *a);
-            continue;
+    let mut sequential = |used: &BTreeSet<Ipv4Addr>| loop {
+        let c = Ipv4Addr::from(next);
+        next += 1;
+        let last = c.octets()[3];
+        if !used.contains(&c) && last != 0 && last != 255 {
+            break c;
         }
-        let o = a.octets();
-        let mnemonic = Ipv4Addr::new(127, o[1], o[2], o[3]);
-        let pick = if !used.contains(&mnemonic)
-            && o[3] != 0
-            && o[3] != 255
-            && mnemonic != Ipv4Addr::new(127, 0, 0, 0)
-        {
-            mnemonic
-        } else {
-            loop {
-                let c = Ipv4Addr::from(next);
-                next += 1;
-                let last = c.octets()[3];
-                if !used.contains(&c) && last != 0 && last != 255 {
-                    break c;
+    };
+    for ip in addrs {
+        let pick = match ip {
+            // 127.0.0.1 itself gets a stand-in too: for a peer of exactly
+            // 127.0.0.1 Envoy appends its own non-loopback address to
+            // X-Forwarded-For instead of the peer's (see docs/deploy.md).
+            IpAddr::V4(a) if a.is_loopback() && *a != Ipv4Addr::LOCALHOST => {
+                map.insert(*ip, *a);
+                continue;
+            }
+            IpAddr::V4(a) => {
+                let o = a.octets();
+                let mnemonic = Ipv4Addr::new(127, o[1], o[2], o[3]);
+                if !used.contains(&mnemonic) && o[3] != 0 && o[3] != 255 {
+                    mnemonic
+                } else {
+                    sequential(&used)
                 }
             }
+            // IPv6 peers and local addresses get IPv4 stand-ins: what the
+            // policy decides depends only on which specs hold the address.
+            IpAddr::V6(_) => sequential(&used),
         };
         used.insert(pick);
         map.insert(*ip, pick);
@@ -391,10 +403,16 @@ fn literals_in(v: &Value, out: &mut BTreeSet<IpAddr>) {
 /// Moves `policy` onto loopback for the given peers and local endpoints.
 /// `extra_addrs` are further addresses to give stand-ins (e.g. every literal
 /// of the policy, for the demo).
+///
+/// `peer_ports`: each case's index and peer port; when the policy has
+/// `source_ports` other than `*`, every case gets its own client port
+/// (never reused, so no TIME_WAIT clash) and `source_ports` are rewritten
+/// like `destination_ports`.
 pub fn translate(
     policy: &str,
     peers: &[IpAddr],
     locals: &[(SocketAddr, bool)],
+    peer_ports: &[(usize, u16)],
     avoid: &BTreeSet<IpAddr>,
 ) -> Result<Translation, String> {
     let mut doc: Value = serde_json::from_str(policy).map_err(|e| format!("policy JSON: {e}"))?;
@@ -444,7 +462,36 @@ pub fn translate(
     }
     let ports: Vec<(u16, u16)> = port_map.iter().map(|(o, m)| (*o, *m)).collect();
 
-    let mut uses_source_ports = false;
+    let uses_source_ports = doc
+        .get("network")
+        .and_then(|n| n.get("rules"))
+        .and_then(Value::as_array)
+        .is_some_and(|rules| {
+            rules.iter().any(|r| {
+                r.get("source_ports")
+                    .and_then(Value::as_array)
+                    .is_some_and(|sp| sp.iter().any(|p| p.as_str() != Some("*")))
+            })
+        });
+    let mut client_ports = BTreeMap::new();
+    let mut source_pairs: Vec<(u16, u16)> = Vec::new();
+    if uses_source_ports {
+        let client_ips: Vec<Ipv4Addr> = {
+            let mut v: Vec<Ipv4Addr> = peers.iter().filter_map(|p| addrs.get(p).copied()).collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        for &(case, orig) in peer_ports {
+            let mut p = free_port(&client_ips)?;
+            while port_map.values().any(|q| *q == p) || source_pairs.iter().any(|(_, q)| *q == p) {
+                p = free_port(&client_ips)?;
+            }
+            client_ports.insert(case, p);
+            source_pairs.push((orig, p));
+        }
+    }
+
     if let Some(Value::Object(groups)) = doc.get_mut("address_groups") {
         for (_, list) in groups.iter_mut() {
             rewrite_spec_list(list, &renamed);
@@ -467,9 +514,9 @@ pub fn translate(
             if let Some(v) = r.get_mut("destination_ports") {
                 rewrite_port_list(v, &ports);
             }
-            if let Some(Value::Array(sp)) = r.get("source_ports") {
-                if sp.iter().any(|p| p.as_str() != Some("*")) {
-                    uses_source_ports = true;
+            if uses_source_ports {
+                if let Some(v) = r.get_mut("source_ports") {
+                    rewrite_port_list(v, &source_pairs);
                 }
             }
         }
@@ -479,7 +526,7 @@ pub fn translate(
         policy,
         addrs,
         endpoints,
-        uses_source_ports,
+        client_ports,
     })
 }
 
@@ -556,6 +603,9 @@ mod tests {
             m.get(&ip("41.112.72.205")),
             Some(&Ipv4Addr::new(127, 100, 0, 2))
         );
-        assert_eq!(m.get(&ip("127.0.0.1")), Some(&Ipv4Addr::LOCALHOST));
+        assert_eq!(
+            m.get(&ip("127.0.0.1")),
+            Some(&Ipv4Addr::new(127, 100, 0, 3))
+        );
     }
 }
