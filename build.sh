@@ -61,11 +61,10 @@ setup() {
     need_cmd_version wasm-pack "$WASM_PACK_VERSION" ||
         cargo install --locked wasm-pack --version "$WASM_PACK_VERSION"
 
-    log "setup: npm tools (binaryen, playwright-core)"
-    if [ -f tools/package-lock.json ]; then
-        if [ ! -d tools/node_modules ] || [ tools/package-lock.json -nt tools/node_modules/.package-lock.json ]; then
-            (cd tools && npm ci --no-audit --no-fund --loglevel=error)
-        fi
+    log "setup: npm tools in tools/ (binaryen 132 for wasm-opt, playwright-core 1.65.1)"
+    npm_version() { node -p "require('./tools/node_modules/$1/package.json').version" 2>/dev/null || true; }
+    if [ "$(npm_version binaryen)" != "132.0.0" ] || [ "$(npm_version playwright-core)" != "1.65.1" ]; then
+        (cd tools && npm ci --no-audit --no-fund --loglevel=error)
     fi
 }
 
@@ -101,7 +100,7 @@ run_tests() {
     log "test: cargo test (core, corpus, property tests, host, CLI, Envoy end to end)"
     export PORTCULLIS_ENVOY="${PORTCULLIS_ENVOY:-$(envoy_bin)}"
     cargo test --workspace
-    for t in scripts/test-*.sh; do
+    for t in scripts/test-*.sh scripts/browser-test.sh; do
         [ -x "$t" ] || continue
         log "test: $t"
         "$t"

@@ -2,7 +2,7 @@
 # Browser test of the playground: builds www/pkg, computes the native corpus
 # results with the same engine code, then drives chromium through the page
 # (tests/browser/playground.test.mjs). Screenshots: target/artifacts/.
-# Needs scripts/setup-web.sh to have run (wasm-pack, npm tools, chromium).
+# Needs ./build.sh setup to have run (wasm-pack, npm tools, chromium).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p target/artifacts

@@ -3,7 +3,7 @@
 #   cargo (wasm32-unknown-unknown, profile `wasm`: opt-level z, lto, strip,
 #   panic=abort), then `wasm-opt -Oz` from npm binaryen 132 in tools/.
 # Prints the sizes and fails if the result exceeds 250 KB.
-# Setup (rust target, npm tools): scripts/setup-filter.sh. Without wasm-opt
+# Setup (rust target, npm tools): ./build.sh setup. Without wasm-opt
 # the unoptimized module is used and a warning is printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +25,7 @@ if [ -x "$wasm_opt" ] && "$wasm_opt" --version 2>/dev/null | grep -q "version 13
         "$built" -o "$out.tmp"
     mv "$out.tmp" "$out"
 else
-    echo "WARNING: wasm-opt (npm binaryen 132 in tools/) not found; run scripts/setup-filter.sh." >&2
+    echo "WARNING: wasm-opt (npm binaryen 132 in tools/) not found; run ./build.sh setup." >&2
     echo "WARNING: dist/portcullis_filter.wasm is NOT size-optimized by wasm-opt." >&2
     cp "$built" "$out"
 fi

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the browser playground into www/ (run scripts/setup-web.sh first):
+# Builds the browser playground into www/ (run ./build.sh setup first):
 #   www/pkg/portcullis_web.js + portcullis_web_bg.wasm  (wasm-pack, then wasm-opt -Oz)
 #   www/pkg/manifest.json  (the sample policies, their test files and the corpus)
 # www/pkg is git-ignored. Serve the REPOSITORY ROOT over HTTP and open /www/:

@@ -9,7 +9,7 @@
 #     the counters in /stats, and the known X-Forwarded-Proto gap;
 #   - an invalid policy makes Envoy refuse to start, with every problem logged.
 # Prints one PASS/FAIL line per check and "N passed, M failed"; exits non-zero
-# on any failure. Needs scripts/setup-filter.sh; builds the filter unless
+# on any failure. Needs ./build.sh setup; builds the filter unless
 # SKIP_BUILD=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
