@@ -298,25 +298,20 @@ pub fn parse_literal(s: &str) -> Result<AddrSet, AddrProblem> {
 const MAPPED_LO: u128 = 0xffff_0000_0000;
 const MAPPED_HI: u128 = 0xffff_ffff_ffff;
 
-/// Adds an IPv6 interval, moving any part inside `::ffff:0:0/96` to IPv4.
+/// Adds an IPv6 interval. One that lies wholly inside `::ffff:0:0/96` was
+/// written as IPv4-mapped on purpose and matches those IPv4 clients; any
+/// other IPv6 spec (`::/0` included) matches IPv6 clients only, since
+/// IPv4-mapped clients are folded to IPv4 before matching.
 fn push_v6(set: &mut AddrSet, lo: u128, hi: u128) {
-    if hi < MAPPED_LO || lo > MAPPED_HI {
+    if lo >= MAPPED_LO && hi <= MAPPED_HI {
+        // Both are below 2^32 after the subtraction: the mapped space is
+        // exactly 2^32 long.
+        let a = u32::try_from(lo.saturating_sub(MAPPED_LO)).unwrap_or(0);
+        let b = u32::try_from(hi.saturating_sub(MAPPED_LO)).unwrap_or(u32::MAX);
+        set.v4.push((a, b));
+    } else {
         set.v6.push((lo, hi));
-        return;
     }
-    if lo < MAPPED_LO {
-        set.v6.push((lo, MAPPED_LO - 1));
-    }
-    if hi > MAPPED_HI {
-        set.v6.push((MAPPED_HI + 1, hi));
-    }
-    let a = lo.max(MAPPED_LO) - MAPPED_LO;
-    let b = hi.min(MAPPED_HI) - MAPPED_LO;
-    // Both are below 2^32 here: the mapped space is exactly 2^32 long.
-    set.v4.push((
-        u32::try_from(a).unwrap_or(0),
-        u32::try_from(b).unwrap_or(u32::MAX),
-    ));
 }
 
 /// Parses one address strictly: no leading zeros, no zone, no port.
@@ -479,7 +474,11 @@ mod tests {
         let s = parse_literal("10.0.0.0/8").unwrap();
         assert_eq!(s.v4, [(0x0a00_0000, 0x0aff_ffff)]);
         assert_eq!(parse_literal("0.0.0.0/0").unwrap().v4, [(0, u32::MAX)]);
-        assert_eq!(parse_literal("::/0").unwrap().v6.len(), 2);
+        assert_eq!(parse_literal("::/0").unwrap().v6, [(0, u128::MAX)]);
+        assert!(
+            parse_literal("::/0").unwrap().v4.is_empty(),
+            "::/0 is IPv6 only"
+        );
         assert_eq!(
             parse_literal("10.1.2.3/8"),
             Err(AddrProblem::HostBits {

@@ -74,8 +74,10 @@ pub struct Rule {
     pub destination_ports: PortSet,
     /// Transport.
     pub protocol: Protocol,
-    /// The specs as written, for explanations.
+    /// The source specs as written, for explanations.
     pub source_text: Vec<String>,
+    /// The destination specs as written (empty when omitted, i.e. `*`).
+    pub destination_text: Vec<String>,
     /// The rule's JSON path, e.g. `network.rules[3]`.
     pub path: String,
     /// Line of the rule in the document (1-based).
@@ -1109,8 +1111,14 @@ impl<'t> Validator<'t> {
             .required(&f, path, "source")
             .and_then(|s| self.specs(s, &child(path, "source"), groups, Some(&mut source_text)));
         let source_ports = self.ports(f.get("source_ports"), &child(path, "source_ports"));
+        let mut destination_text = Vec::new();
         let destination = match f.get("destination") {
-            Some(d) => self.specs(d, &child(path, "destination"), groups, None),
+            Some(d) => self.specs(
+                d,
+                &child(path, "destination"),
+                groups,
+                Some(&mut destination_text),
+            ),
             None => Some(AddrSet::any()),
         };
         let destination_ports = self.ports(
@@ -1140,6 +1148,7 @@ impl<'t> Validator<'t> {
             destination_ports: destination_ports?,
             protocol: protocol?,
             source_text,
+            destination_text,
             path: path.to_string(),
             line,
             span: v.span,

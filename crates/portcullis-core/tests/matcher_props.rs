@@ -66,7 +66,7 @@ struct GenRule {
 
 // A few bases so that random flows actually hit random rules.
 const V4_BASES: [u32; 4] = [0x0a00_0000, 0x4134_0a00, 0x7f00_0000, 0xc0a8_0100];
-const V6_BASES: [u128; 3] = [0x2001_0db8 << 96, 0xfd00 << 112, 1];
+const V6_BASES: [u128; 4] = [0x2001_0db8 << 96, 0xfd00 << 112, 1, 0xffff_0a00_0000];
 
 fn v4_addr() -> impl Strategy<Value = u32> {
     (0..V4_BASES.len(), 0u32..512, any::<u32>(), 0..8u8).prop_map(|(b, off, r, pick)| {
@@ -96,12 +96,12 @@ fn spec() -> impl Strategy<Value = Spec> {
         2 => (v6_addr(), prop_oneof![Just(128u8), 1u8..128]).prop_map(|(a, l)| {
             let mask = u128::MAX << (128 - l);
             Spec::V6Prefix(a & mask, l)
-        }).prop_filter("not touching the IPv4-mapped space", |s| match *s {
-            // Prefixes overlapping ::ffff:0:0/96 fold onto IPv4; the
-            // reference keeps families apart, so avoid them here.
+        }).prop_filter("not inside the IPv4-mapped space", |s| match *s {
+            // Prefixes inside ::ffff:0:0/96 match IPv4 clients; the
+            // reference keeps families apart, so leave them to the corpus.
             Spec::V6Prefix(a, l) => {
                 let hi = a | u128::MAX.checked_shr(u32::from(l)).unwrap_or(0);
-                hi < 0xffff_0000_0000 || a > 0xffff_ffff_ffff
+                !(a >= 0xffff_0000_0000 && hi <= 0xffff_ffff_ffff)
             }
             _ => true,
         }),
