@@ -6,7 +6,7 @@
 //! `--noproxy '*'` keeps proxies out of loopback traffic.
 
 use std::ffi::OsString;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
 use std::process::Command;
@@ -26,7 +26,7 @@ pub enum Version {
 #[derive(Debug, Clone)]
 pub struct ClientRequest {
     /// Client (source) address, on loopback.
-    pub from: Ipv4Addr,
+    pub from: IpAddr,
     /// Client port, when it matters (else the OS picks one).
     pub from_port: Option<u16>,
     /// Listener to connect to.
@@ -47,9 +47,14 @@ pub struct ClientRequest {
 
 impl ClientRequest {
     /// A GET of `/` from `from` to `to`.
-    pub fn get(from: Ipv4Addr, to: SocketAddr, tls: bool, authority: &str) -> ClientRequest {
+    pub fn get(
+        from: impl Into<IpAddr>,
+        to: SocketAddr,
+        tls: bool,
+        authority: &str,
+    ) -> ClientRequest {
         ClientRequest {
-            from,
+            from: from.into(),
             from_port: None,
             to,
             tls,

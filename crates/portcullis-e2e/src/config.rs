@@ -375,7 +375,7 @@ config:
         };
         let _ = write!(
             out,
-            "{admin_ip}admin:\n  address:\n    {}\nstatic_resources:\n  listeners:\n",
+            "node:\n  id: portcullis\n  cluster: portcullis\n{admin_ip}admin:\n  address:\n    {}\nstatic_resources:\n  listeners:\n",
             socket(&self.admin)
         );
         for l in &self.listeners {
@@ -386,3 +386,60 @@ config:
         out
     }
 }
+
+/// The sample policy `deploy/envoy/envoy.yaml` is rendered with.
+pub const DEPLOY_POLICY: &str = "policy-samples/functions-behind-apim.json";
+
+/// The operator's starting point, `deploy/envoy/envoy.yaml`: the
+/// Functions-behind-APIM sample on ports 80 and 443 of every interface,
+/// the filter and certificate under `/etc/envoy/`, admin on
+/// `127.0.0.1:9901`, the function app over TLS as the upstream, the access
+/// log on stdout. Regenerate with
+/// `cargo run -p portcullis-e2e --bin portcullis-envoy-config -- deploy > deploy/envoy/envoy.yaml`.
+pub fn deploy_example(policy: &str) -> EnvoyConfig {
+    let tls = TlsFiles {
+        cert: PathBuf::from("/etc/envoy/tls/cert.pem"),
+        key: PathBuf::from("/etc/envoy/tls/key.pem"),
+    };
+    EnvoyConfig {
+        admin: SocketAddr::from(([127, 0, 0, 1], 9901)),
+        listeners: vec![
+            Listener {
+                name: "http".into(),
+                address: SocketAddr::from(([0, 0, 0, 0], 80)),
+                tls: None,
+                filter: Filter::Inline {
+                    policy: policy.to_owned(),
+                },
+            },
+            Listener {
+                name: "https".into(),
+                address: SocketAddr::from(([0, 0, 0, 0], 443)),
+                tls: Some(tls),
+                filter: Filter::Inline {
+                    policy: policy.to_owned(),
+                },
+            },
+        ],
+        upstream: Upstream::DnsTls {
+            host: "func-orders.azurewebsites.net".into(),
+            port: 443,
+        },
+        wasm: PathBuf::from("/etc/envoy/portcullis_filter.wasm"),
+        access_log: AccessLog::Stdout,
+    }
+}
+
+/// The comment block at the top of `deploy/envoy/envoy.yaml`.
+pub const DEPLOY_HEADER: &str = "\
+# GENERATED: do not edit by hand. Regenerate with
+#   cargo run -q -p portcullis-e2e --bin portcullis-envoy-config -- deploy > deploy/envoy/envoy.yaml
+# (a test in crates/portcullis-e2e fails when this file is stale).
+#
+# Portcullis in Envoy 1.40: policy-samples/functions-behind-apim.json inline.
+# Before use: put the filter (dist/portcullis_filter.wasm) at
+# /etc/envoy/portcullis_filter.wasm, your certificate and key under
+# /etc/envoy/tls/, replace the inline policy (the StringValue `value`), and
+# the upstream host. See docs/deploy.md (remote fetch with sha256, Istio,
+# hot policy updates with ECDS, the access-log trace, stats).
+";

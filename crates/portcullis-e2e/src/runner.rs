@@ -294,7 +294,7 @@ pub fn run_case_envoy(
     let mut headers = r.headers.clone();
     headers.push((CASE_HEADER.to_owned(), id.as_bytes().to_vec()));
     let req = ClientRequest {
-        from,
+        from: IpAddr::V4(from),
         from_port: t.client_ports.get(&index).copied(),
         to: ep.bind,
         tls: r.tls,

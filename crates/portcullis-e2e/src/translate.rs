@@ -8,8 +8,9 @@
 //!    peers and local addresses gets its own loopback stand-in `127.x.y.z`
 //!    (mnemonic `127.b.c.d` for `a.b.c.d` when that is free, else from
 //!    `127.100.0.0/16`). Loopback addresses stand for themselves, except
-//!    `127.0.0.1`: for that exact peer Envoy appends its own address to
-//!    `X-Forwarded-For` instead of the peer's, so it gets a stand-in too.
+//!    `127.0.0.1` as a peer: for that exact peer Envoy appends its own
+//!    address to `X-Forwarded-For` instead of the peer's, so it gets a
+//!    stand-in too (a local `127.0.0.1` is still bound as is).
 //! 2. **Address specs.** Every address spec `S` in the policy
 //!    (`address_groups` members, `network.rules[].source` and
 //!    `.destination`, `client_ip.trusted_proxies`) is rewritten so that a
@@ -325,7 +326,12 @@ fn rewrite_port_list(v: &mut Value, ports: &[(u16, u16)]) {
 }
 
 /// Picks loopback stand-ins for `addrs`, avoiding `avoid`.
-pub fn stand_ins(addrs: &BTreeSet<IpAddr>, avoid: &BTreeSet<IpAddr>) -> BTreeMap<IpAddr, Ipv4Addr> {
+/// `127.0.0.1` is renamed only when `rename_localhost` (it is a peer).
+pub fn stand_ins(
+    addrs: &BTreeSet<IpAddr>,
+    avoid: &BTreeSet<IpAddr>,
+    rename_localhost: bool,
+) -> BTreeMap<IpAddr, Ipv4Addr> {
     let mut map = BTreeMap::new();
     let mut used: BTreeSet<Ipv4Addr> = BTreeSet::new();
     used.insert(Ipv4Addr::LOCALHOST);
@@ -350,7 +356,9 @@ pub fn stand_ins(addrs: &BTreeSet<IpAddr>, avoid: &BTreeSet<IpAddr>) -> BTreeMap
             // 127.0.0.1 itself gets a stand-in too: for a peer of exactly
             // 127.0.0.1 Envoy appends its own non-loopback address to
             // X-Forwarded-For instead of the peer's (see docs/deploy.md).
-            IpAddr::V4(a) if a.is_loopback() && *a != Ipv4Addr::LOCALHOST => {
+            IpAddr::V4(a)
+                if a.is_loopback() && (*a != Ipv4Addr::LOCALHOST || !rename_localhost) =>
+            {
                 map.insert(*ip, *a);
                 continue;
             }
@@ -420,7 +428,16 @@ pub fn translate(
     literals_in(&doc, &mut avoid);
     let mut all: BTreeSet<IpAddr> = peers.iter().copied().collect();
     all.extend(locals.iter().map(|(a, _)| a.ip()));
-    let addrs = stand_ins(&all, &avoid);
+    let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let addrs = stand_ins(&all, &avoid, peers.contains(&localhost));
+    // Listeners for 127.0.0.1 bind 127.0.0.1 even when that peer has a stand-in.
+    let bind_ip = |ip: IpAddr| {
+        if ip == localhost {
+            Some(Ipv4Addr::LOCALHOST)
+        } else {
+            addrs.get(&ip).copied()
+        }
+    };
     let renamed: Vec<(IpAddr, Ipv4Addr)> = addrs
         .iter()
         .filter(|(o, m)| **o != IpAddr::V4(**m))
@@ -428,16 +445,13 @@ pub fn translate(
         .collect();
 
     // Listeners: one port per distinct original port, free on every stand-in.
-    let mut bind_ips: Vec<Ipv4Addr> = locals
-        .iter()
-        .filter_map(|(a, _)| addrs.get(&a.ip()).copied())
-        .collect();
+    let mut bind_ips: Vec<Ipv4Addr> = locals.iter().filter_map(|(a, _)| bind_ip(a.ip())).collect();
     bind_ips.sort();
     bind_ips.dedup();
     let mut port_map: BTreeMap<u16, u16> = BTreeMap::new();
     let mut endpoints: Vec<Endpoint> = Vec::new();
     for &(local, tls) in locals {
-        let Some(ip) = addrs.get(&local.ip()).copied() else {
+        let Some(ip) = bind_ip(local.ip()) else {
             continue;
         };
         if endpoints.iter().any(|e| e.original == local) {
@@ -594,7 +608,7 @@ mod tests {
     fn stand_ins_are_mnemonic_and_distinct() {
         let addrs: BTreeSet<IpAddr> =
             [ip("40.112.72.205"), ip("41.112.72.205"), ip("127.0.0.1")].into();
-        let m = stand_ins(&addrs, &BTreeSet::new());
+        let m = stand_ins(&addrs, &BTreeSet::new(), true);
         assert_eq!(
             m.get(&ip("40.112.72.205")),
             Some(&Ipv4Addr::new(127, 112, 72, 205))

@@ -4,6 +4,7 @@
 //! (see `portcullis_e2e::translate`). Files whose policy must be rejected
 //! are each given to an Envoy of their own, which must refuse to start and
 //! name every expected JSON path in its log.
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
 

@@ -4,6 +4,7 @@
 //! and runs it through Envoy with `run_case_envoy`, then adds what a test
 //! file cannot say: HTTP/2 over TLS, the stand-in backend's own key check,
 //! TLS protocol and cipher refusals, wasm stats after odd bytes.
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
