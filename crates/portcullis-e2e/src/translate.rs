@@ -381,13 +381,18 @@ pub fn stand_ins(
     map
 }
 
-/// A port free on every address in `ips` (bound and released).
+/// A port free on every address in `ips` (bound and released), never one
+/// this process handed out before (listeners of several files share one
+/// Envoy and are only bound when it starts).
 pub fn free_port(ips: &[Ipv4Addr]) -> Result<u16, String> {
-    for _ in 0..50 {
+    static HANDED: std::sync::Mutex<BTreeSet<u16>> = std::sync::Mutex::new(BTreeSet::new());
+    let mut handed = HANDED.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..200 {
         let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| e.to_string())?;
         let port = l.local_addr().map_err(|e| e.to_string())?.port();
         drop(l);
-        if ips.iter().all(|ip| TcpListener::bind((*ip, port)).is_ok()) {
+        if !handed.contains(&port) && ips.iter().all(|ip| TcpListener::bind((*ip, port)).is_ok()) {
+            handed.insert(port);
             return Ok(port);
         }
     }

@@ -92,61 +92,88 @@ fn corpus_through_envoy() {
 #[test]
 fn corpus_rejected_policies_are_refused_by_envoy() {
     let (_, wasm) = require_tools();
-    let mut refused = 0;
-    let mut failures = Vec::new();
-    for f in corpus_files() {
-        let Ok(p) = prepare(&f) else { continue };
-        let Some(paths_expected) = &p.file.expect_policy_error else {
-            continue;
-        };
-        let dir = paths::scratch("refused");
-        let config = portcullis_e2e::config::EnvoyConfig {
-            admin: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-            listeners: vec![portcullis_e2e::config::Listener {
-                name: "plain".into(),
-                address: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-                tls: None,
-                filter: portcullis_e2e::config::Filter::Inline {
-                    policy: p.policy.clone(),
-                },
-            }],
-            upstream: portcullis_e2e::config::Upstream::Static(std::net::SocketAddr::from((
-                [127, 0, 0, 1],
-                9,
-            ))),
-            wasm: wasm.clone(),
-            access_log: portcullis_e2e::config::AccessLog::Stdout,
-        };
-        match expect_refused(&dir, &config.render()) {
-            Err(e) => failures.push(format!("{}: {e}", p.name)),
-            Ok(err) => {
-                refused += 1;
-                if err.exit_code == Some(0) {
-                    failures.push(format!("{}: Envoy exited 0", p.name));
-                }
-                for want in paths_expected {
-                    // The core prints the document root's empty path as `(document)`.
-                    let shown = if want.is_empty() {
-                        "(document)"
-                    } else {
-                        want.as_str()
-                    };
-                    let needle = format!(": {shown}: ");
-                    if !err
-                        .log
-                        .lines()
-                        .any(|l| l.contains("rejected:") && l.contains(&needle))
-                    {
-                        failures.push(format!(
-                            "{}: Envoy's log does not name {want}:\n{}",
-                            p.name, err
-                        ));
-                    }
-                }
-            }
-        }
-    }
+    let files: Vec<Prepared> = corpus_files()
+        .iter()
+        .filter_map(|f| prepare(f).ok())
+        .filter(|p| p.file.expect_policy_error.is_some())
+        .collect();
+    // Two Envoys at a time (one per core); each must refuse and exit.
+    let results: Vec<(bool, Vec<String>)> = std::thread::scope(|s| {
+        let chunks: Vec<Vec<&Prepared>> = vec![
+            files.iter().step_by(2).collect(),
+            files.iter().skip(1).step_by(2).collect(),
+        ];
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| {
+                let wasm = wasm.clone();
+                s.spawn(move || {
+                    chunk
+                        .into_iter()
+                        .map(|p| check_refused(&wasm, p))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let refused = results.iter().filter(|(r, _)| *r).count();
+    let failures: Vec<String> = results.into_iter().flat_map(|(_, f)| f).collect();
     println!("rejected policies refused by Envoy: {refused}");
     assert!(refused > 0, "no rejected-policy file in the corpus");
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// Runs one rejected-policy file: (Envoy refused it, problems found).
+fn check_refused(wasm: &std::path::Path, p: &Prepared) -> (bool, Vec<String>) {
+    let mut failures = Vec::new();
+    let paths_expected = p.file.expect_policy_error.clone().unwrap_or_default();
+    let dir = paths::scratch("refused");
+    let config = portcullis_e2e::config::EnvoyConfig {
+        admin: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        listeners: vec![portcullis_e2e::config::Listener {
+            name: "plain".into(),
+            address: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            tls: None,
+            filter: portcullis_e2e::config::Filter::Inline {
+                policy: p.policy.clone(),
+            },
+        }],
+        upstream: portcullis_e2e::config::Upstream::Static(std::net::SocketAddr::from((
+            [127, 0, 0, 1],
+            9,
+        ))),
+        wasm: wasm.to_path_buf(),
+        access_log: portcullis_e2e::config::AccessLog::Stdout,
+    };
+    let err = match expect_refused(&dir, &config.render()) {
+        Err(e) => return (false, vec![format!("{}: {e}", p.name)]),
+        Ok(err) => err,
+    };
+    if err.exit_code == Some(0) {
+        failures.push(format!("{}: Envoy exited 0", p.name));
+    }
+    for want in &paths_expected {
+        // The core prints the document root's empty path as `(document)`.
+        let shown = if want.is_empty() {
+            "(document)"
+        } else {
+            want.as_str()
+        };
+        let needle = format!(": {shown}: ");
+        if !err
+            .log
+            .lines()
+            .any(|l| l.contains("rejected:") && l.contains(&needle))
+        {
+            failures.push(format!(
+                "{}: Envoy's log does not name {want}:\n{}",
+                p.name, err
+            ));
+        }
+    }
+    (true, failures)
 }
