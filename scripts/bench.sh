@@ -107,7 +107,10 @@ python3 scripts/bench/envoy_bench.py "${args[@]}"
 
 # ---- 5. host calls and guest instructions per request (wasmtime host)
 log "host calls and wasm instructions (fuel) per request, same request as the Envoy runs"
-target/debug/portcullis-bench-hostcalls dist/portcullis_filter.wasm "$empty" \
+# The full run also finds the peak linear memory at 10,000 CIDRs (~1.5 min).
+memory=()
+[ "$quick" = 1 ] || memory=(--memory "$out/policies/bench-10000.json")
+target/debug/portcullis-bench-hostcalls "${memory[@]}" dist/portcullis_filter.wasm "$empty" \
     $(ls "$out"/policies/bench-*.json | sort -V) | tee "$out/hostcalls.jsonl"
 
 # ---- report

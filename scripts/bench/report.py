@@ -59,12 +59,19 @@ def main():
         "|---|---:|---:|---|---|",
     ]
     calls = []
+    memory = None
     for line in read("hostcalls.jsonl").splitlines():
-        if line.startswith("{"):
+        if line.startswith('{"memory"'):
+            memory = json.loads(line)
+        elif line.startswith("{"):
             c = json.loads(line)
             calls.append(c)
             md.append(f"| {c['module']} | {c['host_calls']} | {c['fuel']:,} | "
                       f"{', '.join(c['properties_read'])} | {', '.join(c['properties_set'])} |")
+    if memory:
+        md += ["", f"Peak wasm linear memory (configure + one request; stays resident in every worker's VM): "
+               f"empty filter {memory['empty_filter_linear_bytes'] / 2**20:.2f} MiB, Portcullis with "
+               f"{os.path.basename(memory['memory'])} {memory['filter_linear_bytes'] / 2**20:.2f} MiB."]
     text = "\n".join(md) + "\n"
     with open(os.path.join(out, "report.md"), "w", encoding="utf-8") as f:
         f.write(text)
@@ -74,6 +81,7 @@ def main():
         "corpus": {k: corpus[k] for k in ("engine", "files", "passed", "failed", "compile_ms", "run_ms")},
         "sizes": sizes,
         "hostcalls": calls,
+        "linear_memory": memory,
         "elapsed_s": elapsed,
     }
     with open(os.path.join(out, "summary.json"), "w", encoding="utf-8") as f:

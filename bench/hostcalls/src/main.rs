@@ -125,6 +125,42 @@ fn measure(
     ))
 }
 
+/// The smallest linear-memory limit (in 64 KiB pages, to 1/16 MiB) under
+/// which the module configures and serves the request: its memory high-water
+/// mark, which stays resident in every Envoy worker's VM (linear memory never
+/// shrinks). Binary search over fresh engines.
+fn peak_memory(wasm: &[u8], config: &[u8]) -> Result<usize, String> {
+    let fits = |limit: usize| -> bool {
+        let options = Options {
+            log_level: LogLevel::Warn,
+            memory_limit: limit,
+            ..Options::default()
+        };
+        let Ok(engine) = Engine::with_options(wasm, options) else {
+            return false;
+        };
+        let Ok(mut plugin) = engine.configure(config) else {
+            return false;
+        };
+        let Some(req) = request() else { return false };
+        plugin.play(&req, &upstream()).is_ok()
+    };
+    let page = 64 << 10;
+    let (mut lo, mut hi) = (1usize, 4096usize); // pages: (fails?, fits)
+    if !fits(hi * page) {
+        return Err("does not fit in 256 MiB".into());
+    }
+    while hi - lo > 1 {
+        let mid = (lo + hi) / 2;
+        if fits(mid * page) {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    Ok(hi * page)
+}
+
 fn run() -> Result<(), String> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     // --no-check: any policy, for attributing costs (no header checks).
@@ -132,9 +168,17 @@ fn run() -> Result<(), String> {
     if !check {
         args.remove(0);
     }
+    // --memory POLICY.json: also print the peak linear memory of the empty
+    // filter and of the filter with that policy.
+    let memory = if args.first().map(String::as_str) == Some("--memory") {
+        args.remove(0);
+        Some(args.remove(0))
+    } else {
+        None
+    };
     let [filter, empty, policies @ ..] = args.as_slice() else {
         return Err(
-            "usage: portcullis-bench-hostcalls [--no-check] FILTER.wasm EMPTY.wasm POLICY.json..."
+            "usage: portcullis-bench-hostcalls [--no-check] [--memory POLICY.json] FILTER.wasm EMPTY.wasm POLICY.json..."
                 .into(),
         );
     };
@@ -148,6 +192,14 @@ fn run() -> Result<(), String> {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| p.clone());
         println!("{}", measure(&label, &filter_wasm, &read(p)?, true, check)?);
+    }
+    if let Some(p) = memory {
+        let empty_peak = peak_memory(&empty_wasm, b"")?;
+        let peak = peak_memory(&filter_wasm, &read(&p)?)?;
+        println!(
+            "{{\"memory\":{},\"empty_filter_linear_bytes\":{empty_peak},\"filter_linear_bytes\":{peak}}}",
+            json_str(&p)
+        );
     }
     Ok(())
 }
