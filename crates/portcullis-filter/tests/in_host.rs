@@ -5,7 +5,7 @@
 //!
 //! The module is built here with cargo (profile `wasm`, no wasm-opt) into
 //! `target/portcullis-filter-test`, so it always matches the source; the
-//! wasm-opt'd `dist/` artefact is covered by scripts/test-filter-envoy.sh.
+//! wasm-opt'd `dist/` artefact is covered in real Envoy by crates/portcullis-e2e.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -405,7 +405,7 @@ fn hostile_header_bytes_do_not_trap_and_are_judged_by_the_core() {
 
 #[test]
 fn a_rejected_policy_logs_every_problem_and_fails_the_configuration() {
-    let text = std::fs::read(root().join("scripts/filter-envoy/broken.json")).unwrap();
+    let text = std::fs::read(root().join("crates/portcullis-filter/tests/broken-policy.json")).unwrap();
     let problems = Policy::parse(&text).unwrap_err();
     let err = engine(LogLevel::Info).configure(&text).unwrap_err();
     let ConfigureError::Rejected { logs } = &err else {
