@@ -38,6 +38,7 @@ envoy=$(python3 -c 'import envoy, os; print(os.path.join(os.path.dirname(envoy._
 
 # --- build
 scripts/build-filter.sh
+[ -f www/pkg/manifest.json ] || scripts/build-web.sh
 cargo build -q -p portcullis-e2e --bins
 bin=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug
 
@@ -62,6 +63,11 @@ trap 'exit 130' INT TERM
 
 "$bin/portcullis-backend" "$backend_addr" "$key" >"$out/backend.log" 2>&1 &
 pids+=($!)
+# The playground: static files, served from the repository root (the page
+# fetches ../policy-samples and ../tests/corpus).
+play_port=${DEMO_PLAYGROUND_PORT:-8000}
+python3 -m http.server -b 127.0.0.1 "$play_port" >"$out/playground.log" 2>&1 &
+play_pid=$!
 "$envoy" -c "$out/envoy.yaml" --concurrency 1 --disable-hot-restart -l warning \
     --component-log-level wasm:info --admin-address-path "$out/admin-address" \
     >"$out/envoy.log" 2>&1 &
@@ -87,6 +93,8 @@ for _ in $(seq 1 600); do # up to 60 s; polled, not slept for correctness
     sleep 0.1
 done
 [ -n "$ready" ] || { echo "demo: Envoy not ready after 60 s" >&2; cat "$out/envoy.log" >&2; exit 1; }
+pids+=("$play_pid")
+play_url="http://127.0.0.1:$play_port/www/"
 admin=$(cat "$out/admin-address")
 host=func-orders.azurewebsites.net
 
@@ -97,6 +105,7 @@ Portcullis demo is running ($policy, on loopback)
   HTTP listener   $http_url
   Envoy admin     http://$admin   (stats: http://$admin/stats?filter=portcullis)
   backend         http://$backend_addr   (stand-in Azure Functions, key $key)
+  playground      $play_url   (edit a policy, build a request, see the decision)
   the policy's APIM gateway 40.112.72.205 is played by $apim; any other
   127.x.y.z address is "somebody else".
 
@@ -126,6 +135,9 @@ if grep -qi '^strict-transport-security: max-age=31536000' <<<"$hdrs" && ! grep 
 else
     echo "  FAIL response headers:"; echo "$hdrs"; failed=1
 fi
+for path in www/ www/pkg/manifest.json; do
+    check "playground /$path" 200 "http://127.0.0.1:$play_port/$path"
+done
 [ "$failed" = 0 ] || exit 1
 
 if [ -n "${DEMO_SECONDS:-}" ]; then
