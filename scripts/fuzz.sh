@@ -82,7 +82,7 @@ for t in "${TARGETS[@]}"; do
         ls -1 "artifacts/$t" 2>/dev/null | sed "s|^|   artifact: fuzz/artifacts/$t/|" || true
     else
         RESULT[$t]=ok
-        grep -E '^#[0-9]+ *DONE' "$log" | tail -1 || true
+        grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -1 || true
     fi
 done
 

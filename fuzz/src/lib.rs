@@ -115,7 +115,15 @@ struct Reader<'a> {
     data: &'a [u8],
     /// Words for dictionary picks (the policy's names and values).
     words: &'a [Vec<u8>],
+    /// Bytes of header data still allowed (see [`BUDGET`]).
+    budget: usize,
 }
+
+/// At most this many bytes of generated header data per exchange (Envoy's
+/// `max_request_headers_kb` is 60 KiB by default and at most 8 MiB): large
+/// enough for every size-related path, small enough that one input stays
+/// well under a millisecond. The hostile-input tests go bigger.
+pub const BUDGET: usize = 1 << 20;
 
 impl Reader<'_> {
     fn u8(&mut self) -> u8 {
@@ -191,8 +199,8 @@ impl Reader<'_> {
             0xf2 if depth < 2 => {
                 let count = usize::from(self.u16());
                 let unit = self.bytes(depth + 1);
-                // At most 1 MiB per value.
-                let count = count.min((1 << 20) / unit.len().max(1));
+                let count = count.min(self.budget / unit.len().max(1));
+                self.spend(unit.len() * count);
                 unit.repeat(count)
             }
             0xf3 => {
@@ -224,6 +232,9 @@ impl Reader<'_> {
             _ => Vec::new(),
         }
     }
+    fn spend(&mut self, n: usize) {
+        self.budget = self.budget.saturating_sub(n);
+    }
     fn word(&mut self) -> Vec<u8> {
         let i = usize::from(self.u8());
         let all = NAMES.len() + VALUES.len() + self.words.len();
@@ -246,6 +257,9 @@ impl Reader<'_> {
                 255 => 1000,
                 r => usize::from(r) + 1,
             };
+            let size = name.len() + value.len() + 1;
+            let times = times.min(self.budget / size).max(1);
+            self.spend(size * times);
             for _ in 0..times {
                 out.push((name.clone(), value.clone()));
             }
@@ -293,6 +307,7 @@ impl Gen {
         let mut r = Reader {
             data: data.get(1..).unwrap_or(&[]),
             words: &w,
+            budget: BUDGET,
         };
         let flags = r.u8();
         let peer = r.socket();

@@ -903,3 +903,250 @@ fn the_checks_catch_a_filter_that_decides_differently() {
     println!("{n} cases: filter_wasm caught {filter_caught}, differential caught {diff_caught}");
     assert!(n > 10 && filter_caught > n / 2 && diff_caught > n / 2);
 }
+
+/// Hostile requests and what they get, on both engines (the table in
+/// docs/robustness.md is printed by this test).
+#[test]
+fn hostile_requests_get_these_decisions() {
+    let _g = heavy();
+    type Edit = fn(&mut Gen);
+    let rows: Vec<(&str, &str, Edit, &str, Option<&str>)> = vec![
+        (
+            "https-redirect",
+            "allowed host",
+            |g| g.authority = b"api.contoso.net".to_vec(),
+            "redirect 301 https_only peer 10.0.0.4 allow-all",
+            Some("https://api.contoso.net/a"),
+        ),
+        (
+            "https-redirect",
+            "allowed host, other case, trailing dot, port",
+            |g| g.authority = b"API.Contoso.NET.:80".to_vec(),
+            "redirect 301 https_only peer 10.0.0.4 allow-all",
+            Some("https://api.contoso.net/a"),
+        ),
+        (
+            "https-redirect",
+            "host not in `hosts`",
+            |g| g.authority = b"evil.example".to_vec(),
+            "deny 400 https_only peer 10.0.0.4 allow-all",
+            None,
+        ),
+        (
+            "https-redirect",
+            "non-UTF-8 host",
+            |g| g.authority = b"api.contoso.net\xff".to_vec(),
+            "deny 400 https_only peer 10.0.0.4 allow-all",
+            None,
+        ),
+        (
+            "https-redirect",
+            "CR LF in the path (header injection)",
+            |g| {
+                g.authority = b"api.contoso.net".to_vec();
+                g.path = b"/a\r\nSet-Cookie: x=1".to_vec();
+            },
+            "deny 400 https_only peer 10.0.0.4 allow-all",
+            None,
+        ),
+        (
+            "https-redirect",
+            "path without a leading /",
+            |g| {
+                g.authority = b"api.contoso.net".to_vec();
+                g.path = b"@evil.example/".to_vec();
+            },
+            "deny 400 https_only peer 10.0.0.4 allow-all",
+            None,
+        ),
+        (
+            "https-redirect",
+            "empty path",
+            |g| {
+                g.authority = b"api.contoso.net".to_vec();
+                g.path = Vec::new();
+            },
+            "redirect 301 https_only peer 10.0.0.4 allow-all",
+            Some("https://api.contoso.net/"),
+        ),
+        (
+            "https-redirect",
+            "non-UTF-8 method",
+            |g| {
+                g.authority = b"api.contoso.net".to_vec();
+                g.method = b"G\xffT".to_vec();
+            },
+            "redirect 308 https_only peer 10.0.0.4 allow-all",
+            Some("https://api.contoso.net/a"),
+        ),
+        (
+            "https-redirect",
+            "64 KiB path",
+            |g| {
+                g.authority = b"api.contoso.net".to_vec();
+                g.path = [b"/".as_slice(), &vec![b'p'; 64 << 10]].concat();
+            },
+            "redirect 301 https_only peer 10.0.0.4 allow-all",
+            None,
+        ),
+        (
+            "https-redirect",
+            "64 KiB path, host not allowed",
+            |g| {
+                g.authority = b"x".to_vec();
+                g.path = [b"/".as_slice(), &vec![b'p'; 64 << 10]].concat();
+            },
+            "deny 400 https_only peer 10.0.0.4 allow-all",
+            None,
+        ),
+        (
+            "client-ip-xff",
+            "X-Forwarded-For entry with a non-UTF-8 byte",
+            |g| g.headers = vec![(b"x-forwarded-for".to_vec(), b"65.52.10.20\xff".to_vec())],
+            "deny 403 client_ip x-forwarded-for unknown default",
+            None,
+        ),
+        (
+            "client-ip-xff",
+            "empty X-Forwarded-For",
+            |g| g.headers = vec![(b"x-forwarded-for".to_vec(), Vec::new())],
+            "deny 403 client_ip x-forwarded-for unknown default",
+            None,
+        ),
+        (
+            "client-ip-xff",
+            "only trusted entries",
+            |g| g.headers = vec![(b"x-forwarded-for".to_vec(), b"10.0.0.7, 10.0.0.8".to_vec())],
+            "deny 403 client_ip x-forwarded-for unknown default",
+            None,
+        ),
+        (
+            "client-ip-xff",
+            "entry with a port",
+            |g| g.headers = vec![(b"x-forwarded-for".to_vec(), b"65.52.10.20:443".to_vec())],
+            "deny 403 client_ip x-forwarded-for unknown default",
+            None,
+        ),
+        (
+            "client-ip-xff",
+            "bracketed IPv6 entry",
+            |g| g.headers = vec![(b"x-forwarded-for".to_vec(), b"[2603:1000::1]".to_vec())],
+            "deny 403 client_ip x-forwarded-for unknown default",
+            None,
+        ),
+        (
+            "client-ip-xff",
+            "leading zeros",
+            |g| g.headers = vec![(b"x-forwarded-for".to_vec(), b"065.52.10.20".to_vec())],
+            "deny 403 client_ip x-forwarded-for unknown default",
+            None,
+        ),
+        (
+            "client-ip-xff",
+            "zone id",
+            |g| g.headers = vec![(b"x-forwarded-for".to_vec(), b"fe80::1%eth0".to_vec())],
+            "deny 403 client_ip x-forwarded-for unknown default",
+            None,
+        ),
+        (
+            "client-ip-xff",
+            "garbage left of a good entry (not reached)",
+            |g| {
+                g.headers = vec![(
+                    b"x-forwarded-for".to_vec(),
+                    b"\xff\x00garbage, 65.52.10.20".to_vec(),
+                )]
+            },
+            "forward 0 forward x-forwarded-for 65.52.10.20 allow-internet",
+            None,
+        ),
+        (
+            "client-ip-xff",
+            "untrusted peer with a forged X-Forwarded-For",
+            |g| {
+                g.peer = "192.168.1.1:5000".parse().unwrap();
+                g.headers = vec![(b"x-forwarded-for".to_vec(), b"65.52.10.20".to_vec())];
+            },
+            "deny 403 network peer 192.168.1.1 default",
+            None,
+        ),
+        (
+            "client-ip-xff",
+            "IPv4-mapped trusted peer, mapped client",
+            |g| {
+                g.peer = "[::ffff:10.0.0.4]:1".parse().unwrap();
+                g.headers = vec![(b"x-forwarded-for".to_vec(), b"::ffff:65.52.10.20".to_vec())];
+            },
+            "forward 0 forward x-forwarded-for 65.52.10.20 allow-internet",
+            None,
+        ),
+        (
+            "require-headers",
+            "key with a trailing space",
+            |g| g.headers = vec![(b"x-functions-key".to_vec(), b"K-one ".to_vec())],
+            "deny 401 require_headers peer 10.0.0.4 allow-all",
+            None,
+        ),
+        (
+            "require-headers",
+            "key in another case",
+            |g| g.headers = vec![(b"x-functions-key".to_vec(), b"k-one".to_vec())],
+            "deny 401 require_headers peer 10.0.0.4 allow-all",
+            None,
+        ),
+        (
+            "require-headers",
+            "non-UTF-8 key",
+            |g| g.headers = vec![(b"x-functions-key".to_vec(), b"K-one\xff".to_vec())],
+            "deny 401 require_headers peer 10.0.0.4 allow-all",
+            None,
+        ),
+        (
+            "require-headers",
+            "1,000 wrong keys then a right one, but no tenant",
+            |g| {
+                g.headers = vec![(b"x-functions-key".to_vec(), b"nope".to_vec()); 1000];
+                g.headers
+                    .push((b"X-Functions-Key".to_vec(), b"K-two".to_vec()));
+            },
+            "deny 403 require_headers peer 10.0.0.4 allow-all",
+            None,
+        ),
+    ];
+    println!("| policy | request | decision (trace) |\n|---|---|---|");
+    let mut failures = Vec::new();
+    for (policy, what, edit, want, location) in rows {
+        let idx = policy_named(policy);
+        let mut g = base(idx);
+        edit(&mut g);
+        let seen = decision(idx, &g);
+        println!("| `{policy}` | {what} | `{seen}` |");
+        if seen != want {
+            failures.push(format!("{policy} / {what}: {seen}, expected {want}"));
+        }
+        if let Some(loc) = location {
+            let p = &fixture().policies[idx].policy;
+            let h = g.host_headers();
+            let d = p.decide(&Request {
+                peer: g.peer,
+                local: g.local,
+                tls: g.tls,
+                transport: g.transport,
+                method: &g.method,
+                authority: &g.authority,
+                path: &g.path,
+                headers: &h,
+            });
+            if d.location.as_deref() != Some(loc.as_bytes()) {
+                failures.push(format!(
+                    "{policy} / {what}: Location {:?}",
+                    d.location.as_deref().map(harness::show)
+                ));
+            }
+        }
+        if let Err(e) = all_checks(idx, &g) {
+            failures.push(format!("{policy} / {what}: {e}"));
+        }
+    }
+    assert_none(&failures);
+}
