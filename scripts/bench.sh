@@ -66,7 +66,7 @@ start=$(date +%s)
 
 # ---- 1. core
 log "core micro-benchmark (cargo bench -p portcullis-core --bench decide)"
-cargo bench -q -p portcullis-core --bench decide 2>/dev/null | tee "$out/core-decide.md"
+cargo bench -q -p portcullis-core --bench decide | tee "$out/core-decide.md"
 
 # ---- 2. corpus under wasmtime
 log "policy test corpus through the filter under wasmtime (release CLI)"
