@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use portcullis_cli::{collect, default_filter, describe_failure, json_str, run_file, Engine};
 use portcullis_core::addr::parse_socket;
-use portcullis_core::{EditOp, Field, Policy, Request, Transport, Verdict};
+use portcullis_core::{EditOp, Policy, Request, Transport, Verdict};
 
 const USAGE: &str = "\
 portcullis: the Portcullis policy tool
@@ -326,26 +326,25 @@ fn explain(args: &[String], style: &Style) -> Result<bool, String> {
             let Some(r) = net.rules.get(c.index) else {
                 continue;
             };
-            let access = match r.access {
-                portcullis_core::policy::Access::Allow => "allow",
-                portcullis_core::policy::Access::Deny => "deny ",
-            };
-            let why = match c.failed {
-                None if c.decided => style.green("MATCH, decides"),
-                None => "matches, but an earlier rule decided".to_string(),
-                Some(f) => format!("no: {}", why_not(f, r, &req, d.client.ip)),
+            let mark = match c.failed {
+                None if c.decided => style.green("MATCH"),
+                None => "match".to_string(),
+                Some(_) => "no   ".to_string(),
             };
             println!(
-                "  {:>4} {access} {:<28} line {:<4} {why}",
-                r.priority, r.name, r.line
+                "  {:>4} {:<5} {:<28} line {:<4} {mark} {}",
+                r.priority,
+                r.access.as_str(),
+                r.name,
+                r.line,
+                c.reason(&policy, &req)
             );
         }
         if d.rule.is_none() && d.client.ip.is_some() {
-            let def = match net.default_access {
-                portcullis_core::policy::Access::Allow => "allow",
-                portcullis_core::policy::Access::Deny => "deny",
-            };
-            println!("  no rule matched: default_access is {def}");
+            println!(
+                "  no rule matched: default_access is {}",
+                net.default_access.as_str()
+            );
         }
     } else {
         println!("no network rules: every address passes step 2");
@@ -403,46 +402,4 @@ fn explain(args: &[String], style: &Style) -> Result<bool, String> {
         }
     }
     Ok(true)
-}
-
-fn why_not(
-    f: Field,
-    r: &portcullis_core::policy::Rule,
-    req: &Request<'_>,
-    client: Option<std::net::IpAddr>,
-) -> String {
-    let ports = |p: &portcullis_core::policy::PortSet| {
-        p.0.iter()
-            .map(|&(lo, hi)| {
-                if lo == hi {
-                    lo.to_string()
-                } else {
-                    format!("{lo}-{hi}")
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(",")
-    };
-    match f {
-        Field::Source => format!(
-            "source {} not in [{}]",
-            client.map_or("unknown".into(), |c| c.to_string()),
-            r.source_text.join(", ")
-        ),
-        Field::SourcePorts => format!(
-            "source port {} not in {}",
-            req.peer.port(),
-            ports(&r.source_ports)
-        ),
-        Field::Destination => format!(
-            "destination {} not in the rule's destination",
-            req.local.ip()
-        ),
-        Field::DestinationPorts => format!(
-            "destination port {} not in {}",
-            req.local.port(),
-            ports(&r.destination_ports)
-        ),
-        Field::Protocol => format!("protocol is {:?}", r.protocol).to_lowercase(),
-    }
 }

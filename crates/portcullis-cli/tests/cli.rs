@@ -146,11 +146,12 @@ fn explain_reproduces_the_sample_decisions() {
     println!("{t}");
     assert!(o.status.success(), "{t}");
     assert!(
-        t.contains("allow-http-fe2ase") && t.contains("MATCH, decides"),
+        t.contains("allow-http-fe2ase")
+            && t.contains("MATCH every field matches: this rule decides (allow)"),
         "{t}"
     );
     assert!(
-        t.contains("no: source 191.238.20.30 not in [fe1ase]"),
+        t.contains("no    client 191.238.20.30 is not in source [fe1ase]"),
         "{t}"
     );
     assert!(
@@ -169,7 +170,7 @@ fn explain_reproduces_the_sample_decisions() {
     let t = text(&o);
     println!("{t}");
     assert!(
-        t.contains("no: source 203.0.113.50 not in [apim-gateway]"),
+        t.contains("client 203.0.113.50 is not in source [apim-gateway]"),
         "{t}"
     );
     assert!(t.contains("no rule matched: default_access is deny"), "{t}");

@@ -454,7 +454,7 @@ fn megabyte_of_rules() -> String {
              \"10.{}.{}.0/24\",\"172.{}.{}.{}\",\"192.168.{}.{}-192.168.{}.255\",\
              \"2001:db8:{:x}::/48\",\"2603:{:x}::{:x}\",\"100.64.{}.0/26\",\"198.51.{}.{}\",\"fd00:{:x}::/32\"],\
              \"destination_ports\":[\"443\",\"{}\",\"{}-{}\"],\"protocol\":\"{}\"}}",
-            if i % 3 == 0 { "deny" } else { "allow" },
+            if i.is_multiple_of(3) { "deny" } else { "allow" },
             i >> 8,
             i & 255,
             16 + (i % 16),
@@ -665,7 +665,7 @@ fn ten_thousand_x_forwarded_for_entries() {
     let _g = heavy();
     let xff = policy_named("client-ip-xff");
     let trusted: Vec<String> = (0..9_999).map(|i| format!("10.0.0.{}", i % 256)).collect();
-    let cases: Vec<(&str, Vec<(Vec<u8>, Vec<u8>)>)> = vec![
+    let cases: Vec<(&str, harness::HeaderPairs)> = vec![
         (
             "one line, client then 9,999 trusted hops",
             vec![(

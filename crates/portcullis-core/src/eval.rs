@@ -6,9 +6,7 @@ use core::fmt;
 use core::net::{IpAddr, SocketAddr};
 
 use crate::addr::{self, Key};
-use crate::policy::{
-    split_host_port, Access, ClientFrom, Exists, HeaderOp, HttpsAction, Policy, Protocol,
-};
+use crate::policy::{split_host_port, Access, ClientFrom, Exists, HeaderOp, HttpsAction, Policy};
 
 /// Request headers as a host holds them. Names are matched
 /// case-insensitively; values are bytes and need not be UTF-8.
@@ -53,6 +51,16 @@ pub enum Transport {
     Tcp,
     /// HTTP/3 over UDP.
     Udp,
+}
+
+impl Transport {
+    /// `tcp` or `udp`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Udp => "udp",
+        }
+    }
 }
 
 /// What a host knows about a request.
@@ -484,12 +492,7 @@ impl Policy {
             let idx = next as usize;
             let hit = match net.table.compact(idx) {
                 Some(c) if c.exact => {
-                    let proto = match c.proto {
-                        0 => true,
-                        1 => flow.transport == Transport::Tcp,
-                        _ => flow.transport == Transport::Udp,
-                    };
-                    proto
+                    c.proto.matches(flow.transport)
                         && c.sport.0 <= flow.sport
                         && flow.sport <= c.sport.1
                         && c.dport.0 <= flow.dport
@@ -640,12 +643,7 @@ pub struct Flow {
 impl Flow {
     /// Whether every field but the source matches the rule.
     pub fn matches_rest(&self, r: &crate::policy::Rule) -> bool {
-        let proto = match r.protocol {
-            Protocol::Any => true,
-            Protocol::Tcp => self.transport == Transport::Tcp,
-            Protocol::Udp => self.transport == Transport::Udp,
-        };
-        proto
+        r.protocol.matches(self.transport)
             && r.source_ports.contains(self.sport)
             && r.destination_ports.contains(self.dport)
             && r.destination.contains(self.dst)
@@ -803,15 +801,69 @@ impl Policy {
     }
 }
 
+impl RuleCheck {
+    /// Why the rule did or did not match, in words, e.g. `local port 443 is
+    /// not in destination_ports 454-455`. Used by the CLI's `explain` and
+    /// the playground alike.
+    pub fn reason(&self, policy: &Policy, req: &Request<'_>) -> String {
+        let Some(r) = policy
+            .network
+            .as_ref()
+            .and_then(|n| n.rules.get(self.index))
+        else {
+            return String::new();
+        };
+        let list = |t: &[String]| {
+            if t.is_empty() {
+                String::from("*")
+            } else {
+                t.join(", ")
+            }
+        };
+        match self.failed {
+            None if self.decided => {
+                alloc::format!(
+                    "every field matches: this rule decides ({})",
+                    r.access.as_str()
+                )
+            }
+            None => String::from("every field matches, but a higher-priority rule decided first"),
+            Some(Field::Source) => alloc::format!(
+                "client {} is not in source [{}]",
+                policy
+                    .client(req)
+                    .ip
+                    .map_or_else(|| String::from("unknown"), |ip| alloc::format!("{ip}")),
+                list(&r.source_text)
+            ),
+            Some(Field::SourcePorts) => alloc::format!(
+                "client port {} is not in source_ports {}",
+                req.peer.port(),
+                r.source_ports
+            ),
+            Some(Field::Destination) => alloc::format!(
+                "local address {} is not in destination [{}]",
+                addr::canonical(req.local.ip()),
+                list(&r.destination_text)
+            ),
+            Some(Field::DestinationPorts) => alloc::format!(
+                "local port {} is not in destination_ports {}",
+                req.local.port(),
+                r.destination_ports
+            ),
+            Some(Field::Protocol) => alloc::format!(
+                "transport {} does not match protocol {}",
+                req.transport.as_str(),
+                r.protocol.as_str()
+            ),
+        }
+    }
+}
+
 impl Flow {
     /// The first field of `r` that does not match, in the order the policy
     /// lists them, or `None` when the rule matches.
     pub fn first_mismatch(&self, r: &crate::policy::Rule) -> Option<Field> {
-        let proto = match r.protocol {
-            Protocol::Any => true,
-            Protocol::Tcp => self.transport == Transport::Tcp,
-            Protocol::Udp => self.transport == Transport::Udp,
-        };
         if !r.source.contains(self.src) {
             Some(Field::Source)
         } else if !r.source_ports.contains(self.sport) {
@@ -820,7 +872,7 @@ impl Flow {
             Some(Field::Destination)
         } else if !r.destination_ports.contains(self.dport) {
             Some(Field::DestinationPorts)
-        } else if !proto {
+        } else if !r.protocol.matches(self.transport) {
             Some(Field::Protocol)
         } else {
             None

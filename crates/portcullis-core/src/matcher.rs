@@ -18,7 +18,7 @@ use alloc::vec::Vec;
 
 use crate::addr::Key;
 use crate::error::Error;
-use crate::policy::Rule;
+use crate::policy::{Protocol, Rule};
 
 /// Most candidate entries a table may hold (bounds memory for hostile
 /// policies: 4 bytes each).
@@ -58,38 +58,37 @@ pub struct Table {
 
 /// A rule's non-source fields when each is a single port range and the
 /// destination is any address; `exact: false` sends the caller to the rule.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct Compact {
     /// Client port range.
     pub sport: (u16, u16),
     /// Local port range.
     pub dport: (u16, u16),
-    /// 0 any, 1 tcp, 2 udp.
-    pub proto: u8,
+    /// Transport.
+    pub proto: Protocol,
     /// Whether the fields above are the whole rule (besides the source).
     pub exact: bool,
 }
 
 impl Compact {
     fn of(r: &Rule) -> Compact {
-        use crate::policy::Protocol;
         let one = |p: &crate::policy::PortSet| match p.0.as_slice() {
             [r] => Some(*r),
             _ => None,
-        };
-        let proto = match r.protocol {
-            Protocol::Any => 0,
-            Protocol::Tcp => 1,
-            Protocol::Udp => 2,
         };
         match (one(&r.source_ports), one(&r.destination_ports)) {
             (Some(sport), Some(dport)) if r.destination.is_any() => Compact {
                 sport,
                 dport,
-                proto,
+                proto: r.protocol,
                 exact: true,
             },
-            _ => Compact::default(),
+            _ => Compact {
+                sport: (0, 0),
+                dport: (0, 0),
+                proto: r.protocol,
+                exact: false,
+            },
         }
     }
 }

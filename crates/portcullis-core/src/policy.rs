@@ -25,6 +25,16 @@ pub enum Access {
     Deny,
 }
 
+impl Access {
+    /// The policy's word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Allow => "allow",
+            Access::Deny => "deny",
+        }
+    }
+}
+
 /// The transport a rule applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
@@ -34,6 +44,27 @@ pub enum Protocol {
     Tcp,
     /// UDP (HTTP/3).
     Udp,
+}
+
+impl Protocol {
+    /// The policy's word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Any => "*",
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+
+    /// Whether a request over `t` matches.
+    #[inline]
+    pub fn matches(self, t: crate::Transport) -> bool {
+        match self {
+            Protocol::Any => true,
+            Protocol::Tcp => t == crate::Transport::Tcp,
+            Protocol::Udp => t == crate::Transport::Udp,
+        }
+    }
 }
 
 /// Sorted, merged inclusive port ranges.
@@ -52,6 +83,26 @@ impl PortSet {
     /// Whether `p` is in the set.
     pub fn contains(&self, p: u16) -> bool {
         self.0.iter().any(|&(lo, hi)| lo <= p && p <= hi)
+    }
+}
+
+/// `*`, or the ranges as a policy writes them: `80, 443, 454-455`.
+impl core::fmt::Display for PortSet {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if self.is_any() {
+            return f.write_str("*");
+        }
+        for (i, &(lo, hi)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            if lo == hi {
+                write!(f, "{lo}")?;
+            } else {
+                write!(f, "{lo}-{hi}")?;
+            }
+        }
+        Ok(())
     }
 }
 

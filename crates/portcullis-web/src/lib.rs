@@ -9,10 +9,7 @@
 //! corpus example and the unit tests call exactly what the page calls.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 
-use portcullis_core::addr::AddrSet;
-use portcullis_core::policy::{Access, PortSet, Protocol};
 use portcullis_core::testfile::{
     check, missing_policy_errors, run_core, show_bytes, Case, HeaderList, PolicySource, TestFile,
 };
@@ -95,72 +92,6 @@ fn headers_out(list: &HeaderList) -> Vec<HeaderOut> {
             },
         })
         .collect()
-}
-
-fn ports_text(p: &PortSet) -> String {
-    if p.is_any() {
-        return "*".into();
-    }
-    let parts: Vec<String> =
-        p.0.iter()
-            .map(|&(lo, hi)| {
-                if lo == hi {
-                    lo.to_string()
-                } else {
-                    format!("{lo}-{hi}")
-                }
-            })
-            .collect();
-    parts.join(", ")
-}
-
-fn addrs_text(s: &AddrSet) -> String {
-    if s.is_any() {
-        return "*".into();
-    }
-    let v4 = s.v4.iter().map(|&(lo, hi)| {
-        (
-            IpAddr::from(std::net::Ipv4Addr::from(lo)),
-            IpAddr::from(std::net::Ipv4Addr::from(hi)),
-        )
-    });
-    let v6 = s.v6.iter().map(|&(lo, hi)| {
-        (
-            IpAddr::from(std::net::Ipv6Addr::from(lo)),
-            IpAddr::from(std::net::Ipv6Addr::from(hi)),
-        )
-    });
-    let all: Vec<String> = v4
-        .chain(v6)
-        .map(|(lo, hi)| {
-            if lo == hi {
-                lo.to_string()
-            } else {
-                format!("{lo}-{hi}")
-            }
-        })
-        .collect();
-    if all.len() > 4 {
-        let head = all.get(..4).unwrap_or(&[]).join(", ");
-        format!("{head}, … ({} ranges)", all.len())
-    } else {
-        all.join(", ")
-    }
-}
-
-fn protocol_text(p: Protocol) -> &'static str {
-    match p {
-        Protocol::Any => "*",
-        Protocol::Tcp => "tcp",
-        Protocol::Udp => "udp",
-    }
-}
-
-fn access_text(a: Access) -> &'static str {
-    match a {
-        Access::Allow => "allow",
-        Access::Deny => "deny",
-    }
 }
 
 /// One network rule as the explain view shows it.
@@ -310,53 +241,23 @@ pub fn evaluate(policy_text: &str, case_json: &str) -> String {
         .iter()
         .filter_map(|c| {
             let r = rules?.get(c.index)?;
-            let why = match c.failed {
-                None if c.decided => format!(
-                    "every field matches: this rule decides ({})",
-                    access_text(r.access)
-                ),
-                None => "every field matches, but a higher-priority rule decided first".into(),
-                Some(Field::Source) => format!(
-                    "client {} is not in source [{}]",
-                    client_ip.map_or_else(|| "unknown".into(), |ip| ip.to_string()),
-                    r.source_text.join(", ")
-                ),
-                Some(Field::SourcePorts) => format!(
-                    "client port {} is not in source_ports {}",
-                    req.peer.port(),
-                    ports_text(&r.source_ports)
-                ),
-                Some(Field::Destination) => format!(
-                    "local address {} is not in destination {}",
-                    req.local.ip(),
-                    addrs_text(&r.destination)
-                ),
-                Some(Field::DestinationPorts) => format!(
-                    "local port {} is not in destination_ports {}",
-                    req.local.port(),
-                    ports_text(&r.destination_ports)
-                ),
-                Some(Field::Protocol) => format!(
-                    "transport {} does not match protocol {}",
-                    match req.transport {
-                        Transport::Tcp => "tcp",
-                        Transport::Udp => "udp",
-                    },
-                    protocol_text(r.protocol)
-                ),
-            };
+            let why = c.reason(&policy, &req);
             Some(RuleOut {
                 index: c.index,
                 name: r.name.clone(),
                 priority: r.priority,
-                access: access_text(r.access),
+                access: r.access.as_str(),
                 line: r.line,
                 path: r.path.clone(),
                 source: r.source_text.clone(),
-                source_ports: ports_text(&r.source_ports),
-                destination: addrs_text(&r.destination),
-                destination_ports: ports_text(&r.destination_ports),
-                protocol: protocol_text(r.protocol),
+                source_ports: r.source_ports.to_string(),
+                destination: if r.destination_text.is_empty() {
+                    "*".to_string()
+                } else {
+                    r.destination_text.join(", ")
+                },
+                destination_ports: r.destination_ports.to_string(),
+                protocol: r.protocol.as_str(),
                 matched: c.failed.is_none(),
                 decided: c.decided,
                 reached: decided_at.is_none_or(|at| c.index <= at),
@@ -393,10 +294,7 @@ pub fn evaluate(policy_text: &str, case_json: &str) -> String {
                 portcullis_core::policy::ClientFrom::XForwardedFor => "x-forwarded-for",
             },
             network: policy.network.is_some(),
-            default_access: policy
-                .network
-                .as_ref()
-                .map(|n| access_text(n.default_access)),
+            default_access: policy.network.as_ref().map(|n| n.default_access.as_str()),
             https_only: policy.https_only.is_some(),
             require_headers: policy.require_headers.len(),
             request_headers: policy.request_headers.len(),
