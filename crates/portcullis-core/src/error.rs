@@ -34,6 +34,19 @@ impl fmt::Display for Problem {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problems(pub Vec<Problem>);
 
+impl Problems {
+    /// The one problem of a document that is not JSON at all.
+    pub(crate) fn syntax(text: &str, e: &crate::json::SyntaxError) -> Problems {
+        let (line, column) = crate::json::line_col(text, e.offset);
+        Problems(alloc::vec![Problem {
+            path: String::new(),
+            line,
+            column,
+            error: Error::Syntax(e.message),
+        }])
+    }
+}
+
 impl fmt::Display for Problems {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, p) in self.0.iter().enumerate() {

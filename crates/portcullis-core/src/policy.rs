@@ -337,15 +337,7 @@ impl Policy {
                 }]));
             }
         };
-        let value = json::parse(text).map_err(|e| {
-            let (line, column) = json::line_col(text, e.offset);
-            Problems(alloc::vec![Problem {
-                path: String::new(),
-                line,
-                column,
-                error: Error::Syntax(e.message),
-            }])
-        })?;
+        let value = json::parse(text).map_err(|e| Problems::syntax(text, &e))?;
         Policy::from_value(&value, text)
     }
 

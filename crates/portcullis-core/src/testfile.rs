@@ -378,15 +378,7 @@ pub fn missing_policy_errors<'a>(expected: &'a [String], problems: &Problems) ->
 impl TestFile {
     /// Reads a test file.
     pub fn parse(text: &str) -> Result<TestFile, Problems> {
-        let value = json::parse(text).map_err(|e| {
-            let (line, column) = json::line_col(text, e.offset);
-            Problems(alloc::vec![Problem {
-                path: String::new(),
-                line,
-                column,
-                error: Error::Syntax(e.message),
-            }])
-        })?;
+        let value = json::parse(text).map_err(|e| Problems::syntax(text, &e))?;
         let mut r = Reader {
             text,
             problems: Vec::new(),
