@@ -572,24 +572,61 @@ impl Policy {
     /// client rule`, e.g. `deny 403 network peer 10.0.0.9 default`. The rule
     /// name comes last since it may contain spaces. [`Trace::parse`] reads it.
     pub fn trace(&self, d: &Decision) -> String {
-        use core::fmt::Write;
         let mut s = String::new();
-        let client = match d.client.ip {
-            Some(ip) => alloc::format!("{ip}"),
-            None => String::from("unknown"),
-        };
-        // Writing to a String cannot fail.
-        let _ = write!(
-            s,
-            "{} {} {} {} {} {}",
-            d.verdict.as_str(),
-            d.status,
-            d.step.as_str(),
-            d.client.source.as_str(),
-            client,
-            self.rule_name(d.rule)
-        );
+        self.trace_into(d, &mut s);
         s
+    }
+
+    /// [`Policy::trace`] into a caller's buffer (cleared first), without
+    /// `core::fmt` on the common IPv4 path: hosts write one per request.
+    pub fn trace_into(&self, d: &Decision, s: &mut String) {
+        s.clear();
+        s.push_str(d.verdict.as_str());
+        s.push(' ');
+        push_u32(s, u32::from(d.status));
+        s.push(' ');
+        s.push_str(d.step.as_str());
+        s.push(' ');
+        s.push_str(d.client.source.as_str());
+        s.push(' ');
+        match d.client.ip {
+            Some(IpAddr::V4(a)) => {
+                for (i, o) in a.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        s.push('.');
+                    }
+                    push_u32(s, u32::from(o));
+                }
+            }
+            Some(ip @ IpAddr::V6(_)) => {
+                use core::fmt::Write;
+                // Writing to a String cannot fail.
+                let _ = write!(s, "{ip}");
+            }
+            None => s.push_str("unknown"),
+        }
+        s.push(' ');
+        s.push_str(self.rule_name(d.rule));
+    }
+}
+
+/// Appends a number in decimal.
+fn push_u32(s: &mut String, mut n: u32) {
+    let mut buf = [0u8; 10];
+    let mut i = buf.len();
+    loop {
+        i = i.saturating_sub(1);
+        if let Some(b) = buf.get_mut(i) {
+            // n % 10 < 10, so the digit is ASCII.
+            *b = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    for &b in buf.get(i..).unwrap_or(&[]) {
+        s.push(char::from(b));
     }
 }
 

@@ -166,3 +166,51 @@ fn lints_find_shadowed_rules_overlaps_and_empty_allowlists() {
         assert!(l.is_empty(), "{s}: {l:#?}");
     }
 }
+
+#[test]
+fn trace_lines_round_trip() {
+    use portcullis_core::{Request, Trace, Transport};
+    let p = Policy::parse(br#"{"name":"t","network":{"rules":[{"name":"let them in","priority":100,"access":"allow","source":["0.0.0.0/0"]}]}}"#).unwrap();
+    let none: [(&str, &str); 0] = [];
+    for peer in [
+        "0.0.0.0:1",
+        "255.255.255.255:65535",
+        "10.20.30.4:80",
+        "[2001:db8::1]:443",
+        "[::ffff:1.2.3.4]:9",
+    ] {
+        let (ip, port) = portcullis_core::addr::parse_socket(peer).unwrap();
+        let req = Request {
+            peer: std::net::SocketAddr::new(ip, port),
+            local: "127.0.0.1:443".parse().unwrap(),
+            tls: true,
+            transport: Transport::Tcp,
+            method: b"GET",
+            authority: b"a",
+            path: b"/",
+            headers: &none,
+        };
+        let d = p.decide(&req);
+        let line = p.trace(&d);
+        let shown = portcullis_core::addr::canonical(ip).to_string();
+        let want_rule = if ip.is_ipv6() && ip.to_string().starts_with("2001") {
+            "default"
+        } else {
+            "let them in"
+        };
+        assert_eq!(
+            line,
+            format!(
+                "{} {} network peer {shown} {want_rule}",
+                d.verdict.as_str(),
+                d.status
+            )
+            .replace("network", d.step.as_str())
+        );
+        let t = Trace::parse(&line).unwrap();
+        assert_eq!(
+            (t.client_ip.as_str(), t.rule.as_str(), t.status),
+            (shown.as_str(), want_rule, d.status)
+        );
+    }
+}

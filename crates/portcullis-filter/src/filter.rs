@@ -37,6 +37,8 @@ struct Shared {
     default_rule: Option<u32>,
     /// Whether the host wants debug logs (read once per configuration).
     debug: bool,
+    /// The trace line, reused from request to request (one VM thread).
+    trace: core::cell::RefCell<String>,
 }
 
 impl Shared {
@@ -65,6 +67,7 @@ impl Shared {
             default_rule: define(stats::rule(&policy, None)),
             policy,
             debug,
+            trace: core::cell::RefCell::new(String::with_capacity(128)),
         }
     }
 
@@ -285,12 +288,14 @@ impl Http {
                 policy.deny_unknown_client(tls)
             }
         };
-        let trace = policy.trace(&d);
-        host::set_property(TRACE_PROPERTY, trace.as_bytes());
-        shared.count(&d);
-        if shared.debug {
-            host::log(level::DEBUG, &format!("portcullis: {trace}"));
+        if let Ok(mut trace) = shared.trace.try_borrow_mut() {
+            policy.trace_into(&d, &mut trace);
+            host::set_property(TRACE_PROPERTY, trace.as_bytes());
+            if shared.debug {
+                host::log(level::DEBUG, &format!("portcullis: {trace}"));
+            }
         }
+        shared.count(&d);
         match policy.local_reply(&d) {
             Some(reply) => {
                 self.respond = Respond::No;

@@ -405,7 +405,8 @@ fn hostile_header_bytes_do_not_trap_and_are_judged_by_the_core() {
 
 #[test]
 fn a_rejected_policy_logs_every_problem_and_fails_the_configuration() {
-    let text = std::fs::read(root().join("crates/portcullis-filter/tests/broken-policy.json")).unwrap();
+    let text =
+        std::fs::read(root().join("crates/portcullis-filter/tests/broken-policy.json")).unwrap();
     let problems = Policy::parse(&text).unwrap_err();
     let err = engine(LogLevel::Info).configure(&text).unwrap_err();
     let ConfigureError::Rejected { logs } = &err else {
