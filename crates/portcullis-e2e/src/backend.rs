@@ -54,6 +54,8 @@ struct Shared {
     changed: Condvar,
     key: Option<Vec<u8>>,
     stop: AtomicBool,
+    /// Whether requests are recorded (off for long soak runs).
+    record: bool,
 }
 
 /// The running backend; dropping it stops accepting connections.
@@ -62,6 +64,9 @@ pub struct Backend {
     addr: SocketAddr,
     shared: Arc<Shared>,
 }
+
+/// The body of the default `200` answer.
+pub const OK_BODY: &[u8] = b"Hello from the stand-in function\n";
 
 /// The headers an Azure Functions (IIS/ASP.NET) front end sends.
 pub fn azure_headers() -> Headers {
@@ -81,6 +86,17 @@ impl Backend {
     /// Starts on `addr` (port 0 picks one). `key`: the function key to
     /// require on requests without a canned answer (`None`: no check).
     pub fn start(addr: SocketAddr, key: Option<&[u8]>) -> std::io::Result<Backend> {
+        Backend::start_with(addr, key, true)
+    }
+
+    /// Like [`Backend::start`], but records nothing (canned answers still
+    /// work): for soak runs of millions of requests, where a record of every
+    /// request would be the leak.
+    pub fn start_unrecorded(addr: SocketAddr, key: Option<&[u8]>) -> std::io::Result<Backend> {
+        Backend::start_with(addr, key, false)
+    }
+
+    fn start_with(addr: SocketAddr, key: Option<&[u8]>, record: bool) -> std::io::Result<Backend> {
         let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
@@ -88,6 +104,7 @@ impl Backend {
             changed: Condvar::new(),
             key: key.map(<[u8]>::to_vec),
             stop: AtomicBool::new(false),
+            record,
         });
         let s2 = Arc::clone(&shared);
         thread::Builder::new()
@@ -275,14 +292,18 @@ fn serve(conn: TcpStream, shared: &Shared) {
         let head = seen.method == "HEAD";
         let canned = {
             let mut st = lock(shared);
-            st.log.push(seen.clone());
             let canned = case.as_ref().and_then(|c| st.answers.get(c).cloned());
-            if let Some(c) = &case {
-                st.by_case.insert(c.clone(), seen.clone());
+            if shared.record {
+                st.log.push(seen.clone());
+                if let Some(c) = &case {
+                    st.by_case.insert(c.clone(), seen.clone());
+                }
             }
             canned
         };
-        shared.changed.notify_all();
+        if shared.record {
+            shared.changed.notify_all();
+        }
         let (status, headers, body): (u16, Headers, Vec<u8>) = match canned {
             Some(a) => (a.status, a.headers, b"stand-in backend\n".to_vec()),
             None => {
@@ -291,11 +312,7 @@ fn serve(conn: TcpStream, shared: &Shared) {
                     Some(k) => header(&seen.headers, "x-functions-key") == Some(k.as_slice()),
                 };
                 if ok {
-                    (
-                        200,
-                        azure_headers(),
-                        b"Hello from the stand-in function\n".to_vec(),
-                    )
+                    (200, azure_headers(), OK_BODY.to_vec())
                 } else {
                     (
                         401,

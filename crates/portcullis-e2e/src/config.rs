@@ -108,6 +108,8 @@ pub enum AccessLog {
     Stdout,
     /// JSON lines in a file, with the test case id (see [`CASE_HEADER`]).
     JsonFile(PathBuf),
+    /// No access log (soak runs: a line per request would fill the disk).
+    Off,
 }
 
 /// A whole Envoy bootstrap.
@@ -222,6 +224,7 @@ config:
                 CASE_HEADER.to_ascii_uppercase(),
                 TRACE_FORMAT
             ),
+            AccessLog::Off => String::from("[]\n"),
         }
     }
 

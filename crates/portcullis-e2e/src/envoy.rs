@@ -112,12 +112,41 @@ fn dechunk(mut rest: &str) -> String {
     out
 }
 
+/// How Envoy is run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// Worker threads (`--concurrency`).
+    pub concurrency: u32,
+    /// `--log-level`.
+    pub log_level: String,
+    /// `--component-log-level`, if any.
+    pub component_log_level: Option<String>,
+}
+
+impl Default for Options {
+    /// One worker; warnings, plus the filter's logs at debug (the decision
+    /// of every request) and config updates: what the tests read.
+    fn default() -> Options {
+        Options {
+            concurrency: 1,
+            log_level: "warning".into(),
+            component_log_level: Some("wasm:debug,config:info".into()),
+        }
+    }
+}
+
 impl Envoy {
-    /// Writes `config` into `dir` and starts Envoy on it, waiting until it is ready.
+    /// Writes `config` into `dir` and starts Envoy on it with the default
+    /// [`Options`], waiting until it is ready.
     ///
     /// The config's admin port should be 0: the bound address is read from
     /// `--admin-address-path`.
     pub fn start(dir: &Path, config: &str) -> Result<Envoy, StartError> {
+        Envoy::start_with(dir, config, &Options::default())
+    }
+
+    /// [`Envoy::start`] with explicit [`Options`].
+    pub fn start_with(dir: &Path, config: &str, options: &Options) -> Result<Envoy, StartError> {
         let fail = |message: String| StartError {
             message,
             log: String::new(),
@@ -137,13 +166,15 @@ impl Envoy {
         let mut cmd = Command::new(&bin);
         cmd.arg("-c")
             .arg(&config_path)
-            .args(["--concurrency", "1", "--disable-hot-restart"])
-            .args([
-                "--log-level",
-                "warning",
-                "--component-log-level",
-                "wasm:debug,config:info",
-            ])
+            .arg("--concurrency")
+            .arg(options.concurrency.to_string())
+            .arg("--disable-hot-restart")
+            .arg("--log-level")
+            .arg(&options.log_level);
+        if let Some(c) = &options.component_log_level {
+            cmd.arg("--component-log-level").arg(c);
+        }
+        cmd
             // Access log lines reach the file quickly (the tests poll for them).
             .args(["--file-flush-interval-msec", "20"])
             .arg("--admin-address-path")
@@ -252,6 +283,28 @@ impl Envoy {
             .map(|(_, v)| v))
     }
 
+    /// Wasm failure counters that are not zero: stats whose name contains
+    /// `wasm` and one of `fail`, `crash`, `abort`, `error` (VM creation or
+    /// reload failures, plugin crashes, remote fetch failures).
+    pub fn wasm_failures(&self) -> Result<Vec<(String, u64)>, String> {
+        Ok(self
+            .stats_matching("wasm")?
+            .into_iter()
+            .filter(|(n, v)| {
+                *v != 0
+                    && ["fail", "crash", "abort", "error"]
+                        .iter()
+                        .any(|w| n.contains(w))
+            })
+            .collect())
+    }
+
+    /// Resident set size of the Envoy process in KiB (`VmRSS` from
+    /// `/proc/<pid>/status`), if readable.
+    pub fn rss_kib(&self) -> Option<u64> {
+        rss_kib(self.pid())
+    }
+
     /// Kills Envoy and waits for it.
     pub fn stop(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {
@@ -265,6 +318,16 @@ impl Drop for Envoy {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Resident set size of process `pid` in KiB (`VmRSS` from
+/// `/proc/<pid>/status`), if readable.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// Runs Envoy on a config that is expected to be refused and returns its log

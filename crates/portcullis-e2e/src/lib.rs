@@ -13,6 +13,8 @@
 //! - [`tls`]: a self-signed certificate made with `openssl` at test time.
 //! - [`client`]: curl as the client (`--interface 127.x.y.z` picks the peer).
 //! - [`translate`]: moves a policy and its test cases onto loopback.
+//! - [`soak`]: the soak load generator and checker (`portcullis-soak`,
+//!   `scripts/soak.sh`).
 //! - [`runner`]: runs policy test files through Envoy
 //!   ([`runner::run_case_envoy`]) and compares with
 //!   `portcullis_core::testfile::check`.
@@ -27,5 +29,6 @@ pub mod config;
 pub mod envoy;
 pub mod paths;
 pub mod runner;
+pub mod soak;
 pub mod tls;
 pub mod translate;

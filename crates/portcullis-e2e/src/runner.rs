@@ -253,17 +253,7 @@ impl Harness {
     /// Wasm failure counters that are not zero (names containing `wasm` and
     /// one of `fail`, `crash`, `abort`, `error`).
     pub fn wasm_failures(&self) -> Result<Vec<(String, u64)>, String> {
-        Ok(self
-            .envoy
-            .stats_matching("wasm")?
-            .into_iter()
-            .filter(|(n, v)| {
-                *v != 0
-                    && ["fail", "crash", "abort", "error"]
-                        .iter()
-                        .any(|w| n.contains(w))
-            })
-            .collect())
+        self.envoy.wasm_failures()
     }
 }
 
