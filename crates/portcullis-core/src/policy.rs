@@ -160,6 +160,8 @@ pub struct Network {
     pub deny_body: String,
     /// The compiled matcher.
     pub table: Table,
+    /// Line and column of `network.rules`, for errors found compiling it.
+    rules_at: (u32, u32),
 }
 
 /// Where the client address comes from.
@@ -338,12 +340,19 @@ impl Policy {
             }
         };
         let value = json::parse(text).map_err(|e| Problems::syntax(text, &e))?;
-        Policy::from_value(&value, text)
+        let policy = Policy::validate(&value, text)?;
+        drop(value);
+        policy.compile()
     }
 
     /// Validates an already parsed document; `text` is the source the spans
     /// point into (used for line and column).
     pub fn from_value(value: &Value, text: &str) -> Result<Policy, Problems> {
+        Policy::validate(value, text)?.compile()
+    }
+
+    /// Every check but the matcher's own bound.
+    fn validate(value: &Value, text: &str) -> Result<Policy, Problems> {
         let mut v = Validator {
             lines: LineIndex::new(text),
             problems: Vec::new(),
@@ -357,6 +366,21 @@ impl Policy {
                 Err(Problems(v.problems))
             }
         }
+    }
+
+    /// Compiles the network rules into the matcher.
+    fn compile(mut self) -> Result<Policy, Problems> {
+        if let Some(net) = &mut self.network {
+            net.table = Table::build(&net.rules).map_err(|error| {
+                Problems(alloc::vec![Problem {
+                    path: String::from("network.rules"),
+                    line: net.rules_at.0,
+                    column: net.rules_at.1,
+                    error,
+                }])
+            })?;
+        }
+        Ok(self)
     }
 
     /// Name of a rule by index, or `default`.
@@ -1079,19 +1103,16 @@ impl<'t> Validator<'t> {
         let (deny_status, deny_body) = deny?;
         let default_access = default_access?;
         rules.sort_by_key(|r| r.priority);
-        let table = match Table::build(&rules) {
-            Ok(t) => t,
-            Err(e) => {
-                self.err("network.rules", v.span, e);
-                return None;
-            }
-        };
+        // The matcher is compiled by `Policy::compile`, once the JSON tree
+        // can be dropped: the peak memory of a large policy is lower then.
+        let (line, column) = self.lines.at(rules_v.map_or(v.span, |r| r.span).start);
         Some(Network {
             rules,
             default_access,
             deny_status,
             deny_body,
-            table,
+            table: Table::default(),
+            rules_at: (line, column),
         })
     }
 
