@@ -24,6 +24,9 @@ use portcullis_core::{
 };
 use portcullis_host::{HttpRequest, HttpResponse, LogLevel, Options};
 
+/// Header name/value pairs as bytes.
+pub type HeaderPairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Header names the generator likes to use (plus every name the policy
 /// itself mentions, see [`words`]).
 const NAMES: &[&str] = &[
@@ -120,10 +123,10 @@ struct Reader<'a> {
 }
 
 /// At most this many bytes of generated header data per exchange (Envoy's
-/// `max_request_headers_kb` is 60 KiB by default and at most 8 MiB): large
+/// `max_request_headers_kb` is 60 KiB by default, at most 8 MiB): large
 /// enough for every size-related path, small enough that one input stays
 /// well under a millisecond. The hostile-input tests go bigger.
-pub const BUDGET: usize = 1 << 20;
+pub const BUDGET: usize = 256 << 10;
 
 impl Reader<'_> {
     fn u8(&mut self) -> u8 {
@@ -607,12 +610,37 @@ pub fn check_parse(data: &[u8]) -> Result<(), String> {
         Ok(p) => {
             let _ = p.lints();
             let headers = fixed_request_headers();
-            for (peer, tls) in [("10.0.0.4:5000", false), ("[2001:db8::1]:0", true)] {
+            // A spread of flows: both families, mapped addresses, edge ports,
+            // both transports, TLS and not; each decision held to the
+            // invariants (explain() against the compiled table among them).
+            let peers = [
+                "10.0.0.4:5000",
+                "[2001:db8::1]:0",
+                "65.52.10.20:65535",
+                "[::ffff:192.168.1.1]:443",
+                "127.0.0.1:1",
+                "[fe80::1]:80",
+                "0.0.0.0:0",
+                "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535",
+            ];
+            let locals = [
+                "10.0.0.2:443",
+                "[::1]:8080",
+                "0.0.0.0:0",
+                "255.255.255.255:65535",
+            ];
+            for (i, peer) in peers.iter().enumerate() {
                 let req = Request {
                     peer: peer.parse().map_err(|e| format!("{e}"))?,
-                    local: SocketAddr::from(([10, 0, 0, 2], 443)),
-                    tls,
-                    transport: Transport::Tcp,
+                    local: locals[i % locals.len()]
+                        .parse()
+                        .map_err(|e| format!("{e}"))?,
+                    tls: i % 2 == 1,
+                    transport: if i % 3 == 2 {
+                        Transport::Udp
+                    } else {
+                        Transport::Tcp
+                    },
                     method: b"GET",
                     authority: b"api.example.com",
                     path: b"/a?b",

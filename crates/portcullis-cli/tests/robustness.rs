@@ -1150,3 +1150,55 @@ fn hostile_requests_get_these_decisions() {
     }
     assert_none(&failures);
 }
+
+#[test]
+fn the_filter_accepts_exactly_the_policies_the_core_accepts() {
+    // Every policy_parse input (seeds, regressions) and cut prefixes of the
+    // corpus policies: configure succeeds iff Policy::parse does, and a
+    // refusal names at least one problem in the logs.
+    let mut docs: Vec<(String, Vec<u8>)> = Vec::new();
+    for dir in ["fuzz/corpus/policy_parse", "fuzz/regressions/policy_parse"] {
+        for p in files(&root().join(dir)) {
+            docs.push((p.display().to_string(), std::fs::read(&p).unwrap()));
+        }
+    }
+    for file in harness::test_files(&root()).iter().step_by(4) {
+        let (_, text) = portcullis_cli::load(file).unwrap();
+        let b = text.as_bytes();
+        for cut in (0..b.len()).step_by((b.len() / 6).max(1)) {
+            docs.push((
+                format!("{} cut at {cut}", file.display()),
+                b[..cut].to_vec(),
+            ));
+        }
+    }
+    let mut failures = Vec::new();
+    let (mut accepted, mut rejected) = (0, 0);
+    for (what, doc) in &docs {
+        let core = Policy::parse(doc);
+        match (&core, engine().configure(doc)) {
+            (Ok(_), Ok(_)) => accepted += 1,
+            (Err(problems), Err(e)) => {
+                rejected += 1;
+                let n = e
+                    .logs()
+                    .iter()
+                    .filter(|(_, l)| l.contains("rejected"))
+                    .count();
+                if n != problems.0.len() {
+                    failures.push(format!(
+                        "{what}: the core lists {} problems, the filter logged {n}: {e}",
+                        problems.0.len()
+                    ));
+                }
+            }
+            (Ok(_), Err(e)) => failures.push(format!("{what}: the filter refused it: {e}")),
+            (Err(p), Ok(_)) => failures.push(format!("{what}: the filter accepted it; core: {p}")),
+        }
+    }
+    println!(
+        "{} documents: {accepted} accepted and {rejected} rejected by both",
+        docs.len()
+    );
+    assert_none(&failures);
+}
