@@ -1,7 +1,7 @@
 //! Orchestration of a soak run.
 //!
 //! One stand-in backend (recording nothing), one Envoy (`--concurrency 1`)
-//! with two listeners on 127.0.0.1 — TLS and plain — whose Portcullis filter
+//! with two listeners on [`LISTEN_IP`] — TLS and plain — whose Portcullis filter
 //! is discovered through ECDS from one file. Load threads send the mix of
 //! [`workload`] over keep-alive connections, one per (listener, source
 //! address); every response is checked against the core ([`check`]).
@@ -43,6 +43,8 @@ use crate::{paths, tls};
 /// How long a swap may take to show before the run counts it as failed (a
 /// hang guard; the reload is polled).
 const SWAP_DEADLINE: Duration = Duration::from_secs(60);
+/// Where Envoy's listeners bind.
+pub const LISTEN_IP: Ipv4Addr = Ipv4Addr::new(127, 77, 0, 1);
 /// RSS samples needed before the growth check means anything.
 pub const MIN_RSS_SAMPLES: usize = 20;
 /// Largest RSS growth (percent, first to last quarter) that passes.
@@ -191,6 +193,8 @@ pub struct Summary {
     pub rss: Vec<(f64, u64)>,
     /// Non-zero wasm failure stats.
     pub vm_failures: Vec<(String, u64)>,
+    /// Envoy's `wasm.*` stats at the end (VM counts, reloads, failures).
+    pub wasm_stats: Vec<(String, u64)>,
     /// `wasmcustom.portcullis.*` verdict counters.
     pub filter_counters: Vec<(String, u64)>,
     /// ECDS counters.
@@ -428,12 +432,23 @@ fn probe(sh: &Shared, t: &mut Tally) -> Result<Option<usize>, String> {
 
 /// Sends probes until one is decided by policy `want` (or the deadline).
 fn fence(sh: &Shared, want: usize, t: &mut Tally, started: Instant) -> Result<u64, String> {
+    // One worker: one probe decided by the new policy proves it. Several:
+    // each probe's connection lands on a worker by the kernel's hash of its
+    // 4-tuple (SO_REUSEPORT), so 16 in a row make it all but certain that
+    // every worker has the new policy (not a proof; see docs/robustness.md).
+    let need = if sh.cfg.concurrency <= 1 { 1 } else { 16 };
     let mut n = 0;
+    let mut in_a_row = 0;
     loop {
         n += 1;
         if probe(sh, t)? == Some(want) {
-            return Ok(n);
+            in_a_row += 1;
+            if in_a_row >= need {
+                return Ok(n);
+            }
+            continue;
         }
+        in_a_row = 0;
         if started.elapsed() > SWAP_DEADLINE {
             return Err(format!(
                 "policy {} not in force {SWAP_DEADLINE:?} after the swap",
@@ -484,9 +499,12 @@ pub fn run(cfg: Config) -> Result<Summary, String> {
         .map_err(|e| format!("backend: {e}"))?;
     let cert = tls::test_cert()?;
     let tls = http::tls_config(&cert.cert)?;
-    let lo = [Ipv4Addr::LOCALHOST];
-    let plain = SocketAddr::from(([127, 0, 0, 1], free_port(&lo)?));
-    let tls_addr = SocketAddr::from(([127, 0, 0, 1], free_port(&lo)?));
+    // The listeners get a loopback address of their own: ports handed out
+    // by `free_port` are released before Envoy binds them, and on 127.0.0.1
+    // any process's outgoing connection could take one in between.
+    let lo = [LISTEN_IP];
+    let plain = SocketAddr::from((LISTEN_IP, free_port(&lo)?));
+    let tls_addr = SocketAddr::from((LISTEN_IP, free_port(&lo)?));
     let ecds = dir.join("ecds").join("portcullis.yaml");
     std::fs::create_dir_all(dir.join("ecds")).map_err(|e| e.to_string())?;
     let filter = Filter::Discovered {
@@ -708,6 +726,12 @@ pub fn run(cfg: Config) -> Result<Summary, String> {
         errors.push(e.clone());
         vec![(format!("stats unreadable: {e}"), 1)]
     });
+    let wasm_stats: Vec<(String, u64)> = envoy
+        .stats_matching("wasm")
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(n, _)| n.starts_with("wasm."))
+        .collect();
     let filter_counters: Vec<(String, u64)> = envoy
         .stats_matching("wasmcustom.portcullis.")
         .unwrap_or_default()
@@ -743,6 +767,7 @@ pub fn run(cfg: Config) -> Result<Summary, String> {
         probes: probe_count,
         rss,
         vm_failures,
+        wasm_stats,
         filter_counters,
         ecds: ecds_stats,
         errors,
@@ -954,7 +979,9 @@ impl Summary {
                 "growth_percent": rss.map(|r| r.2),
                 "min": self.rss.iter().map(|r| r.1).min(),
                 "max": self.rss.iter().map(|r| r.1).max(),
+                "series": self.rss.iter().map(|(t, k)| json!([(t * 10.0).round() / 10.0, k])).collect::<Vec<_>>(),
             },
+            "wasm_stats": self.wasm_stats.iter().map(|(n, v)| (n.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
             "swaps": self.swaps.iter().map(|s| json!({
                 "at_request": s.at_request, "to": s.to, "reload_ms": s.reload_ms as u64,
                 "in_force_ms": s.fence_ms as u64, "probes": s.probes,
