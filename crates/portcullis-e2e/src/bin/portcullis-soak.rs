@@ -76,6 +76,11 @@ fn main() -> ExitCode {
         s.config.threads,
         s.config.concurrency
     );
+    println!(
+        "listeners       {} over TLS, {} plain",
+        t.tls,
+        t.requests - t.tls
+    );
     let classes: Vec<String> = t.by_class.iter().map(|(k, v)| format!("{k} {v}")).collect();
     println!("classes         {}", classes.join(", "));
     let statuses: Vec<String> = t

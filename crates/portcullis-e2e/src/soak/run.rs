@@ -75,6 +75,8 @@ pub struct Config {
 pub struct Tally {
     /// Requests answered (or failed on I/O).
     pub requests: u64,
+    /// Requests sent over TLS.
+    pub tls: u64,
     /// Requests per class.
     pub by_class: BTreeMap<&'static str, u64>,
     /// Responses per status.
@@ -118,6 +120,7 @@ impl Tally {
 
     fn merge(&mut self, o: &Tally) {
         self.requests += o.requests;
+        self.tls += o.tls;
         for (k, v) in &o.by_class {
             *self.by_class.entry(k).or_default() += v;
         }
@@ -338,6 +341,7 @@ fn load_thread(sh: &Shared, thread: usize) -> Tally {
         let spec = workload::build(sh.cfg.seed, i, thread);
         t.requests += 1;
         *t.by_class.entry(spec.class.name()).or_default() += 1;
+        t.tls += u64::from(spec.tls);
         let bytes = spec.to_bytes();
         let slot = (spec.tls, spec.source);
         let p0 = sh.phase.load(Ordering::SeqCst);
@@ -855,7 +859,11 @@ fn judge(s: &Summary, alive: bool) -> Vec<CheckResult> {
     let fails = s
         .ecds
         .iter()
-        .filter(|(n, _)| n.ends_with(".config_fail") || n.ends_with(".update_rejected"))
+        .filter(|(n, _)| {
+            n.ends_with(".config_fail")
+                || n.ends_with(".update_rejected")
+                || n.ends_with(".update_failure")
+        })
         .map(|(_, v)| v)
         .sum::<u64>();
     add(
@@ -959,6 +967,7 @@ impl Summary {
         json!({
             "requests": t.requests,
             "requests_planned": self.config.requests,
+            "requests_tls": t.tls,
             "seconds": self.seconds,
             "rps": self.rps(),
             "threads": self.config.threads,
