@@ -381,17 +381,26 @@ pub fn stand_ins(
     map
 }
 
-/// A port free on every address in `ips` (bound and released), never one
-/// this process handed out before (listeners of several files share one
+/// A port free on every address in `ips` (bound and released), below the
+/// ephemeral range so no outgoing connection can take it before Envoy binds
+/// it, and never one this process handed out before (listeners of several files share one
 /// Envoy and are only bound when it starts).
 pub fn free_port(ips: &[Ipv4Addr]) -> Result<u16, String> {
     static HANDED: std::sync::Mutex<BTreeSet<u16>> = std::sync::Mutex::new(BTreeSet::new());
     let mut handed = HANDED.lock().unwrap_or_else(|e| e.into_inner());
-    for _ in 0..200 {
-        let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| e.to_string())?;
-        let port = l.local_addr().map_err(|e| e.to_string())?.port();
-        drop(l);
-        if !handed.contains(&port) && ips.iter().all(|ip| TcpListener::bind((*ip, port)).is_ok()) {
+    // Ports below Linux's ephemeral range (32768-60999): an outgoing
+    // connection of another process (curl, Envoy's upstream) can never take
+    // one between this check and Envoy's bind. Each test process starts at
+    // its own offset so concurrent test binaries rarely probe the same port.
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    let start = std::process::id().wrapping_mul(7919) % SPAN;
+    for i in 0..SPAN {
+        let port = u16::try_from(LOW + (start + i * 13) % SPAN).unwrap_or(0);
+        if port == 0 || handed.contains(&port) {
+            continue;
+        }
+        if ips.iter().all(|ip| TcpListener::bind((*ip, port)).is_ok()) {
             handed.insert(port);
             return Ok(port);
         }
