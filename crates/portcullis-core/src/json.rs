@@ -108,6 +108,12 @@ pub struct SyntaxError {
 
 /// Parses a whole document: one value, surrounded only by whitespace.
 pub fn parse(text: &str) -> Result<Value, SyntaxError> {
+    if text.starts_with('\u{feff}') {
+        return Err(SyntaxError {
+            offset: 0,
+            message: "the text starts with a byte-order mark (BOM); save it as UTF-8 without BOM",
+        });
+    }
     let mut p = Parser {
         s: text.as_bytes(),
         text,

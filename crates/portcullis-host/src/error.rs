@@ -67,6 +67,10 @@ pub enum HostError {
         /// The callback that returned `Pause`.
         callback: String,
     },
+    /// The exchange given to [`crate::Plugin::play`] is not one a proxy could
+    /// see (e.g. an upstream status outside 100..=599): the caller's mistake,
+    /// not the filter's.
+    BadExchange(String),
 }
 
 impl fmt::Display for HostError {
@@ -107,6 +111,7 @@ impl fmt::Display for HostError {
                 )
             }
             HostError::Misuse { call, detail } => write!(f, "the filter misused {call}: {detail}"),
+            HostError::BadExchange(m) => write!(f, "invalid exchange: {m}"),
             HostError::Stalled { callback } => write!(
                 f,
                 "the filter returned Pause from {callback} and never resumed the stream \

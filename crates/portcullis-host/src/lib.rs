@@ -294,10 +294,17 @@ pub struct Metric {
     pub samples: Vec<u64>,
 }
 
+/// Extra fuel `configure` gets per byte of plugin configuration: generous
+/// for any policy (1 MiB of rules needs a few 10^9), still bounded.
+pub const CONFIGURE_FUEL_PER_BYTE: u64 = 100_000;
+
 /// Host settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
-    /// Fuel for `configure` and for each exchange (≈ wasm instructions).
+    /// Fuel for each exchange (≈ wasm instructions), and the base of the
+    /// budget for `configure`, which also gets
+    /// [`CONFIGURE_FUEL_PER_BYTE`] per byte of configuration (compiling a
+    /// large policy is real work, and Envoy sets no limit on it).
     /// Default 1 000 000 000, ~1 s of a runaway loop.
     pub fuel_limit: u64,
     /// Maximum linear memory, bytes. Default 256 MiB.
@@ -431,8 +438,13 @@ impl Engine {
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limits);
         let fuel = self.options.fuel_limit;
+        let configure_fuel = fuel.saturating_add(
+            u64::try_from(config.len())
+                .unwrap_or(u64::MAX)
+                .saturating_mul(CONFIGURE_FUEL_PER_BYTE),
+        );
         store
-            .set_fuel(fuel)
+            .set_fuel(configure_fuel)
             .map_err(|e| HostError::Instantiate(format!("{e:#}")))?;
         let instance = self
             .pre
@@ -632,6 +644,12 @@ impl Plugin {
         req: &HttpRequest,
         upstream: &HttpResponse,
     ) -> Result<Exchange, HostError> {
+        if !(100..=599).contains(&upstream.status) {
+            return Err(HostError::BadExchange(format!(
+                "upstream status {} is outside 100..=599",
+                upstream.status
+            )));
+        }
         if self.poisoned {
             self.restart()?;
         }

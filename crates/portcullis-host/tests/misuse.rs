@@ -379,3 +379,16 @@ fn memory_growth_beyond_the_limit_fails() {
     let err = plugin.play(&get("/", &[]), &ok()).unwrap_err();
     assert!(matches!(err, HostError::Trap { .. }), "{err}");
 }
+
+#[test]
+fn an_impossible_upstream_status_is_the_callers_mistake() {
+    let mut plugin = common::engine().configure(b"ok").unwrap();
+    let req = get("/", &[]);
+    let up = portcullis_host::HttpResponse {
+        status: 42,
+        headers: Vec::new(),
+    };
+    let err = plugin.play(&req, &up).unwrap_err();
+    assert!(matches!(err, HostError::BadExchange(_)), "{err}");
+    assert!(err.to_string().contains("upstream status 42"), "{err}");
+}
