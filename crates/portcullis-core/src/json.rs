@@ -432,6 +432,12 @@ mod tests {
     }
 
     #[test]
+    fn a_byte_order_mark_is_named() {
+        let e = parse("\u{feff}{}").unwrap_err();
+        assert!(e.message.contains("byte-order mark"), "{e:?}");
+    }
+
+    #[test]
     fn depth_is_bounded() {
         let deep = "[".repeat(MAX_DEPTH + 1);
         assert_eq!(parse(&deep).unwrap_err().message, "nesting too deep");
