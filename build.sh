@@ -101,6 +101,9 @@ run_tests() {
     log "test: cargo test (core, corpus, property tests, host, CLI, Envoy end to end)"
     export PORTCULLIS_ENVOY="${PORTCULLIS_ENVOY:-$(envoy_bin)}"
     cargo test --workspace
+    log "test: the corpus through the CLI, on the filter under wasmtime and on the core"
+    target/release/portcullis test --engine wasm
+    target/release/portcullis test --engine core
     for t in scripts/test-*.sh scripts/browser-test.sh; do
         [ -x "$t" ] || continue
         log "test: $t"
