@@ -88,7 +88,8 @@ build() {
     fi
     if [ -d crates/portcullis-cli ]; then
         log "build: portcullis CLI"
-        cargo build -q --release -p portcullis-cli
+        # Debug: shares its build with `cargo test` (bench builds its own release).
+        cargo build -q -p portcullis-cli
     fi
 }
 
@@ -102,8 +103,8 @@ run_tests() {
     export PORTCULLIS_ENVOY="${PORTCULLIS_ENVOY:-$(envoy_bin)}"
     cargo test --workspace
     log "test: the corpus through the CLI, on the filter under wasmtime and on the core"
-    target/release/portcullis test --engine wasm
-    target/release/portcullis test --engine core
+    target/debug/portcullis test --engine wasm
+    target/debug/portcullis test --engine core
     for t in scripts/test-*.sh scripts/browser-test.sh; do
         [ -x "$t" ] || continue
         log "test: $t"
