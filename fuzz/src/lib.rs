@@ -113,6 +113,22 @@ pub struct Gen {
     pub response: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
+impl Gen {
+    /// The request as the core sees it, with `headers` as the host holds them.
+    pub fn request<'a>(&'a self, headers: &'a dyn portcullis_core::Headers) -> Request<'a> {
+        Request {
+            peer: self.peer,
+            local: self.local,
+            tls: self.tls,
+            transport: self.transport,
+            method: &self.method,
+            authority: &self.authority,
+            path: &self.path,
+            headers,
+        }
+    }
+}
+
 /// Reads an input; past the end every read is zero.
 struct Reader<'a> {
     data: &'a [u8],
@@ -879,16 +895,7 @@ fn check_redirect(p: &Policy, d: &Decision) -> Result<(), String> {
 /// The `decide` target: the invariants for one generated request.
 pub fn check_core(p: &Policy, g: &Gen) -> Result<(), String> {
     let headers = g.host_headers();
-    let req = Request {
-        peer: g.peer,
-        local: g.local,
-        tls: g.tls,
-        transport: g.transport,
-        method: &g.method,
-        authority: &g.authority,
-        path: &g.path,
-        headers: &headers,
-    };
+    let req = g.request(&headers);
     check_decision(p, &req, &g.response)?;
     // The test-case view of the same exchange holds them too.
     let c = g.case();
@@ -949,16 +956,7 @@ pub fn check_filter(
     })?;
     // What the core says about the same bytes.
     let host_view = lower(&headers);
-    let d = p.decide(&Request {
-        peer: g.peer,
-        local: g.local,
-        tls: g.tls,
-        transport: g.transport,
-        method: &g.method,
-        authority: &g.authority,
-        path: &g.path,
-        headers: &host_view,
-    });
+    let d = p.decide(&g.request(&host_view));
     let want_trace = p.trace(&d);
     let trace = x
         .properties_set

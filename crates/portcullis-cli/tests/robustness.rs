@@ -422,16 +422,7 @@ fn hammer(
         if i % 10 == 0 {
             check_filter(plugin, p, &g).unwrap_or_else(|e| panic!("{e}"));
         }
-        let d = p.decide(&Request {
-            peer: g.peer,
-            local: g.local,
-            tls: g.tls,
-            transport: g.transport,
-            method: &g.method,
-            authority: &g.authority,
-            path: &g.path,
-            headers: &g.headers,
-        });
+        let d = p.decide(&g.request(&g.headers));
         verdicts[d.verdict as usize] += 1;
     }
     verdicts
@@ -648,16 +639,7 @@ fn base(idx: usize) -> Gen {
 fn decision(idx: usize, g: &Gen) -> String {
     let p = &fixture().policies[idx].policy;
     let h = g.host_headers();
-    p.trace(&p.decide(&Request {
-        peer: g.peer,
-        local: g.local,
-        tls: g.tls,
-        transport: g.transport,
-        method: &g.method,
-        authority: &g.authority,
-        path: &g.path,
-        headers: &h,
-    }))
+    p.trace(&p.decide(&g.request(&h)))
 }
 
 #[test]
@@ -1127,16 +1109,7 @@ fn hostile_requests_get_these_decisions() {
         if let Some(loc) = location {
             let p = &fixture().policies[idx].policy;
             let h = g.host_headers();
-            let d = p.decide(&Request {
-                peer: g.peer,
-                local: g.local,
-                tls: g.tls,
-                transport: g.transport,
-                method: &g.method,
-                authority: &g.authority,
-                path: &g.path,
-                headers: &h,
-            });
+            let d = p.decide(&g.request(&h));
             if d.location.as_deref() != Some(loc.as_bytes()) {
                 failures.push(format!(
                     "{policy} / {what}: Location {:?}",

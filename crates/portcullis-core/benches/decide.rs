@@ -112,18 +112,19 @@ fn main() {
             .collect();
         let none: [(&str, &str); 0] = [];
         let local = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 443);
+        let request = |a: u32| Request {
+            peer: SocketAddr::new(IpAddr::V4(a.into()), 5000),
+            local,
+            tls: true,
+            transport: Transport::Tcp,
+            method: b"GET",
+            authority: b"x",
+            path: b"/",
+            headers: &none,
+        };
         // Both evaluators must agree before they are timed.
         for &a in &addrs {
-            let req = Request {
-                peer: SocketAddr::new(IpAddr::V4(a.into()), 5000),
-                local,
-                tls: true,
-                transport: Transport::Tcp,
-                method: b"GET",
-                authority: b"x",
-                path: b"/",
-                headers: &none,
-            };
+            let req = request(a);
             assert_eq!(
                 policy.decide(&req).rule,
                 naive(&entries, a),
@@ -138,16 +139,7 @@ fn main() {
                 || {
                     let mut s = 0;
                     for &a in &addrs {
-                        let req = Request {
-                            peer: SocketAddr::new(IpAddr::V4(a.into()), 5000),
-                            local,
-                            tls: true,
-                            transport: Transport::Tcp,
-                            method: b"GET",
-                            authority: b"x",
-                            path: b"/",
-                            headers: &none,
-                        };
+                        let req = request(a);
                         s += black_box(policy.decide(black_box(&req))).rule.unwrap_or(0);
                     }
                     s
