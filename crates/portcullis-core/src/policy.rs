@@ -383,6 +383,15 @@ impl Policy {
         Ok(self)
     }
 
+    /// The `name` of a document, when it is JSON with a well-formed name,
+    /// valid or not otherwise: hosts use it to label a rejected policy.
+    pub fn name_of(bytes: &[u8]) -> Option<String> {
+        let text = core::str::from_utf8(bytes).ok()?;
+        let value = json::parse(text).ok()?;
+        let name = value.get("name")?.as_str()?;
+        is_name(name, 64).then(|| name.to_string())
+    }
+
     /// Name of a rule by index, or `default`.
     pub fn rule_name(&self, rule: Option<usize>) -> &str {
         match (rule, &self.network) {

@@ -214,3 +214,13 @@ fn trace_lines_round_trip() {
         );
     }
 }
+
+#[test]
+fn a_rejected_document_still_has_its_name_when_well_formed() {
+    assert_eq!(
+        Policy::name_of(br#"{"name":"edge-1","network":7}"#).as_deref(),
+        Some("edge-1")
+    );
+    assert_eq!(Policy::name_of(br#"{"name":"bad name"}"#), None);
+    assert_eq!(Policy::name_of(b"{oops"), None);
+}

@@ -5,7 +5,6 @@ use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 
 use portcullis_core::addr::parse_socket;
-use portcullis_core::json;
 use portcullis_core::{
     Decision, EditOp, Headers, Inputs, Policy, Request, Step, Transport, Verdict,
 };
@@ -148,20 +147,7 @@ impl RootContext for Root {
 /// How to name a rejected policy in logs: its `name` when the JSON is
 /// readable and the name is well formed, else Envoy's plugin name.
 fn policy_label(bytes: &[u8]) -> String {
-    let from_doc = core::str::from_utf8(bytes)
-        .ok()
-        .and_then(|t| json::parse(t).ok())
-        .and_then(|v| match v.get("name").map(|n| &n.kind) {
-            Some(json::Kind::String(s)) => Some(s.clone()),
-            _ => None,
-        })
-        .filter(|s| {
-            !s.is_empty()
-                && s.len() <= 64
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
-        });
-    if let Some(name) = from_doc {
+    if let Some(name) = Policy::name_of(bytes) {
         return name;
     }
     host::property(PLUGIN_NAME)
