@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use crate::addr::{AddrSet, Tag};
-use crate::policy::{Access, PortSet, Protocol, Rule};
+use crate::rule::{Access, PortSet, Protocol, Rule};
 use crate::Policy;
 
 /// Above this many rules the quadratic checks are skipped (and said so).
