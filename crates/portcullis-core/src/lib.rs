@@ -64,7 +64,7 @@ pub mod reply;
 pub mod rule;
 pub mod testfile;
 
-pub use decide::{Client, ClientSource, Decision, Headers, Request, Step, Trace, Verdict};
+pub use decide::{Client, ClientSource, Decision, Headers, Reason, Request, Step, Trace, Verdict};
 pub use edits::{apply_edits, Edit, EditOp};
 pub use error::{Error, Problem, Problems};
 pub use explain::{Field, RuleCheck};
