@@ -300,11 +300,7 @@ fn explain(args: &[String], style: &Style) -> Result<bool, String> {
     println!(
         "{} {peer} -> {local} {} {} {method} {authority}{path}",
         style.bold("request"),
-        if transport == Transport::Udp {
-            "udp"
-        } else {
-            "tcp"
-        },
+        transport.as_str(),
         if tls { "tls" } else { "plain" }
     );
     match d.client.ip {

@@ -63,6 +63,7 @@ pub mod policy;
 pub mod reply;
 pub mod rule;
 pub mod testfile;
+mod words;
 
 pub use decide::{Client, ClientSource, Decision, Headers, Reason, Request, Step, Trace, Verdict};
 pub use edits::{apply_edits, Edit, EditOp};

@@ -13,6 +13,7 @@ use core::net::SocketAddr;
 use crate::addr;
 use crate::policy::{Access, HttpsAction, Policy};
 use crate::rule::{Flow, Transport};
+use crate::words::words;
 
 mod client;
 mod https;
@@ -89,73 +90,32 @@ impl fmt::Debug for Request<'_> {
     }
 }
 
-/// What happens to the request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// Sent upstream (after the request ops).
-    Forward,
-    /// Answered locally with an error status.
-    Deny,
-    /// Answered locally with a redirect to HTTPS.
-    Redirect,
-}
-
-impl Verdict {
-    /// The spec's word.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Forward => "forward",
-            Verdict::Deny => "deny",
-            Verdict::Redirect => "redirect",
-        }
-    }
-    /// Parses the spec's word.
-    pub fn from_word(s: &str) -> Option<Verdict> {
-        match s {
-            "forward" => Some(Verdict::Forward),
-            "deny" => Some(Verdict::Deny),
-            "redirect" => Some(Verdict::Redirect),
-            _ => None,
-        }
+words! {
+    /// What happens to the request (the spec's words).
+    pub enum Verdict {
+        /// Sent upstream (after the request ops).
+        Forward = "forward",
+        /// Answered locally with an error status.
+        Deny = "deny",
+        /// Answered locally with a redirect to HTTPS.
+        Redirect = "redirect",
     }
 }
 
-/// The step of evaluation that stopped (or passed) the request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    /// The client address could not be resolved.
-    ClientIp,
-    /// A network rule (or the default) denied it.
-    Network,
-    /// It was not secure.
-    HttpsOnly,
-    /// A required header was missing or wrong.
-    RequireHeaders,
-    /// It went through.
-    Forward,
-}
-
-impl Step {
-    /// A stable word for traces and logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Step::ClientIp => "client_ip",
-            Step::Network => "network",
-            Step::HttpsOnly => "https_only",
-            Step::RequireHeaders => "require_headers",
-            Step::Forward => "forward",
-        }
-    }
-    fn from_word(s: &str) -> Option<Step> {
-        [
-            Step::ClientIp,
-            Step::Network,
-            Step::HttpsOnly,
-            Step::RequireHeaders,
-            Step::Forward,
-        ]
-        .into_iter()
-        .find(|x| x.as_str() == s)
+words! {
+    /// The step of evaluation that stopped (or passed) the request; its
+    /// words are stable, for traces and logs.
+    pub enum Step {
+        /// The client address could not be resolved.
+        ClientIp = "client_ip",
+        /// A network rule (or the default) denied it.
+        Network = "network",
+        /// It was not secure.
+        HttpsOnly = "https_only",
+        /// A required header was missing or wrong.
+        RequireHeaders = "require_headers",
+        /// It went through.
+        Forward = "forward",
     }
 }
 
