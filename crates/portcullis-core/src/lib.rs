@@ -67,7 +67,7 @@ mod words;
 
 pub use decide::{Client, ClientSource, Decision, Headers, Reason, Request, Step, Trace, Verdict};
 pub use edits::{apply_edits, Edit, EditOp};
-pub use error::{Error, Problem, Problems};
+pub use error::{Error, Problem, Problems, RuleRef};
 pub use explain::{Field, RuleCheck};
 pub use inputs::Inputs;
 pub use policy::Policy;

@@ -5,7 +5,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use crate::addr::AddrSet;
-use crate::error::Error;
+use crate::error::{Error, RuleRef};
 use crate::json::{Kind, Value};
 use crate::matcher::Table;
 
@@ -104,7 +104,8 @@ impl<'t> Validator<'t> {
                         let span = r.get("name").map_or(r.span, |v| v.span);
                         let e = Error::DuplicateRuleName {
                             name: n.to_string(),
-                            other: other.clone(),
+                            first: other.clone(),
+                            second: path.clone(),
                         };
                         self.err(&child(&path, "name"), span, e);
                         ok = false;
@@ -117,8 +118,8 @@ impl<'t> Validator<'t> {
                         let span = r.get("priority").map_or(r.span, |v| v.span);
                         let e = Error::DuplicatePriority {
                             priority: p,
-                            other_name: other_name.unwrap_or("?").to_string(),
-                            other: other.clone(),
+                            first: RuleRef::new(*other_name, other),
+                            second: RuleRef::new(name, &path),
                         };
                         self.err(&child(&path, "priority"), span, e);
                         ok = false;
