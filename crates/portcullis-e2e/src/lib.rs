@@ -12,9 +12,11 @@
 //!   recording what it received).
 //! - [`tls`]: a self-signed certificate made with `openssl` at test time.
 //! - [`client`]: curl as the client (`--interface 127.x.y.z` picks the peer).
+//! - [`http1`]: the one HTTP/1.1 writer and reader every other piece uses
+//!   (admin client, backend, curl's head dump, the soak's keep-alive client).
+//! - [`net`]: loopback client addresses, free ports below the ephemeral
+//!   range, connecting from a chosen source address.
 //! - [`translate`]: moves a policy and its test cases onto loopback.
-//! - [`soak`]: the soak load generator and checker (`portcullis-soak`,
-//!   `scripts/soak.sh`).
 //! - [`runner`]: runs policy test files through Envoy
 //!   ([`runner::run_case_envoy`]) and compares with
 //!   `portcullis_core::testfile::check`.
@@ -22,13 +24,17 @@
 //! The integration tests (`cargo test -p portcullis-e2e`) need Envoy
 //! (`./build.sh setup`) and the filter (`./build.sh build`); they fail, not
 //! skip, when either is missing.
+//!
+//! Not here: the soak load generator (`crates/portcullis-soak`, built on
+//! this crate), and any traffic off loopback.
 
 pub mod backend;
 pub mod client;
 pub mod config;
 pub mod envoy;
+pub mod http1;
+pub mod net;
 pub mod paths;
 pub mod runner;
-pub mod soak;
 pub mod tls;
 pub mod translate;

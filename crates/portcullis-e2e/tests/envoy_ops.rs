@@ -15,13 +15,13 @@ use portcullis_e2e::config::{
     DEPLOY_POLICY,
 };
 use portcullis_e2e::envoy::{expect_refused, Envoy};
+use portcullis_e2e::net::{self, free_port};
 use portcullis_e2e::paths;
 use portcullis_e2e::runner::require_tools;
-use portcullis_e2e::translate::free_port;
 
 fn config(wasm: &Path, backend: SocketAddr, listeners: Vec<Listener>) -> EnvoyConfig {
     EnvoyConfig {
-        admin: SocketAddr::from(([127, 0, 0, 1], 0)),
+        admin: net::any_port(),
         listeners,
         upstream: Upstream::Static(backend),
         wasm: wasm.to_path_buf(),
@@ -74,10 +74,10 @@ fn wait_for(what: &str, deadline: Duration, mut f: impl FnMut() -> bool) {
 fn ecds_hot_update_changes_the_decision_without_restart() {
     let (_, wasm) = require_tools();
     let dir = paths::scratch("ecds");
-    let backend = Backend::start(SocketAddr::from(([127, 0, 0, 1], 0)), None).unwrap();
+    let backend = Backend::start(net::any_port(), None).unwrap();
     let ecds = dir.join("ecds").join("portcullis.yaml");
     std::fs::create_dir_all(ecds.parent().unwrap()).unwrap();
-    let listen = SocketAddr::from(([127, 0, 0, 1], free_port(&[Ipv4Addr::LOCALHOST]).unwrap()));
+    let listen = net::localhost(free_port(&[net::LOCALHOST]).unwrap());
     let cfg = config(
         &wasm,
         backend.addr(),
@@ -168,7 +168,7 @@ fn invalid_policy_makes_envoy_refuse_the_configuration() {
         SocketAddr::from(([127, 0, 0, 1], 9)),
         vec![Listener {
             name: "plain".into(),
-            address: SocketAddr::from(([127, 0, 0, 1], 0)),
+            address: net::any_port(),
             tls: None,
             filter: Filter::Inline { policy: bad.into() },
         }],
@@ -194,14 +194,9 @@ fn invalid_policy_makes_envoy_refuse_the_configuration() {
 fn a_real_ipv6_client_is_decided_on_its_ipv6_address() {
     let (_, wasm) = require_tools();
     let dir = paths::scratch("ipv6");
-    let backend = Backend::start(SocketAddr::from(([127, 0, 0, 1], 0)), None).unwrap();
-    let v6 = SocketAddr::from((Ipv6Addr::LOCALHOST, 0));
-    let port6 = std::net::TcpListener::bind(v6)
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let port4 = free_port(&[Ipv4Addr::LOCALHOST]).unwrap();
+    let backend = Backend::start(net::any_port(), None).unwrap();
+    let port6 = free_port(&[Ipv6Addr::LOCALHOST]).unwrap();
+    let port4 = free_port(&[net::LOCALHOST]).unwrap();
     let policy = r#"{"name": "v6", "network": {"rules": [
         {"name": "allow-v6-loopback", "priority": 100, "access": "allow", "source": ["::1/128"]}]}}"#;
     let listeners = vec![
@@ -215,7 +210,7 @@ fn a_real_ipv6_client_is_decided_on_its_ipv6_address() {
         },
         Listener {
             name: "v4".into(),
-            address: SocketAddr::from(([127, 0, 0, 1], port4)),
+            address: net::localhost(port4),
             tls: None,
             filter: Filter::Inline {
                 policy: policy.into(),
@@ -239,7 +234,7 @@ fn a_real_ipv6_client_is_decided_on_its_ipv6_address() {
         &dir,
         &ClientRequest::get(
             Ipv4Addr::LOCALHOST,
-            SocketAddr::from(([127, 0, 0, 1], port4)),
+            net::localhost(port4),
             false,
             "localhost",
         ),
