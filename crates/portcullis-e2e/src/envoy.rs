@@ -74,6 +74,9 @@ pub struct Options {
     pub log_level: String,
     /// `--component-log-level`, if any.
     pub component_log_level: Option<String>,
+    /// Variables set in Envoy's environment (what `host_env_keys` hands to
+    /// the VM).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -84,6 +87,7 @@ impl Default for Options {
             concurrency: 1,
             log_level: "warning".into(),
             component_log_level: Some("wasm:debug,config:info".into()),
+            env: Vec::new(),
         }
     }
 }
@@ -132,6 +136,7 @@ impl Envoy {
             .args(["--file-flush-interval-msec", "20"])
             .arg("--admin-address-path")
             .arg(&admin_path)
+            .envs(options.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2);
@@ -281,6 +286,39 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Checks `config` with `envoy --mode validate` (config parsed and
+/// instantiated, no listener bound, nothing fetched): `Err` with Envoy's
+/// output when it refuses.
+pub fn validate(dir: &Path, config: &str) -> Result<(), String> {
+    let bin = paths::envoy_bin()?;
+    fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let file = dir.join("validate.yaml");
+    fs::write(&file, config).map_err(|e| format!("{}: {e}", file.display()))?;
+    let out = Command::new(&bin)
+        .args([
+            "--mode",
+            "validate",
+            "--disable-hot-restart",
+            "-l",
+            "warning",
+            "-c",
+        ])
+        .arg(&file)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "envoy --mode validate refused {}:\n{}{}",
+            file.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
 }
 
 /// Runs Envoy on a config that is expected to be refused and returns its log

@@ -5,8 +5,14 @@
 //!   peer, no `server: envoy`, no `x-envoy-*`, the wasm filter with the policy
 //!   inline or via ECDS, the decision trace in the access log, admin on
 //!   loopback). `deploy/envoy/envoy.yaml` is rendered from it.
+//! - [`module`]: where Envoy gets the module (a local file, or fetched by
+//!   URL and verified by its SHA-256) and the VM's environment variables.
+//! - [`artifacts`]: a loopback server Envoy fetches the module from, and
+//!   the SHA-256 it checks.
+//! - [`deploy`]: one description of a rollout rendered as the Envoy and
+//!   Istio (`WasmPlugin`) snippets of docs/deploy.md, and their checks.
 //! - [`envoy`]: starts Envoy (one worker), waits on admin `/ready`, reads
-//!   `/stats`, kills it on drop.
+//!   `/stats`, kills it on drop; `envoy --mode validate`.
 //! - [`backend`]: a loopback stand-in for Azure Functions (IIS/ASP.NET
 //!   headers, `x-functions-key` check, canned answers per test case,
 //!   recording what it received).
@@ -28,11 +34,14 @@
 //! Not here: the soak load generator (`crates/portcullis-soak`, built on
 //! this crate), and any traffic off loopback.
 
+pub mod artifacts;
 pub mod backend;
 pub mod client;
 pub mod config;
+pub mod deploy;
 pub mod envoy;
 pub mod http1;
+pub mod module;
 pub mod net;
 pub mod paths;
 pub mod runner;

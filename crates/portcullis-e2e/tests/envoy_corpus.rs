@@ -146,7 +146,7 @@ fn check_refused(wasm: &std::path::Path, p: &Prepared) -> (bool, Vec<String>) {
             [127, 0, 0, 1],
             9,
         ))),
-        wasm: wasm.to_path_buf(),
+        module: portcullis_e2e::module::Module::local(wasm),
         access_log: portcullis_e2e::config::AccessLog::Stdout,
     };
     let err = match expect_refused(&dir, &config.render()) {

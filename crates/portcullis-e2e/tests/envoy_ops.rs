@@ -5,7 +5,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use portcullis_e2e::backend::Backend;
@@ -24,7 +23,7 @@ fn config(wasm: &Path, backend: SocketAddr, listeners: Vec<Listener>) -> EnvoyCo
         admin: net::any_port(),
         listeners,
         upstream: Upstream::Static(backend),
-        wasm: wasm.to_path_buf(),
+        module: portcullis_e2e::module::Module::local(wasm),
         access_log: AccessLog::Stdout,
     }
 }
@@ -261,31 +260,12 @@ fn deploy_config_is_current_and_valid() {
     );
     // Envoy accepts it (validate mode: no listeners bound, no DNS), with the
     // machine-specific paths pointed at this checkout.
-    let (envoy, wasm) = require_tools();
+    let (_, wasm) = require_tools();
     let cert = portcullis_e2e::tls::test_cert().unwrap();
     let local = have
         .replace("/etc/envoy/portcullis_filter.wasm", &wasm.to_string_lossy())
         .replace("/etc/envoy/tls/cert.pem", &cert.cert.to_string_lossy())
         .replace("/etc/envoy/tls/key.pem", &cert.key.to_string_lossy());
-    let dir = paths::scratch("deploy");
-    let file = dir.join("envoy.yaml");
-    std::fs::write(&file, local).unwrap();
-    let out = Command::new(envoy)
-        .args([
-            "--mode",
-            "validate",
-            "--disable-hot-restart",
-            "-l",
-            "warning",
-            "-c",
-        ])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "envoy --mode validate refused deploy/envoy/envoy.yaml:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    portcullis_e2e::envoy::validate(&paths::scratch("deploy"), &local)
+        .unwrap_or_else(|e| panic!("{e}"));
 }

@@ -10,6 +10,7 @@ use portcullis_e2e::backend::Backend;
 use portcullis_e2e::config::{AccessLog, EnvoyConfig, Filter, Listener, Upstream};
 use portcullis_e2e::envoy::{Envoy, Options};
 use portcullis_e2e::http1::TlsClient;
+use portcullis_e2e::module::Module;
 use portcullis_e2e::{net, paths, tls};
 
 use crate::config::Config;
@@ -100,7 +101,7 @@ impl Rig {
                 },
             ],
             upstream: Upstream::Static(backend.addr()),
-            wasm,
+            module: Module::local(wasm),
             access_log: AccessLog::Off,
         };
         write_atomic(
@@ -114,6 +115,7 @@ impl Rig {
                 concurrency: cfg.concurrency,
                 log_level: "warning".into(),
                 component_log_level: None,
+                env: Vec::new(),
             },
         )
         .map_err(|e| e.to_string())?;

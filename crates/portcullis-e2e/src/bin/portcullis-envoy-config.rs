@@ -18,6 +18,7 @@ use std::process::ExitCode;
 use portcullis_e2e::config::{
     deploy_example, AccessLog, EnvoyConfig, Filter, Listener, Upstream, DEPLOY_POLICY,
 };
+use portcullis_e2e::module::Module;
 use portcullis_e2e::{net, paths, tls, translate};
 
 fn demo(policy_path: &str, out: &str, backend: &str) -> Result<(), String> {
@@ -54,7 +55,7 @@ fn demo(policy_path: &str, out: &str, backend: &str) -> Result<(), String> {
         admin: net::any_port(),
         listeners,
         upstream: Upstream::Static(backend),
-        wasm,
+        module: Module::local(wasm),
         access_log: AccessLog::Stdout,
     };
     std::fs::write(out.join("envoy.yaml"), config.render()).map_err(|e| e.to_string())?;
