@@ -295,6 +295,18 @@ pub fn to_yaml(v: &Value) -> String {
     out
 }
 
+/// Where the operator's Istio manifest is kept, relative to the workspace.
+pub const ISTIO_MANIFEST: &str = "deploy/istio/wasmplugin.yaml";
+
+/// `deploy/istio/wasmplugin.yaml`: a header, then the `WasmPlugin` of `d`
+/// (the same text as docs/deploy.md's block).
+pub fn istio_manifest(d: &Deployment) -> String {
+    format!(
+        "# GENERATED: do not edit by hand. Regenerate with\n#   PORTCULLIS_BLESS=1 cargo test -p portcullis-e2e --test deploy_docs\n# (crates/portcullis-e2e/src/deploy.rs; the test fails when this file is stale).\n#\n# Portcullis as an Istio WasmPlugin on the ingress gateway. Before use: set\n# url and sha256 (sha256sum dist/portcullis_filter.wasm), put your policy\n# under pluginConfig, and {BACKEND_KEY_ENV} in the gateway's environment\n# (from a Secret). See docs/deploy.md.\n{}",
+        to_yaml(&d.wasm_plugin())
+    )
+}
+
 /// One generated fenced block of docs/deploy.md.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snippet {

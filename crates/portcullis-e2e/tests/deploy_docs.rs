@@ -8,7 +8,9 @@
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
 use portcullis_core::Policy;
-use portcullis_e2e::deploy::{check_wasm_plugin, rewrite_docs, snippets, Deployment};
+use portcullis_e2e::deploy::{
+    check_wasm_plugin, istio_manifest, rewrite_docs, snippets, Deployment, ISTIO_MANIFEST,
+};
 use portcullis_e2e::envoy;
 use portcullis_e2e::module::Module;
 use portcullis_e2e::runner::require_tools;
@@ -24,14 +26,25 @@ fn deploy_md_snippets_are_the_generated_ones() {
     let d = Deployment::docs().unwrap_or_else(|e| panic!("{e}"));
     let have = std::fs::read_to_string(docs_path()).unwrap();
     let want = rewrite_docs(&have, &snippets(&d)).unwrap_or_else(|e| panic!("{e}"));
+    let manifest = paths::workspace().join(ISTIO_MANIFEST);
+    let want_manifest = istio_manifest(&d);
     if std::env::var_os("PORTCULLIS_BLESS").is_some() {
         std::fs::write(docs_path(), &want).unwrap();
+        std::fs::create_dir_all(manifest.parent().unwrap()).unwrap();
+        std::fs::write(&manifest, &want_manifest).unwrap();
         return;
     }
     assert!(
         have == want,
         "docs/deploy.md's generated snippets are stale: run\n  PORTCULLIS_BLESS=1 cargo test -p portcullis-e2e --test deploy_docs"
     );
+    let have_manifest = std::fs::read_to_string(&manifest).unwrap_or_default();
+    assert!(
+        have_manifest == want_manifest,
+        "{ISTIO_MANIFEST} is stale: run\n  PORTCULLIS_BLESS=1 cargo test -p portcullis-e2e --test deploy_docs"
+    );
+    // The manifest file reads back as the same WasmPlugin.
+    assert_eq!(read_yaml(&have_manifest), d.wasm_plugin());
 }
 
 /// The text of the fenced block after `<!-- generated: name`.
