@@ -12,7 +12,7 @@ use alloc::vec::Vec;
 
 use crate::addr::AddrSet;
 use crate::error::{Error, Problem, Problems};
-use crate::json::{self, Value};
+use crate::json;
 use crate::matcher::Table;
 use crate::words::words;
 
@@ -227,12 +227,6 @@ impl Policy {
         let policy = Policy::validate(&value, text)?;
         drop(value);
         policy.compile()
-    }
-
-    /// Validates an already parsed document; `text` is the source the spans
-    /// point into (used for line and column).
-    pub fn from_value(value: &Value, text: &str) -> Result<Policy, Problems> {
-        Policy::validate(value, text)?.compile()
     }
 
     /// Compiles the network rules into the matcher.
