@@ -2,6 +2,10 @@
 //! (step 6) as a list of [`Edit`]s for a host to apply, and
 //! [`apply_edits`], which applies them the way a proxy does.
 
+// The request path: arithmetic that could overflow is denied here (see
+// the crate docs).
+#![deny(clippy::arithmetic_side_effects)]
+
 use alloc::vec::Vec;
 
 use crate::decide::Headers;

@@ -1,5 +1,9 @@
 //! Local replies: the hardened answer to a request the policy stops.
 
+// The request path: arithmetic that could overflow is denied here (see
+// the crate docs).
+#![deny(clippy::arithmetic_side_effects)]
+
 use alloc::string::String;
 use alloc::vec::Vec;
 

@@ -6,6 +6,10 @@
 //! in `trace`. Header edits, local replies and explanations read a
 //! decision: see [`crate::edits`], [`crate::reply`], [`crate::explain`].
 
+// The request path: arithmetic that could overflow is denied here (see
+// the crate docs).
+#![deny(clippy::arithmetic_side_effects)]
+
 use alloc::vec::Vec;
 use core::fmt;
 use core::net::SocketAddr;
@@ -314,22 +318,23 @@ impl Policy {
     pub fn match_rule(&self, flow: &Flow) -> Option<usize> {
         let net = self.network.as_ref()?;
         let (a, b) = net.table.candidates(flow.src);
-        let (mut i, mut j) = (0, 0);
+        // Merge the two ascending lists, each rule once.
+        let (mut a, mut b) = (a.iter().copied().peekable(), b.iter().copied().peekable());
         loop {
-            let next = match (a.get(i), b.get(j)) {
-                (Some(&x), Some(&y)) if x <= y => {
-                    i += 1;
+            let next = match (a.peek().copied(), b.peek().copied()) {
+                (Some(x), Some(y)) if x <= y => {
+                    a.next();
                     if x == y {
-                        j += 1;
+                        b.next();
                     }
                     x
                 }
-                (_, Some(&y)) => {
-                    j += 1;
+                (_, Some(y)) => {
+                    b.next();
                     y
                 }
-                (Some(&x), None) => {
-                    i += 1;
+                (Some(x), None) => {
+                    a.next();
                     x
                 }
                 (None, None) => return None,
