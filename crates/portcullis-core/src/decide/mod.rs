@@ -227,6 +227,49 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 impl Policy {
     /// Decides a request: steps 1 to 5 of the spec. Never panics, whatever
     /// the bytes.
+    ///
+    /// ```
+    /// use portcullis_core::{Policy, Reason, Request, Step, Transport, Verdict};
+    ///
+    /// let policy = Policy::parse(br#"{
+    ///   "name": "orders-api",
+    ///   "network": { "rules": [
+    ///     { "name": "office", "priority": 100, "access": "allow", "source": ["10.0.0.0/8"] }
+    ///   ] },
+    ///   "require_headers": [ { "name": "x-api-key", "values": ["s3cret"] } ]
+    /// }"#)
+    /// .unwrap();
+    ///
+    /// let headers = [("X-Api-Key", "s3cret")];
+    /// let mut req = Request {
+    ///     peer: "10.1.2.3:50000".parse().unwrap(),
+    ///     local: "10.0.0.4:443".parse().unwrap(),
+    ///     tls: true,
+    ///     transport: Transport::Tcp,
+    ///     method: b"GET",
+    ///     authority: b"api.example.com",
+    ///     path: b"/orders",
+    ///     headers: &headers,
+    /// };
+    /// let d = policy.decide(&req);
+    /// assert_eq!(d.verdict, Verdict::Forward);
+    /// assert_eq!(policy.rule_name(d.rule), "office");
+    /// assert_eq!(policy.trace(&d), "forward 0 forward peer 10.1.2.3 office");
+    ///
+    /// // Outside 10.0.0.0/8: the default (deny) decides at step 2.
+    /// req.peer = "192.0.2.7:50000".parse().unwrap();
+    /// let d = policy.decide(&req);
+    /// assert_eq!((d.verdict, d.status, d.reason), (Verdict::Deny, 403, Reason::NetworkDenied));
+    /// assert_eq!(d.step, Step::Network);
+    /// assert_eq!(policy.trace(&d), "deny 403 network peer 192.0.2.7 default");
+    ///
+    /// // Without the key: step 4 stops it with 401.
+    /// let none: [(&str, &str); 0] = [];
+    /// req.peer = "10.1.2.3:50000".parse().unwrap();
+    /// req.headers = &none;
+    /// let d = policy.decide(&req);
+    /// assert_eq!((d.status, d.reason), (401, Reason::RequiredHeader(0)));
+    /// ```
     pub fn decide(&self, req: &Request<'_>) -> Decision {
         let client = self.client(req);
         let mut d = Decision {
