@@ -201,6 +201,20 @@ impl Decision {
         (self.verdict != Verdict::Forward).then_some(self.status)
     }
 
+    /// A request that passes every step (so far).
+    fn pass(client: Client, secure: bool) -> Decision {
+        Decision {
+            verdict: Verdict::Forward,
+            status: 0,
+            rule: None,
+            client,
+            step: Step::Forward,
+            reason: Reason::Passed,
+            secure,
+            location: None,
+        }
+    }
+
     /// Stops the request for `reason` with `status`.
     fn stop(mut self, reason: Reason, status: u16) -> Decision {
         self.reason = reason;
@@ -272,16 +286,7 @@ impl Policy {
     /// ```
     pub fn decide(&self, req: &Request<'_>) -> Decision {
         let client = self.client(req);
-        let mut d = Decision {
-            verdict: Verdict::Forward,
-            status: 0,
-            rule: None,
-            client,
-            step: Step::Forward,
-            reason: Reason::Passed,
-            secure: self.is_secure(req),
-            location: None,
-        };
+        let mut d = Decision::pass(client, self.is_secure(req));
         // 2. Network rules. An unknown client is denied whatever the rules.
         let deny_status = self.network.as_ref().map_or(403, |n| n.deny_status);
         let Some(ip) = client.ip else {
@@ -340,19 +345,11 @@ impl Policy {
     /// The decision for a request whose client the host cannot name (no
     /// usable peer or local address): denied like an unknown client.
     pub fn deny_unknown_client(&self, secure: bool) -> Decision {
-        let d = Decision {
-            verdict: Verdict::Forward,
-            status: 0,
-            rule: None,
-            client: Client {
-                ip: None,
-                source: ClientSource::Peer,
-            },
-            step: Step::Forward,
-            reason: Reason::Passed,
-            secure,
-            location: None,
+        let client = Client {
+            ip: None,
+            source: ClientSource::Peer,
         };
+        let d = Decision::pass(client, secure);
         let status = self.network.as_ref().map_or(403, |n| n.deny_status);
         d.stop(Reason::UnknownClient, status)
     }
