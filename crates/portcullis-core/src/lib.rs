@@ -43,6 +43,7 @@ pub mod json;
 pub mod lint;
 pub mod matcher;
 pub mod policy;
+mod provenance;
 pub mod testfile;
 
 pub use error::{Error, Problem, Problems};

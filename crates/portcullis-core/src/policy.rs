@@ -533,6 +533,7 @@ const TOP: &[&str] = &[
     "request_headers",
     "response_headers",
     "hsts",
+    "provenance",
 ];
 
 impl<'t> Validator<'t> {
@@ -742,6 +743,12 @@ impl<'t> Validator<'t> {
         };
         let groups_ok = groups.is_some();
         let groups = groups.unwrap_or_default();
+        // Hook: the optional `provenance` object (see provenance.rs).
+        for (path, span, e) in f.get("provenance").map_or_else(Vec::new, |p| {
+            crate::provenance::check(p, &self.declared_groups)
+        }) {
+            self.err(&path, span, e);
+        }
         let client_ip = match f.get("client_ip") {
             Some(c) => self.client_ip(c, &groups),
             None => Some(ClientIp {
