@@ -310,6 +310,7 @@ impl Parser<'_> {
 
     fn element(&mut self, depth: usize) -> Result<Element, XmlError> {
         let start = self.i;
+        let start_pos = self.pos(start);
         if depth >= MAX_DEPTH {
             return Err(self.err(start, "elements nested too deep"));
         }
@@ -329,7 +330,7 @@ impl Parser<'_> {
                         name,
                         attrs,
                         children: Vec::new(),
-                        pos: self.pos(start),
+                        pos: start_pos,
                     });
                 }
                 Some(b'>') => {
@@ -380,8 +381,8 @@ impl Parser<'_> {
                         pos: self.pos(at),
                         message: alloc::format!(
                             "end tag </{end}> does not match <{name}> at {}:{}",
-                            self.pos(start).line,
-                            self.pos(start).column
+                            start_pos.line,
+                            start_pos.column
                         ),
                     });
                 }
@@ -389,7 +390,7 @@ impl Parser<'_> {
                     name,
                     attrs,
                     children,
-                    pos: self.pos(start),
+                    pos: start_pos,
                 });
             } else if self.starts(b"<!--") {
                 let pos = self.pos(self.i);

@@ -100,6 +100,26 @@ fn inputs_over_the_limit_are_refused_and_those_under_it_are_read() {
 }
 
 #[test]
+fn a_huge_single_line_input_is_read() {
+    // Positions on one long line must not cost the line's length each.
+    let addrs: String = (0..20_000)
+        .map(|i| format!("<address>10.{}.{}.1</address>", i / 256, i % 256))
+        .collect();
+    let t = format!(
+        "<policies><inbound><ip-filter action=\"allow\">{addrs}</ip-filter></inbound></policies>"
+    );
+    assert!(t.len() < MAX_INPUT_BYTES && !t.contains('\n'));
+    let out = apim_(&t);
+    assert!(out.policy.is_some(), "{}", out.report);
+    let last = out.report.items.last().unwrap();
+    assert_eq!(
+        (last.line, last.column),
+        (1, u32::try_from(t.rfind("<address>").unwrap() + 1).unwrap())
+    );
+    assert_eq!(out.report.count(ItemKind::Mapped), 20_001);
+}
+
+#[test]
 fn unknown_elements_are_reported_and_strict_refuses_them() {
     let t = "<policies>\n  <inbound>\n    <frobnicate level=\"9\"><x/></frobnicate>\n    <set-header name=\"x-a\" exists-action=\"override\" colour=\"red\"><value>1</value></set-header>\n  </inbound>\n  <sideways/>\n</policies>";
     let out = apim_(t);
