@@ -6,8 +6,6 @@ use core::fmt;
 
 /// What became of one input item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
-#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 #[non_exhaustive]
 pub enum ItemKind {
     /// It is in the policy, with the same meaning.
@@ -45,6 +43,14 @@ impl ItemKind {
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for ItemKind {
+    /// As its report word ([`ItemKind::as_str`]).
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 
