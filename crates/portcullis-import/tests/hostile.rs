@@ -120,6 +120,25 @@ fn a_huge_single_line_input_is_read() {
 }
 
 #[test]
+fn a_service_tags_file_of_public_cloud_size_is_read() {
+    // About the size of the weekly public-cloud download (thousands of tags).
+    let tags: Vec<String> = (0..3000)
+        .map(|t| {
+            let prefixes: Vec<String> = (0..40).map(|i| format!("\"20.{}.{}.0/24\"", t % 200, i)).collect();
+            format!(r#"{{"name":"Svc{t}.Region","id":"Svc{t}.Region","properties":{{"changeNumber":{t},"region":"r","regionId":1,"platform":"Azure","systemService":"Svc","addressPrefixes":[{}],"networkFeatures":["NSG"]}}}}"#, prefixes.join(","))
+        })
+        .collect();
+    let text = format!(
+        r#"{{"changeNumber":99,"cloud":"Public","values":[{}]}}"#,
+        tags.join(",\n")
+    );
+    assert!(text.len() > 2 << 20 && text.len() < portcullis_import::MAX_SERVICE_TAGS_BYTES);
+    let snap = tags::Snapshot::parse(&text).unwrap();
+    assert_eq!(snap.tags.len(), 3000);
+    assert_eq!(snap.get("svc2999.region").unwrap().prefixes.len(), 40);
+}
+
+#[test]
 fn unknown_elements_are_reported_and_strict_refuses_them() {
     let t = "<policies>\n  <inbound>\n    <frobnicate level=\"9\"><x/></frobnicate>\n    <set-header name=\"x-a\" exists-action=\"override\" colour=\"red\"><value>1</value></set-header>\n  </inbound>\n  <sideways/>\n</policies>";
     let out = apim_(t);
