@@ -433,7 +433,7 @@ test('the Import view turns pasted APIM XML into a policy and lists what was ski
   // name and the source the page gives it).
   const golden = readFileSync(join(root, 'tests/import/golden/apim-reported.policy.json'), 'utf8')
     .replace('"name": "apim-reported"', '"name": "imported"')
-    .replace('from apim-reported.xml', 'from the pasted input');
+    .replaceAll('apim-reported.xml', 'the pasted input');
   assert.equal(await page.locator('#import-policy').textContent(), golden);
   // The report lists what was skipped and what is unsupported, with positions.
   const rows = await page.locator('#import-report tbody tr').evaluateAll((trs) =>
@@ -456,6 +456,7 @@ test('the Import view turns pasted APIM XML into a policy and lists what was ski
   // editor and decides there.
   await page.locator('#import-kind').selectOption('nsg');
   await page.locator('#import-input').fill(readFileSync(join(root, 'tests/import/gateway-nsg.rest.json'), 'utf8'));
+  await page.locator('#view-import details summary').click();
   await page.locator('#import-tags').fill(readFileSync(join(root, 'tests/import/ServiceTags_Public_20261123.json'), 'utf8'));
   await page.locator('#run-import').click();
   await page.waitForFunction(() => document.querySelector('#import-summary')?.dataset.ok === 'true'
