@@ -78,6 +78,7 @@ build() {
     # Per package, not through the workspace: proves no std in its tree.
     cargo build -q -p portcullis-core --target wasm32v1-none
     cargo build -q -p portcullis-core --target x86_64-unknown-none
+    cargo build -q -p portcullis-import --target wasm32v1-none
     if [ -x scripts/build-filter.sh ]; then
         log "build: filter (dist/portcullis_filter.wasm)"
         scripts/build-filter.sh
@@ -103,6 +104,7 @@ run_tests() {
     # no-panic lints of issue 6 are denied in the crate).
     cargo clippy -q -p portcullis-filter --target wasm32-unknown-unknown -- -D warnings
     cargo clippy -q -p portcullis-core --target wasm32v1-none -- -D warnings
+    cargo clippy -q -p portcullis-import --target wasm32v1-none -- -D warnings
     log "test: cargo test (core, corpus, property tests, host, CLI, Envoy end to end)"
     export PORTCULLIS_ENVOY="${PORTCULLIS_ENVOY:-$(envoy_bin)}"
     cargo test --workspace

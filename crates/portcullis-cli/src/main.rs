@@ -1,5 +1,7 @@
 //! `portcullis`: check policies, run policy tests, explain decisions.
 
+mod import;
+
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,6 +23,12 @@ USAGE:
       Run policy test files (policy-tests-v1) against the filter under
       wasmtime (default) or the native core. Default: tests/corpus and
       policy-samples.
+  portcullis import apim|nsg FILE [--service-tags FILE.json] [--strict] [--format text|json]
+                    [-o POLICY.json] [--name NAME]
+      Turn an APIM policy (XML) or NSG rules (JSON) into a policy document;
+      the report of what was mapped, skipped or unsupported goes to stderr.
+      `check POLICY --service-tags NEWER.json` lists what each imported
+      service tag gained and lost.
   portcullis explain POLICY --peer ADDR:PORT [--local ADDR:PORT] [--tls|--plain]
                      [--udp] [--method M] [--authority HOST] [--path P] [-H 'name: value']...
       Decide one request and show why: every rule considered, the client
@@ -64,6 +72,7 @@ fn main() -> ExitCode {
         Some("check") => check(args.get(1..).unwrap_or(&[]), &style),
         Some("test") => test(args.get(1..).unwrap_or(&[]), &style),
         Some("explain") => explain(args.get(1..).unwrap_or(&[]), &style),
+        Some("import") => import::main(args.get(1..).unwrap_or(&[])),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
             Ok(true)
@@ -81,11 +90,12 @@ fn main() -> ExitCode {
 }
 
 fn check(args: &[String], style: &Style) -> Result<bool, String> {
+    let (args, service_tags) = import::split_service_tags(args)?;
     if args.is_empty() {
         return Err("check needs at least one policy file".into());
     }
     let mut ok = true;
-    for f in args {
+    for f in &args {
         let bytes = std::fs::read(f).map_err(|e| format!("{f}: {e}"))?;
         match Policy::parse(&bytes) {
             Ok(p) => {
@@ -127,6 +137,9 @@ fn check(args: &[String], style: &Style) -> Result<bool, String> {
                 println!("{f}: {} error(s)", problems.0.len());
             }
         }
+    }
+    if let (true, Some(t)) = (ok, service_tags) {
+        ok = import::drift(&args, &t)?;
     }
     Ok(ok)
 }

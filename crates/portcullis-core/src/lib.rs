@@ -70,6 +70,7 @@ pub mod json;
 pub mod lint;
 pub mod matcher;
 pub mod policy;
+mod provenance;
 pub mod reply;
 pub mod rule;
 pub mod testfile;

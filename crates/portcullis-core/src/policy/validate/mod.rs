@@ -108,6 +108,7 @@ const TOP: &[&str] = &[
     "request_headers",
     "response_headers",
     "hsts",
+    "provenance",
 ];
 
 impl<'t> Validator<'t> {
@@ -135,6 +136,12 @@ impl<'t> Validator<'t> {
             from: ClientFrom::Peer,
             trusted_proxies: AddrSet::default(),
         };
+        // The optional `provenance` object (importers; see provenance.rs).
+        for (path, span, e) in f.get("provenance").map_or_else(Vec::new, |p| {
+            crate::provenance::check(p, &self.declared_groups)
+        }) {
+            self.err(&path, span, e);
+        }
         let client_ip = self.or_default(f.get("client_ip"), peer, |s, c| s.client_ip(c, &groups));
         let network = self.section(f.get("network"), |s, n| s.network(n, &groups));
         let https_only = self.section(f.get("https_only"), Self::https_only);
