@@ -375,3 +375,6 @@ pub fn json_str(s: &str) -> String {
     o.push('"');
     o
 }
+
+/// `--version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -203,3 +203,97 @@ fn explain_reproduces_the_sample_decisions() {
     );
     assert!(!t.contains("strict-transport-security"), "{t}");
 }
+
+#[test]
+fn every_command_has_help_and_usage_errors_exit_2() {
+    let o = portcullis(&["--help"]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{t}");
+    for c in ["check", "test", "explain", "completions", "Exit status: 0"] {
+        assert!(t.contains(c), "{c} missing from\n{t}");
+    }
+    for (cmd, flag) in [
+        ("check", "<POLICY>..."),
+        ("test", "--engine <ENGINE>"),
+        ("explain", "--peer <ADDR:PORT>"),
+        ("completions", "<SHELL>"),
+    ] {
+        let o = portcullis(&[cmd, "--help"]);
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{cmd} --help:\n{t}");
+        assert!(t.contains(flag), "{cmd} --help lacks {flag}:\n{t}");
+    }
+    let o = portcullis(&["--version"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        text(&o).starts_with(&format!("portcullis {}", env!("CARGO_PKG_VERSION"))),
+        "{}",
+        text(&o)
+    );
+    for bad in [
+        &[][..],
+        &["frobnicate"],
+        &["check"],
+        &["test", "--engine", "v8"],
+        &["test", "--format", "yaml"],
+        &["test", "--nope"],
+        &["explain", "policy-samples/layered-security.json"],
+        &[
+            "explain",
+            "policy-samples/layered-security.json",
+            "--peer",
+            "10.0.0.1",
+        ],
+        &[
+            "explain",
+            "policy-samples/layered-security.json",
+            "--peer",
+            "10.0.0.1:1",
+            "-H",
+            "no-colon",
+        ],
+        &["completions", "tcsh"],
+    ] {
+        let o = portcullis(bad);
+        assert_eq!(o.status.code(), Some(2), "{bad:?}:\n{}", text(&o));
+        assert!(!o.stderr.is_empty(), "{bad:?}: no message");
+    }
+}
+
+#[test]
+fn explain_plain_and_tls_override_each_other() {
+    let run = |flags: &[&str]| {
+        let mut args = vec![
+            "explain",
+            "policy-samples/layered-security.json",
+            "--peer",
+            "191.238.20.30:40000",
+        ];
+        args.extend_from_slice(flags);
+        text(&portcullis(&args))
+    };
+    assert!(run(&[]).contains(" tcp tls GET "), "{}", run(&[]));
+    assert!(run(&["--plain"]).contains(" tcp plain GET "));
+    assert!(run(&["--plain", "--tls"]).contains(" tcp tls GET "));
+    assert!(run(&["--tls", "--plain", "--udp"]).contains(" udp plain GET "));
+}
+
+#[test]
+fn completions_are_generated_for_every_shell() {
+    for (shell, marker) in [
+        ("bash", "complete -F _portcullis"),
+        ("zsh", "#compdef portcullis"),
+        ("fish", "complete -c portcullis"),
+        ("elvish", "portcullis"),
+        ("powershell", "portcullis"),
+    ] {
+        let o = portcullis(&["completions", shell]);
+        let t = text(&o);
+        assert!(o.status.success(), "{shell}: {t}");
+        assert!(t.contains(marker), "{shell}: no {marker:?} in\n{t}");
+        assert!(
+            t.contains("explain") && t.contains("engine"),
+            "{shell}:\n{t}"
+        );
+    }
+}
