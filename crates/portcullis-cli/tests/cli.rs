@@ -86,11 +86,21 @@ fn a_broken_sample_test_fails_with_a_readable_diff() {
     assert!(t.contains(" 1 failed"), "{t}");
     // JSON output says the same.
     let o = portcullis(&["test", "--format", "json", file.to_str().unwrap()]);
-    let t = text(&o);
-    assert!(
-        t.contains("\"failed\":1") && t.contains("\"pass\":false"),
-        "{t}"
-    );
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["engine"], "wasm");
+    assert_eq!(v["failed"], 1, "{v}");
+    let cases = v["cases"].as_array().unwrap();
+    assert_eq!(v["passed"].as_u64().unwrap() + 1, cases.len() as u64);
+    let bad: Vec<_> = cases.iter().filter(|c| c["pass"] == false).collect();
+    assert_eq!(bad.len(), 1);
+    let m = &bad[0]["mismatches"][0];
+    assert_eq!(m["field"], "response_headers.strict-transport-security");
+    assert_eq!(m["expected"], "\"max-age=60\"");
+    assert_eq!(m["seen"], "\"max-age=31536000; includeSubDomains\"");
+    assert!(bad[0]["trace"].as_str().unwrap().starts_with("forward "));
+    assert!(bad[0]["error"].is_null());
+    assert!(bad[0]["line"].as_u64().unwrap() > 0);
 }
 
 #[test]

@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use portcullis_cli::{collect, default_filter, describe_failure, json_str, run_file, Engine};
+use portcullis_cli::{collect, default_filter, describe_failure, run_file, CaseResult, Engine};
+use serde::Serialize;
 
 use crate::style::Style;
 use crate::Outcome;
@@ -44,6 +45,63 @@ enum Format {
     Json,
 }
 
+/// `--format json`.
+#[derive(Serialize)]
+struct Report<'a> {
+    engine: &'static str,
+    files: usize,
+    passed: usize,
+    failed: usize,
+    compile_ms: f64,
+    run_ms: f64,
+    cases: Vec<CaseReport<'a>>,
+}
+
+#[derive(Serialize)]
+struct CaseReport<'a> {
+    file: String,
+    line: u32,
+    name: &'a str,
+    pass: bool,
+    error: Option<&'a str>,
+    mismatches: Vec<MismatchReport<'a>>,
+    trace: &'a str,
+}
+
+#[derive(Serialize)]
+struct MismatchReport<'a> {
+    field: &'a str,
+    expected: &'a str,
+    seen: &'a str,
+}
+
+impl<'a> CaseReport<'a> {
+    fn new(r: &'a CaseResult) -> CaseReport<'a> {
+        CaseReport {
+            file: r.file.display().to_string(),
+            line: r.line,
+            name: &r.name,
+            pass: r.passed(),
+            error: r.error.as_deref(),
+            mismatches: r
+                .mismatches
+                .iter()
+                .map(|m| MismatchReport {
+                    field: &m.field,
+                    expected: &m.expected,
+                    seen: &m.seen,
+                })
+                .collect(),
+            trace: &r.trace,
+        }
+    }
+}
+
+/// Milliseconds to one decimal.
+fn ms(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1e4).round() / 10.0
+}
+
 pub(crate) fn run(args: Args, style: &Style) -> Outcome {
     let paths = if args.paths.is_empty() {
         vec![
@@ -69,34 +127,17 @@ pub(crate) fn run(args: Args, style: &Style) -> Outcome {
     let failed = results.iter().filter(|r| !r.passed()).count();
     let passed = results.len() - failed;
     if args.format == Format::Json {
-        let items: Vec<String> = results
-            .iter()
-            .map(|r| {
-                let mm: Vec<String> = r
-                    .mismatches
-                    .iter()
-                    .map(|m| format!("{{\"field\":{},\"expected\":{},\"seen\":{}}}", json_str(&m.field), json_str(&m.expected), json_str(&m.seen)))
-                    .collect();
-                format!(
-                    "{{\"file\":{},\"line\":{},\"name\":{},\"pass\":{},\"error\":{},\"mismatches\":[{}],\"trace\":{}}}",
-                    json_str(&r.file.display().to_string()),
-                    r.line,
-                    json_str(&r.name),
-                    r.passed(),
-                    r.error.as_deref().map_or("null".into(), json_str),
-                    mm.join(","),
-                    json_str(&r.trace)
-                )
-            })
-            .collect();
-        println!(
-            "{{\"engine\":\"{}\",\"files\":{},\"passed\":{passed},\"failed\":{failed},\"compile_ms\":{:.1},\"run_ms\":{:.1},\"cases\":[{}]}}",
-            engine.name(),
-            files.len(),
-            compile.as_secs_f64() * 1e3,
-            run.as_secs_f64() * 1e3,
-            items.join(",")
-        );
+        let report = Report {
+            engine: engine.name(),
+            files: files.len(),
+            passed,
+            failed,
+            compile_ms: ms(compile),
+            run_ms: ms(run),
+            cases: results.iter().map(CaseReport::new).collect(),
+        };
+        let json = serde_json::to_string(&report).map_err(|e| e.to_string())?;
+        println!("{json}");
     } else {
         for r in results.iter().filter(|r| !r.passed()) {
             print!(
