@@ -13,6 +13,8 @@ fn portcullis(args: &[&str]) -> Output {
         .args(args)
         .current_dir(root())
         .env("NO_COLOR", "1")
+        .env("PORTCULLIS_CACHE_DIR", root().join("target/cli-test/cache"))
+        .env_remove("PORTCULLIS_FILTER")
         .output()
         .unwrap()
 }
@@ -306,4 +308,109 @@ fn completions_are_generated_for_every_shell() {
             "{shell}:\n{t}"
         );
     }
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn version_and_test_name_the_embedded_filter_by_sha256() {
+    let sha = sha256(&std::fs::read(filter()).unwrap());
+    let o = portcullis(&["--version"]);
+    assert_eq!(
+        text(&o),
+        format!(
+            "portcullis {} (filter sha256:{sha})\n",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+    let o = portcullis(&["test", "tests/corpus/client-ip-peer.json"]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains(&format!("filter sha256:{sha} (embedded), ")),
+        "{t}"
+    );
+    let o = portcullis(&[
+        "test",
+        "--format",
+        "json",
+        "tests/corpus/client-ip-peer.json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["filter"]["sha256"], sha.as_str());
+    assert_eq!(v["filter"]["source"], "embedded");
+    assert_eq!(v["filter"]["cache"], "hit", "{v}");
+    // The core engine names no filter.
+    let o = portcullis(&[
+        "test",
+        "--engine",
+        "core",
+        "--format",
+        "json",
+        "tests/corpus",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v.get("filter").is_none(), "{v}");
+}
+
+#[test]
+fn filter_overrides_the_embedded_module_and_the_cache_survives_corruption() {
+    let dir = root().join("target/cli-test/override");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // The shipping filter plus a custom section: another module, same code.
+    let mut wasm = std::fs::read(filter()).unwrap();
+    wasm.extend_from_slice(&[0, 4, 3, b'n', b'o', b't']);
+    let other = dir.join("other.wasm");
+    std::fs::write(&other, &wasm).unwrap();
+    let sha = sha256(&wasm);
+    let cache = dir.join("cache");
+    let run = || {
+        let o = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(["test", "--filter"])
+            .arg(&other)
+            .arg("tests/corpus/client-ip-peer.json")
+            .current_dir(root())
+            .env("NO_COLOR", "1")
+            .env("PORTCULLIS_CACHE_DIR", &cache)
+            .output()
+            .unwrap();
+        let t = text(&o);
+        assert!(o.status.success(), "{t}");
+        assert!(
+            t.contains(&format!("filter sha256:{sha} ({}), ", other.display())),
+            "{t}"
+        );
+        t
+    };
+    assert!(run().contains("compiled and cached in"));
+    assert!(run().contains("loaded from the cache in"));
+    let entries: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert!(entries[0]
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with(&sha));
+    // A damaged entry is never run: recompiled, replaced, then a hit again.
+    let mut bytes = std::fs::read(&entries[0]).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0xff;
+    std::fs::write(&entries[0], &bytes).unwrap();
+    assert!(run().contains("compiled (cache entry unusable: checksum mismatch)"));
+    assert!(run().contains("loaded from the cache in"));
+    // A missing --filter file is a usage error naming it.
+    let o = portcullis(&["test", "--filter", "/nonexistent/x.wasm", "tests/corpus"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("cannot read the filter /nonexistent/x.wasm"));
 }

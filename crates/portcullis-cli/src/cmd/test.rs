@@ -4,27 +4,43 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use portcullis_cli::{collect, default_filter, describe_failure, run_file, CaseResult, Engine};
+use portcullis_cli::filter::{default_cache_dir, wasm_engine, Filter};
+use portcullis_cli::{collect, describe_failure, run_file, CaseResult, Engine};
+use portcullis_host::{CacheOutcome, ModuleCache};
 use serde::Serialize;
 
 use crate::style::Style;
 use crate::Outcome;
 
+/// The test files run when none are given (when they exist here).
+const DEFAULT_PATHS: [&str; 2] = ["tests/corpus", "policy-samples"];
+
 /// Run policy test files (policy-tests-v1) against the shipping filter under
 /// wasmtime (default) or the native core.
+///
+/// The filter is --filter FILE, else $PORTCULLIS_FILTER, else the one
+/// embedded in this binary (`portcullis --version` names its sha256). Its
+/// compiled form is cached in --cache-dir.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// The engine that runs the cases.
     #[arg(long, value_enum, default_value_t = EngineName::Wasm)]
     engine: EngineName,
-    /// The filter module to run instead of the default one.
-    #[arg(long, value_name = "FILE.wasm")]
+    /// The filter module to run instead of the embedded one.
+    #[arg(long, value_name = "FILE.wasm", env = "PORTCULLIS_FILTER")]
     filter: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
+    /// Where compiled modules are cached [default: $XDG_CACHE_HOME/portcullis
+    /// or ~/.cache/portcullis].
+    #[arg(long, value_name = "DIR", env = "PORTCULLIS_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Compile the filter without reading or writing the cache.
+    #[arg(long)]
+    no_cache: bool,
     /// Test files, or directories of them [default: tests/corpus and
-    /// policy-samples].
+    /// policy-samples, those that exist in the current directory].
     #[arg(value_name = "FILE|DIR")]
     paths: Vec<PathBuf>,
 }
@@ -49,12 +65,24 @@ enum Format {
 #[derive(Serialize)]
 struct Report<'a> {
     engine: &'static str,
+    /// The filter run (the wasm engine only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    filter: Option<FilterReport>,
     files: usize,
     passed: usize,
     failed: usize,
     compile_ms: f64,
     run_ms: f64,
     cases: Vec<CaseReport<'a>>,
+}
+
+#[derive(Serialize)]
+struct FilterReport {
+    sha256: String,
+    /// `embedded` or the file.
+    source: String,
+    /// `hit`, `stored`, `replaced`, `not-stored`, or null without a cache.
+    cache: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -104,17 +132,36 @@ fn ms(d: std::time::Duration) -> f64 {
 
 pub(crate) fn run(args: Args, style: &Style) -> Outcome {
     let paths = if args.paths.is_empty() {
-        vec![
-            PathBuf::from("tests/corpus"),
-            PathBuf::from("policy-samples"),
-        ]
+        let here: Vec<PathBuf> = DEFAULT_PATHS
+            .iter()
+            .map(PathBuf::from)
+            .filter(|p| p.is_dir())
+            .collect();
+        if here.is_empty() {
+            return Err(format!(
+                "no test files given, and neither {} is in this directory",
+                DEFAULT_PATHS.join(" nor ")
+            ));
+        }
+        here
     } else {
         args.paths
     };
     let t0 = Instant::now();
-    let engine = match args.engine {
-        EngineName::Core => Engine::Core,
-        EngineName::Wasm => Engine::wasm(&args.filter.unwrap_or_else(default_filter))?,
+    let (engine, filter) = match args.engine {
+        EngineName::Core => (Engine::Core, None),
+        EngineName::Wasm => {
+            let filter = Filter::resolve(args.filter.as_deref())?;
+            let cache = if args.no_cache {
+                None
+            } else {
+                args.cache_dir
+                    .or_else(default_cache_dir)
+                    .map(ModuleCache::new)
+            };
+            let (engine, outcome) = wasm_engine(&filter, cache.as_ref())?;
+            (engine, Some((filter, outcome)))
+        }
     };
     let compile = t0.elapsed();
     let files = collect(&paths)?;
@@ -129,6 +176,11 @@ pub(crate) fn run(args: Args, style: &Style) -> Outcome {
     if args.format == Format::Json {
         let report = Report {
             engine: engine.name(),
+            filter: filter.as_ref().map(|(f, o)| FilterReport {
+                sha256: f.sha256.clone(),
+                source: f.origin.describe(),
+                cache: o.as_ref().map(CacheOutcome::as_str),
+            }),
             files: files.len(),
             passed,
             failed,
@@ -145,11 +197,21 @@ pub(crate) fn run(args: Args, style: &Style) -> Outcome {
                 describe_failure(r).replacen("FAIL", &style.red("FAIL"), 1)
             );
         }
+        if let Some((f, outcome)) = &filter {
+            println!(
+                "filter sha256:{} ({}), {} in {:.0} ms",
+                f.sha256,
+                f.origin.describe(),
+                outcome
+                    .as_ref()
+                    .map_or_else(|| "compiled (no cache)".to_string(), ToString::to_string),
+                compile.as_secs_f64() * 1e3
+            );
+        }
         println!(
-            "engine {}: {} files, module compiled in {:.0} ms, cases ran in {:.0} ms",
+            "engine {}: {} files, cases ran in {:.0} ms",
             engine.name(),
             files.len(),
-            compile.as_secs_f64() * 1e3,
             run.as_secs_f64() * 1e3
         );
         println!("{passed} passed, {failed} failed");
