@@ -11,6 +11,7 @@
 //! with [`portcullis_core::testfile::check`]; nothing here decides anything.
 
 pub mod filter;
+pub mod oci;
 
 pub use filter::VERSION;
 

@@ -34,6 +34,7 @@ enum Command {
     Check(cmd::check::Args),
     Test(cmd::test::Args),
     Explain(cmd::explain::Args),
+    Package(cmd::package::Args),
     Completions(cmd::completions::Args),
 }
 
@@ -57,6 +58,7 @@ fn main() -> ExitCode {
         Command::Check(a) => cmd::check::run(a, &style),
         Command::Test(a) => cmd::test::run(a, &style),
         Command::Explain(a) => cmd::explain::run(a, &style),
+        Command::Package(a) => cmd::package::run(a),
         Command::Completions(a) => cmd::completions::run(a, Cli::command()),
     };
     match result {

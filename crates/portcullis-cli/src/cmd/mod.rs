@@ -3,4 +3,5 @@
 pub(crate) mod check;
 pub(crate) mod completions;
 pub(crate) mod explain;
+pub(crate) mod package;
 pub(crate) mod test;
