@@ -14,6 +14,9 @@
 //!    `scripts/build-filter.sh` and reinstall, or to pass `--filter`.
 //!
 //! It writes `$OUT_DIR/embedded_filter.rs` (included by `src/filter.rs`).
+//! Cargo reruns it when the module's mtime changes: `scripts/build-filter.sh`
+//! always writes a new file; one copied back with an old mtime needs a
+//! `touch`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
