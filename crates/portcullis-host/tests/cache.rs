@@ -80,6 +80,7 @@ fn the_second_load_comes_from_the_cache_and_each_module_has_its_entry() {
         let mode = std::fs::metadata(cache.dir()).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700);
     }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -112,6 +113,7 @@ fn a_corrupt_or_truncated_entry_is_recompiled_and_replaced() {
         assert_eq!(load(&wasm, &cache), CacheOutcome::Replaced(why.into()));
         assert_eq!(load(&wasm, &cache), CacheOutcome::Hit);
     }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -127,6 +129,7 @@ fn an_unwritable_cache_still_loads_the_module() {
             CacheOutcome::NotStored(_)
         ));
     }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -136,4 +139,5 @@ fn a_module_that_does_not_compile_is_an_error_not_a_cache_problem() {
     let e = Engine::with_cache(b"\0asm\x01\0\0\0\xff", Options::default(), &cache).unwrap_err();
     assert!(matches!(e, portcullis_host::HostError::Compile(_)), "{e:?}");
     assert!(entries(dir.as_path()).is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
 }
