@@ -31,7 +31,7 @@ pub enum Format {
 
 /// `portcullis import`.
 #[derive(clap::Args, Debug)]
-pub struct ImportArgs {
+pub(crate) struct ImportArgs {
     /// What the input is: apim (policy XML) or nsg (security rules JSON).
     #[arg(value_enum)]
     pub source: Source,
@@ -54,16 +54,6 @@ pub struct ImportArgs {
     /// The policy's name (default: the input file's stem).
     #[arg(long)]
     pub name: Option<String>,
-}
-
-#[derive(clap::Parser, Debug)]
-#[command(
-    name = "portcullis import",
-    about = "Import an APIM policy or NSG rules as a policy-v1 document"
-)]
-struct Cli {
-    #[command(flatten)]
-    args: ImportArgs,
 }
 
 #[derive(serde::Serialize)]
@@ -96,22 +86,8 @@ fn snapshot(path: &Path) -> Result<tags::Snapshot, String> {
     tags::Snapshot::parse(&text).map_err(|e| format!("{}:{e}", path.display()))
 }
 
-/// `portcullis import ARGS...` (the words after `import`).
-pub fn main(args: &[String]) -> Result<bool, String> {
-    use clap::Parser;
-    let words = std::iter::once("portcullis import".to_string()).chain(args.iter().cloned());
-    match Cli::try_parse_from(words) {
-        Ok(cli) => run(&cli.args),
-        Err(e) if !e.use_stderr() => {
-            print!("{e}");
-            Ok(true)
-        }
-        Err(e) => Err(e.render().to_string().trim_end().to_string()),
-    }
-}
-
 /// Runs one import. `Ok(false)`: the report holds errors, no policy written.
-pub fn run(a: &ImportArgs) -> Result<bool, String> {
+pub(crate) fn run(a: &ImportArgs) -> Result<bool, String> {
     let text = read_limited(&a.file, MAX_INPUT_BYTES, "an import input")?;
     let snap = a.service_tags.as_deref().map(snapshot).transpose()?;
     let shown = a.file.display().to_string();
@@ -177,33 +153,15 @@ pub fn run(a: &ImportArgs) -> Result<bool, String> {
     Ok(ok)
 }
 
-/// Takes `--service-tags FILE` out of `check`'s arguments.
-pub fn split_service_tags(args: &[String]) -> Result<(Vec<String>, Option<PathBuf>), String> {
-    let mut rest = Vec::new();
-    let mut tags = None;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        if a == "--service-tags" {
-            tags = Some(PathBuf::from(
-                it.next().ok_or("--service-tags needs a file")?,
-            ));
-        } else if let Some(v) = a.strip_prefix("--service-tags=") {
-            tags = Some(PathBuf::from(v));
-        } else {
-            rest.push(a.clone());
-        }
-    }
-    Ok((rest, tags))
-}
-
 /// `check POLICY... --service-tags NEWER.json`: prints, for every address
 /// group imported from a service tag, the prefixes gained and lost. `Ok(false)`
 /// when any group is out of date.
-pub fn drift(policies: &[String], newer: &Path) -> Result<bool, String> {
+pub(crate) fn drift(policies: &[PathBuf], newer: &Path) -> Result<bool, String> {
     let snap = snapshot(newer)?;
     let mut current = true;
-    for f in policies {
-        let text = std::fs::read_to_string(f).map_err(|e| format!("{f}: {e}"))?;
+    for path in policies {
+        let f = path.display();
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{f}: {e}"))?;
         let d = tags::drift(&text, &snap).map_err(|e| format!("{f}: {e}"))?;
         if d.is_empty() {
             println!("{f}: no address group was imported from a service tag");
