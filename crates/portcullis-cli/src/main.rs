@@ -1,5 +1,7 @@
 //! `portcullis`: check policies, run policy tests, explain decisions.
 
+mod diff;
+
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,6 +23,9 @@ USAGE:
       Run policy test files (policy-tests-v1) against the filter under
       wasmtime (default) or the native core. Default: tests/corpus and
       policy-samples.
+  portcullis diff OLD NEW [--format text|json] [--fail-on newly-allowed|newly-denied|any]
+      The exact flows whose network decision changes, grouped by the rule
+      deciding them in OLD and in NEW, and the other sections before/after.
   portcullis explain POLICY --peer ADDR:PORT [--local ADDR:PORT] [--tls|--plain]
                      [--udp] [--method M] [--authority HOST] [--path P] [-H 'name: value']...
       Decide one request and show why: every rule considered, the client
@@ -60,6 +65,9 @@ fn main() -> ExitCode {
     let style = Style {
         on: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
     };
+    if args.first().map(String::as_str) == Some("diff") {
+        return diff::main(args.get(1..).unwrap_or(&[]));
+    }
     let result = match args.first().map(String::as_str) {
         Some("check") => check(args.get(1..).unwrap_or(&[]), &style),
         Some("test") => test(args.get(1..).unwrap_or(&[]), &style),
