@@ -10,7 +10,7 @@
 //! as CIDRs where an interval is one and as `a-b` ranges otherwise (both
 //! valid address specs), and grouped by kind ([`Kind`]) and by the rule that
 //! decides them in the old and in the new policy. The other sections
-//! (`name`, `client_ip`, `https_only`, `require_headers`, header ops, `hsts`)
+//! (`name`, `mode`, `client_ip`, `https_only`, `require_headers`, header ops, `hsts`)
 //! are compared as plain before/after ([`Setting`]).
 //!
 //! ```

@@ -146,6 +146,12 @@ pub(crate) fn compare(old: &Policy, new: &Policy) -> Vec<Setting> {
         }
     };
     push("name", old.name.clone(), new.name.clone());
+    push("mode", old.mode.as_str().into(), new.mode.as_str().into());
+    push(
+        "trace_json",
+        alloc::format!("{}", old.trace_json),
+        alloc::format!("{}", new.trace_json),
+    );
     push("client_ip", client_ip(old), client_ip(new));
     push("network.deny", deny(old), deny(new));
     push("https_only", https_only(old), https_only(new));

@@ -148,12 +148,12 @@ fn settings_before_and_after_without_secrets() {
     let new = policy(
         r#"{"name":"b","require_headers":[{"name":"x-key","values":["SECRET-TWO"],"status":401}],
         "response_headers":[{"set":"x-frame-options","value":"SAMEORIGIN"},{"remove":"server"}],
-        "https_only":{"action":"reject"}}"#,
+        "https_only":{"action":"reject"},"mode":"report"}"#,
     );
     let text = diff(&old, &new).to_string();
     assert_eq!(
         text,
-        "no change in who may call\nsettings:\n  name: a -> b\n  https_only: none -> reject 403\n  \
+        "no change in who may call\nsettings:\n  name: a -> b\n  mode: enforce -> report\n  https_only: none -> reject 403\n  \
          require_headers: x-key (401, 1 value) -> x-key (401, 1 value) (new values)\n  \
          response_headers: set x-frame-options override -> set x-frame-options override (new value); remove server\n  \
          hsts: max-age=300 -> none\n"

@@ -16,7 +16,7 @@ use crate::error::{Error, Problem, Problems};
 use crate::json::Value;
 
 use super::syntax::is_name;
-use super::{ClientFrom, ClientIp, Policy};
+use super::{ClientFrom, ClientIp, Mode, Policy};
 
 mod addresses;
 mod client_ip;
@@ -108,6 +108,8 @@ const TOP: &[&str] = &[
     "request_headers",
     "response_headers",
     "hsts",
+    "mode",
+    "trace_json",
 ];
 
 impl<'t> Validator<'t> {
@@ -175,7 +177,17 @@ impl<'t> Validator<'t> {
             Some(h) => self.hsts(h).map(Some),
             None => Some(None),
         };
+        let mode = match f.get("mode") {
+            Some(m) => self.word::<Mode>(m, "mode"),
+            None => Some(Mode::Enforce),
+        };
+        let trace_json = match f.get("trace_json") {
+            Some(t) => self.boolean(t, "trace_json"),
+            None => Some(false),
+        };
         Some(Policy {
+            mode: mode?,
+            trace_json: trace_json?,
             name: name?,
             client_ip: client_ip?,
             network: network?,
