@@ -67,6 +67,7 @@ mod words;
 
 pub use decide::{
     Client, ClientSource, Decision, Headers, Reason, Request, Step, Trace, Verdict, Would,
+    WOULD_PREFIX,
 };
 pub use edits::{apply_edits, Edit, EditOp};
 pub use error::{Error, Problem, Problems, RuleRef};

@@ -1,6 +1,7 @@
 //! Counter names. Envoy shows proxy-wasm counters in `/stats` under its
 //! custom-stat namespace; see the crate docs for the exact names.
 
+use portcullis_core::policy::Mode;
 use portcullis_core::{Policy, Verdict};
 
 /// Longest name segment kept from a policy or rule name.
@@ -47,8 +48,35 @@ pub fn rule(policy: &Policy, rule: Option<usize>) -> String {
     )
 }
 
+/// The would-be verdicts a report-mode policy counts, in counter order.
+pub const WOULD: [Verdict; 2] = [Verdict::Deny, Verdict::Redirect];
+
+/// Report mode: the counter of a would-be verdict,
+/// `portcullis.<policy>.would_deny|would_redirect`.
+pub fn would(policy: &Policy, v: Verdict) -> String {
+    format!(
+        "portcullis.{}.{}{}",
+        segment(&policy.name),
+        portcullis_core::WOULD_PREFIX,
+        v.as_str()
+    )
+}
+
+/// Report mode: the would-be verdict per deciding rule,
+/// `portcullis.<policy>.would_deny.rule.<rule>` (`default` when no rule
+/// decided).
+pub fn would_rule(policy: &Policy, v: Verdict, rule: Option<usize>) -> String {
+    format!(
+        "{}.rule.{}",
+        would(policy, v),
+        segment(policy.rule_name(rule))
+    )
+}
+
 /// Every counter a policy defines, in the order the filter defines them:
-/// the three verdicts, each rule by index, then `default`.
+/// the three verdicts, each rule by index, then `default`; for a
+/// report-mode policy then each would-be verdict, followed by the same
+/// verdict per rule and `default`.
 pub fn all(policy: &Policy) -> Vec<String> {
     let rules = policy.network.as_ref().map_or(0, |n| n.rules.len());
     let mut v = vec![
@@ -58,6 +86,13 @@ pub fn all(policy: &Policy) -> Vec<String> {
     ];
     v.extend((0..rules).map(|i| rule(policy, Some(i))));
     v.push(rule(policy, None));
+    if policy.mode == Mode::Report {
+        for w in WOULD {
+            v.push(would(policy, w));
+            v.extend((0..rules).map(|i| would_rule(policy, w, Some(i))));
+            v.push(would_rule(policy, w, None));
+        }
+    }
     v
 }
 
@@ -72,6 +107,26 @@ mod tests {
         assert_eq!(segment("a.b c/é"), "a_b_c__");
         assert_eq!(segment(""), "_");
         assert_eq!(segment(&"x".repeat(200)).len(), MAX_SEGMENT);
+    }
+
+    #[test]
+    fn report_mode_names() {
+        let p = Policy::parse(
+            br#"{"name":"cand","mode":"report","network":{"rules":[
+            {"name":"a b","priority":100,"access":"allow","source":["*"]}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            all(&p)[5..],
+            [
+                "portcullis.cand.would_deny",
+                "portcullis.cand.would_deny.rule.a_b",
+                "portcullis.cand.would_deny.rule.default",
+                "portcullis.cand.would_redirect",
+                "portcullis.cand.would_redirect.rule.a_b",
+                "portcullis.cand.would_redirect.rule.default",
+            ]
+        );
     }
 
     #[test]
