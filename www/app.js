@@ -340,8 +340,9 @@ function pipeline(r) {
     let note = '';
     if (i < at) { cls = configured[s] ? 'pass' : 'off'; note = configured[s] ? ' ✓' : ' (none)'; }
     else if (i === at) {
-      cls = r.verdict === 'forward' ? 'done' : r.verdict === 'redirect' ? 'redirect' : 'stop';
-      note = r.verdict === 'forward' ? ' ✓' : ` → ${r.status}`;
+      const v = r.would_verdict || r.verdict;
+      cls = v === 'forward' ? 'done' : v === 'redirect' ? 'redirect' : 'stop';
+      note = v === 'forward' ? ' ✓' : r.verdict === 'forward' ? ` → would ${r.would_status} (report mode)` : ` → ${r.status}`;
     } else cls = configured[s] ? '' : 'off';
     if (s === 'client_ip') label = `client address (${cfg.client_ip})`;
     return h('li', { class: cls, 'data-step': s }, label + note);
@@ -463,7 +464,11 @@ function renderResult(r, ms) {
     h('div', { class: 'verdict' },
       h('span', { class: `badge ${r.verdict}`, id: 'verdict' }, r.verdict.toUpperCase()),
       h('span', { class: 'status', id: 'status' }, r.status),
-      h('span', { class: 'muted' }, r.verdict === 'forward' ? 'the upstream answered (after the policy\'s response edits)' : 'answered by the gateway')),
+      h('span', { class: 'muted' }, r.verdict === 'forward' ? 'the upstream answered (after the policy\'s response edits)' : 'answered by the gateway'),
+      r.mode === 'report'
+        ? h('span', { class: `badge ${r.would_verdict}`, id: 'would', 'data-would': r.would_verdict },
+          r.would_verdict === 'forward' ? 'report mode: would forward' : `report mode: would ${r.would_verdict} ${r.would_status}`)
+        : ''),
     h('dl', { class: 'facts' }, facts.map(([k, v]) => [h('dt', {}, k), h('dd', { 'data-fact': k }, v)])),
     r.explain_agrees ? '' : h('p', { class: 'no' }, 'Engine inconsistency: the per-rule walk and the compiled matcher disagree. Please report this policy.'),
     h('h3', {}, 'Evaluation'), pipeline(r),
@@ -485,6 +490,7 @@ $('#copy-case').addEventListener('click', async () => {
   const c = { name: 'playground case', ...caseOf(state.request) };
   if (r && r.ok) {
     c.expect = { verdict: r.verdict, status: r.status, rule: r.rule, client_ip: r.client_ip ?? 'unknown' };
+    if (r.mode === 'report') Object.assign(c.expect, { would_verdict: r.would_verdict, would_status: r.would_status, step: r.step });
     if (r.location) c.expect.location = r.location;
   }
   await copy(JSON.stringify(c, null, 2), 'Test case copied');

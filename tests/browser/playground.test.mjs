@@ -422,6 +422,19 @@ test('"Copy as test case" gives a case that passes as a test', async () => {
   assert.equal(await page.locator('.case.fail').getAttribute('data-case'), 'wrong rule');
 });
 
+test('a report-mode policy forwards and shows the would-be verdict', async () => {
+  const candidate = readFileSync(join(root, 'docs/rollout/candidate.json'), 'utf8');
+  await page.locator('#tab-evaluate').click();
+  await setPolicy(page, candidate);
+  await setField(page, 'client_ip', '127.0.0.8');
+  await verdictIs(page, 'forward');
+  await page.waitForFunction(() => document.querySelector('#would')?.dataset.would === 'deny');
+  assert.equal(await page.locator('#would').textContent(), 'report mode: would deny 403');
+  assert.match(await page.locator('[data-fact="rule"]').textContent(), /^deny-batch/);
+  assert.equal(await page.locator('[data-fact="trace"]').textContent(), 'would_deny 403 network peer 127.0.0.8 deny-batch');
+  await shot(page, 'report-mode');
+});
+
 test('the Diff tab shows exactly the flows a change lets in and locks out', async () => {
   await page.locator('#sample').selectOption('layered-security');
   const current = readFileSync(join(dataRoot, 'policy-samples/layered-security.json'), 'utf8');

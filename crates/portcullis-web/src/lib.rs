@@ -230,7 +230,16 @@ pub fn evaluate(policy_text: &str, case_json: &str) -> String {
         ok: bool,
         verdict: &'static str,
         status: u16,
+        /// The deciding step (in report mode, the one that would have
+        /// stopped the request).
         step: &'static str,
+        /// `enforce` or `report`.
+        mode: &'static str,
+        /// What enforce mode does: `verdict` itself, or in report mode the
+        /// verdict of a request it forwards instead.
+        would_verdict: &'static str,
+        /// The status enforce mode gives.
+        would_status: u16,
         rule: String,
         rule_index: Option<usize>,
         rule_line: Option<u32>,
@@ -317,7 +326,10 @@ pub fn evaluate(policy_text: &str, case_json: &str) -> String {
         ok: true,
         verdict: d.verdict.as_str(),
         status: outcome.status,
-        step: d.step.as_str(),
+        step: d.deciding_step().as_str(),
+        mode: policy.mode.as_str(),
+        would_verdict: outcome.would_verdict.as_str(),
+        would_status: outcome.would_status,
         rule: outcome.rule.clone(),
         rule_index: d.rule,
         rule_line,
