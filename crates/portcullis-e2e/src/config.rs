@@ -12,7 +12,7 @@
 //!   (`server_header_transformation: PASS_THROUGH`; the policy removes it), and
 //!   a router that adds no `x-envoy-*` headers (`suppress_envoy_headers`);
 //! - the Portcullis filter (`envoy.filters.http.wasm`, V8, the `.wasm` from a
-//!   local file), with the policy JSON inline as its plugin configuration (a
+//!   local file or fetched by URL with its SHA-256, see [`crate::module`]), with the policy JSON inline as its plugin configuration (a
 //!   `google.protobuf.StringValue`), or discovered from a file (ECDS,
 //!   [`Filter::Discovered`]) so it can be replaced without a restart;
 //! - an access log line per request carrying the filter's decision trace
@@ -28,6 +28,8 @@
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+
+use crate::module::Module;
 
 /// The access-log command operator that prints the trace line of the
 /// filter instance running policy `name` (`verdict status step source
@@ -156,8 +158,9 @@ pub struct EnvoyConfig {
     pub listeners: Vec<Listener>,
     /// Upstream.
     pub upstream: Upstream,
-    /// The filter's `.wasm` file.
-    pub wasm: PathBuf,
+    /// The filter module (a local file or fetched by URL with its SHA-256)
+    /// and its VM's environment variables.
+    pub module: Module,
     /// Access log.
     pub access_log: AccessLog,
 }
@@ -207,17 +210,12 @@ config:
   # A crashed VM fails closed: requests get a 503, never an unchecked pass.
   failure_policy: FAIL_CLOSED
   vm_config:
-    vm_id: portcullis
-    runtime: envoy.wasm.runtime.v8
-    code:
-      local:
-        filename: {wasm}
-  configuration:
+{vm}  configuration:
     "@type": type.googleapis.com/google.protobuf.StringValue
     value: {policy}
 "#,
             plugin = yaml_str(plugin),
-            wasm = yaml_str(&self.wasm.to_string_lossy()),
+            vm = indent(&self.module.render_vm_config(), 4),
             policy = yaml_str(policy),
         )
     }
@@ -296,15 +294,17 @@ config:
         }
     }
 
-    fn listener(&self, l: &Listener) -> String {
-        let filter = match &l.filter {
+    /// One `http_filters` entry (YAML list item, unindented): the Wasm
+    /// filter inline, or its ECDS `config_discovery` stanza.
+    pub fn render_http_filter(&self, filter: &Filter) -> String {
+        match filter {
             Filter::Inline { policy } => format!(
                 "- name: portcullis\n  typed_config:\n{}",
                 indent(&self.wasm_filter_config(policy), 4)
             ),
             Filter::Chain { policies } => {
                 let mut out = String::new();
-                for (p, n) in policies.iter().zip(l.filter.policy_names()) {
+                for (p, n) in policies.iter().zip(filter.policy_names()) {
                     let plugin = format!("portcullis.{n}");
                     let _ = write!(
                         out,
@@ -337,7 +337,11 @@ config:
                     dir = yaml_str(&dir),
                 )
             }
-        };
+        }
+    }
+
+    fn listener(&self, l: &Listener) -> String {
+        let filter = self.render_http_filter(&l.filter);
         let tls = match &l.tls {
             None => String::new(),
             Some(files) => format!(
@@ -467,6 +471,9 @@ config:
         }
         out.push_str("  clusters:\n");
         out.push_str(&indent(&self.cluster(), 2));
+        if let Some(c) = self.module.render_cluster() {
+            out.push_str(&indent(&c, 2));
+        }
         out
     }
 }
@@ -509,7 +516,7 @@ pub fn deploy_example(policy: &str) -> EnvoyConfig {
             host: "func-orders.azurewebsites.net".into(),
             port: 443,
         },
-        wasm: PathBuf::from("/etc/envoy/portcullis_filter.wasm"),
+        module: Module::local("/etc/envoy/portcullis_filter.wasm"),
         access_log: AccessLog::Stdout,
     }
 }

@@ -23,9 +23,9 @@ use portcullis_e2e::backend::Backend;
 use portcullis_e2e::client::{send, ClientRequest};
 use portcullis_e2e::config::{rollout_example, AccessLog, Filter, Upstream, CASE_HEADER};
 use portcullis_e2e::envoy::Envoy;
+use portcullis_e2e::net::free_port;
 use portcullis_e2e::paths;
 use portcullis_e2e::runner::require_tools;
-use portcullis_e2e::translate::free_port;
 
 fn read(rel: &str) -> String {
     std::fs::read_to_string(paths::workspace().join(rel)).unwrap()
@@ -68,7 +68,7 @@ fn a_report_mode_candidate_records_the_would_be_decisions_beside_the_enforcing_p
     cfg.admin = SocketAddr::from(([127, 0, 0, 1], 0));
     cfg.listeners[0].address = listen;
     cfg.upstream = Upstream::Static(backend.addr());
-    cfg.wasm = wasm.clone();
+    cfg.module = portcullis_e2e::module::Module::local(wasm.clone());
     cfg.access_log = AccessLog::JsonFile(log.clone());
     assert!(matches!(&cfg.listeners[0].filter, Filter::Chain { policies } if policies.len() == 2));
     let mut envoy = Envoy::start(&dir, &cfg.render()).unwrap_or_else(|e| panic!("{e}"));
