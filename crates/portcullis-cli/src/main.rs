@@ -365,6 +365,15 @@ fn explain(args: &[String], style: &Style) -> Result<bool, String> {
         d.reply_status()
             .map_or_else(String::new, |s| format!(", status {s}"))
     );
+    if let Some(w) = &d.would {
+        println!(
+            "{} report mode: enforce would {} at step {}, status {}",
+            style.bold("would   "),
+            style.red(w.verdict.as_str()),
+            w.reason.step().as_str(),
+            w.status
+        );
+    }
     println!("{} {}", style.bold("trace   "), policy.trace(&d));
     let show = |e: &portcullis_core::Edit<'_>| match e.op {
         EditOp::Remove => format!("    - {}", e.name),
