@@ -66,6 +66,44 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+/// A hostile pair: 2,000 overlapping rules (random /10 to /24 sources in 10/8,
+/// random port ranges on both ends), the new policy with every priority
+/// reversed: the worst case measured, not a timing assertion.
+fn hostile() -> (Policy, Policy) {
+    let mut g = Gen(7);
+    let rules: Vec<(String, u16)> = (0..2000)
+        .map(|_| {
+            let len = 10 + (g.next() % 15) as u32;
+            let a = (0x0a00_0000 | (g.next() as u32 & 0x00ff_ffff)) & (u32::MAX << (32 - len));
+            let [x, y, z, w] = a.to_be_bytes();
+            (
+                format!("{x}.{y}.{z}.{w}/{len}"),
+                (g.next() % 64) as u16 + 1000,
+            )
+        })
+        .collect();
+    let text = |rev: bool| {
+        let r: Vec<String> = rules
+            .iter()
+            .enumerate()
+            .map(|(i, (src, port))| {
+                let prio = if rev { 2099 - i } else { 100 + i };
+                format!(
+                    r#"{{"name":"r{i}","priority":{prio},"access":"{}","source":["{src}"],"destination_ports":["{port}-{}"],"source_ports":["{}-65535"]}}"#,
+                    if i % 2 == 0 { "allow" } else { "deny" },
+                    port + (i % 7) as u16,
+                    (i * 37) % 60000
+                )
+            })
+            .collect();
+        format!(r#"{{"name":"h","network":{{"rules":[{}]}}}}"#, r.join(","))
+    };
+    (
+        Policy::parse(text(false).as_bytes()).expect("old"),
+        Policy::parse(text(true).as_bytes()).expect("new"),
+    )
+}
+
 fn main() {
     println!("| entries | rules | changed | changes | flow sets | diff median |");
     println!("|---:|---:|---:|---:|---:|---:|");
@@ -98,6 +136,41 @@ fn main() {
             "| {n} | {rules} | 100 | {} | {sets} | {:.1} ms |",
             r.changes().len(),
             median(times).as_secs_f64() * 1e3
+        );
+    }
+    let (a, b) = hostile();
+    let t = Instant::now();
+    let r = portcullis_diff::diff(&a, &b);
+    let what = match &r.network {
+        portcullis_diff::Flows::Exact { changes } => format!("exact, {} groups", changes.len()),
+        portcullis_diff::Flows::TooManyRanges { ranges, .. } => {
+            format!("too many ranges ({ranges})")
+        }
+        portcullis_diff::Flows::TooComplex { limit } => format!("too complex (stopped at {limit})"),
+    };
+    println!(
+        "\nhostile pair (2,000 overlapping rules, every priority reversed): {what} in {:.0} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    // Where the work bound would stop it, and how fast it says so.
+    for cells in [1_000_000usize, 4_000_000] {
+        let t = Instant::now();
+        let r = portcullis_diff::diff_with(
+            &a,
+            &b,
+            portcullis_diff::Limits {
+                cells,
+                ..portcullis_diff::Limits::default()
+            },
+        );
+        println!(
+            "  with a bound of {cells} cells: {} in {:.0} ms",
+            if matches!(r.network, portcullis_diff::Flows::TooComplex { .. }) {
+                "too many ranges (stopped)"
+            } else {
+                "exact"
+            },
+            t.elapsed().as_secs_f64() * 1e3
         );
     }
 }

@@ -209,11 +209,12 @@ pub struct Limits {
 }
 
 impl Default for Limits {
-    /// 20,000,000 units of work (about two seconds natively) and 100,000
+    /// 5,000,000 units of work (about two seconds natively on the hostile
+    /// pair of the bench) and 100,000
     /// printed intervals.
     fn default() -> Limits {
         Limits {
-            cells: 20_000_000,
+            cells: 5_000_000,
             ranges: 100_000,
         }
     }
