@@ -324,6 +324,12 @@ pub fn run_case_envoy(
         rule: trace.rule.clone(),
         client_ip,
         step: trace.step.as_str().to_owned(),
+        would_verdict: trace.would.unwrap_or(trace.verdict),
+        would_status: if trace.would.is_some() {
+            trace.status
+        } else {
+            resp.status
+        },
         trace: format!(
             "{line} (on loopback: peer {} -> {from}, local {} -> {})",
             r.peer, r.local, ep.bind

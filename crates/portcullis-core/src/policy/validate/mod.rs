@@ -16,7 +16,7 @@ use crate::error::{Error, Problem, Problems};
 use crate::json::Value;
 
 use super::syntax::is_name;
-use super::{ClientFrom, ClientIp, Policy};
+use super::{ClientFrom, ClientIp, Mode, Policy};
 
 mod addresses;
 mod client_ip;
@@ -109,6 +109,8 @@ const TOP: &[&str] = &[
     "response_headers",
     "hsts",
     "provenance",
+    "mode",
+    "trace_json",
 ];
 
 impl<'t> Validator<'t> {
@@ -164,7 +166,15 @@ impl<'t> Validator<'t> {
             s.header_ops(r, "response_headers")
         });
         let hsts = self.section(f.get("hsts"), Self::hsts);
+        let mode = self.or_default(f.get("mode"), Mode::Enforce, |s, m| {
+            s.word::<Mode>(m, "mode")
+        });
+        let trace_json = self.or_default(f.get("trace_json"), false, |s, t| {
+            s.boolean(t, "trace_json")
+        });
         Some(Policy {
+            mode: mode?,
+            trace_json: trace_json?,
             name: name?,
             client_ip: client_ip?,
             network: network.ok()?,
