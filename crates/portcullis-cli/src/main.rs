@@ -362,6 +362,7 @@ fn explain(args: &[String], style: &Style) -> Result<bool, String> {
         EditOp::Remove => format!("    - {}", e.name),
         EditOp::Replace => format!("    = {}: {}", e.name, String::from_utf8_lossy(e.value)),
         EditOp::Append => format!("    + {}: {}", e.name, String::from_utf8_lossy(e.value)),
+        EditOp::RemoveTwins => format!("    - {} (its `_` twins)", e.name.replace('-', "_")),
     };
     match policy.local_reply(&d) {
         Some(reply) => {

@@ -5,6 +5,7 @@ use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 
 use portcullis_core::addr::parse_socket;
+use portcullis_core::edits::is_twin;
 use portcullis_core::{Decision, EditOp, Headers, Inputs, Policy, Request, Transport, Verdict};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
@@ -186,6 +187,10 @@ impl Headers for LazyHeaders {
     fn each_value(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
         self.get().each_value(name, f);
     }
+
+    fn each_name(&self, f: &mut dyn FnMut(&[u8])) {
+        self.get().each_name(f);
+    }
 }
 
 /// A socket address property, `ip:port` or `[v6]:port`.
@@ -288,7 +293,7 @@ impl Http {
             None => {
                 let mut edits = Vec::new();
                 policy.request_edits(&headers, &mut edits);
-                apply(host::REQUEST_HEADERS, &edits);
+                apply(host::REQUEST_HEADERS, &edits, Some(&headers));
                 self.respond = Respond::Edit { secure: d.secure };
                 Action::Continue
             }
@@ -296,13 +301,31 @@ impl Http {
     }
 }
 
-/// Applies edits to a header map, in order.
-fn apply(map: u32, edits: &[portcullis_core::Edit<'_>]) {
+/// Applies edits to a header map, in order. `names` holds the map's
+/// headers as read before the edits, for [`EditOp::RemoveTwins`] (which the
+/// core only returns after reading them).
+fn apply(map: u32, edits: &[portcullis_core::Edit<'_>], names: Option<&dyn Headers>) {
     for e in edits {
         let ok = match e.op {
             EditOp::Remove => host::remove_header(map, e.name),
             EditOp::Replace => host::replace_header(map, e.name, e.value),
             EditOp::Append => host::add_header(map, e.name, e.value),
+            EditOp::RemoveTwins => {
+                let mut twins: Vec<Vec<u8>> = Vec::new();
+                if let Some(h) = names {
+                    h.each_name(&mut |n| {
+                        let lower = n.to_ascii_lowercase();
+                        if is_twin(&lower, e.name) && !twins.contains(&lower) {
+                            twins.push(lower);
+                        }
+                    });
+                }
+                // Names from the host are tokens; a name that is not UTF-8
+                // cannot be one, and cannot be removed by name either.
+                twins
+                    .iter()
+                    .all(|t| core::str::from_utf8(t).is_ok_and(|t| host::remove_header(map, t)))
+            }
         };
         if !ok {
             host::log(
@@ -333,7 +356,7 @@ impl HttpContext for Http {
         };
         let mut edits = Vec::new();
         policy.response_edits(secure, &headers, &mut edits);
-        apply(host::RESPONSE_HEADERS, &edits);
+        apply(host::RESPONSE_HEADERS, &edits, None);
         Action::Continue
     }
 }

@@ -16,10 +16,11 @@ use crate::rule::{Flow, Transport};
 use crate::words::words;
 
 mod client;
+pub mod forwarded;
 mod https;
 mod trace;
 
-pub use client::{Client, ClientSource};
+pub use client::{parse_entry, Client, ClientSource, Excerpt, Unknown, EXCERPT_BYTES};
 pub use trace::Trace;
 
 /// Request headers as a host holds them. Names are matched
@@ -27,6 +28,11 @@ pub use trace::Trace;
 pub trait Headers {
     /// Calls `f` with every value of `name` (given lowercase), in order.
     fn each_value(&self, name: &str, f: &mut dyn FnMut(&[u8]));
+
+    /// Calls `f` with the name of every header, in order, as the host has
+    /// it (any case; repeated names once per line). The core asks only when
+    /// the policy sets or requires a header (to find `_` twins).
+    fn each_name(&self, f: &mut dyn FnMut(&[u8]));
 
     /// Whether the header is present.
     fn has(&self, name: &str) -> bool {
@@ -44,17 +50,31 @@ impl<N: AsRef<[u8]>, V: AsRef<[u8]>> Headers for [(N, V)] {
             }
         }
     }
+
+    fn each_name(&self, f: &mut dyn FnMut(&[u8])) {
+        for (n, _) in self {
+            f(n.as_ref());
+        }
+    }
 }
 
 impl<N: AsRef<[u8]>, V: AsRef<[u8]>, const K: usize> Headers for [(N, V); K] {
     fn each_value(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
         self.as_slice().each_value(name, f);
     }
+
+    fn each_name(&self, f: &mut dyn FnMut(&[u8])) {
+        self.as_slice().each_name(f);
+    }
 }
 
 impl<N: AsRef<[u8]>, V: AsRef<[u8]>> Headers for Vec<(N, V)> {
     fn each_value(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
         self.as_slice().each_value(name, f);
+    }
+
+    fn each_name(&self, f: &mut dyn FnMut(&[u8])) {
+        self.as_slice().each_name(f);
     }
 }
 
@@ -300,6 +320,8 @@ impl Policy {
             client: Client {
                 ip: None,
                 source: ClientSource::Peer,
+                entry: None,
+                why: Some(Unknown::NoPeer),
             },
             step: Step::Forward,
             reason: Reason::Passed,

@@ -139,6 +139,7 @@ impl<'t> Validator<'t> {
             None => Some(ClientIp {
                 from: ClientFrom::Peer,
                 trusted_proxies: AddrSet::default(),
+                header: None,
             }),
         };
         let network = match f.get("network") {
