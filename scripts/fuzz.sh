@@ -3,7 +3,7 @@
 # on any crash, timeout or OOM. Usage: scripts/fuzz.sh [SECONDS] [TARGET...]
 #
 #   SECONDS   per target, default 60 (libFuzzer -max_total_time)
-#   TARGET    policy_parse decide filter_wasm differential (default: all)
+#   TARGET    policy_parse decide filter_wasm differential client_addr (default: all)
 #
 # Seeds come from fuzz/corpus/<target> (committed, never written to: new
 # inputs go to fuzz/target/corpus-work/<target>). A crash leaves its input in
@@ -21,7 +21,7 @@ ROOT=$PWD
 SECS=${1:-60}
 shift || true
 TARGETS=("$@")
-((${#TARGETS[@]})) || TARGETS=(policy_parse decide filter_wasm differential)
+((${#TARGETS[@]})) || TARGETS=(policy_parse decide filter_wasm differential client_addr)
 CARGO_FUZZ_VERSION=0.13.2
 # Environment overrides: FUZZ_SANITIZER (address|none), FUZZ_RSS_MB, FUZZ_TIMEOUT.
 RSS_MB=${FUZZ_RSS_MB:-2048}
@@ -65,6 +65,7 @@ for t in "${TARGETS[@]}"; do
     args=(-max_total_time="$SECS" -rss_limit_mb="$RSS_MB" -timeout="$TIMEOUT" -print_final_stats=1)
     case $t in
     policy_parse) args+=(-max_len=16384 -dict=policy.dict) ;;
+    client_addr) args+=(-max_len=4096 -dict=client_addr.dict) ;;
     *) args+=(-max_len=8192) ;;
     esac
     echo "== $t for ${SECS}s"

@@ -24,6 +24,9 @@ use portcullis_core::{
 };
 use portcullis_host::{HttpRequest, HttpResponse, LogLevel, Options};
 
+#[path = "client_addr.rs"]
+pub mod client_addr;
+
 /// Header name/value pairs as bytes.
 pub type HeaderPairs = Vec<(Vec<u8>, Vec<u8>)>;
 
@@ -1171,11 +1174,14 @@ impl Fixture {
         if target == Target::PolicyParse {
             return check_parse(data);
         }
+        if target == Target::ClientAddr {
+            return client_addr::check(data);
+        }
         let g = self.decode(data);
         let n = self.policies.get(g.policy).ok_or("no policy")?;
         let ctx = |e: String| format!("{} on {}: {e}", target.name(), n.source);
         match target {
-            Target::PolicyParse => Ok(()),
+            Target::PolicyParse | Target::ClientAddr => Ok(()),
             Target::Decide => check_core(&n.policy, &g).map_err(ctx),
             Target::FilterWasm | Target::Differential => {
                 let mut plugins = self.plugins.lock().map_err(|_| "plugin lock poisoned")?;
@@ -1203,15 +1209,18 @@ pub enum Target {
     FilterWasm,
     /// Core and filter side by side on generated test cases.
     Differential,
+    /// Raw bytes as client-address header lines (`client_addr.rs`).
+    ClientAddr,
 }
 
 impl Target {
     /// All of them.
-    pub const ALL: [Target; 4] = [
+    pub const ALL: [Target; 5] = [
         Target::PolicyParse,
         Target::Decide,
         Target::FilterWasm,
         Target::Differential,
+        Target::ClientAddr,
     ];
     /// The target's (and its corpus directory's) name.
     pub fn name(self) -> &'static str {
@@ -1220,6 +1229,7 @@ impl Target {
             Target::Decide => "decide",
             Target::FilterWasm => "filter_wasm",
             Target::Differential => "differential",
+            Target::ClientAddr => "client_addr",
         }
     }
     /// Whether it needs the filter.

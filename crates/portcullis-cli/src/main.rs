@@ -303,21 +303,16 @@ fn explain(args: &[String], style: &Style) -> Result<bool, String> {
         transport.as_str(),
         if tls { "tls" } else { "plain" }
     );
-    match d.client.ip {
-        Some(ip) => println!(
-            "{} {ip} (from {})",
-            style.bold("client "),
-            d.client.source.as_str()
-        ),
-        None => println!(
-            "{} unknown (from {}): denied whatever the rules say",
-            style.bold("client "),
-            d.client.source.as_str()
-        ),
+    println!("{} {}", style.bold("client "), d.client.describe());
+    if d.client.ip.is_none() {
+        println!("         an unknown client is denied whatever the rules say");
     }
     if let Some(net) = &policy.network {
         println!("{}", style.bold("rules, in priority order:"));
         let checks = policy.explain(&req);
+        if d.client.ip.is_none() {
+            println!("  not evaluated: the client is unknown");
+        }
         for c in &checks {
             let Some(r) = net.rules.get(c.index) else {
                 continue;

@@ -128,6 +128,69 @@ pub struct EnvoyConfig {
     pub access_log: AccessLog,
 }
 
+/// How the HTTP connection manager treats client addresses and header
+/// names: the parts of the bootstrap that depend on where Envoy sits.
+/// [`EnvoyConfig::render`] uses the default (an edge proxy).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HttpOptions {
+    /// Where Envoy sits.
+    pub position: Position,
+    /// `headers_with_underscores_action`.
+    pub underscores: Underscores,
+}
+
+/// Where Envoy sits in front of the backend.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Position {
+    /// Clients connect to Envoy directly: the peer is the client
+    /// (`use_remote_address: true`, no trusted hops), and Envoy sets
+    /// `X-Forwarded-Proto` from its own connection.
+    #[default]
+    Edge,
+    /// Behind a TLS-terminating proxy whose addresses are these CIDRs (the
+    /// policy's `client_ip.trusted_proxies`): Envoy's XFF original-IP
+    /// detection trusts them, so it keeps the proxy's `X-Forwarded-Proto`
+    /// (and `https_only.trust_forwarded_proto` can work).
+    BehindProxy {
+        /// `a.b.c.d/n` or `v6/n` strings.
+        trusted_cidrs: Vec<String>,
+    },
+}
+
+/// `headers_with_underscores_action`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Underscores {
+    /// Refuse a request whose header names hold `_` with a 400 (Envoy's
+    /// edge recommendation, and the shipped stand; see docs/filter.md).
+    #[default]
+    RejectRequest,
+    /// Pass such headers to the filter (which removes the `_` twins of the
+    /// headers its policy sets or requires): the corpus runs this way, to
+    /// prove the filter's own guard.
+    Allow,
+}
+
+impl Underscores {
+    fn word(self) -> &'static str {
+        match self {
+            Underscores::RejectRequest => "REJECT_REQUEST",
+            Underscores::Allow => "ALLOW",
+        }
+    }
+}
+
+/// Splits `a.b.c.d/n` into Envoy's `CidrRange` fields.
+fn cidr(c: &str) -> String {
+    let (ip, len) = c
+        .split_once('/')
+        .unwrap_or((c, if c.contains(':') { "128" } else { "32" }));
+    format!(
+        "{{ address_prefix: {}, prefix_len: {} }}",
+        yaml_str(ip),
+        len.parse::<u32>().unwrap_or(0)
+    )
+}
+
 /// Quotes a string as a YAML double-quoted scalar. JSON string escapes are a
 /// subset of YAML's, so a JSON-encoded string is a valid YAML scalar.
 pub fn yaml_str(s: &str) -> String {
@@ -228,7 +291,7 @@ config:
         }
     }
 
-    fn listener(&self, l: &Listener) -> String {
+    fn listener(&self, l: &Listener, opts: &HttpOptions) -> String {
         let filter = match &l.filter {
             Filter::Inline { policy } => format!(
                 "- name: portcullis\n  typed_config:\n{}",
@@ -292,9 +355,13 @@ config:
         "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
         stat_prefix: {stat}
         codec_type: AUTO
-        # The client is the TCP peer; X-Forwarded-For from clients is never trusted.
-        use_remote_address: true
-        xff_num_trusted_hops: 0
+{position}        # Envoy never appends to X-Forwarded-For: the policy walks what the client
+        # or proxy sent (docs/filter.md).
+        skip_xff_append: true
+        # Header names with "_" (x_functions_key beside x-functions-key) are
+        # read as "-" by some backends: refuse them (docs/filter.md).
+        common_http_protocol_options:
+          headers_with_underscores_action: {underscores}
         # Do not add "server: envoy"; pass the upstream's through (the policy removes it).
         server_header_transformation: PASS_THROUGH
         access_log:
@@ -318,6 +385,8 @@ config:
             log = indent(&self.access_log(), 8),
             filter = indent(&filter, 8),
             tls = tls,
+            position = indent(&position(&opts.position), 8),
+            underscores = opts.underscores.word(),
         )
     }
 
@@ -366,8 +435,13 @@ config:
         }
     }
 
-    /// Renders the bootstrap as YAML.
+    /// Renders the bootstrap as YAML, for an edge proxy.
     pub fn render(&self) -> String {
+        self.render_with(&HttpOptions::default())
+    }
+
+    /// Renders the bootstrap as YAML with these connection-manager options.
+    pub fn render_with(&self, opts: &HttpOptions) -> String {
         let mut out = String::from(
             "# Envoy bootstrap for Portcullis, rendered by portcullis-e2e (src/config.rs).\n",
         );
@@ -382,11 +456,41 @@ config:
             socket(&self.admin)
         );
         for l in &self.listeners {
-            out.push_str(&indent(&self.listener(l), 2));
+            out.push_str(&indent(&self.listener(l, opts), 2));
         }
         out.push_str("  clusters:\n");
         out.push_str(&indent(&self.cluster(), 2));
         out
+    }
+}
+
+/// The connection manager's client-address settings.
+fn position(p: &Position) -> String {
+    match p {
+        Position::Edge => String::from(
+            "# The client is the TCP peer; X-Forwarded-For from clients is never trusted.\n\
+             use_remote_address: true\n\
+             xff_num_trusted_hops: 0\n",
+        ),
+        Position::BehindProxy { trusted_cidrs } => {
+            let mut out = String::from(
+                "# Behind a trusted proxy: Envoy's XFF detection trusts only these\n\
+                 # CIDRs (the policy's client_ip.trusted_proxies), so a request from\n\
+                 # them keeps its X-Forwarded-Proto; the filter still reads the peer\n\
+                 # (source.address stays the TCP peer).\n\
+                 use_remote_address: true\n\
+                 original_ip_detection_extensions:\n\
+                 - name: envoy.extensions.http.original_ip_detection.xff\n  \
+                 typed_config:\n    \
+                 \"@type\": type.googleapis.com/envoy.extensions.http.original_ip_detection.xff.v3.XffConfig\n    \
+                 xff_trusted_cidrs:\n      \
+                 cidrs:\n",
+            );
+            for c in trusted_cidrs {
+                let _ = writeln!(out, "      - {}", cidr(c));
+            }
+            out
+        }
     }
 }
 
