@@ -147,15 +147,26 @@ pub enum Position {
     /// `X-Forwarded-Proto` from its own connection.
     #[default]
     Edge,
-    /// Behind a TLS-terminating proxy whose addresses are these CIDRs (the
-    /// policy's `client_ip.trusted_proxies`): Envoy's XFF original-IP
-    /// detection trusts them, so it keeps the proxy's `X-Forwarded-Proto`
-    /// (and `https_only.trust_forwarded_proto` can work).
+    /// Behind a TLS-terminating proxy: `use_remote_address: false`, so Envoy
+    /// keeps the proxy's `X-Forwarded-Proto` (and
+    /// `https_only.trust_forwarded_proto` can work), with Envoy's XFF
+    /// original-IP detection trusting only `detection_cidrs`. Envoy replaces
+    /// `source.address` with the client it detects from a peer inside them,
+    /// which hides the proxy from the policy (its `trusted_proxies` and
+    /// `trust_forwarded_proto` then see the client as the peer): the shipped
+    /// behind-a-proxy file trusts no peer here ([`TRUST_NO_PEER`]), so
+    /// `source.address` stays the TCP peer and the policy's
+    /// `trusted_proxies` decide (docs/filter.md).
     BehindProxy {
-        /// `a.b.c.d/n` or `v6/n` strings.
-        trusted_cidrs: Vec<String>,
+        /// `a.b.c.d/n` or `v6/n` strings for `xff_trusted_cidrs`.
+        detection_cidrs: Vec<String>,
     },
 }
+
+/// The `detection_cidrs` of the shipped behind-a-proxy configuration: an
+/// address no TCP peer can have, so Envoy's detection never replaces the
+/// peer.
+pub const TRUST_NO_PEER: &str = "255.255.255.255/32";
 
 /// `headers_with_underscores_action`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -472,21 +483,22 @@ fn position(p: &Position) -> String {
              use_remote_address: true\n\
              xff_num_trusted_hops: 0\n",
         ),
-        Position::BehindProxy { trusted_cidrs } => {
+        Position::BehindProxy { detection_cidrs } => {
             let mut out = String::from(
-                "# Behind a trusted proxy: Envoy's XFF detection trusts only these\n\
-                 # CIDRs (the policy's client_ip.trusted_proxies), so a request from\n\
-                 # them keeps its X-Forwarded-Proto; the filter still reads the peer\n\
-                 # (source.address stays the TCP peer).\n\
-                 use_remote_address: true\n\
+                "# Behind a trusted proxy: Envoy keeps the proxy's X-Forwarded-Proto\n\
+                 # (use_remote_address: false) and the policy's trusted_proxies judge\n\
+                 # it. Envoy's own XFF detection trusts no peer, so source.address\n\
+                 # stays the TCP peer (docs/filter.md).\n\
+                 use_remote_address: false\n\
                  original_ip_detection_extensions:\n\
                  - name: envoy.extensions.http.original_ip_detection.xff\n  \
                  typed_config:\n    \
                  \"@type\": type.googleapis.com/envoy.extensions.http.original_ip_detection.xff.v3.XffConfig\n    \
+                 skip_xff_append: true\n    \
                  xff_trusted_cidrs:\n      \
                  cidrs:\n",
             );
-            for c in trusted_cidrs {
+            for c in detection_cidrs {
                 let _ = writeln!(out, "      - {}", cidr(c));
             }
             out
@@ -536,6 +548,40 @@ pub fn deploy_example(policy: &str) -> EnvoyConfig {
         access_log: AccessLog::Stdout,
     }
 }
+
+/// The operator's starting point behind a TLS-terminating proxy,
+/// `deploy/envoy/envoy-behind-proxy.yaml`: the Application Gateway sample
+/// (`policy-samples/behind-app-gateway.json`) on the same listeners as
+/// [`deploy_example`], rendered with [`Position::BehindProxy`] trusting no
+/// peer in Envoy's own detection ([`TRUST_NO_PEER`]).
+pub fn deploy_behind_proxy(policy: &str) -> String {
+    let opts = HttpOptions {
+        position: Position::BehindProxy {
+            detection_cidrs: vec![TRUST_NO_PEER.into()],
+        },
+        underscores: Underscores::RejectRequest,
+    };
+    format!(
+        "{DEPLOY_BEHIND_PROXY_HEADER}{}",
+        deploy_example(policy).render_with(&opts)
+    )
+}
+
+/// The sample policy `deploy/envoy/envoy-behind-proxy.yaml` is rendered with.
+pub const DEPLOY_BEHIND_PROXY_POLICY: &str = "policy-samples/behind-app-gateway.json";
+
+/// The comment block at the top of `deploy/envoy/envoy-behind-proxy.yaml`.
+pub const DEPLOY_BEHIND_PROXY_HEADER: &str = "\
+# GENERATED: do not edit by hand. Regenerate with
+#   cargo run -q -p portcullis-e2e --bin portcullis-envoy-config -- deploy-behind-proxy > deploy/envoy/envoy-behind-proxy.yaml
+# (crates/portcullis-e2e/tests/envoy_front_doors.rs fails when this file is stale).
+#
+# Portcullis in Envoy behind a TLS-terminating proxy (e.g. Azure Application
+# Gateway): policy-samples/behind-app-gateway.json inline. Envoy keeps the
+# proxy's X-Forwarded-Proto and X-Forwarded-For; the policy's
+# client_ip.trusted_proxies decide whom to believe. Only the proxy should be
+# able to reach these listeners. See docs/filter.md.
+";
 
 /// The comment block at the top of `deploy/envoy/envoy.yaml`.
 pub const DEPLOY_HEADER: &str = "\

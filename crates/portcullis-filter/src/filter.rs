@@ -126,7 +126,7 @@ impl RootContext for Root {
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Http {
             shared: self.shared.clone(),
-            respond: Respond::No,
+            respond: Respond::Undecided,
         }))
     }
 
@@ -150,7 +150,11 @@ fn policy_label(bytes: &[u8]) -> String {
 /// What to do with the response headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Respond {
-    /// Nothing (no request seen, or our own local reply).
+    /// The filter never decided the request (Envoy answered it itself, e.g.
+    /// a 400 or 404 of its own, before or without our request hook): harden
+    /// it anyway, secure when the connection is TLS.
+    Undecided,
+    /// Nothing: our own local reply, already hardened by the core.
     No,
     /// Apply the response edits of a forwarded request.
     Edit { secure: bool },
@@ -345,8 +349,17 @@ impl HttpContext for Http {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let (Respond::Edit { secure }, Some(shared)) = (self.respond, self.shared.as_ref()) else {
+        let Some(shared) = self.shared.as_ref() else {
             return Action::Continue;
+        };
+        let secure = match self.respond {
+            Respond::No => return Action::Continue,
+            Respond::Edit { secure } => secure,
+            // Only the connection can say: a proxy's X-Forwarded-Proto was
+            // never weighed by the policy for this request.
+            Respond::Undecided => {
+                shared.needs.tls && host::property(TLS_VERSION).is_some_and(|v| !v.is_empty())
+            }
         };
         let policy = &shared.policy;
         let headers = if shared.needs.response_headers {
