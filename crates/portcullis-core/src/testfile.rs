@@ -109,6 +109,12 @@ pub struct Expect {
     pub rule: Option<String>,
     /// Resolved client or `unknown`.
     pub client_ip: Option<String>,
+    /// Where the client came from, as the trace says it: `peer`, or the
+    /// source and the entry's index in the walk (`x-forwarded-for[1]`).
+    pub client_from: Option<String>,
+    /// Why the client is unknown, as the trace says it
+    /// (`malformed:"65.52.10.20:99999"`, `no-entry`); `""` for a known one.
+    pub client_why: Option<String>,
     /// `Location` of a redirect.
     pub location: Option<String>,
     /// Step that decided.
@@ -302,6 +308,19 @@ pub fn check(expect: &Expect, o: &Outcome) -> Vec<Mismatch> {
     field("rule", expect.rule.clone(), o.rule.clone());
     field("client_ip", expect.client_ip.clone(), o.client_ip.clone());
     field("step", expect.step.clone(), o.step.clone());
+    if expect.client_from.is_some() || expect.client_why.is_some() {
+        let t = crate::Trace::parse(&o.trace);
+        let from = t.as_ref().map_or_else(
+            || String::from("(unreadable trace)"),
+            |t| match t.entry {
+                Some(i) => alloc::format!("{}[{i}]", t.source),
+                None => t.source.clone(),
+            },
+        );
+        let why = t.map_or_else(|| String::from("(unreadable trace)"), |t| t.why);
+        field("client_from", expect.client_from.clone(), from);
+        field("client_why", expect.client_why.clone(), why);
+    }
     field(
         "would_verdict",
         expect.would_verdict.map(|v| v.as_str().to_string()),
@@ -806,6 +825,8 @@ impl Reader<'_> {
                 "status",
                 "rule",
                 "client_ip",
+                "client_from",
+                "client_why",
                 "location",
                 "step",
                 "would_verdict",
@@ -869,6 +890,8 @@ impl Reader<'_> {
         }
         e.rule = s(self, "rule")?;
         e.client_ip = s(self, "client_ip")?;
+        e.client_from = s(self, "client_from")?;
+        e.client_why = s(self, "client_why")?;
         e.location = s(self, "location")?;
         e.step = s(self, "step")?;
         e.body_contains = s(self, "body_contains")?;

@@ -5,6 +5,7 @@ use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 
 use portcullis_core::addr::parse_socket;
+use portcullis_core::edits::is_twin;
 use portcullis_core::policy::Mode;
 use portcullis_core::{Decision, EditOp, Headers, Inputs, Policy, Request, Transport, Verdict};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -167,7 +168,7 @@ impl RootContext for Root {
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Http {
             shared: self.shared.clone(),
-            respond: Respond::No,
+            respond: Respond::Undecided,
         }))
     }
 
@@ -191,7 +192,11 @@ fn policy_label(bytes: &[u8]) -> String {
 /// What to do with the response headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Respond {
-    /// Nothing (no request seen, or our own local reply).
+    /// The filter never decided the request (Envoy answered it itself, e.g.
+    /// a 400 or 404 of its own, before or without our request hook): harden
+    /// it anyway, secure when the connection is TLS.
+    Undecided,
+    /// Nothing: our own local reply, already hardened by the core.
     No,
     /// Apply the response edits of a forwarded request.
     Edit { secure: bool },
@@ -227,6 +232,10 @@ impl LazyHeaders {
 impl Headers for LazyHeaders {
     fn each_value(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
         self.get().each_value(name, f);
+    }
+
+    fn each_name(&self, f: &mut dyn FnMut(&[u8])) {
+        self.get().each_name(f);
     }
 }
 
@@ -334,7 +343,7 @@ impl Http {
             None => {
                 let mut edits = Vec::new();
                 policy.request_edits(&headers, &mut edits);
-                apply(host::REQUEST_HEADERS, &edits);
+                apply(host::REQUEST_HEADERS, &edits, Some(&headers));
                 self.respond = Respond::Edit { secure: d.secure };
                 Action::Continue
             }
@@ -342,13 +351,31 @@ impl Http {
     }
 }
 
-/// Applies edits to a header map, in order.
-fn apply(map: u32, edits: &[portcullis_core::Edit<'_>]) {
+/// Applies edits to a header map, in order. `names` holds the map's
+/// headers as read before the edits, for [`EditOp::RemoveTwins`] (which the
+/// core only returns after reading them).
+fn apply(map: u32, edits: &[portcullis_core::Edit<'_>], names: Option<&dyn Headers>) {
     for e in edits {
         let ok = match e.op {
             EditOp::Remove => host::remove_header(map, e.name),
             EditOp::Replace => host::replace_header(map, e.name, e.value),
             EditOp::Append => host::add_header(map, e.name, e.value),
+            EditOp::RemoveTwins => {
+                let mut twins: Vec<Vec<u8>> = Vec::new();
+                if let Some(h) = names {
+                    h.each_name(&mut |n| {
+                        let lower = n.to_ascii_lowercase();
+                        if is_twin(&lower, e.name) && !twins.contains(&lower) {
+                            twins.push(lower);
+                        }
+                    });
+                }
+                // Names from the host are tokens; a name that is not UTF-8
+                // cannot be one, and cannot be removed by name either.
+                twins
+                    .iter()
+                    .all(|t| core::str::from_utf8(t).is_ok_and(|t| host::remove_header(map, t)))
+            }
         };
         if !ok {
             host::log(
@@ -368,8 +395,17 @@ impl HttpContext for Http {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let (Respond::Edit { secure }, Some(shared)) = (self.respond, self.shared.as_ref()) else {
+        let Some(shared) = self.shared.as_ref() else {
             return Action::Continue;
+        };
+        let secure = match self.respond {
+            Respond::No => return Action::Continue,
+            Respond::Edit { secure } => secure,
+            // Only the connection can say: a proxy's X-Forwarded-Proto was
+            // never weighed by the policy for this request.
+            Respond::Undecided => {
+                shared.needs.tls && host::property(TLS_VERSION).is_some_and(|v| !v.is_empty())
+            }
         };
         let policy = &shared.policy;
         let headers = if shared.needs.response_headers {
@@ -379,7 +415,7 @@ impl HttpContext for Http {
         };
         let mut edits = Vec::new();
         policy.response_edits(secure, &headers, &mut edits);
-        apply(host::RESPONSE_HEADERS, &edits);
+        apply(host::RESPONSE_HEADERS, &edits, None);
         Action::Continue
     }
 }

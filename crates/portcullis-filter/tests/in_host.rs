@@ -527,3 +527,52 @@ fn report_mode_forwards_counts_would_be_verdicts_and_keeps_its_own_trace() {
     assert_eq!(count("rule.allow-https-fe1ase"), Some(1));
     assert_eq!(count("rule.allow-azure-mgmt"), Some(1));
 }
+
+#[test]
+fn a_reply_the_host_sends_before_the_request_hook_is_hardened_on_tls_only() {
+    let policy = sample("behind-front-door.json");
+    let mut plugin = configure(&policy, LogLevel::Info);
+    let envoy_404 = HttpResponse {
+        status: 404,
+        headers: vec![
+            (b"server".to_vec(), b"envoy".to_vec()),
+            (b"strict-transport-security".to_vec(), b"max-age=5".to_vec()),
+        ],
+    };
+    let get = |x: &Exchange, n: &str| -> Vec<Vec<u8>> {
+        x.response_headers
+            .iter()
+            .filter(|(k, _)| k.as_slice() == n.as_bytes())
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    // TLS: the response ops and HSTS apply, though nothing was decided (no
+    // trace is set: the request hook never ran).
+    let x = plugin
+        .play_host_reply(
+            &request("147.243.12.34:40000", "10.1.0.4:443", true, &[]),
+            &envoy_404,
+        )
+        .unwrap();
+    assert_eq!(x.status, 404);
+    assert!(
+        x.properties_set.is_empty(),
+        "no decision, no trace: {:?}",
+        x.properties_set
+    );
+    assert_eq!(
+        get(&x, "strict-transport-security"),
+        [b"max-age=31536000; includeSubDomains".to_vec()]
+    );
+    assert_eq!(get(&x, "x-content-type-options"), [b"nosniff".to_vec()]);
+    assert!(get(&x, "server").is_empty());
+    // Plain: the response ops apply, and HSTS is removed.
+    let x = plugin
+        .play_host_reply(
+            &request("147.243.12.34:40000", "10.1.0.4:80", false, &[]),
+            &envoy_404,
+        )
+        .unwrap();
+    assert!(get(&x, "strict-transport-security").is_empty());
+    assert_eq!(get(&x, "x-content-type-options"), [b"nosniff".to_vec()]);
+}

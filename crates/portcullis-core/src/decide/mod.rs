@@ -20,10 +20,11 @@ use crate::rule::{Flow, Transport};
 use crate::words::words;
 
 mod client;
+pub mod forwarded;
 mod https;
 mod trace;
 
-pub use client::{Client, ClientSource};
+pub use client::{parse_entry, Client, ClientSource, Excerpt, Unknown, EXCERPT_BYTES};
 pub use trace::{Trace, WOULD_PREFIX};
 
 /// Request headers as a host holds them. Names are matched
@@ -31,6 +32,11 @@ pub use trace::{Trace, WOULD_PREFIX};
 pub trait Headers {
     /// Calls `f` with every value of `name` (given lowercase), in order.
     fn each_value(&self, name: &str, f: &mut dyn FnMut(&[u8]));
+
+    /// Calls `f` with the name of every header, in order, as the host has
+    /// it (any case; repeated names once per line). The core asks only when
+    /// the policy sets or requires a header (to find `_` twins).
+    fn each_name(&self, f: &mut dyn FnMut(&[u8]));
 
     /// Whether the header is present.
     fn has(&self, name: &str) -> bool {
@@ -48,17 +54,31 @@ impl<N: AsRef<[u8]>, V: AsRef<[u8]>> Headers for [(N, V)] {
             }
         }
     }
+
+    fn each_name(&self, f: &mut dyn FnMut(&[u8])) {
+        for (n, _) in self {
+            f(n.as_ref());
+        }
+    }
 }
 
 impl<N: AsRef<[u8]>, V: AsRef<[u8]>, const K: usize> Headers for [(N, V); K] {
     fn each_value(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
         self.as_slice().each_value(name, f);
     }
+
+    fn each_name(&self, f: &mut dyn FnMut(&[u8])) {
+        self.as_slice().each_name(f);
+    }
 }
 
 impl<N: AsRef<[u8]>, V: AsRef<[u8]>> Headers for Vec<(N, V)> {
     fn each_value(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
         self.as_slice().each_value(name, f);
+    }
+
+    fn each_name(&self, f: &mut dyn FnMut(&[u8])) {
+        self.as_slice().each_name(f);
     }
 }
 
@@ -407,6 +427,8 @@ impl Policy {
         let client = Client {
             ip: None,
             source: ClientSource::Peer,
+            entry: None,
+            why: Some(Unknown::NoPeer),
         };
         let d = Decision::pass(client, secure);
         let status = self.network.as_ref().map_or(403, |n| n.deny_status);

@@ -52,6 +52,10 @@ words! {
         Peer = "peer",
         /// X-Forwarded-For, from trusted proxies only.
         XForwardedFor = "x-forwarded-for",
+        /// RFC 7239 `Forwarded`, from trusted proxies only.
+        Forwarded = "forwarded",
+        /// One header a trusted proxy sets (`client_ip.header`).
+        Header = "header",
     }
 }
 
@@ -71,8 +75,11 @@ words! {
 pub struct ClientIp {
     /// Source of the address.
     pub from: ClientFrom,
-    /// Proxies whose X-Forwarded-For (and X-Forwarded-Proto) are believed.
+    /// Proxies whose X-Forwarded-For, `Forwarded` or client header (and
+    /// X-Forwarded-Proto) are believed.
     pub trusted_proxies: AddrSet,
+    /// With `from: header`: the header's lowercased name.
+    pub header: Option<String>,
 }
 
 words! {
@@ -310,7 +317,8 @@ impl Policy {
     /// Whether deciding a request needs any request header (beyond the
     /// pseudo-headers used for redirects). Lets hosts skip reading them.
     pub fn reads_request_headers(&self) -> bool {
-        self.client_ip.from == ClientFrom::XForwardedFor
+        self.client_ip.from != ClientFrom::Peer
+            || self.guarded_names().next().is_some()
             || self
                 .https_only
                 .as_ref()
@@ -325,6 +333,17 @@ impl Policy {
                     }
                 )
             })
+    }
+
+    /// The headers the policy sets on requests or requires, whose `_`
+    /// twins (`x_functions_key` beside `x-functions-key`) are removed from
+    /// requests (see [`Policy::request_edits`]). May repeat a name.
+    pub fn guarded_names(&self) -> impl Iterator<Item = &str> {
+        let sets = self.request_headers.iter().filter_map(|op| match op {
+            HeaderOp::Set { name, .. } => Some(name.as_str()),
+            HeaderOp::Remove(_) => None,
+        });
+        sets.chain(self.require_headers.iter().map(|r| r.name.as_str()))
     }
 
     /// Whether response edits depend on the response's headers (a `skip`

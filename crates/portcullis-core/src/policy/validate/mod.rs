@@ -137,6 +137,7 @@ impl<'t> Validator<'t> {
         let peer = ClientIp {
             from: ClientFrom::Peer,
             trusted_proxies: AddrSet::default(),
+            header: None,
         };
         // The optional `provenance` object (importers; see provenance.rs).
         for (path, span, e) in f.get("provenance").map_or_else(Vec::new, |p| {
