@@ -2,7 +2,7 @@
 //! cannot change the decision or the edits (host calls are the main
 //! per-request cost of a proxy-wasm filter).
 
-use crate::policy::Protocol;
+use crate::rule::Protocol;
 use crate::Policy;
 
 /// The inputs a policy depends on, worked out once per configuration.

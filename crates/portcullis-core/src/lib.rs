@@ -11,6 +11,20 @@
 //! (this crate natively, the Envoy filter, the CLI, the playground) runs the
 //! same corpus through the same comparison.
 //!
+//! Where things live:
+//! - [`policy`]: the compiled model ([`Policy`] and its sections), its
+//!   validation (`policy/validate/`, one file per section) and the syntax of
+//!   names, ports and hosts ([`policy::syntax`]);
+//! - [`rule`]: one network rule and the [`Flow`] it is matched against;
+//!   [`matcher`]: the compiled rule table;
+//! - [`decide`]: [`Request`], [`Headers`], the steps of [`Policy::decide`],
+//!   the [`Decision`] and its one-line [`Trace`]; client address resolution
+//!   and HTTPS checks in its own files;
+//! - [`edits`] (header edits and [`apply_edits`]), [`reply`] (local
+//!   replies), [`explain`] (rule by rule, in words), [`lint`];
+//! - [`addr`], [`json`]: addresses and the position-keeping JSON reader;
+//!   [`testfile`]: policy test files.
+//!
 //! What this crate does *not* do:
 //! - no I/O, no clock, no logging, no globals: hosts feed it requests and
 //!   apply the edits it returns;
@@ -36,19 +50,26 @@
 extern crate alloc;
 
 pub mod addr;
+pub mod decide;
+pub mod edits;
 mod error;
 pub mod eval;
+pub mod explain;
 mod inputs;
 pub mod json;
 pub mod lint;
 pub mod matcher;
 pub mod policy;
+pub mod reply;
+pub mod rule;
 pub mod testfile;
+mod words;
 
-pub use error::{Error, Problem, Problems};
-pub use eval::{
-    apply_edits, Client, ClientSource, Decision, Edit, EditOp, Field, Flow, Headers, LocalReply,
-    Request, RuleCheck, Step, Trace, Transport, Verdict,
-};
+pub use decide::{Client, ClientSource, Decision, Headers, Reason, Request, Step, Trace, Verdict};
+pub use edits::{apply_edits, Edit, EditOp};
+pub use error::{Error, Problem, Problems, RuleRef};
+pub use explain::{Field, RuleCheck};
 pub use inputs::Inputs;
 pub use policy::Policy;
+pub use reply::LocalReply;
+pub use rule::{Flow, Transport};

@@ -18,7 +18,7 @@ use alloc::vec::Vec;
 
 use crate::addr::Key;
 use crate::error::Error;
-use crate::policy::{Protocol, Rule};
+use crate::rule::{PortSet, Protocol, Rule};
 
 /// Most candidate entries a table may hold (bounds memory for hostile
 /// policies: 4 bytes each).
@@ -72,7 +72,7 @@ pub struct Compact {
 
 impl Compact {
     fn of(r: &Rule) -> Compact {
-        let one = |p: &crate::policy::PortSet| match p.0.as_slice() {
+        let one = |p: &PortSet| match p.0.as_slice() {
             [r] => Some(*r),
             _ => None,
         };

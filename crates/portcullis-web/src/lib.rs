@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use portcullis_core::testfile::{
     check, missing_policy_errors, run_core, show_bytes, Case, HeaderList, PolicySource, TestFile,
 };
-use portcullis_core::{Field, Policy, Problems, Transport};
+use portcullis_core::{Field, Policy, Problems};
 use serde::Serialize;
 use wasm_bindgen::prelude::wasm_bindgen;
 
@@ -289,10 +289,7 @@ pub fn evaluate(policy_text: &str, case_json: &str) -> String {
         trace: outcome.trace.clone(),
         body: String::from_utf8_lossy(&outcome.body).into_owned(),
         configured: Configured {
-            client_ip: match policy.client_ip.from {
-                portcullis_core::policy::ClientFrom::Peer => "peer",
-                portcullis_core::policy::ClientFrom::XForwardedFor => "x-forwarded-for",
-            },
+            client_ip: policy.client_ip.from.as_str(),
             network: policy.network.is_some(),
             default_access: policy.network.as_ref().map(|n| n.default_access.as_str()),
             https_only: policy.https_only.is_some(),
@@ -311,10 +308,7 @@ pub fn evaluate(policy_text: &str, case_json: &str) -> String {
             peer: case.request.peer.to_string(),
             local: case.request.local.to_string(),
             tls: case.request.tls,
-            protocol: match case.request.transport {
-                Transport::Tcp => "tcp",
-                Transport::Udp => "udp",
-            },
+            protocol: case.request.transport.as_str(),
             method: case.request.method.clone(),
             authority: case.request.authority.clone(),
             path: case.request.path.clone(),

@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use portcullis_core::{Policy, Verdict};
+use portcullis_core::Policy;
 use rustls::ClientConfig;
 use serde_json::{json, Value};
 
@@ -101,14 +101,6 @@ pub struct Tally {
     pub decided: [[u64; 3]; 2],
     /// The first few failures, described.
     pub examples: Vec<String>,
-}
-
-fn verdict_index(v: Verdict) -> usize {
-    match v {
-        Verdict::Forward => 0,
-        Verdict::Deny => 1,
-        Verdict::Redirect => 2,
-    }
 }
 
 impl Tally {
@@ -296,11 +288,7 @@ fn check_response(
     }
     match matched {
         Some((pi, v)) => {
-            if let Some(c) = t
-                .decided
-                .get_mut(pi)
-                .and_then(|r| r.get_mut(verdict_index(v)))
-            {
+            if let Some(c) = t.decided.get_mut(pi).and_then(|r| r.get_mut(v.index())) {
                 *c += 1;
             }
         }
@@ -419,7 +407,7 @@ fn probe(sh: &Shared, t: &mut Tally) -> Result<Option<usize>, String> {
             if let Some(c) = t
                 .decided
                 .get_mut(pi)
-                .and_then(|r| r.get_mut(verdict_index(want.verdict)))
+                .and_then(|r| r.get_mut(want.verdict.index()))
             {
                 *c += 1;
             }

@@ -1,0 +1,353 @@
+//! Deciding a request: what a host hands over ([`Request`], [`Headers`]),
+//! the steps of the spec ([`Policy::decide`]) and the [`Decision`].
+//!
+//! Resolving the client address is in `client`, whether a request is
+//! secure and where it is redirected in `https`, and the one-line trace
+//! in `trace`. Header edits, local replies and explanations read a
+//! decision: see [`crate::edits`], [`crate::reply`], [`crate::explain`].
+
+use alloc::vec::Vec;
+use core::fmt;
+use core::net::SocketAddr;
+
+use crate::addr;
+use crate::policy::{Access, HttpsAction, Policy};
+use crate::rule::{Flow, Transport};
+use crate::words::words;
+
+mod client;
+mod https;
+mod trace;
+
+pub use client::{Client, ClientSource};
+pub use trace::Trace;
+
+/// Request headers as a host holds them. Names are matched
+/// case-insensitively; values are bytes and need not be UTF-8.
+pub trait Headers {
+    /// Calls `f` with every value of `name` (given lowercase), in order.
+    fn each_value(&self, name: &str, f: &mut dyn FnMut(&[u8]));
+
+    /// Whether the header is present.
+    fn has(&self, name: &str) -> bool {
+        let mut found = false;
+        self.each_value(name, &mut |_| found = true);
+        found
+    }
+}
+
+impl<N: AsRef<[u8]>, V: AsRef<[u8]>> Headers for [(N, V)] {
+    fn each_value(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
+        for (n, v) in self {
+            if n.as_ref().eq_ignore_ascii_case(name.as_bytes()) {
+                f(v.as_ref());
+            }
+        }
+    }
+}
+
+impl<N: AsRef<[u8]>, V: AsRef<[u8]>, const K: usize> Headers for [(N, V); K] {
+    fn each_value(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
+        self.as_slice().each_value(name, f);
+    }
+}
+
+impl<N: AsRef<[u8]>, V: AsRef<[u8]>> Headers for Vec<(N, V)> {
+    fn each_value(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
+        self.as_slice().each_value(name, f);
+    }
+}
+
+/// What a host knows about a request.
+#[derive(Clone, Copy)]
+pub struct Request<'a> {
+    /// The TCP (or UDP) peer.
+    pub peer: SocketAddr,
+    /// The local (listener) address.
+    pub local: SocketAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+    /// Transport.
+    pub transport: Transport,
+    /// `:method`.
+    pub method: &'a [u8],
+    /// `:authority` (or Host).
+    pub authority: &'a [u8],
+    /// `:path`, with query.
+    pub path: &'a [u8],
+    /// Every other header.
+    pub headers: &'a dyn Headers,
+}
+
+impl fmt::Debug for Request<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("peer", &self.peer)
+            .field("local", &self.local)
+            .field("tls", &self.tls)
+            .field("transport", &self.transport)
+            .finish_non_exhaustive()
+    }
+}
+
+words! {
+    /// What happens to the request (the spec's words).
+    pub enum Verdict {
+        /// Sent upstream (after the request ops).
+        Forward = "forward",
+        /// Answered locally with an error status.
+        Deny = "deny",
+        /// Answered locally with a redirect to HTTPS.
+        Redirect = "redirect",
+    }
+}
+
+words! {
+    /// The step of evaluation that stopped (or passed) the request; its
+    /// words are stable, for traces and logs.
+    pub enum Step {
+        /// The client address could not be resolved.
+        ClientIp = "client_ip",
+        /// A network rule (or the default) denied it.
+        Network = "network",
+        /// It was not secure.
+        HttpsOnly = "https_only",
+        /// A required header was missing or wrong.
+        RequireHeaders = "require_headers",
+        /// It went through.
+        Forward = "forward",
+    }
+}
+
+/// Why a request was decided the way it was: the step that decided and
+/// what it found. Local replies, traces and explanations read this, never
+/// the status code (a policy may choose any status, 400 included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Reason {
+    /// Every step passed: the request is forwarded.
+    Passed,
+    /// Step 1: the client address could not be resolved (an unknown client
+    /// is denied whatever the rules say).
+    UnknownClient,
+    /// Step 2: a network rule, or `default_access`, denied the client.
+    NetworkDenied,
+    /// Step 3: a plain request redirected to HTTPS.
+    RedirectToHttps,
+    /// Step 3: a plain request refused (`action: reject`).
+    HttpsRequired,
+    /// Step 3: a redirect was due, but the host is not in `https_only.hosts`
+    /// (or the path is not safe to echo): refused with 400, never redirected.
+    HostNotAllowed,
+    /// Step 4: the `require_headers` entry at this index is missing or wrong.
+    RequiredHeader(usize),
+}
+
+impl Reason {
+    /// The step that decided.
+    pub const fn step(self) -> Step {
+        match self {
+            Reason::Passed => Step::Forward,
+            Reason::UnknownClient => Step::ClientIp,
+            Reason::NetworkDenied => Step::Network,
+            Reason::RedirectToHttps | Reason::HttpsRequired | Reason::HostNotAllowed => {
+                Step::HttpsOnly
+            }
+            Reason::RequiredHeader(_) => Step::RequireHeaders,
+        }
+    }
+
+    /// What happens to the request because of it.
+    pub const fn verdict(self) -> Verdict {
+        match self {
+            Reason::Passed => Verdict::Forward,
+            Reason::RedirectToHttps => Verdict::Redirect,
+            _ => Verdict::Deny,
+        }
+    }
+}
+
+/// A decision and its trace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// What happens: always `reason.verdict()`.
+    pub verdict: Verdict,
+    /// Status of the local reply; 0 when forwarded (the upstream decides).
+    /// See [`Decision::reply_status`].
+    pub status: u16,
+    /// The network rule that matched (index into `network.rules`), or `None`
+    /// for the default (or no network section).
+    pub rule: Option<usize>,
+    /// The client.
+    pub client: Client,
+    /// The step that decided: always `reason.step()`.
+    pub step: Step,
+    /// Why: the step that decided and what it found.
+    pub reason: Reason,
+    /// Whether the request counts as secure (HSTS applies).
+    pub secure: bool,
+    /// The `Location` of a redirect.
+    pub location: Option<Vec<u8>>,
+}
+
+impl Decision {
+    /// The status of the local reply, or `None` when the request is
+    /// forwarded (the upstream gives the status).
+    pub fn reply_status(&self) -> Option<u16> {
+        (self.verdict != Verdict::Forward).then_some(self.status)
+    }
+
+    /// Stops the request for `reason` with `status`.
+    fn stop(mut self, reason: Reason, status: u16) -> Decision {
+        self.reason = reason;
+        self.verdict = reason.verdict();
+        self.step = reason.step();
+        self.status = status;
+        self
+    }
+}
+
+/// Constant-time equality (length is not hidden).
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut d = 0u8;
+    for (x, y) in a.iter().zip(b) {
+        d |= x ^ y;
+    }
+    // Keep the optimizer from short-circuiting the loop above.
+    core::hint::black_box(d) == 0
+}
+
+impl Policy {
+    /// Decides a request: steps 1 to 5 of the spec. Never panics, whatever
+    /// the bytes.
+    pub fn decide(&self, req: &Request<'_>) -> Decision {
+        let client = self.client(req);
+        let mut d = Decision {
+            verdict: Verdict::Forward,
+            status: 0,
+            rule: None,
+            client,
+            step: Step::Forward,
+            reason: Reason::Passed,
+            secure: self.is_secure(req),
+            location: None,
+        };
+        // 2. Network rules. An unknown client is denied whatever the rules.
+        let deny_status = self.network.as_ref().map_or(403, |n| n.deny_status);
+        let Some(ip) = client.ip else {
+            return d.stop(Reason::UnknownClient, deny_status);
+        };
+        if let Some(net) = &self.network {
+            let flow = Flow {
+                src: addr::key(ip),
+                sport: req.peer.port(),
+                dst: addr::key(req.local.ip()),
+                dport: req.local.port(),
+                transport: req.transport,
+            };
+            let (rule, access) = match self.match_rule(&flow) {
+                Some(i) => (
+                    Some(i),
+                    net.rules.get(i).map_or(net.default_access, |r| r.access),
+                ),
+                None => (None, net.default_access),
+            };
+            d.rule = rule;
+            if access == Access::Deny {
+                return d.stop(Reason::NetworkDenied, deny_status);
+            }
+        }
+        // 3. HTTPS only.
+        if let (Some(h), false) = (&self.https_only, d.secure) {
+            if h.action == HttpsAction::Reject {
+                return d.stop(Reason::HttpsRequired, h.reject_status);
+            }
+            return match self.location(req) {
+                Some(loc) => {
+                    let get_or_head = req.method == b"GET" || req.method == b"HEAD";
+                    d.location = Some(loc);
+                    let status = if get_or_head { h.redirect_status } else { 308 };
+                    d.stop(Reason::RedirectToHttps, status)
+                }
+                None => d.stop(Reason::HostNotAllowed, 400),
+            };
+        }
+        // 4. Required headers.
+        for (i, r) in self.require_headers.iter().enumerate() {
+            let mut ok = false;
+            req.headers.each_value(&r.name, &mut |v| {
+                for want in &r.values {
+                    ok |= ct_eq(v, want);
+                }
+            });
+            if !ok {
+                return d.stop(Reason::RequiredHeader(i), r.status);
+            }
+        }
+        d
+    }
+
+    /// The decision for a request whose client the host cannot name (no
+    /// usable peer or local address): denied like an unknown client.
+    pub fn deny_unknown_client(&self, secure: bool) -> Decision {
+        let d = Decision {
+            verdict: Verdict::Forward,
+            status: 0,
+            rule: None,
+            client: Client {
+                ip: None,
+                source: ClientSource::Peer,
+            },
+            step: Step::Forward,
+            reason: Reason::Passed,
+            secure,
+            location: None,
+        };
+        let status = self.network.as_ref().map_or(403, |n| n.deny_status);
+        d.stop(Reason::UnknownClient, status)
+    }
+
+    /// The first rule (index into `network.rules`) matching a flow.
+    pub fn match_rule(&self, flow: &Flow) -> Option<usize> {
+        let net = self.network.as_ref()?;
+        let (a, b) = net.table.candidates(flow.src);
+        let (mut i, mut j) = (0, 0);
+        loop {
+            let next = match (a.get(i), b.get(j)) {
+                (Some(&x), Some(&y)) if x <= y => {
+                    i += 1;
+                    if x == y {
+                        j += 1;
+                    }
+                    x
+                }
+                (_, Some(&y)) => {
+                    j += 1;
+                    y
+                }
+                (Some(&x), None) => {
+                    i += 1;
+                    x
+                }
+                (None, None) => return None,
+            };
+            let idx = next as usize;
+            let hit = match net.table.compact(idx) {
+                Some(c) if c.exact => {
+                    c.proto.matches(flow.transport)
+                        && c.sport.0 <= flow.sport
+                        && flow.sport <= c.sport.1
+                        && c.dport.0 <= flow.dport
+                        && flow.dport <= c.dport.1
+                }
+                _ => net.rules.get(idx).is_some_and(|r| flow.matches_rest(r)),
+            };
+            if hit {
+                return Some(idx);
+            }
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! Explanations for people ("IP flow verify"): how each network rule fared
+//! against a request's flow, and why, in words.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::addr;
+use crate::decide::Request;
+use crate::policy::Policy;
+use crate::rule::{Flow, Rule};
+use crate::words::words;
+
+words! {
+    /// The field of a rule that did not match a flow; its word is the
+    /// policy's field name.
+    pub enum Field {
+        /// `source`
+        Source = "source",
+        /// `source_ports`
+        SourcePorts = "source_ports",
+        /// `destination`
+        Destination = "destination",
+        /// `destination_ports`
+        DestinationPorts = "destination_ports",
+        /// `protocol`
+        Protocol = "protocol",
+    }
+}
+
+/// How one rule fared against a flow (for "IP flow verify" explanations).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuleCheck {
+    /// Index into `network.rules` (priority order).
+    pub index: usize,
+    /// The first field that did not match, or `None` if the rule matched.
+    pub failed: Option<Field>,
+    /// Whether this rule decided (the first match).
+    pub decided: bool,
+}
+
+impl Policy {
+    /// Every network rule in priority order, with whether it matched the
+    /// request's flow and, if not, the first field that did not. Walks the
+    /// rules one by one (not the compiled table): this is for people, and
+    /// the property tests check that both agree.
+    pub fn explain(&self, req: &Request<'_>) -> Vec<RuleCheck> {
+        let Some(net) = &self.network else {
+            return Vec::new();
+        };
+        let Some(ip) = self.client(req).ip else {
+            return Vec::new();
+        };
+        let flow = Flow {
+            src: addr::key(ip),
+            sport: req.peer.port(),
+            dst: addr::key(req.local.ip()),
+            dport: req.local.port(),
+            transport: req.transport,
+        };
+        let mut decided = false;
+        net.rules
+            .iter()
+            .enumerate()
+            .map(|(index, r)| {
+                let failed = flow.first_mismatch(r);
+                let this = failed.is_none() && !decided;
+                decided |= this;
+                RuleCheck {
+                    index,
+                    failed,
+                    decided: this,
+                }
+            })
+            .collect()
+    }
+}
+
+impl RuleCheck {
+    /// Why the rule did or did not match, in words, e.g. `local port 443 is
+    /// not in destination_ports 454-455`. Used by the CLI's `explain` and
+    /// the playground alike.
+    pub fn reason(&self, policy: &Policy, req: &Request<'_>) -> String {
+        let Some(r) = policy
+            .network
+            .as_ref()
+            .and_then(|n| n.rules.get(self.index))
+        else {
+            return String::new();
+        };
+        let list = |t: &[String]| {
+            if t.is_empty() {
+                String::from("*")
+            } else {
+                t.join(", ")
+            }
+        };
+        match self.failed {
+            None if self.decided => {
+                alloc::format!(
+                    "every field matches: this rule decides ({})",
+                    r.access.as_str()
+                )
+            }
+            None => String::from("every field matches, but a higher-priority rule decided first"),
+            Some(Field::Source) => alloc::format!(
+                "client {} is not in source [{}]",
+                policy
+                    .client(req)
+                    .ip
+                    .map_or_else(|| String::from("unknown"), |ip| alloc::format!("{ip}")),
+                list(&r.source_text)
+            ),
+            Some(Field::SourcePorts) => alloc::format!(
+                "client port {} is not in source_ports {}",
+                req.peer.port(),
+                r.source_ports
+            ),
+            Some(Field::Destination) => alloc::format!(
+                "local address {} is not in destination [{}]",
+                addr::canonical(req.local.ip()),
+                list(&r.destination_text)
+            ),
+            Some(Field::DestinationPorts) => alloc::format!(
+                "local port {} is not in destination_ports {}",
+                req.local.port(),
+                r.destination_ports
+            ),
+            Some(Field::Protocol) => alloc::format!(
+                "transport {} does not match protocol {}",
+                req.transport.as_str(),
+                r.protocol.as_str()
+            ),
+        }
+    }
+}
+
+impl Flow {
+    /// The first field of `r` that does not match, in the order the policy
+    /// lists them, or `None` when the rule matches.
+    pub fn first_mismatch(&self, r: &Rule) -> Option<Field> {
+        if !r.source.contains(self.src) {
+            Some(Field::Source)
+        } else if !r.source_ports.contains(self.sport) {
+            Some(Field::SourcePorts)
+        } else if !r.destination.contains(self.dst) {
+            Some(Field::Destination)
+        } else if !r.destination_ports.contains(self.dport) {
+            Some(Field::DestinationPorts)
+        } else if !r.protocol.matches(self.transport) {
+            Some(Field::Protocol)
+        } else {
+            None
+        }
+    }
+}

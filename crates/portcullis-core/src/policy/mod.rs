@@ -1,0 +1,303 @@
+//! The policy document: its compiled model, and how it is read.
+//!
+//! [`Policy::parse`] reads a policy-v1 document, checks every rule of the
+//! spec (in `validate`) and either returns a compiled [`Policy`] or every
+//! problem found, each with its JSON path, line and column. Nothing is
+//! half-applied. The syntax of ports, hosts, names and tokens is in
+//! [`syntax`]; the network rule itself in [`crate::rule`].
+
+use alloc::collections::BTreeMap;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use crate::addr::AddrSet;
+use crate::error::{Error, Problem, Problems};
+use crate::json::{self, Value};
+use crate::matcher::Table;
+use crate::words::words;
+
+pub mod syntax;
+mod validate;
+
+pub use crate::rule::{Access, PortSet, Protocol, Rule};
+use syntax::is_name;
+pub use syntax::parse_port_spec;
+
+/// Largest policy document accepted, in bytes.
+pub const MAX_POLICY_BYTES: usize = 8 << 20;
+
+/// The `network` section.
+#[derive(Debug, Clone)]
+pub struct Network {
+    /// Rules in priority order (lowest number first).
+    pub rules: Vec<Rule>,
+    /// What happens when no rule matches.
+    pub default_access: Access,
+    /// Status of the deny reply.
+    pub deny_status: u16,
+    /// Body of the deny reply.
+    pub deny_body: String,
+    /// The compiled matcher.
+    pub table: Table,
+    /// Line and column of `network.rules`, for errors found compiling it.
+    rules_at: (u32, u32),
+}
+
+words! {
+    /// Where the client address comes from: the policy's `client_ip.from`,
+    /// and, in a decision, where it came from
+    /// ([`ClientSource`](crate::ClientSource) is this type).
+    pub enum ClientFrom {
+        /// The TCP peer.
+        Peer = "peer",
+        /// X-Forwarded-For, from trusted proxies only.
+        XForwardedFor = "x-forwarded-for",
+    }
+}
+
+/// The `client_ip` section.
+#[derive(Debug, Clone)]
+pub struct ClientIp {
+    /// Source of the address.
+    pub from: ClientFrom,
+    /// Proxies whose X-Forwarded-For (and X-Forwarded-Proto) are believed.
+    pub trusted_proxies: AddrSet,
+}
+
+words! {
+    /// What to do with a plain request.
+    pub enum HttpsAction {
+        /// Redirect to `https://`.
+        Redirect = "redirect",
+        /// Refuse it.
+        Reject = "reject",
+    }
+}
+
+/// A host a `Location` may name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedHost {
+    /// The host without port, lowercased, for matching `:authority`.
+    pub host: String,
+    /// What goes after `https://` (port kept unless 443).
+    pub location: String,
+}
+
+/// The `https_only` section.
+#[derive(Debug, Clone)]
+pub struct HttpsOnly {
+    /// Redirect or reject.
+    pub action: HttpsAction,
+    /// Status of a redirect of GET/HEAD.
+    pub redirect_status: u16,
+    /// Hosts a redirect may name.
+    pub hosts: Vec<AllowedHost>,
+    /// Status of a reject.
+    pub reject_status: u16,
+    /// Believe `X-Forwarded-Proto: https` from trusted proxies.
+    pub trust_forwarded_proto: bool,
+}
+
+/// One `require_headers` entry.
+#[derive(Clone)]
+pub struct RequiredHeader {
+    /// Lowercased name.
+    pub name: String,
+    /// Accepted values.
+    pub values: Vec<Vec<u8>>,
+    /// Status when missing or wrong.
+    pub status: u16,
+}
+
+impl core::fmt::Debug for RequiredHeader {
+    // Values are secrets: never printed, not even in debug output.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RequiredHeader")
+            .field("name", &self.name)
+            .field(
+                "values",
+                &alloc::format!("<{} redacted>", self.values.len()),
+            )
+            .field("status", &self.status)
+            .finish()
+    }
+}
+
+words! {
+    /// `exists` of a set op.
+    pub enum Exists {
+        /// Replace all existing values.
+        Override = "override",
+        /// Keep an existing header untouched.
+        Skip = "skip",
+        /// Add one more value.
+        Append = "append",
+    }
+}
+
+/// A header op.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderOp {
+    /// Remove every value of the (lowercased) name.
+    Remove(String),
+    /// Set the (lowercased) name.
+    Set {
+        /// Lowercased name.
+        name: String,
+        /// Value.
+        value: String,
+        /// What to do when it exists.
+        exists: Exists,
+    },
+}
+
+impl HeaderOp {
+    /// The header the op touches.
+    pub fn name(&self) -> &str {
+        match self {
+            HeaderOp::Remove(n) | HeaderOp::Set { name: n, .. } => n,
+        }
+    }
+}
+
+/// The `hsts` section.
+#[derive(Debug, Clone)]
+pub struct Hsts {
+    /// `max-age` in seconds.
+    pub max_age: u64,
+    /// `includeSubDomains`.
+    pub include_subdomains: bool,
+    /// `preload`.
+    pub preload: bool,
+    /// The rendered header value.
+    pub value: String,
+}
+
+/// A compiled policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// The policy's name.
+    pub name: String,
+    /// Client address resolution.
+    pub client_ip: ClientIp,
+    /// Network rules, if any.
+    pub network: Option<Network>,
+    /// HTTPS enforcement, if any.
+    pub https_only: Option<HttpsOnly>,
+    /// APIM `check-header`s.
+    pub require_headers: Vec<RequiredHeader>,
+    /// Ops on the forwarded request.
+    pub request_headers: Vec<HeaderOp>,
+    /// Ops on every response.
+    pub response_headers: Vec<HeaderOp>,
+    /// HSTS, if any.
+    pub hsts: Option<Hsts>,
+    /// Address groups by name, resolved.
+    pub address_groups: BTreeMap<String, AddrSet>,
+}
+
+impl Policy {
+    /// Parses and validates a policy document.
+    pub fn parse(bytes: &[u8]) -> Result<Policy, Problems> {
+        if bytes.len() > MAX_POLICY_BYTES {
+            return Err(Problems(alloc::vec![Problem {
+                path: String::new(),
+                line: 1,
+                column: 1,
+                error: Error::TooLarge {
+                    limit: MAX_POLICY_BYTES
+                },
+            }]));
+        }
+        let text = match core::str::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                let ok = bytes.get(..e.valid_up_to()).unwrap_or(&[]);
+                let (line, column) =
+                    json::line_col(core::str::from_utf8(ok).unwrap_or(""), ok.len());
+                return Err(Problems(alloc::vec![Problem {
+                    path: String::new(),
+                    line,
+                    column,
+                    error: Error::NotUtf8,
+                }]));
+            }
+        };
+        let value = json::parse(text).map_err(|e| Problems::syntax(text, &e))?;
+        let policy = Policy::validate(&value, text)?;
+        drop(value);
+        policy.compile()
+    }
+
+    /// Validates an already parsed document; `text` is the source the spans
+    /// point into (used for line and column).
+    pub fn from_value(value: &Value, text: &str) -> Result<Policy, Problems> {
+        Policy::validate(value, text)?.compile()
+    }
+
+    /// Compiles the network rules into the matcher.
+    fn compile(mut self) -> Result<Policy, Problems> {
+        if let Some(net) = &mut self.network {
+            net.table = Table::build(&net.rules).map_err(|error| {
+                Problems(alloc::vec![Problem {
+                    path: String::from("network.rules"),
+                    line: net.rules_at.0,
+                    column: net.rules_at.1,
+                    error,
+                }])
+            })?;
+        }
+        Ok(self)
+    }
+
+    /// The `name` of a document, when it is JSON with a well-formed name,
+    /// valid or not otherwise: hosts use it to label a rejected policy.
+    pub fn name_of(bytes: &[u8]) -> Option<String> {
+        let text = core::str::from_utf8(bytes).ok()?;
+        let value = json::parse(text).ok()?;
+        let name = value.get("name")?.as_str()?;
+        is_name(name, 64).then(|| name.to_string())
+    }
+
+    /// Name of a rule by index, or `default`.
+    pub fn rule_name(&self, rule: Option<usize>) -> &str {
+        match (rule, &self.network) {
+            (Some(i), Some(n)) => n.rules.get(i).map_or("default", |r| r.name.as_str()),
+            _ => "default",
+        }
+    }
+
+    /// Whether deciding a request needs any request header (beyond the
+    /// pseudo-headers used for redirects). Lets hosts skip reading them.
+    pub fn reads_request_headers(&self) -> bool {
+        self.client_ip.from == ClientFrom::XForwardedFor
+            || self
+                .https_only
+                .as_ref()
+                .is_some_and(|h| h.trust_forwarded_proto)
+            || !self.require_headers.is_empty()
+            || self.request_headers.iter().any(|op| {
+                matches!(
+                    op,
+                    HeaderOp::Set {
+                        exists: Exists::Skip,
+                        ..
+                    }
+                )
+            })
+    }
+
+    /// Whether response edits depend on the response's headers (a `skip`
+    /// op), so hosts must pass them.
+    pub fn reads_response_headers(&self) -> bool {
+        self.response_headers.iter().any(|op| {
+            matches!(
+                op,
+                HeaderOp::Set {
+                    exists: Exists::Skip,
+                    ..
+                }
+            )
+        })
+    }
+}

@@ -1,0 +1,215 @@
+//! The validator's readers of JSON values: each checks one kind of value
+//! and records a problem (with its path) when it is not that kind.
+
+use alloc::string::ToString;
+use alloc::vec::Vec;
+
+use crate::error::{Error, Problem};
+use crate::json::{Kind, Span, Value};
+use crate::words::Words;
+
+use super::{child, Validator};
+
+/// An object's first occurrences of the allowed keys.
+pub(super) struct Fields<'v> {
+    pub(super) items: Vec<(&'v str, &'v Value)>,
+    pub(super) span: Span,
+}
+
+impl<'v> Fields<'v> {
+    pub(super) fn get(&self, k: &str) -> Option<&'v Value> {
+        self.items.iter().find(|(n, _)| *n == k).map(|(_, v)| *v)
+    }
+}
+
+impl<'t> Validator<'t> {
+    pub(super) fn err(&mut self, path: &str, span: Span, error: Error) {
+        let (line, column) = self.lines.at(span.start);
+        self.problems.push(Problem {
+            path: path.to_string(),
+            line,
+            column,
+            error,
+        });
+    }
+
+    pub(super) fn fields<'v>(
+        &mut self,
+        v: &'v Value,
+        path: &str,
+        allowed: &'static [&'static str],
+    ) -> Option<Fields<'v>> {
+        let Kind::Object(members) = &v.kind else {
+            self.err(
+                path,
+                v.span,
+                Error::WrongType {
+                    expected: "an object",
+                    found: v.kind_name(),
+                },
+            );
+            return None;
+        };
+        let mut items: Vec<(&'v str, &'v Value)> = Vec::with_capacity(members.len());
+        for m in members {
+            let p = child(path, &m.key);
+            if items.iter().any(|(k, _)| *k == m.key) {
+                self.err(&p, m.key_span, Error::DuplicateKey(m.key.clone()));
+            } else if !allowed.contains(&m.key.as_str()) {
+                self.err(
+                    &p,
+                    m.key_span,
+                    Error::UnknownField {
+                        field: m.key.clone(),
+                        expected: allowed,
+                    },
+                );
+            } else {
+                items.push((&m.key, &m.value));
+            }
+        }
+        Some(Fields {
+            items,
+            span: v.span,
+        })
+    }
+
+    pub(super) fn required<'v>(
+        &mut self,
+        f: &Fields<'v>,
+        path: &str,
+        k: &'static str,
+    ) -> Option<&'v Value> {
+        let v = f.get(k);
+        if v.is_none() {
+            self.err(path, f.span, Error::MissingField(k));
+        }
+        v
+    }
+
+    pub(super) fn string<'v>(&mut self, v: &'v Value, path: &str) -> Option<&'v str> {
+        match &v.kind {
+            Kind::String(s) => Some(s),
+            _ => {
+                self.err(
+                    path,
+                    v.span,
+                    Error::WrongType {
+                        expected: "a string",
+                        found: v.kind_name(),
+                    },
+                );
+                None
+            }
+        }
+    }
+
+    pub(super) fn boolean(&mut self, v: &Value, path: &str) -> Option<bool> {
+        match v.kind {
+            Kind::Bool(b) => Some(b),
+            _ => {
+                self.err(
+                    path,
+                    v.span,
+                    Error::WrongType {
+                        expected: "true or false",
+                        found: v.kind_name(),
+                    },
+                );
+                None
+            }
+        }
+    }
+
+    pub(super) fn integer(&mut self, v: &Value, path: &str, min: u64, max: u64) -> Option<u64> {
+        match (&v.kind, v.as_u64()) {
+            (_, Some(n)) if (min..=max).contains(&n) => Some(n),
+            (Kind::Number(_), _) => {
+                self.err(path, v.span, Error::OutOfRange { min, max });
+                None
+            }
+            _ => {
+                self.err(
+                    path,
+                    v.span,
+                    Error::WrongType {
+                        expected: "an integer",
+                        found: v.kind_name(),
+                    },
+                );
+                None
+            }
+        }
+    }
+
+    pub(super) fn array<'v>(&mut self, v: &'v Value, path: &str) -> Option<&'v [Value]> {
+        match &v.kind {
+            Kind::Array(a) => Some(a),
+            _ => {
+                self.err(
+                    path,
+                    v.span,
+                    Error::WrongType {
+                        expected: "a list",
+                        found: v.kind_name(),
+                    },
+                );
+                None
+            }
+        }
+    }
+
+    /// One of `T`'s words, in any case.
+    pub(super) fn word<T: Words>(&mut self, v: &Value, path: &str) -> Option<T> {
+        let s = self.string(v, path)?;
+        let found = T::ALL
+            .iter()
+            .copied()
+            .find(|t| t.as_word().eq_ignore_ascii_case(s));
+        if found.is_none() {
+            self.err(
+                path,
+                v.span,
+                Error::NotOneOf {
+                    found: s.to_string(),
+                    expected: T::WORDS,
+                },
+            );
+        }
+        found
+    }
+
+    pub(super) fn status(
+        &mut self,
+        v: Option<&Value>,
+        path: &str,
+        default: u16,
+        allowed: &'static [u16],
+        desc: &'static str,
+    ) -> Option<u16> {
+        let Some(v) = v else { return Some(default) };
+        let n = match &v.kind {
+            Kind::Number(_) => v.as_u64(),
+            _ => {
+                self.err(
+                    path,
+                    v.span,
+                    Error::WrongType {
+                        expected: "an integer",
+                        found: v.kind_name(),
+                    },
+                );
+                return None;
+            }
+        };
+        match n.and_then(|n| u16::try_from(n).ok()) {
+            Some(s) if (allowed.is_empty() && (400..=599).contains(&s)) || allowed.contains(&s) => {
+                Some(s)
+            }
+            _ => {
+                self.err(path, v.span, Error::BadStatus { allowed: desc });
+                None
+            }
+        }
+    }
+}

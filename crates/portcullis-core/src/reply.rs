@@ -1,0 +1,55 @@
+//! Local replies: the hardened answer to a request the policy stops.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::decide::{Decision, Reason};
+use crate::edits::apply_edits;
+use crate::policy::Policy;
+
+/// A local reply, hardened: response ops and HSTS already applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalReply {
+    /// Status code.
+    pub status: u16,
+    /// Headers (lowercase names).
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+impl Policy {
+    /// The local reply for a decision that stops the request, with the
+    /// response ops and HSTS applied; `None` when it is forwarded.
+    pub fn local_reply(&self, d: &Decision) -> Option<LocalReply> {
+        let body: &[u8] = match d.reason {
+            Reason::Passed => return None,
+            Reason::RedirectToHttps => b"",
+            Reason::UnknownClient | Reason::NetworkDenied => self
+                .network
+                .as_ref()
+                .map_or(b"Forbidden\n".as_slice(), |n| n.deny_body.as_bytes()),
+            Reason::HostNotAllowed => b"Bad Request: host not allowed\n",
+            Reason::HttpsRequired => b"HTTPS Required\n",
+            Reason::RequiredHeader(_) => b"Unauthorized\n",
+        };
+        let mut headers: Vec<(String, Vec<u8>)> = Vec::new();
+        if let Some(loc) = &d.location {
+            headers.push((String::from("location"), loc.clone()));
+        }
+        if !body.is_empty() {
+            headers.push((
+                String::from("content-type"),
+                b"text/plain; charset=utf-8".to_vec(),
+            ));
+        }
+        let mut edits = Vec::new();
+        self.response_edits(d.secure, &headers, &mut edits);
+        apply_edits(&mut headers, &edits);
+        Some(LocalReply {
+            status: d.status,
+            headers,
+            body: body.to_vec(),
+        })
+    }
+}
