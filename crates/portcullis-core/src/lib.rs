@@ -52,6 +52,7 @@ extern crate alloc;
 pub mod addr;
 pub mod decide;
 pub mod edits;
+mod env;
 mod error;
 pub mod eval;
 pub mod explain;
@@ -67,7 +68,8 @@ mod words;
 
 pub use decide::{Client, ClientSource, Decision, Headers, Reason, Request, Step, Trace, Verdict};
 pub use edits::{apply_edits, Edit, EditOp};
-pub use error::{Error, Problem, Problems, RuleRef};
+pub use env::{Env, NoEnv};
+pub use error::{EnvProblem, Error, Problem, Problems, RuleRef};
 pub use explain::{Field, RuleCheck};
 pub use inputs::Inputs;
 pub use policy::Policy;

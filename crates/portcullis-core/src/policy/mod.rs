@@ -11,6 +11,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use crate::addr::AddrSet;
+use crate::env::{Env, NoEnv};
 use crate::error::{Error, Problem, Problems};
 use crate::json::{self, Value};
 use crate::matcher::Table;
@@ -103,8 +104,11 @@ pub struct HttpsOnly {
 pub struct RequiredHeader {
     /// Lowercased name.
     pub name: String,
-    /// Accepted values.
+    /// Accepted values: the inline `values`, then those of `values_from`.
     pub values: Vec<Vec<u8>>,
+    /// The environment variables of `values_from`, in order (their values
+    /// are the last `env.len()` entries of `values`).
+    pub env: Vec<String>,
     /// Status when missing or wrong.
     pub status: u16,
 }
@@ -118,6 +122,7 @@ impl core::fmt::Debug for RequiredHeader {
                 "values",
                 &alloc::format!("<{} redacted>", self.values.len()),
             )
+            .field("env", &self.env)
             .field("status", &self.status)
             .finish()
     }
@@ -136,7 +141,7 @@ words! {
 }
 
 /// A header op.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum HeaderOp {
     /// Remove every value of the (lowercased) name.
     Remove(String),
@@ -148,7 +153,33 @@ pub enum HeaderOp {
         value: String,
         /// What to do when it exists.
         exists: Exists,
+        /// The environment variable the value was read from
+        /// (`value_from`), if it was not inline.
+        from_env: Option<String>,
     },
+}
+
+impl core::fmt::Debug for HeaderOp {
+    // A value read from the environment is a secret: never printed.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            HeaderOp::Remove(n) => f.debug_tuple("Remove").field(n).finish(),
+            HeaderOp::Set {
+                name,
+                value,
+                exists,
+                from_env,
+            } => {
+                let mut d = f.debug_struct("Set");
+                d.field("name", name);
+                match from_env {
+                    Some(var) => d.field("value", &alloc::format!("<from env {var}>")),
+                    None => d.field("value", value),
+                };
+                d.field("exists", exists).finish()
+            }
+        }
+    }
 }
 
 impl HeaderOp {
@@ -194,11 +225,34 @@ pub struct Policy {
     pub hsts: Option<Hsts>,
     /// Address groups by name, resolved.
     pub address_groups: BTreeMap<String, AddrSet>,
+    /// Where a header that looks like a credential is given an inline value
+    /// (path and line), for the `inline-credential` lint.
+    pub inline_credentials: Vec<(String, u32)>,
 }
 
 impl Policy {
-    /// Parses and validates a policy document.
+    /// Parses and validates a policy document with no host environment
+    /// (a `value_from` or `values_from` is then reported as missing).
+    ///
+    /// ```
+    /// use portcullis_core::Policy;
+    ///
+    /// let p = Policy::parse(br#"{"name": "api", "network": {"rules": [
+    ///     {"name": "gateway", "priority": 100, "access": "allow", "source": ["10.0.0.4"]}]}}"#)
+    ///     .unwrap();
+    /// assert_eq!(p.name, "api");
+    ///
+    /// let err = Policy::parse(br#"{"name": "api", "hsts": {"max_age": -1}}"#).unwrap_err();
+    /// assert_eq!(err.0[0].path, "hsts.max_age");
+    /// assert_eq!((err.0[0].line, err.0[0].column), (1, 37));
+    /// ```
     pub fn parse(bytes: &[u8]) -> Result<Policy, Problems> {
+        Policy::parse_with_env(bytes, &NoEnv)
+    }
+
+    /// Parses and validates a policy document, reading `value_from` and
+    /// `values_from` variables from `env` (see [`Env`]).
+    pub fn parse_with_env(bytes: &[u8], env: &dyn Env) -> Result<Policy, Problems> {
         if bytes.len() > MAX_POLICY_BYTES {
             return Err(Problems(alloc::vec![Problem {
                 path: String::new(),
@@ -224,7 +278,7 @@ impl Policy {
             }
         };
         let value = json::parse(text).map_err(|e| Problems::syntax(text, &e))?;
-        let policy = Policy::validate(&value, text)?;
+        let policy = Policy::validate(&value, text, env)?;
         drop(value);
         policy.compile()
     }
@@ -232,7 +286,7 @@ impl Policy {
     /// Validates an already parsed document; `text` is the source the spans
     /// point into (used for line and column).
     pub fn from_value(value: &Value, text: &str) -> Result<Policy, Problems> {
-        Policy::validate(value, text)?.compile()
+        Policy::validate(value, text, &NoEnv)?.compile()
     }
 
     /// Compiles the network rules into the matcher.
