@@ -128,6 +128,7 @@ fn ops_to_edits<'p>(ops: &'p [HeaderOp], headers: &dyn Headers, out: &mut Vec<Ed
                 name,
                 value,
                 exists,
+                ..
             } => {
                 let op = match exists {
                     Exists::Override => EditOp::Replace,

@@ -62,6 +62,7 @@ extern crate alloc;
 pub mod addr;
 pub mod decide;
 pub mod edits;
+mod env;
 mod error;
 pub mod eval;
 pub mod explain;
@@ -81,7 +82,8 @@ pub use decide::{
     WOULD_PREFIX,
 };
 pub use edits::{apply_edits, Edit, EditOp};
-pub use error::{Error, Problem, Problems, RuleRef};
+pub use env::{Env, NoEnv};
+pub use error::{EnvProblem, Error, Problem, Problems, RuleRef};
 pub use explain::{Field, RuleCheck};
 pub use inputs::Inputs;
 pub use policy::Policy;

@@ -142,7 +142,10 @@ impl RootContext for Root {
             );
             return false;
         };
-        match Policy::parse(&bytes) {
+        // `value_from` variables: Envoy's `vm_config.environment_variables`,
+        // read once here, never per request.
+        let env = host::environment().unwrap_or_default();
+        match Policy::parse_with_env(&bytes, &env) {
             Ok(policy) => {
                 let debug = host::log_level().is_some_and(|l| l <= level::DEBUG);
                 host::log(

@@ -97,6 +97,53 @@ extern "C" {
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
 }
 
+// Envoy hands `vm_config.environment_variables` to a module through these
+// two WASI calls (it provides them to every module, WASI build or not).
+#[link(wasm_import_module = "wasi_snapshot_preview1")]
+extern "C" {
+    fn environ_sizes_get(count: *mut usize, buf_size: *mut usize) -> u16;
+    fn environ_get(environ: *mut *mut u8, buf: *mut u8) -> u16;
+}
+
+/// Most bytes of environment the filter reads (names, values and
+/// separators); a host that offers more gets none of it read.
+const MAX_ENVIRONMENT: usize = 1 << 20;
+
+/// The VM's environment as `(name, value)` pairs (Envoy:
+/// `vm_config.environment_variables`, `host_env_keys` and `key_values`).
+/// Entries that are not `NAME=VALUE` in UTF-8 are skipped; `None` when the
+/// host refuses or offers more than [`MAX_ENVIRONMENT`] bytes.
+pub fn environment() -> Option<Vec<(String, String)>> {
+    let (mut count, mut size) = (0usize, 0usize);
+    // SAFETY: valid out pointers.
+    if unsafe { environ_sizes_get(&mut count, &mut size) } != 0 {
+        return None;
+    }
+    if size > MAX_ENVIRONMENT || count > size {
+        return None;
+    }
+    let mut ptrs: Vec<*mut u8> = vec![null_mut(); count];
+    let mut buf: Vec<u8> = vec![0u8; size];
+    // SAFETY: `ptrs` has room for `count` pointers and `buf` for `size`
+    // bytes, the sizes the host just reported.
+    if unsafe { environ_get(ptrs.as_mut_ptr(), buf.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // The host wrote NUL-terminated `NAME=VALUE` strings back to back into
+    // `buf`; read them from the buffer itself rather than through the
+    // pointers, so a bad pointer cannot make us read outside it.
+    let mut out = Vec::with_capacity(count);
+    for entry in buf.split(|&b| b == 0).take(count) {
+        let Ok(text) = core::str::from_utf8(entry) else {
+            continue;
+        };
+        if let Some((k, v)) = text.split_once('=') {
+            out.push((k.into(), v.into()));
+        }
+    }
+    Some(out)
+}
+
 /// Takes ownership of a buffer the host allocated through the SDK's
 /// `proxy_on_memory_allocate` (a boxed slice of exactly `size` bytes).
 ///

@@ -576,3 +576,57 @@ fn a_reply_the_host_sends_before_the_request_hook_is_hardened_on_tls_only() {
     assert!(get(&x, "strict-transport-security").is_empty());
     assert_eq!(get(&x, "x-content-type-options"), [b"nosniff".to_vec()]);
 }
+/// `value_from` / `values_from`: the key comes from the VM environment
+/// (Envoy's `vm_config.environment_variables`, here the host's WASI
+/// `environ_get`), read once at configure; a missing variable rejects the
+/// policy with its path and name, never a value.
+#[test]
+fn keys_come_from_the_vm_environment() {
+    let policy = br#"{
+        "name": "env-keys",
+        "require_headers": [{"name": "x-api-key", "values": ["inline-old"],
+                             "values_from": [{"env": "API_KEY_NEW"}]}],
+        "request_headers": [{"set": "x-functions-key", "value_from": {"env": "FUNCTION_KEY"}}]
+    }"#;
+    let env = vec![
+        ("FUNCTION_KEY".to_string(), "K-from-env".to_string()),
+        ("API_KEY_NEW".to_string(), "new-key".to_string()),
+        ("UNRELATED".to_string(), "x=y".to_string()),
+    ];
+    let core = Policy::parse_with_env(policy, &env).unwrap();
+    let mut plugin = engine(LogLevel::Info)
+        .with_environment(env.clone())
+        .configure(policy)
+        .unwrap_or_else(|e| panic!("{e}"));
+    for (key, forwarded) in [
+        (&b"new-key"[..], true),
+        (b"inline-old", true),
+        (b"K-from-env", false),
+    ] {
+        let req = request(APIM, "10.0.0.4:443", true, &[(b"x-api-key", key)]);
+        let ex = play_and_compare(&mut plugin, &core, &req);
+        let up = ex.upstream_request_headers.as_ref();
+        assert_eq!(up.is_some(), forwarded, "{}", String::from_utf8_lossy(key));
+        if let Some(up) = up {
+            let set: Vec<_> = up
+                .iter()
+                .filter(|(k, _)| k == b"x-functions-key")
+                .map(|(_, v)| v.as_slice())
+                .collect();
+            assert_eq!(set, [&b"K-from-env"[..]]);
+        }
+    }
+    // No such variable in the VM: refused, naming the path and the variable.
+    let err = engine(LogLevel::Info)
+        .with_environment(vec![("API_KEY_NEW".into(), "new-key".into())])
+        .configure(policy)
+        .unwrap_err();
+    let logs: Vec<&str> = err.logs().iter().map(|(_, m)| m.as_str()).collect();
+    assert!(
+        logs.iter()
+            .any(|m| m.contains("request_headers[0].value_from.env")
+                && m.contains("\"FUNCTION_KEY\" is not set")),
+        "{logs:?}"
+    );
+    assert!(!logs.iter().any(|m| m.contains("new-key")), "{logs:?}");
+}

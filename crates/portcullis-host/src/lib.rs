@@ -67,8 +67,10 @@
 //! `proxy_set_effective_context`, `proxy_done` (always NotFound),
 //! `proxy_define_metric`, `proxy_increment_metric`, `proxy_record_metric`,
 //! `proxy_get_metric`; and from `wasi_snapshot_preview1`: `fd_write` (logs),
-//! `clock_time_get`, `random_get` (deterministic), `environ_*`/`args_*`
-//! (empty), `sched_yield`, `proc_exit` (an error).
+//! `clock_time_get`, `random_get` (deterministic), `environ_sizes_get` and
+//! `environ_get` ([`Options::environment`], as Envoy's
+//! `vm_config.environment_variables`), `args_*` (empty), `sched_yield`,
+//! `proc_exit` (an error).
 //!
 //! Not supported — calling them fails the exchange with
 //! [`HostError::Unsupported`] naming the call: `proxy_http_call`, the gRPC
@@ -322,6 +324,9 @@ pub struct Options {
     pub plugin_root_id: String,
     /// `plugin_vm_id` property. Default empty.
     pub plugin_vm_id: String,
+    /// The VM's environment, as Envoy's `vm_config.environment_variables`
+    /// gives it (WASI `environ_get`). Default empty.
+    pub environment: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -333,6 +338,7 @@ impl Default for Options {
             plugin_name: "portcullis".to_string(),
             plugin_root_id: String::new(),
             plugin_vm_id: String::new(),
+            environment: Vec::new(),
         }
     }
 }
@@ -446,6 +452,14 @@ impl Engine {
     /// (see the crate docs for the exact sequence).
     pub fn configure(&self, plugin_config: &[u8]) -> Result<Plugin, ConfigureError> {
         self.start(plugin_config.to_vec(), Carried::default(), 0)
+    }
+
+    /// The same compiled filter with another VM environment (what Envoy's
+    /// `vm_config.environment_variables` sets); cheap, nothing is compiled.
+    pub fn with_environment(&self, environment: Vec<(String, String)>) -> Engine {
+        let mut e = self.clone();
+        e.options.environment = environment;
+        e
     }
 
     fn start(

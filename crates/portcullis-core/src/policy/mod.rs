@@ -11,6 +11,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use crate::addr::AddrSet;
+use crate::env::{Env, NoEnv};
 use crate::error::{Error, Problem, Problems};
 use crate::json;
 use crate::matcher::Table;
@@ -121,8 +122,11 @@ pub struct HttpsOnly {
 pub struct RequiredHeader {
     /// Lowercased name.
     pub name: String,
-    /// Accepted values.
+    /// Accepted values: the inline `values`, then those of `values_from`.
     pub values: Vec<Vec<u8>>,
+    /// The environment variables of `values_from`, in order (their values
+    /// are the last `env.len()` entries of `values`).
+    pub env: Vec<String>,
     /// Status when missing or wrong.
     pub status: u16,
 }
@@ -136,6 +140,7 @@ impl core::fmt::Debug for RequiredHeader {
                 "values",
                 &alloc::format!("<{} redacted>", self.values.len()),
             )
+            .field("env", &self.env)
             .field("status", &self.status)
             .finish()
     }
@@ -154,7 +159,7 @@ words! {
 }
 
 /// A header op.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum HeaderOp {
     /// Remove every value of the (lowercased) name.
     Remove(String),
@@ -166,7 +171,33 @@ pub enum HeaderOp {
         value: String,
         /// What to do when it exists.
         exists: Exists,
+        /// The environment variable the value was read from
+        /// (`value_from`), if it was not inline.
+        from_env: Option<String>,
     },
+}
+
+impl core::fmt::Debug for HeaderOp {
+    // A value read from the environment is a secret: never printed.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            HeaderOp::Remove(n) => f.debug_tuple("Remove").field(n).finish(),
+            HeaderOp::Set {
+                name,
+                value,
+                exists,
+                from_env,
+            } => {
+                let mut d = f.debug_struct("Set");
+                d.field("name", name);
+                match from_env {
+                    Some(var) => d.field("value", &alloc::format!("<from env {var}>")),
+                    None => d.field("value", value),
+                };
+                d.field("exists", exists).finish()
+            }
+        }
+    }
 }
 
 impl HeaderOp {
@@ -217,10 +248,14 @@ pub struct Policy {
     /// `trace_json: true` (an extension): hosts also publish the JSON form
     /// of the trace ([`Policy::trace_json`]) for access logs.
     pub trace_json: bool,
+    /// Where a header that looks like a credential is given an inline value
+    /// (path and line), for the `inline-credential` lint.
+    pub inline_credentials: Vec<(String, u32)>,
 }
 
 impl Policy {
-    /// Parses and validates a policy document.
+    /// Parses and validates a policy document with no host environment
+    /// (a `value_from` or `values_from` is then reported as missing).
     ///
     /// A document that breaks any rule of the spec is rejected as a whole,
     /// with every problem, each with its JSON path, line and column:
@@ -252,6 +287,12 @@ impl Policy {
     /// ]);
     /// ```
     pub fn parse(bytes: &[u8]) -> Result<Policy, Problems> {
+        Policy::parse_with_env(bytes, &NoEnv)
+    }
+
+    /// Parses and validates a policy document, reading `value_from` and
+    /// `values_from` variables from `env` (see [`Env`]).
+    pub fn parse_with_env(bytes: &[u8], env: &dyn Env) -> Result<Policy, Problems> {
         if bytes.len() > MAX_POLICY_BYTES {
             return Err(Problems(alloc::vec![Problem {
                 path: String::new(),
@@ -277,7 +318,7 @@ impl Policy {
             }
         };
         let value = json::parse(text).map_err(|e| Problems::syntax(text, &e))?;
-        let policy = Policy::validate(&value, text)?;
+        let policy = Policy::validate(&value, text, env)?;
         drop(value);
         policy.compile()
     }

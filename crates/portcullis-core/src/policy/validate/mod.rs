@@ -12,6 +12,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use crate::addr::AddrSet;
+use crate::env::Env;
 use crate::error::{Error, Problem, Problems};
 use crate::json::Value;
 
@@ -27,8 +28,10 @@ mod read;
 
 impl Policy {
     /// Every check but the matcher's own bound.
-    pub(super) fn validate(value: &Value, text: &str) -> Result<Policy, Problems> {
+    pub(super) fn validate(value: &Value, text: &str, env: &dyn Env) -> Result<Policy, Problems> {
         let mut v = Validator {
+            env,
+            inline_credentials: Vec::new(),
             lines: LineIndex::new(text),
             problems: Vec::new(),
             declared_groups: Vec::new(),
@@ -91,6 +94,10 @@ fn index(path: &str, i: usize) -> String {
 }
 
 struct Validator<'t> {
+    /// Where `value_from` / `values_from` variables are read.
+    env: &'t dyn Env,
+    /// Inline values of credential-looking headers (path, line).
+    inline_credentials: Vec<(String, u32)>,
     lines: LineIndex<'t>,
     problems: Vec<Problem>,
     /// Every address group name declared, resolved or not: a reference to a
@@ -185,6 +192,7 @@ impl<'t> Validator<'t> {
             response_headers: response_headers?,
             hsts: hsts.ok()?,
             address_groups: if groups_ok { groups } else { return None },
+            inline_credentials: core::mem::take(&mut self.inline_credentials),
         })
     }
 }
