@@ -60,7 +60,7 @@ impl FailOn {
 fn load(path: &PathBuf) -> Result<Result<Policy, String>, String> {
     let f = path.display();
     let bytes = std::fs::read(path).map_err(|e| format!("{f}: {e}"))?;
-    Ok(Policy::parse(&bytes).map_err(|problems| {
+    Ok(super::parse_policy(&bytes).map_err(|problems| {
         let mut s = format!("{f}: not a valid policy (run `portcullis check {f}`):");
         for p in &problems.0 {
             s.push_str(&format!(

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use portcullis_core::addr::parse_socket;
-use portcullis_core::{EditOp, Policy, Request, Transport, Verdict};
+use portcullis_core::{EditOp, Request, Transport, Verdict};
 
 use crate::style::Style;
 use crate::Outcome;
@@ -86,7 +86,7 @@ pub(crate) fn run(args: Args, style: &Style) -> Outcome {
     let local =
         local.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], if tls { 443 } else { 80 })));
     let bytes = std::fs::read(&policy_path).map_err(|e| format!("{policy_file}: {e}"))?;
-    let policy = match Policy::parse(&bytes) {
+    let policy = match super::parse_policy(&bytes) {
         Ok(p) => p,
         Err(problems) => {
             for p in &problems.0 {
