@@ -146,7 +146,8 @@ impl Step {
             Step::Forward => "forward",
         }
     }
-    fn from_word(s: &str) -> Option<Step> {
+    /// Parses the word [`Step::as_str`] gives.
+    pub fn from_word(s: &str) -> Option<Step> {
         [
             Step::ClientIp,
             Step::Network,
