@@ -215,6 +215,8 @@ test('header edits show as before/after diffs', async () => {
   await setField(page, 'local_port', 80);
   await setField(page, 'path', '/orders?top=5');
   await verdictIs(page, 'redirect');
+  // The redirect may show before the new path is evaluated: wait for it.
+  await page.waitForFunction(() => document.querySelector('[data-fact="location"]')?.textContent === 'https://api.contoso.net/orders?top=5');
   assert.equal(await page.locator('[data-fact="location"]').textContent(), 'https://api.contoso.net/orders?top=5');
   assert.equal(await page.locator('#status').textContent(), '308');
   await page.locator('#request [name="tls"]').check();
@@ -381,6 +383,12 @@ test('a case with non-UTF-8 header bytes opens in the evaluator with every byte'
   assert.equal(await row.locator('[data-k="hex"]').isChecked(), true);
   assert.equal(await row.locator('[data-k="value"]').inputValue(), want[k][1].hex);
   await page.waitForFunction((n) => (window.portcullis.lastResult?.request_headers_before || [])[n]?.binary === true, k);
+  // Leave the builder without these headers for the tests that follow.
+  for (const kind of ['headers', 'upstream']) {
+    while (await page.locator(`[data-rows="${kind}"] .row`).count()) {
+      await page.locator(`[data-rows="${kind}"] .row button`).first().click();
+    }
+  }
 });
 
 test('the shared URL reproduces the state', async () => {

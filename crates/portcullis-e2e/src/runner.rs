@@ -466,3 +466,65 @@ pub fn run_files(h: &Harness, files: &[&Prepared]) -> (Counts, Vec<String>) {
     };
     (counts, failures)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use portcullis_core::Step;
+
+    fn case(expect: &str) -> Case {
+        let text = format!(
+            r#"{{"policy": {{"name": "p"}}, "cases": [{{"request": {{"peer": "127.0.0.1:1"}},
+                 "expect": {expect}}}]}}"#
+        );
+        TestFile::parse(&text).unwrap().cases.remove(0)
+    }
+
+    fn outcome(response: &[(&str, &str)]) -> Outcome {
+        Outcome {
+            verdict: Verdict::Forward,
+            status: 200,
+            rule: "default".into(),
+            client_ip: "127.0.0.1".into(),
+            step: Step::Forward,
+            trace: String::new(),
+            location: None,
+            upstream_headers: Some(vec![("via".into(), b"a,b".to_vec())]),
+            response_headers: response
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), v.as_bytes().to_vec()))
+                .collect(),
+            body: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn only_a_joined_line_of_exactly_the_expected_values_is_unfolded() {
+        let c = case(r#"{"response_headers": {"vary": ["a", "b"], "x": ["1", "2"]}}"#);
+        let mut o = outcome(&[("Vary", "a,b"), ("x", "1, 2"), ("z", "q")]);
+        let notes = unfold(&c, &mut o);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].starts_with("response_headers.vary"));
+        let vary: Vec<&[u8]> = o
+            .response_headers
+            .iter()
+            .filter(|(n, _)| n == "Vary")
+            .map(|(_, v)| v.as_slice())
+            .collect();
+        assert_eq!(vary, [b"a".as_slice(), b"b".as_slice()]);
+        // `1, 2` is not what Envoy writes: left for the check to report.
+        assert!(o.response_headers.contains(&("x".into(), b"1, 2".to_vec())));
+        assert!(portcullis_harness::check(&c.expect, &o)
+            .iter()
+            .any(|m| m.field == "response_headers.x"));
+        // Expectations that do not ask for several lines are never touched.
+        let plain = case(r#"{"upstream_headers": {"via": "a,b"}}"#);
+        let mut o = outcome(&[]);
+        assert!(unfold(&plain, &mut o).is_empty());
+        assert_eq!(
+            o.upstream_headers.unwrap(),
+            [("via".into(), b"a,b".to_vec())]
+        );
+    }
+}

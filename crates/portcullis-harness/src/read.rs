@@ -5,10 +5,10 @@
 //! and the core's error words ([`portcullis_core::Error`]), so a test file's
 //! errors read like a policy's.
 //!
-//! Positions come from a [`LineIndex`] built once per file: finding a line
-//! is a binary search and a column counts only from the last position on
-//! the same line, so reading a file is linear in its size however many
-//! cases it has.
+//! Positions come from the core's [`LineIndex`], built once per file:
+//! finding a line is a binary search and a column counts only from the last
+//! position on the same line, so reading a file is linear in its size
+//! however many cases it has.
 //!
 //! ## Adding a field
 //!
@@ -22,7 +22,7 @@
 
 use std::net::SocketAddr;
 
-use portcullis_core::json::{self, Kind, Value};
+use portcullis_core::json::{self, Kind, LineIndex, Value};
 use portcullis_core::{Error, Problem, Problems, Step, Transport, Verdict};
 
 use crate::file::{
@@ -59,9 +59,34 @@ pub struct ReadWork {
     pub positions: usize,
 }
 
+/// The reader's line index, counting the positions it computes.
+struct Positions<'t> {
+    index: LineIndex<'t>,
+    positions: usize,
+}
+
+impl<'t> Positions<'t> {
+    fn new(text: &'t str) -> Self {
+        Positions {
+            index: LineIndex::new(text),
+            positions: 0,
+        }
+    }
+    fn line_col(&mut self, offset: usize) -> (u32, u32) {
+        self.positions += 1;
+        self.index.line_col(offset)
+    }
+    fn work(&self) -> ReadWork {
+        ReadWork {
+            position_bytes: self.index.scanned(),
+            positions: self.positions,
+        }
+    }
+}
+
 /// Reads a test file and says how much positioning work it took.
 pub fn read(text: &str) -> (Result<TestFile, Problems>, ReadWork) {
-    let mut lines = LineIndex::new(text);
+    let mut lines = Positions::new(text);
     let value = match json::parse(text) {
         Ok(v) => v,
         Err(e) => {
@@ -72,7 +97,7 @@ pub fn read(text: &str) -> (Result<TestFile, Problems>, ReadWork) {
                 column,
                 error: Error::Syntax(e.message),
             }]);
-            return (Err(p), lines.work);
+            return (Err(p), lines.work());
         }
     };
     let mut r = Reader {
@@ -85,77 +110,7 @@ pub fn read(text: &str) -> (Result<TestFile, Problems>, ReadWork) {
         Some(tf) if r.problems.is_empty() => Ok(tf),
         _ => Err(Problems(r.problems)),
     };
-    (result, r.lines.work)
-}
-
-/// 1-based line and column (in characters) of byte offsets of one text,
-/// as [`portcullis_core::json::line_col`] counts them, without rescanning
-/// the text for each position.
-#[derive(Debug)]
-pub struct LineIndex<'t> {
-    text: &'t str,
-    /// Byte offset where each line starts (the first is 0).
-    starts: Vec<usize>,
-    /// The last position computed: (offset, line start, column).
-    last: (usize, usize, u32),
-    work: ReadWork,
-}
-
-impl<'t> LineIndex<'t> {
-    /// Indexes the lines of `text` (one pass).
-    pub fn new(text: &'t str) -> LineIndex<'t> {
-        let mut starts = vec![0];
-        starts.extend(
-            text.bytes()
-                .enumerate()
-                .filter(|(_, b)| *b == b'\n')
-                .map(|(i, _)| i + 1),
-        );
-        LineIndex {
-            text,
-            starts,
-            last: (0, 0, 1),
-            work: ReadWork {
-                position_bytes: text.len(),
-                positions: 0,
-            },
-        }
-    }
-
-    /// The line and column of byte `offset` (clamped to the text).
-    pub fn line_col(&mut self, offset: usize) -> (u32, u32) {
-        let offset = offset.min(self.text.len());
-        // Lines whose start is at or before the offset.
-        let n = self.starts.partition_point(|s| *s <= offset);
-        let start = n
-            .checked_sub(1)
-            .and_then(|i| self.starts.get(i))
-            .copied()
-            .unwrap_or(0);
-        let (from, col) = match self.last {
-            (o, s, c) if s == start && o <= offset => (o, c),
-            _ => (start, 1),
-        };
-        let chars = self
-            .text
-            .as_bytes()
-            .get(from..offset)
-            .unwrap_or_default()
-            .iter()
-            // Count the first byte of each character.
-            .filter(|b| (**b & 0xC0) != 0x80)
-            .count();
-        self.work.position_bytes += offset - from;
-        self.work.positions += 1;
-        let col = col.saturating_add(u32::try_from(chars).unwrap_or(u32::MAX));
-        self.last = (offset, start, col);
-        (u32::try_from(n).unwrap_or(u32::MAX), col)
-    }
-
-    /// The work done so far.
-    pub fn work(&self) -> ReadWork {
-        self.work
-    }
+    (result, r.lines.work())
 }
 
 /// An object being read: its value and its JSON path.
@@ -187,7 +142,7 @@ fn join(path: &str, key: &str) -> String {
 /// Each method returns `None` after recording why.
 struct Reader<'t> {
     text: &'t str,
-    lines: LineIndex<'t>,
+    lines: Positions<'t>,
     problems: Vec<Problem>,
 }
 

@@ -1,9 +1,9 @@
 //! The reader: positions, defaults, typed fields, and linear work.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: fail loudly
 
-use portcullis_core::json;
+use portcullis_core::json::{self, LineIndex};
 use portcullis_core::{Step, Transport};
-use portcullis_harness::read::{read, LineIndex};
+use portcullis_harness::read::read;
 use portcullis_harness::{defaults, HeaderExpect, TestFile};
 
 fn case_json(i: usize) -> String {
