@@ -4,15 +4,15 @@
 //! the browser playground) supplies two closures, one to load a policy and
 //! one to run a case, and [`run_file`] does the rest: it reads nothing
 //! itself but the [`Suite`] it is given, holds a rejected policy to the
-//! file's `expect_policy_error`, runs each case, [`check`]s what the engine
+//! file's `expect_policy_error`, runs each case, [`check()`]s what the engine
 //! saw against the case's expectations, and returns a [`FileReport`] in
 //! which a skipped case (one an engine cannot express) is a result of its
 //! own, with its reason. [`Tally`] counts reports.
 //!
 //! - [`read`]: the reader (JSON text to a [`TestFile`], or every problem
 //!   with its JSON path and line:col), linear in the file's size;
-//! - [`file`]: the data a test file holds, and the request [`defaults`];
-//! - [`check`](mod@check): [`Outcome`], [`check`], [`Rejection`];
+//! - [`file`](mod@file): the data a test file holds, and the request [`defaults`];
+//! - [`check`](mod@check): [`Outcome`], [`check()`], [`Rejection`];
 //! - [`run`]: [`Suite`], [`run_file`], the reports;
 //! - [`native`]: the core as an engine;
 //! - [`corpus`]: which files are test files, the corpus, the playground's

@@ -12,9 +12,9 @@
 //!
 //! ## Adding a field
 //!
-//! Each object is read by one method ([`Reader::file`], [`Reader::case`],
-//! [`Reader::request`], [`Reader::upstream`], [`Reader::expect`]) that
-//! lists its allowed keys once in [`Reader::object`] and reads each key with
+//! Each object is read by one method of the (private) reader (`file`,
+//! `case`, `request`, `upstream`, `expect`) that
+//! lists its allowed keys once in `object` and reads each key with
 //! a typed helper (`opt_string`, `opt_bool`, `opt_word`, `opt_status`,
 //! `opt_socket`, `headers`, `header_expects`, `string_list`). A new field is
 //! its key in that list, one helper call, and its place in the data types of

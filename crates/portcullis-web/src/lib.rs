@@ -195,17 +195,6 @@ fn pairs_out(list: &HeaderList) -> Vec<(String, ValueOut)> {
 #[wasm_bindgen]
 pub fn read_request(case_json: &str) -> String {
     #[derive(Serialize)]
-    struct RequestOut {
-        peer: String,
-        local: String,
-        tls: bool,
-        protocol: &'static str,
-        method: String,
-        authority: String,
-        path: String,
-        headers: Vec<(String, ValueOut)>,
-    }
-    #[derive(Serialize)]
     struct UpstreamOut {
         status: u16,
         headers: Vec<(String, ValueOut)>,
@@ -213,23 +202,14 @@ pub fn read_request(case_json: &str) -> String {
     #[derive(Serialize)]
     struct Out {
         ok: bool,
-        request: Option<RequestOut>,
+        request: Option<CaseOut>,
         upstream: Option<UpstreamOut>,
         request_errors: Vec<ProblemOut>,
     }
     let out = match read_case(case_json) {
         Ok(c) => Out {
             ok: true,
-            request: Some(RequestOut {
-                peer: c.request.peer.to_string(),
-                local: c.request.local.to_string(),
-                tls: c.request.tls,
-                protocol: c.request.transport.as_str(),
-                method: c.request.method.clone(),
-                authority: c.request.authority.clone(),
-                path: c.request.path.clone(),
-                headers: pairs_out(&c.request.headers),
-            }),
+            request: Some(CaseOut::of(&c)),
             upstream: Some(UpstreamOut {
                 status: c.upstream.status,
                 headers: pairs_out(&c.upstream.headers),
@@ -394,20 +374,12 @@ pub fn evaluate(policy_text: &str, case_json: &str) -> String {
         request_headers_after: outcome.upstream_headers.as_ref().map(headers_out),
         response_headers_before: forwarded.then(|| headers_out(&case.upstream.headers)),
         response_headers_after: headers_out(&outcome.response_headers),
-        case: CaseOut {
-            peer: case.request.peer.to_string(),
-            local: case.request.local.to_string(),
-            tls: case.request.tls,
-            protocol: case.request.transport.as_str(),
-            method: case.request.method.clone(),
-            authority: case.request.authority.clone(),
-            path: case.request.path.clone(),
-        },
+        case: CaseOut::of(&case),
     };
     to_json(&out)
 }
 
-/// The request as the core read it (defaults filled in).
+/// The request as the test-file reader read it (defaults filled in).
 #[derive(Debug, Serialize)]
 struct CaseOut {
     peer: String,
@@ -417,6 +389,22 @@ struct CaseOut {
     method: String,
     authority: String,
     path: String,
+    headers: Vec<(String, ValueOut)>,
+}
+
+impl CaseOut {
+    fn of(c: &Case) -> CaseOut {
+        CaseOut {
+            peer: c.request.peer.to_string(),
+            local: c.request.local.to_string(),
+            tls: c.request.tls,
+            protocol: c.request.transport.as_str(),
+            method: c.request.method.clone(),
+            authority: c.request.authority.clone(),
+            path: c.request.path.clone(),
+            headers: pairs_out(&c.request.headers),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
