@@ -24,7 +24,7 @@ use portcullis_harness::{
     corpus, run_file, Case, CaseRequest, CaseRun, Expect, FileReport, HeaderList, Loaded, Outcome,
     Rejection, Suite, Upstream,
 };
-use portcullis_host::{HttpRequest, HttpResponse, LogLevel, Options};
+use portcullis_host::{HttpRequest, HttpResponse};
 
 /// Header name/value pairs as bytes.
 pub type HeaderPairs = Vec<(Vec<u8>, Vec<u8>)>;
@@ -574,19 +574,7 @@ pub fn filter_path(root: &Path) -> PathBuf {
 
 /// Compiles the filter (once per process, by the caller).
 pub fn filter_engine(root: &Path) -> Result<portcullis_host::Engine, String> {
-    let path = filter_path(root);
-    let wasm = std::fs::read(&path).map_err(|e| {
-        format!(
-            "cannot read {}: {e} (build it with scripts/build-filter.sh)",
-            path.display()
-        )
-    })?;
-    let opts = Options {
-        log_level: LogLevel::Info,
-        ..Options::default()
-    };
-    portcullis_host::Engine::with_options(&wasm, opts)
-        .map_err(|e| format!("{}: {e}", path.display()))
+    portcullis_cli::compile_filter(&filter_path(root))
 }
 
 /// A fixed request for policies that only need to be decided once.

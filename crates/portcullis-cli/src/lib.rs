@@ -39,20 +39,7 @@ pub enum Engine {
 impl Engine {
     /// Loads and compiles the filter.
     pub fn wasm(path: &Path) -> Result<Engine, String> {
-        let bytes = std::fs::read(path).map_err(|e| {
-            format!(
-                "cannot read the filter {}: {e} (build it with ./build.sh build)",
-                path.display()
-            )
-        })?;
-        let opts = Options {
-            // As in Envoy's default: the filter's debug lines are not needed.
-            log_level: LogLevel::Info,
-            ..Options::default()
-        };
-        portcullis_host::Engine::with_options(&bytes, opts)
-            .map(Engine::Wasm)
-            .map_err(|e| format!("{}: {e}", path.display()))
+        compile_filter(path).map(Engine::Wasm)
     }
 
     /// The engine's name for reports.
@@ -62,6 +49,23 @@ impl Engine {
             Engine::Wasm(_) => "wasm",
         }
     }
+}
+
+/// Reads and compiles the filter at `path` for the wasmtime host, with the
+/// filter's log at info level (as in Envoy's default).
+pub fn compile_filter(path: &Path) -> Result<portcullis_host::Engine, String> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        format!(
+            "cannot read the filter {}: {e} (build it with scripts/build-filter.sh)",
+            path.display()
+        )
+    })?;
+    let opts = Options {
+        log_level: LogLevel::Info,
+        ..Options::default()
+    };
+    portcullis_host::Engine::with_options(&bytes, opts)
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Where the filter is by default: `$PORTCULLIS_FILTER`, else
