@@ -681,6 +681,9 @@ pub fn check_decision(
             d.verdict
         ));
     }
+    if d.verdict != d.reason.verdict() || d.step != d.reason.step() {
+        return Err(format!("verdict and step do not follow the reason: {d:?}"));
+    }
     match d.verdict {
         Verdict::Forward => {
             if d.status != 0 || d.step != Step::Forward || d.location.is_some() {

@@ -300,11 +300,7 @@ fn explain(args: &[String], style: &Style) -> Result<bool, String> {
     println!(
         "{} {peer} -> {local} {} {} {method} {authority}{path}",
         style.bold("request"),
-        if transport == Transport::Udp {
-            "udp"
-        } else {
-            "tcp"
-        },
+        transport.as_str(),
         if tls { "tls" } else { "plain" }
     );
     match d.client.ip {
@@ -356,13 +352,10 @@ fn explain(args: &[String], style: &Style) -> Result<bool, String> {
     println!(
         "{} {verdict} at step {} (rule {}){}",
         style.bold("decision"),
-        d.step.as_str(),
+        d.reason.step().as_str(),
         policy.rule_name(d.rule),
-        if d.status != 0 {
-            format!(", status {}", d.status)
-        } else {
-            String::new()
-        }
+        d.reply_status()
+            .map_or_else(String::new, |s| format!(", status {s}"))
     );
     println!("{} {}", style.bold("trace   "), policy.trace(&d));
     let show = |e: &portcullis_core::Edit<'_>| match e.op {

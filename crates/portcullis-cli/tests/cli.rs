@@ -121,7 +121,7 @@ fn check_lists_every_mistake_with_its_position() {
     for want in [
         "mistakes.json:4:32: error: network.rules[0].priority: must be an integer from 100 to 4096",
         "mistakes.json:4:66: error: network.rules[0].source[0]: invalid address \"10.0.0.1/8\": host bits are set; did you mean 10.0.0.0/8?",
-        "mistakes.json:5:15: error: network.rules[1].name: rule name \"a\" is also used by network.rules[0]",
+        "mistakes.json:5:15: error: network.rules[1].name: rules network.rules[0] and network.rules[1] are both named \"a\"",
         "mistakes.json:5:67: error: network.rules[1].source[0]: \"Intranet\" is not an address, tag or address_groups entry",
         "mistakes.json:7:39: error: hsts.preload: preload needs",
         "mistakes.json: 5 error(s)",

@@ -59,6 +59,34 @@ impl fmt::Display for Problems {
     }
 }
 
+/// A rule named in an error: its name (when it has a readable one) and its
+/// JSON path. Displays as `"allow-web" (network.rules[0])`, or the path alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleRef {
+    /// The rule's `name`, if it is a string.
+    pub name: Option<String>,
+    /// The rule's JSON path, e.g. `network.rules[0]`.
+    pub path: String,
+}
+
+impl RuleRef {
+    pub(crate) fn new(name: Option<&str>, path: &str) -> RuleRef {
+        RuleRef {
+            name: name.map(String::from),
+            path: String::from(path),
+        }
+    }
+}
+
+impl fmt::Display for RuleRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.name {
+            Some(n) => write!(f, "{n:?} ({})", self.path),
+            None => f.write_str(&self.path),
+        }
+    }
+}
+
 /// What can be wrong with a document.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -135,17 +163,19 @@ pub enum Error {
     DuplicateRuleName {
         /// The name.
         name: String,
-        /// The path of the other rule.
-        other: String,
+        /// The path of the first rule with it.
+        first: String,
+        /// The path of the later rule (where the error is reported).
+        second: String,
     },
     /// Two rules share a priority.
     DuplicatePriority {
         /// The priority.
         priority: u64,
-        /// The other rule's name.
-        other_name: String,
-        /// The path of the other rule.
-        other: String,
+        /// The first rule with it.
+        first: RuleRef,
+        /// The later rule (where the error is reported).
+        second: RuleRef,
     },
     /// Not an HTTP token.
     BadHeaderName,
@@ -232,17 +262,16 @@ impl fmt::Display for Error {
                 "invalid port spec {p:?}: expected \"*\", a port 0-65535 or a range \"low-high\""
             ),
             Error::Empty => f.write_str("must not be empty"),
-            Error::DuplicateRuleName { name, other } => {
-                write!(f, "rule name {name:?} is also used by {other}")
-            }
+            Error::DuplicateRuleName {
+                name,
+                first,
+                second,
+            } => write!(f, "rules {first} and {second} are both named {name:?}"),
             Error::DuplicatePriority {
                 priority,
-                other_name,
-                other,
-            } => write!(
-                f,
-                "priority {priority} is also used by rule {other_name:?} ({other})"
-            ),
+                first,
+                second,
+            } => write!(f, "rules {first} and {second} both have priority {priority}"),
             Error::BadHeaderName => f.write_str("header name must be an HTTP token"),
             Error::ForbiddenHeader { name, why } => write!(f, "header {name:?} cannot be touched: {why}"),
             Error::BadHeaderValue => f.write_str("header value must not contain CR, LF or NUL"),

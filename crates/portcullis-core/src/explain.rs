@@ -8,32 +8,22 @@ use crate::addr;
 use crate::decide::Request;
 use crate::policy::Policy;
 use crate::rule::{Flow, Rule};
+use crate::words::words;
 
-/// The field of a rule that did not match a flow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Field {
-    /// `source`
-    Source,
-    /// `source_ports`
-    SourcePorts,
-    /// `destination`
-    Destination,
-    /// `destination_ports`
-    DestinationPorts,
-    /// `protocol`
-    Protocol,
-}
-
-impl Field {
-    /// The policy field name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Field::Source => "source",
-            Field::SourcePorts => "source_ports",
-            Field::Destination => "destination",
-            Field::DestinationPorts => "destination_ports",
-            Field::Protocol => "protocol",
-        }
+words! {
+    /// The field of a rule that did not match a flow; its word is the
+    /// policy's field name.
+    pub enum Field {
+        /// `source`
+        Source = "source",
+        /// `source_ports`
+        SourcePorts = "source_ports",
+        /// `destination`
+        Destination = "destination",
+        /// `destination_ports`
+        DestinationPorts = "destination_ports",
+        /// `protocol`
+        Protocol = "protocol",
     }
 }
 

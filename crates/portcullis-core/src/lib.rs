@@ -60,10 +60,11 @@ pub mod matcher;
 pub mod policy;
 pub mod reply;
 pub mod rule;
+mod words;
 
-pub use decide::{Client, ClientSource, Decision, Headers, Request, Step, Trace, Verdict};
+pub use decide::{Client, ClientSource, Decision, Headers, Reason, Request, Step, Trace, Verdict};
 pub use edits::{apply_edits, Edit, EditOp};
-pub use error::{Error, Problem, Problems};
+pub use error::{Error, Problem, Problems, RuleRef};
 pub use explain::{Field, RuleCheck};
 pub use inputs::Inputs;
 pub use policy::Policy;

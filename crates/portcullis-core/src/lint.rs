@@ -81,10 +81,7 @@ impl fmt::Display for Lint {
             } => write!(
                 f,
                 "rules {first:?} and {second:?} overlap with opposite access; {first:?} ({}) wins where they meet",
-                match first_access {
-                    Access::Allow => "allow",
-                    Access::Deny => "deny",
-                }
+                first_access.as_str()
             ),
             LintKind::AdmitsNobody => f.write_str(
                 "default_access is deny and no rule allows anything: this policy admits nobody",

@@ -3,7 +3,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::decide::{Decision, Step, Verdict};
+use crate::decide::{Decision, Reason};
 use crate::edits::apply_edits;
 use crate::policy::Policy;
 
@@ -22,16 +22,16 @@ impl Policy {
     /// The local reply for a decision that stops the request, with the
     /// response ops and HSTS applied; `None` when it is forwarded.
     pub fn local_reply(&self, d: &Decision) -> Option<LocalReply> {
-        let body: &[u8] = match (d.verdict, d.step) {
-            (Verdict::Forward, _) => return None,
-            (Verdict::Redirect, _) => b"",
-            (_, Step::ClientIp | Step::Network) => self
+        let body: &[u8] = match d.reason {
+            Reason::Passed => return None,
+            Reason::RedirectToHttps => b"",
+            Reason::UnknownClient | Reason::NetworkDenied => self
                 .network
                 .as_ref()
                 .map_or(b"Forbidden\n".as_slice(), |n| n.deny_body.as_bytes()),
-            (_, Step::HttpsOnly) if d.status == 400 => b"Bad Request: host not allowed\n",
-            (_, Step::HttpsOnly) => b"HTTPS Required\n",
-            (_, _) => b"Unauthorized\n",
+            Reason::HostNotAllowed => b"Bad Request: host not allowed\n",
+            Reason::HttpsRequired => b"HTTPS Required\n",
+            Reason::RequiredHeader(_) => b"Unauthorized\n",
         };
         let mut headers: Vec<(String, Vec<u8>)> = Vec::new();
         if let Some(loc) = &d.location {

@@ -8,47 +8,31 @@ use alloc::vec::Vec;
 
 use crate::addr::{AddrSet, Key};
 use crate::json::Span;
+use crate::words::words;
 
-/// `allow` or `deny`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// Let the request through this step.
-    Allow,
-    /// Stop it with the deny reply.
-    Deny,
-}
-
-impl Access {
-    /// The policy's word.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Access::Allow => "allow",
-            Access::Deny => "deny",
-        }
+words! {
+    /// `allow` or `deny`.
+    pub enum Access {
+        /// Let the request through this step.
+        Allow = "allow",
+        /// Stop it with the deny reply.
+        Deny = "deny",
     }
 }
 
-/// The transport a rule applies to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
-    /// Any transport.
-    Any,
-    /// TCP (HTTP/1.1 and HTTP/2).
-    Tcp,
-    /// UDP (HTTP/3).
-    Udp,
+words! {
+    /// The transport a rule applies to.
+    pub enum Protocol {
+        /// Any transport.
+        Any = "*",
+        /// TCP (HTTP/1.1 and HTTP/2).
+        Tcp = "tcp",
+        /// UDP (HTTP/3).
+        Udp = "udp",
+    }
 }
 
 impl Protocol {
-    /// The policy's word.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Any => "*",
-            Protocol::Tcp => "tcp",
-            Protocol::Udp => "udp",
-        }
-    }
-
     /// Whether a request over `t` matches.
     #[inline]
     pub fn matches(self, t: Transport) -> bool {
@@ -140,22 +124,13 @@ impl Rule {
     }
 }
 
-/// The transport of a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    /// HTTP/1.x or HTTP/2 over TCP.
-    Tcp,
-    /// HTTP/3 over UDP.
-    Udp,
-}
-
-impl Transport {
-    /// `tcp` or `udp`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Transport::Tcp => "tcp",
-            Transport::Udp => "udp",
-        }
+words! {
+    /// The transport of a request: `tcp` or `udp`.
+    pub enum Transport {
+        /// HTTP/1.x or HTTP/2 over TCP.
+        Tcp = "tcp",
+        /// HTTP/3 over UDP.
+        Udp = "udp",
     }
 }
 

@@ -60,16 +60,45 @@ fn every_mistake_is_reported_with_its_position() {
     assert!(text.contains("leading zeros"), "{text}");
     assert!(text.contains("zone ids"), "{text}");
     assert!(
-        text.contains("rule name \"a\" is also used by network.rules[0]"),
+        text.contains("rules network.rules[0] and network.rules[1] are both named \"a\""),
         "{text}"
     );
     assert!(
-        text.contains("priority 100 is also used by rule \"a\" (network.rules[0])"),
+        text.contains(
+            "rules \"a\" (network.rules[0]) and \"a\" (network.rules[1]) both have priority 100"
+        ),
         "{text}"
     );
     assert!(matches!(
         problems.iter().find(|p| p.path == "hsts").map(|p| &p.error),
         Some(Error::DuplicateKey(_))
+    ));
+}
+
+#[test]
+fn duplicate_priorities_and_names_name_both_rules() {
+    // The spec: "Duplicate names or priorities are errors that name both
+    // rules". The error sits on the later rule; the message names both.
+    let doc = br#"{"name": "p", "network": {"rules": [
+        {"name": "allow-web", "priority": 300, "access": "allow", "source": ["*"]},
+        {"name": "other", "priority": 200, "access": "allow", "source": ["*"]},
+        {"name": "deny-web", "priority": 300, "access": "deny", "source": ["*"]},
+        {"priority": 200, "access": "deny", "source": ["*"]},
+        {"name": "other", "priority": 400, "access": "deny", "source": ["*"]}
+    ]}}"#;
+    let problems = Policy::parse(doc).unwrap_err().0;
+    let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+    for want in [
+        "network.rules[2].priority: rules \"allow-web\" (network.rules[0]) and \"deny-web\" (network.rules[2]) both have priority 300",
+        "network.rules[3].priority: rules \"other\" (network.rules[1]) and network.rules[3] both have priority 200",
+        "network.rules[4].name: rules network.rules[1] and network.rules[4] are both named \"other\"",
+    ] {
+        assert!(text.iter().any(|t| t.ends_with(want)), "missing {want:?} in {text:#?}");
+    }
+    assert!(matches!(
+        problems.iter().find(|p| p.path == "network.rules[2].priority").map(|p| &p.error),
+        Some(Error::DuplicatePriority { first, second, priority: 300 })
+            if first.name.as_deref() == Some("allow-web") && second.name.as_deref() == Some("deny-web")
     ));
 }
 

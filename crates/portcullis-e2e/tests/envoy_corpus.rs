@@ -129,10 +129,10 @@ fn corpus_rejected_policies_are_refused_by_envoy() {
 fn load_refused(wasm: &std::path::Path, policy: &str) -> Loaded<()> {
     let dir = paths::scratch("refused");
     let config = portcullis_e2e::config::EnvoyConfig {
-        admin: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        admin: portcullis_e2e::net::any_port(),
         listeners: vec![portcullis_e2e::config::Listener {
             name: "plain".into(),
-            address: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            address: portcullis_e2e::net::any_port(),
             tls: None,
             filter: portcullis_e2e::config::Filter::Inline {
                 policy: policy.to_owned(),
@@ -142,7 +142,7 @@ fn load_refused(wasm: &std::path::Path, policy: &str) -> Loaded<()> {
             [127, 0, 0, 1],
             9,
         ))),
-        wasm: wasm.to_path_buf(),
+        module: portcullis_e2e::module::Module::local(wasm),
         access_log: portcullis_e2e::config::AccessLog::Stdout,
     };
     match expect_refused(&dir, &config.render()) {

@@ -5,9 +5,7 @@ use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 
 use portcullis_core::addr::parse_socket;
-use portcullis_core::{
-    Decision, EditOp, Headers, Inputs, Policy, Request, Step, Transport, Verdict,
-};
+use portcullis_core::{Decision, EditOp, Headers, Inputs, Policy, Request, Transport, Verdict};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 
@@ -55,11 +53,7 @@ impl Shared {
         };
         Shared {
             needs: policy.inputs(),
-            verdicts: [
-                define(stats::verdict(&policy, Verdict::Forward)),
-                define(stats::verdict(&policy, Verdict::Deny)),
-                define(stats::verdict(&policy, Verdict::Redirect)),
-            ],
+            verdicts: Verdict::ALL.map(|v| define(stats::verdict(&policy, v))),
             rules: (0..rules)
                 .map(|i| define(stats::rule(&policy, Some(i))))
                 .collect(),
@@ -71,11 +65,7 @@ impl Shared {
     }
 
     fn count(&self, d: &Decision) {
-        let v = match d.verdict {
-            Verdict::Forward => 0,
-            Verdict::Deny => 1,
-            Verdict::Redirect => 2,
-        };
+        let v = d.verdict.index();
         let rule = match d.rule {
             Some(i) => self.rules.get(i).copied().flatten(),
             None => self.default_rule,
@@ -285,15 +275,9 @@ impl Http {
         match policy.local_reply(&d) {
             Some(reply) => {
                 self.respond = Respond::No;
-                let details = match d.step {
-                    Step::ClientIp => "portcullis_client_ip",
-                    Step::Network => "portcullis_network",
-                    Step::HttpsOnly => "portcullis_https_only",
-                    Step::RequireHeaders => "portcullis_require_headers",
-                    Step::Forward => "portcullis",
-                };
+                let details = format!("portcullis_{}", d.reason.step().as_str());
                 let sent = wire::serialize(&reply.headers).is_some_and(|h| {
-                    host::send_local_response(reply.status, details, &h, &reply.body)
+                    host::send_local_response(reply.status, &details, &h, &reply.body)
                 });
                 if !sent {
                     // Never forward what the policy stopped.

@@ -356,10 +356,7 @@ pub fn evaluate(policy_text: &str, case_json: &str) -> String {
         trace: outcome.trace.clone(),
         body: String::from_utf8_lossy(&outcome.body).into_owned(),
         configured: Configured {
-            client_ip: match policy.client_ip.from {
-                portcullis_core::policy::ClientFrom::Peer => "peer",
-                portcullis_core::policy::ClientFrom::XForwardedFor => "x-forwarded-for",
-            },
+            client_ip: policy.client_ip.from.as_str(),
             network: policy.network.is_some(),
             default_access: policy.network.as_ref().map(|n| n.default_access.as_str()),
             https_only: policy.https_only.is_some(),

@@ -9,24 +9,10 @@ use crate::policy::{ClientFrom, Policy};
 
 use super::Request;
 
-/// Where the client address came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientSource {
-    /// The TCP peer.
-    Peer,
-    /// X-Forwarded-For, via a trusted proxy.
-    XForwardedFor,
-}
-
-impl ClientSource {
-    /// A stable word for traces.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ClientSource::Peer => "peer",
-            ClientSource::XForwardedFor => "x-forwarded-for",
-        }
-    }
-}
+/// Where the client address came from: the same values and words as the
+/// policy's `client_ip.from` (a client named by X-Forwarded-For came from
+/// `x-forwarded-for`; otherwise from the `peer`).
+pub type ClientSource = ClientFrom;
 
 /// The resolved client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

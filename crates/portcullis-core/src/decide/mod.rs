@@ -13,6 +13,7 @@ use core::net::SocketAddr;
 use crate::addr;
 use crate::policy::{Access, HttpsAction, Policy};
 use crate::rule::{Flow, Transport};
+use crate::words::words;
 
 mod client;
 mod https;
@@ -89,95 +90,121 @@ impl fmt::Debug for Request<'_> {
     }
 }
 
-/// What happens to the request.
+words! {
+    /// What happens to the request (the spec's words).
+    pub enum Verdict {
+        /// Sent upstream (after the request ops).
+        Forward = "forward",
+        /// Answered locally with an error status.
+        Deny = "deny",
+        /// Answered locally with a redirect to HTTPS.
+        Redirect = "redirect",
+    }
+}
+
+words! {
+    /// The step of evaluation that stopped (or passed) the request; its
+    /// words are stable, for traces and logs.
+    pub enum Step {
+        /// The client address could not be resolved.
+        ClientIp = "client_ip",
+        /// A network rule (or the default) denied it.
+        Network = "network",
+        /// It was not secure.
+        HttpsOnly = "https_only",
+        /// A required header was missing or wrong.
+        RequireHeaders = "require_headers",
+        /// It went through.
+        Forward = "forward",
+    }
+}
+
+/// Why a request was decided the way it was: the step that decided and
+/// what it found. Local replies, traces and explanations read this, never
+/// the status code (a policy may choose any status, 400 included).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// Sent upstream (after the request ops).
-    Forward,
-    /// Answered locally with an error status.
-    Deny,
-    /// Answered locally with a redirect to HTTPS.
-    Redirect,
+#[non_exhaustive]
+pub enum Reason {
+    /// Every step passed: the request is forwarded.
+    Passed,
+    /// Step 1: the client address could not be resolved (an unknown client
+    /// is denied whatever the rules say).
+    UnknownClient,
+    /// Step 2: a network rule, or `default_access`, denied the client.
+    NetworkDenied,
+    /// Step 3: a plain request redirected to HTTPS.
+    RedirectToHttps,
+    /// Step 3: a plain request refused (`action: reject`).
+    HttpsRequired,
+    /// Step 3: a redirect was due, but the host is not in `https_only.hosts`
+    /// (or the path is not safe to echo): refused with 400, never redirected.
+    HostNotAllowed,
+    /// Step 4: the `require_headers` entry at this index is missing or wrong.
+    RequiredHeader(usize),
 }
 
-impl Verdict {
-    /// The spec's word.
-    pub fn as_str(self) -> &'static str {
+impl Reason {
+    /// The step that decided.
+    pub const fn step(self) -> Step {
         match self {
-            Verdict::Forward => "forward",
-            Verdict::Deny => "deny",
-            Verdict::Redirect => "redirect",
+            Reason::Passed => Step::Forward,
+            Reason::UnknownClient => Step::ClientIp,
+            Reason::NetworkDenied => Step::Network,
+            Reason::RedirectToHttps | Reason::HttpsRequired | Reason::HostNotAllowed => {
+                Step::HttpsOnly
+            }
+            Reason::RequiredHeader(_) => Step::RequireHeaders,
         }
     }
-    /// Parses the spec's word.
-    pub fn from_word(s: &str) -> Option<Verdict> {
-        match s {
-            "forward" => Some(Verdict::Forward),
-            "deny" => Some(Verdict::Deny),
-            "redirect" => Some(Verdict::Redirect),
-            _ => None,
-        }
-    }
-}
 
-/// The step of evaluation that stopped (or passed) the request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    /// The client address could not be resolved.
-    ClientIp,
-    /// A network rule (or the default) denied it.
-    Network,
-    /// It was not secure.
-    HttpsOnly,
-    /// A required header was missing or wrong.
-    RequireHeaders,
-    /// It went through.
-    Forward,
-}
-
-impl Step {
-    /// A stable word for traces and logs.
-    pub fn as_str(self) -> &'static str {
+    /// What happens to the request because of it.
+    pub const fn verdict(self) -> Verdict {
         match self {
-            Step::ClientIp => "client_ip",
-            Step::Network => "network",
-            Step::HttpsOnly => "https_only",
-            Step::RequireHeaders => "require_headers",
-            Step::Forward => "forward",
+            Reason::Passed => Verdict::Forward,
+            Reason::RedirectToHttps => Verdict::Redirect,
+            _ => Verdict::Deny,
         }
-    }
-    /// Parses the word [`Step::as_str`] gives.
-    pub fn from_word(s: &str) -> Option<Step> {
-        [
-            Step::ClientIp,
-            Step::Network,
-            Step::HttpsOnly,
-            Step::RequireHeaders,
-            Step::Forward,
-        ]
-        .into_iter()
-        .find(|x| x.as_str() == s)
     }
 }
 
 /// A decision and its trace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
-    /// What happens.
+    /// What happens: always `reason.verdict()`.
     pub verdict: Verdict,
     /// Status of the local reply; 0 when forwarded (the upstream decides).
+    /// See [`Decision::reply_status`].
     pub status: u16,
     /// The network rule that matched (index into `network.rules`), or `None`
     /// for the default (or no network section).
     pub rule: Option<usize>,
     /// The client.
     pub client: Client,
-    /// The step that decided.
+    /// The step that decided: always `reason.step()`.
     pub step: Step,
+    /// Why: the step that decided and what it found.
+    pub reason: Reason,
     /// Whether the request counts as secure (HSTS applies).
     pub secure: bool,
     /// The `Location` of a redirect.
     pub location: Option<Vec<u8>>,
+}
+
+impl Decision {
+    /// The status of the local reply, or `None` when the request is
+    /// forwarded (the upstream gives the status).
+    pub fn reply_status(&self) -> Option<u16> {
+        (self.verdict != Verdict::Forward).then_some(self.status)
+    }
+
+    /// Stops the request for `reason` with `status`.
+    fn stop(mut self, reason: Reason, status: u16) -> Decision {
+        self.reason = reason;
+        self.verdict = reason.verdict();
+        self.step = reason.step();
+        self.status = status;
+        self
+    }
 }
 
 /// Constant-time equality (length is not hidden).
@@ -204,16 +231,14 @@ impl Policy {
             rule: None,
             client,
             step: Step::Forward,
+            reason: Reason::Passed,
             secure: self.is_secure(req),
             location: None,
         };
         // 2. Network rules. An unknown client is denied whatever the rules.
         let deny_status = self.network.as_ref().map_or(403, |n| n.deny_status);
         let Some(ip) = client.ip else {
-            return Decision {
-                client,
-                ..self.deny_unknown_client(d.secure)
-            };
+            return d.stop(Reason::UnknownClient, deny_status);
         };
         if let Some(net) = &self.network {
             let flow = Flow {
@@ -232,32 +257,26 @@ impl Policy {
             };
             d.rule = rule;
             if access == Access::Deny {
-                d.verdict = Verdict::Deny;
-                d.status = deny_status;
-                d.step = Step::Network;
-                return d;
+                return d.stop(Reason::NetworkDenied, deny_status);
             }
         }
         // 3. HTTPS only.
         if let (Some(h), false) = (&self.https_only, d.secure) {
-            d.step = Step::HttpsOnly;
-            d.verdict = Verdict::Deny;
-            d.status = h.reject_status;
-            if h.action == HttpsAction::Redirect {
-                match self.location(req) {
-                    Some(loc) => {
-                        let get_or_head = req.method == b"GET" || req.method == b"HEAD";
-                        d.verdict = Verdict::Redirect;
-                        d.status = if get_or_head { h.redirect_status } else { 308 };
-                        d.location = Some(loc);
-                    }
-                    None => d.status = 400,
-                }
+            if h.action == HttpsAction::Reject {
+                return d.stop(Reason::HttpsRequired, h.reject_status);
             }
-            return d;
+            return match self.location(req) {
+                Some(loc) => {
+                    let get_or_head = req.method == b"GET" || req.method == b"HEAD";
+                    d.location = Some(loc);
+                    let status = if get_or_head { h.redirect_status } else { 308 };
+                    d.stop(Reason::RedirectToHttps, status)
+                }
+                None => d.stop(Reason::HostNotAllowed, 400),
+            };
         }
         // 4. Required headers.
-        for r in &self.require_headers {
+        for (i, r) in self.require_headers.iter().enumerate() {
             let mut ok = false;
             req.headers.each_value(&r.name, &mut |v| {
                 for want in &r.values {
@@ -265,10 +284,7 @@ impl Policy {
                 }
             });
             if !ok {
-                d.verdict = Verdict::Deny;
-                d.status = r.status;
-                d.step = Step::RequireHeaders;
-                return d;
+                return d.stop(Reason::RequiredHeader(i), r.status);
             }
         }
         d
@@ -277,18 +293,21 @@ impl Policy {
     /// The decision for a request whose client the host cannot name (no
     /// usable peer or local address): denied like an unknown client.
     pub fn deny_unknown_client(&self, secure: bool) -> Decision {
-        Decision {
-            verdict: Verdict::Deny,
-            status: self.network.as_ref().map_or(403, |n| n.deny_status),
+        let d = Decision {
+            verdict: Verdict::Forward,
+            status: 0,
             rule: None,
             client: Client {
                 ip: None,
                 source: ClientSource::Peer,
             },
-            step: Step::ClientIp,
+            step: Step::Forward,
+            reason: Reason::Passed,
             secure,
             location: None,
-        }
+        };
+        let status = self.network.as_ref().map_or(403, |n| n.deny_status);
+        d.stop(Reason::UnknownClient, status)
     }
 
     /// The first rule (index into `network.rules`) matching a flow.

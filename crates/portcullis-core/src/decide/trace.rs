@@ -25,7 +25,7 @@ impl Policy {
         s.push(' ');
         push_u32(s, u32::from(d.status));
         s.push(' ');
-        s.push_str(d.step.as_str());
+        s.push_str(d.reason.step().as_str());
         s.push(' ');
         s.push_str(d.client.source.as_str());
         s.push(' ');

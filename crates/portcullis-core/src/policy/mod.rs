@@ -14,6 +14,7 @@ use crate::addr::AddrSet;
 use crate::error::{Error, Problem, Problems};
 use crate::json::{self, Value};
 use crate::matcher::Table;
+use crate::words::words;
 
 pub mod syntax;
 mod validate;
@@ -42,13 +43,16 @@ pub struct Network {
     rules_at: (u32, u32),
 }
 
-/// Where the client address comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientFrom {
-    /// The TCP peer.
-    Peer,
-    /// X-Forwarded-For, from trusted proxies only.
-    XForwardedFor,
+words! {
+    /// Where the client address comes from: the policy's `client_ip.from`,
+    /// and, in a decision, where it came from
+    /// ([`ClientSource`](crate::ClientSource) is this type).
+    pub enum ClientFrom {
+        /// The TCP peer.
+        Peer = "peer",
+        /// X-Forwarded-For, from trusted proxies only.
+        XForwardedFor = "x-forwarded-for",
+    }
 }
 
 /// The `client_ip` section.
@@ -60,13 +64,14 @@ pub struct ClientIp {
     pub trusted_proxies: AddrSet,
 }
 
-/// What to do with a plain request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HttpsAction {
-    /// Redirect to `https://`.
-    Redirect,
-    /// Refuse it.
-    Reject,
+words! {
+    /// What to do with a plain request.
+    pub enum HttpsAction {
+        /// Redirect to `https://`.
+        Redirect = "redirect",
+        /// Refuse it.
+        Reject = "reject",
+    }
 }
 
 /// A host a `Location` may name.
@@ -118,15 +123,16 @@ impl core::fmt::Debug for RequiredHeader {
     }
 }
 
-/// `exists` of a set op.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exists {
-    /// Replace all existing values.
-    Override,
-    /// Keep an existing header untouched.
-    Skip,
-    /// Add one more value.
-    Append,
+words! {
+    /// `exists` of a set op.
+    pub enum Exists {
+        /// Replace all existing values.
+        Override = "override",
+        /// Keep an existing header untouched.
+        Skip = "skip",
+        /// Add one more value.
+        Append = "append",
+    }
 }
 
 /// A header op.

@@ -18,10 +18,7 @@ impl<'t> Validator<'t> {
     ) -> Option<ClientIp> {
         let f = self.fields(v, "client_ip", &["from", "trusted_proxies"])?;
         let from = match f.get("from") {
-            Some(x) => match self.word(x, "client_ip.from", &["peer", "x-forwarded-for"])? {
-                0 => ClientFrom::Peer,
-                _ => ClientFrom::XForwardedFor,
-            },
+            Some(x) => self.word(x, "client_ip.from")?,
             None => ClientFrom::Peer,
         };
         let trusted = match f.get("trusted_proxies") {

@@ -100,16 +100,7 @@ impl<'t> Validator<'t> {
                         }
                     };
                     let exists = match f.get("exists") {
-                        Some(e) => match self.word(
-                            e,
-                            &child(&p, "exists"),
-                            &["override", "skip", "append"],
-                        ) {
-                            Some(0) => Some(Exists::Override),
-                            Some(1) => Some(Exists::Skip),
-                            Some(_) => Some(Exists::Append),
-                            None => None,
-                        },
+                        Some(e) => self.word(e, &child(&p, "exists")),
                         None => Some(Exists::Override),
                     };
                     match (name, value, exists) {

@@ -24,12 +24,9 @@ impl<'t> Validator<'t> {
                 "trust_forwarded_proto",
             ],
         )?;
-        let action = self.required(&f, P, "action").and_then(|a| {
-            match self.word(a, "https_only.action", &["redirect", "reject"])? {
-                0 => Some(HttpsAction::Redirect),
-                _ => Some(HttpsAction::Reject),
-            }
-        });
+        let action = self
+            .required(&f, P, "action")
+            .and_then(|a| self.word(a, "https_only.action"));
         let redirect_status = self.status(
             f.get("redirect_status"),
             "https_only.redirect_status",

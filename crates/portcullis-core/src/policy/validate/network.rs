@@ -5,7 +5,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use crate::addr::AddrSet;
-use crate::error::Error;
+use crate::error::{Error, RuleRef};
 use crate::json::{Kind, Value};
 use crate::matcher::Table;
 
@@ -69,11 +69,7 @@ impl<'t> Validator<'t> {
     ) -> Option<Network> {
         let f = self.fields(v, "network", &["rules", "default_access", "deny"])?;
         let default_access = match f.get("default_access") {
-            Some(d) => match self.word(d, "network.default_access", &["allow", "deny"]) {
-                Some(0) => Some(Access::Allow),
-                Some(_) => Some(Access::Deny),
-                None => None,
-            },
+            Some(d) => self.word(d, "network.default_access"),
             None => Some(Access::Deny),
         };
         let deny = match f.get("deny") {
@@ -108,7 +104,8 @@ impl<'t> Validator<'t> {
                         let span = r.get("name").map_or(r.span, |v| v.span);
                         let e = Error::DuplicateRuleName {
                             name: n.to_string(),
-                            other: other.clone(),
+                            first: other.clone(),
+                            second: path.clone(),
                         };
                         self.err(&child(&path, "name"), span, e);
                         ok = false;
@@ -121,8 +118,8 @@ impl<'t> Validator<'t> {
                         let span = r.get("priority").map_or(r.span, |v| v.span);
                         let e = Error::DuplicatePriority {
                             priority: p,
-                            other_name: other_name.unwrap_or("?").to_string(),
-                            other: other.clone(),
+                            first: RuleRef::new(*other_name, other),
+                            second: RuleRef::new(name, &path),
                         };
                         self.err(&child(&path, "priority"), span, e);
                         ok = false;
@@ -206,12 +203,9 @@ impl<'t> Validator<'t> {
         let priority = self
             .required(&f, path, "priority")
             .and_then(|p| self.integer(p, &child(path, "priority"), 100, 4096));
-        let access = self.required(&f, path, "access").and_then(|a| {
-            match self.word(a, &child(path, "access"), &["allow", "deny"])? {
-                0 => Some(Access::Allow),
-                _ => Some(Access::Deny),
-            }
-        });
+        let access = self
+            .required(&f, path, "access")
+            .and_then(|a| self.word(a, &child(path, "access")));
         let mut source_text = Vec::new();
         let source = self
             .required(&f, path, "source")
@@ -232,12 +226,7 @@ impl<'t> Validator<'t> {
             &child(path, "destination_ports"),
         );
         let protocol = match f.get("protocol") {
-            Some(p) => match self.word(p, &child(path, "protocol"), &["*", "tcp", "udp"]) {
-                Some(0) => Some(Protocol::Any),
-                Some(1) => Some(Protocol::Tcp),
-                Some(_) => Some(Protocol::Udp),
-                None => None,
-            },
+            Some(p) => self.word(p, &child(path, "protocol")),
             None => Some(Protocol::Any),
         };
         if let Some(d) = f.get("description") {

@@ -6,6 +6,7 @@ use alloc::vec::Vec;
 
 use crate::error::{Error, Problem};
 use crate::json::{Kind, Span, Value};
+use crate::words::Words;
 
 use super::{child, Validator};
 
@@ -158,27 +159,24 @@ impl<'t> Validator<'t> {
         }
     }
 
-    pub(super) fn word(
-        &mut self,
-        v: &Value,
-        path: &str,
-        words: &'static [&'static str],
-    ) -> Option<usize> {
+    /// One of `T`'s words, in any case.
+    pub(super) fn word<T: Words>(&mut self, v: &Value, path: &str) -> Option<T> {
         let s = self.string(v, path)?;
-        match words.iter().position(|w| w.eq_ignore_ascii_case(s)) {
-            Some(i) => Some(i),
-            None => {
-                self.err(
-                    path,
-                    v.span,
-                    Error::NotOneOf {
-                        found: s.to_string(),
-                        expected: words,
-                    },
-                );
-                None
-            }
+        let found = T::ALL
+            .iter()
+            .copied()
+            .find(|t| t.as_word().eq_ignore_ascii_case(s));
+        if found.is_none() {
+            self.err(
+                path,
+                v.span,
+                Error::NotOneOf {
+                    found: s.to_string(),
+                    expected: T::WORDS,
+                },
+            );
         }
+        found
     }
 
     pub(super) fn status(
