@@ -227,13 +227,14 @@ impl Reader<'_> {
         }
     }
 
-    /// A string that must be one of an enum's words (`from_word`).
+    /// A string that must be one of an enum's words (the core's
+    /// `from_word` and `WORDS`, so the words are written once).
     fn opt_word<T>(
         &mut self,
         o: &Obj<'_>,
         key: &str,
         from_word: fn(&str) -> Option<T>,
-        message: &'static str,
+        words: &'static [&'static str],
     ) -> Option<Option<T>> {
         let Some(w) = self.opt_string(o, key)? else {
             return Some(None);
@@ -242,7 +243,11 @@ impl Reader<'_> {
             Some(t) => Some(Some(t)),
             None => {
                 let x = o.get(key).unwrap_or(o.v);
-                self.err(&o.at(key), x, Error::Invalid(message));
+                let e = Error::NotOneOf {
+                    found: w,
+                    expected: words,
+                };
+                self.err(&o.at(key), x, e);
                 None
             }
         }
@@ -493,14 +498,7 @@ impl Reader<'_> {
         if let Some(p) = self.opt_string(&o, "path")? {
             r.path = p;
         }
-        let protocol = |w: &str| {
-            [Transport::Tcp, Transport::Udp]
-                .into_iter()
-                .find(|t| t.as_str() == w)
-        };
-        if let Some(t) =
-            self.opt_word(&o, "protocol", protocol, "protocol is \"tcp\" or \"udp\"")?
-        {
+        if let Some(t) = self.opt_word(&o, "protocol", Transport::from_word, Transport::WORDS)? {
             r.transport = t;
         }
         r.headers = self.headers(&o, "headers")?;
@@ -534,22 +532,12 @@ impl Reader<'_> {
             ],
         )?;
         Some(Expect {
-            verdict: self.opt_word(
-                &o,
-                "verdict",
-                Verdict::from_word,
-                "verdict is forward, deny or redirect",
-            )?,
+            verdict: self.opt_word(&o, "verdict", Verdict::from_word, Verdict::WORDS)?,
             status: self.opt_status(&o, "status", false)?,
             rule: self.opt_string(&o, "rule")?,
             client_ip: self.opt_string(&o, "client_ip")?,
             location: self.opt_string(&o, "location")?,
-            step: self.opt_word(
-                &o,
-                "step",
-                Step::from_word,
-                "step is client_ip, network, https_only, require_headers or forward",
-            )?,
+            step: self.opt_word(&o, "step", Step::from_word, Step::WORDS)?,
             body_contains: self.opt_string(&o, "body_contains")?,
             upstream_headers: self.header_expects(&o, "upstream_headers")?,
             response_headers: self.header_expects(&o, "response_headers")?,
