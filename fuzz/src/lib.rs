@@ -22,7 +22,7 @@ use portcullis_core::{
 use portcullis_harness::native::run_core;
 use portcullis_harness::{
     corpus, run_file, Case, CaseRequest, CaseRun, Expect, FileReport, HeaderList, Loaded, Outcome,
-    Rejection, Suite, Upstream,
+    PolicyLoad, Rejection, Suite, Upstream,
 };
 use portcullis_host::{HttpRequest, HttpResponse};
 
@@ -1093,9 +1093,9 @@ pub fn run_corpus_file(
     plugins: &mut [portcullis_host::Plugin],
     suite: &Suite,
 ) -> FileReport {
-    let load = |text: &str| match Policy::parse(text.as_bytes()) {
+    let load = |p: PolicyLoad<'_>| match Policy::parse(p.text.as_bytes()) {
         Err(e) => Loaded::Rejected(Rejection::from_problems(&e)),
-        Ok(_) => match f.policies.iter().position(|n| n.text == text) {
+        Ok(_) => match f.policies.iter().position(|n| n.text == p.text) {
             Some(idx) => Loaded::Policy(idx),
             None => Loaded::Failed("policy not in the fuzz set".into()),
         },

@@ -123,7 +123,7 @@ pub fn run_file(engine: &Engine, file: &Path) -> Vec<CaseResult> {
         Engine::Core => run_suite(&suite, native::load, native::run),
         Engine::Wasm(e) => run_suite(
             &suite,
-            |policy| load_wasm(e, policy),
+            |policy| load_wasm(e, policy.text),
             |plugin, _, c| match run_wasm(plugin, c) {
                 Ok(o) => CaseRun::Ran(o),
                 Err(e) => CaseRun::Error(e),

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use portcullis_core::{Policy, Trace, Verdict};
 use portcullis_harness::{
     run_file, Case, CaseRun, CaseStatus, FileReport, HeaderExpect, HeaderList, Loaded, Outcome,
-    Suite, Tally, TestFile,
+    PolicyLoad, Suite, Tally, TestFile,
 };
 
 use crate::backend::{Answer, Backend};
@@ -407,7 +407,7 @@ pub fn run_prepared(h: &Harness, f: &Prepared) -> Option<FileReport> {
         file: f.file.clone(),
         policy: f.policy.clone(),
     };
-    let load = |_: &str| match Policy::parse(t.policy.as_bytes()) {
+    let load = |_: PolicyLoad<'_>| match Policy::parse(t.policy.as_bytes()) {
         Ok(_) => Loaded::Policy(t),
         Err(p) => Loaded::Failed(format!(
             "translated policy rejected by the core:\n{p}\n{}",

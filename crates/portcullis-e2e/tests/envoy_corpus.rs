@@ -99,7 +99,7 @@ fn corpus_rejected_policies_are_refused_by_envoy() {
                         .map(|suite| {
                             run_file(
                                 suite,
-                                |policy| load_refused(&wasm, policy),
+                                |policy| load_refused(&wasm, policy.text),
                                 |_: &mut (), _, _| CaseRun::Error("no cases".into()),
                             )
                         })

@@ -49,5 +49,5 @@ pub use file::{
 };
 pub use run::{
     run_file, CaseReport, CaseRun, CaseStatus, FileError, FileReport, LoadError, Loaded,
-    RejectionCheck, Suite, Tally,
+    PolicyLoad, RejectionCheck, Suite, Tally,
 };

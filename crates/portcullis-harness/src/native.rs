@@ -6,11 +6,11 @@ use portcullis_core::{apply_edits, Policy};
 
 use crate::check::{Outcome, Rejection};
 use crate::file::Case;
-use crate::run::{run_file, CaseRun, FileReport, Loaded, Suite};
+use crate::run::{run_file, CaseRun, FileReport, Loaded, PolicyLoad, Suite};
 
 /// Loads a policy on the core.
-pub fn load(policy: &str) -> Loaded<Policy> {
-    match Policy::parse(policy.as_bytes()) {
+pub fn load(policy: PolicyLoad<'_>) -> Loaded<Policy> {
+    match Policy::parse(policy.text.as_bytes()) {
         Ok(p) => Loaded::Policy(p),
         Err(e) => Loaded::Rejected(Rejection::from_problems(&e)),
     }

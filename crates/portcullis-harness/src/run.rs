@@ -2,7 +2,7 @@
 //! hold the engine's rejection to `expect_policy_error` or run every case
 //! and [`check`] it; the result is a [`FileReport`] with first-class skips.
 //!
-//! An engine is two closures: `load` (the policy text to a loaded policy,
+//! An engine is two closures: `load` (a [`PolicyLoad`] to a loaded policy,
 //! a [`Rejection`], or an engine failure) and `run` (one case on the loaded
 //! policy to a [`CaseRun`]). The engine never compares anything itself.
 
@@ -110,6 +110,17 @@ impl Suite {
             policy,
         })
     }
+}
+
+/// What an engine is asked to load for a test file: the policy's text and,
+/// as the format grows, what the policy is loaded with. Only the harness
+/// makes one (it is `non_exhaustive`), so a new field is not a breaking
+/// change for engines that do not use it yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PolicyLoad<'a> {
+    /// The policy document's text.
+    pub text: &'a str,
 }
 
 /// What an engine made of a policy.
@@ -292,7 +303,7 @@ impl FileReport {
 /// ```
 pub fn run_file<P>(
     suite: &Suite,
-    load: impl FnOnce(&str) -> Loaded<P>,
+    mut load: impl FnMut(PolicyLoad<'_>) -> Loaded<P>,
     mut run: impl FnMut(&mut P, usize, &Case) -> CaseRun,
 ) -> FileReport {
     let mut report = FileReport {
@@ -301,7 +312,9 @@ pub fn run_file<P>(
         rejection: None,
         cases: Vec::new(),
     };
-    let loaded = load(&suite.policy);
+    let loaded = load(PolicyLoad {
+        text: &suite.policy,
+    });
     if let Some(want) = &suite.file.expect_policy_error {
         match loaded {
             Loaded::Failed(e) => report.error = Some(FileError::Engine(e)),
