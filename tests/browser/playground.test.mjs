@@ -403,6 +403,8 @@ test('the shared URL reproduces the state', async () => {
   await page.locator('[data-rows="headers"] .row:last-child [data-k="name"]').fill('x-trace');
   await page.locator('[data-rows="headers"] .row:last-child [data-k="value"]').fill('abc 123');
   await page.waitForFunction(() => document.querySelector('[data-fact="rule"]')?.textContent.startsWith('allow-http-fe3ase'));
+  // The header does not change the rule: wait until the result includes it too.
+  await page.waitForFunction(() => (window.portcullis.lastResult?.request_headers_before || []).some((x) => x.name === 'x-trace' && x.value === 'abc 123'));
   await page.locator('#share').click();
   await page.waitForFunction(() => document.querySelector('#share-note').textContent !== '');
   const url = page.url();
