@@ -27,7 +27,7 @@ use portcullis_core::{Policy, Request, Transport, Verdict};
 use portcullis_harness::{Suite, Tally};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    harness::root_from(env!("CARGO_MANIFEST_DIR"), 2)
 }
 
 fn fixture() -> &'static Fixture {
