@@ -188,10 +188,19 @@ ta.addEventListener('input', () => {
 
 const form = $('#request');
 
+/**
+ * One header row. A value is text, or {hex: "..."} for bytes that are not
+ * UTF-8 (as in test files): the row then holds the hex digits with its
+ * "hex" box ticked, so nothing is lost between a test case and the builder.
+ */
 function headerRow(kind, name = '', value = '') {
+  const isHex = value !== null && typeof value === 'object' && typeof value.hex === 'string';
+  const hex = h('input', { type: 'checkbox', 'data-k': 'hex', title: 'the value is hex bytes', 'aria-label': `${kind} header value is hex` });
+  hex.checked = isHex;
   const row = h('div', { class: 'row' },
     h('input', { 'data-k': 'name', placeholder: 'name', value: name, 'aria-label': `${kind} header name` }),
-    h('input', { 'data-k': 'value', placeholder: 'value', value, 'aria-label': `${kind} header value` }),
+    h('input', { 'data-k': 'value', placeholder: 'value', value: isHex ? value.hex : String(value), 'aria-label': `${kind} header value` }),
+    h('label', { class: 'hex' }, hex, 'hex'),
     h('button', { type: 'button', title: 'remove', 'aria-label': 'remove header',
       onclick: () => { row.remove(); onRequestChange(); } }, '×'));
   return row;
@@ -211,8 +220,11 @@ function writeForm(r) {
 function readForm() {
   const f = form.elements;
   const rows = (kind) => [...$(`[data-rows="${kind}"]`, form).children]
-    .map((row) => [$('[data-k=name]', row).value, $('[data-k=value]', row).value])
-    .filter(([n, v]) => n !== '' || v !== '');
+    .map((row) => {
+      const v = $('[data-k=value]', row).value;
+      return [$('[data-k=name]', row).value, $('[data-k=hex]', row).checked ? { hex: v } : v];
+    })
+    .filter(([n, v]) => n !== '' || (typeof v === 'string' ? v !== '' : v.hex !== ''));
   return {
     client_ip: f.client_ip.value.trim(), client_port: Number(f.client_port.value || 0),
     local_ip: f.local_ip.value.trim(), local_port: Number(f.local_port.value || 0),
@@ -235,26 +247,25 @@ function caseOf(r) {
   };
 }
 
-/** A test case's request as builder state (the inverse of caseOf). */
-function requestOfCase(c) {
-  const rq = c.request || {};
-  const split = (s, dflt) => {
-    const m = /^\[(.*)\]:(\d+)$/.exec(s || '') || /^([^:]*):(\d+)$/.exec(s || '');
-    return m ? [m[1], Number(m[2])] : dflt;
+/**
+ * A test case's request as builder state (the inverse of caseOf), read by
+ * the engine's own test-file reader so every default is the one test files
+ * get; null when the case's request is not readable.
+ */
+async function requestOfCase(c) {
+  const { data } = await call('read_request', JSON.stringify({ request: c.request, upstream: c.upstream }));
+  if (!data.ok) return null;
+  const rq = data.request;
+  const split = (s) => {
+    const m = /^\[(.*)\]:(\d+)$/.exec(s) || /^([^:]*):(\d+)$/.exec(s);
+    return [m[1], Number(m[2])];
   };
-  const tls = rq.tls !== false;
-  const [client_ip, client_port] = split(rq.peer, ['127.0.0.1', 50000]);
-  const [local_ip, local_port] = split(rq.local, ['127.0.0.1', tls ? 443 : 80]);
-  const text = (v) => (typeof v === 'string' ? v
-    : v && typeof v.hex === 'string'
-      ? new TextDecoder().decode(Uint8Array.from(v.hex.match(/../g) || [], (x) => parseInt(x, 16)))
-      : String(v));
-  const pairs = (l) => (Array.isArray(l) ? l.map(([n, v]) => [String(n), text(v)]) : []);
+  const [client_ip, client_port] = split(rq.peer);
+  const [local_ip, local_port] = split(rq.local);
   return {
-    client_ip, client_port, local_ip, local_port, tls, protocol: rq.protocol || 'tcp',
-    method: rq.method || 'GET', authority: rq.authority ?? 'localhost', path: rq.path || '/',
-    headers: pairs(rq.headers), upstream_status: (c.upstream && c.upstream.status) || 200,
-    upstream: pairs(c.upstream && c.upstream.headers),
+    client_ip, client_port, local_ip, local_port, tls: rq.tls, protocol: rq.protocol,
+    method: rq.method, authority: rq.authority, path: rq.path, headers: rq.headers,
+    upstream_status: data.upstream.status, upstream: data.upstream.headers,
   };
 }
 
@@ -539,7 +550,8 @@ async function loadSample(name) {
     setTests(s.tests[0], testText);
     try {
       const first = (JSON.parse(testText).cases || [])[0];
-      if (first) { state.request = requestOfCase(first); writeForm(state.request); }
+      const rq = first && await requestOfCase(first);
+      if (rq) { state.request = rq; writeForm(state.request); }
     } catch {
       // The Tests tab reports a malformed file when it runs.
     }
@@ -658,7 +670,8 @@ async function openCase(file, text, c) {
     state.sample = sample ? sample.name : '';
     $('#sample').value = state.sample;
   }
-  state.request = requestOfCase(c);
+  const rq = await requestOfCase(c);
+  if (rq) state.request = rq;
   writeForm(state.request);
   setTab('evaluate');
   refresh();

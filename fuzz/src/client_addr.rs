@@ -127,7 +127,7 @@ pub fn check(data: &[u8]) -> Result<(), String> {
 
 /// Seed inputs from a test case: its client-address header lines, once per
 /// `from` that reads them, peer trusted.
-pub fn seeds(case: &portcullis_core::testfile::Case) -> Vec<Vec<u8>> {
+pub fn seeds(case: &portcullis_harness::Case) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for (which, names) in [
         &["x-forwarded-for"][..],

@@ -15,13 +15,15 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use portcullis_core::testfile::{
-    run_core, Case, CaseRequest, Expect, HeaderList, Outcome, Upstream,
-};
 use portcullis_core::{
     apply_edits, Decision, EditOp, Policy, Request, Step, Trace, Transport, Verdict,
 };
-use portcullis_host::{HttpRequest, HttpResponse, LogLevel, Options};
+use portcullis_harness::native::run_core;
+use portcullis_harness::{
+    corpus, run_file, Case, CaseRequest, CaseRun, Expect, FileReport, HeaderList, Loaded, Outcome,
+    PolicyLoad, Rejection, Suite, Upstream,
+};
+use portcullis_host::{HttpRequest, HttpResponse};
 
 #[path = "client_addr.rs"]
 pub mod client_addr;
@@ -485,7 +487,7 @@ impl Gen {
 
 /// Shows bytes for failure reports, cut to a readable length.
 pub fn show(b: &[u8]) -> String {
-    let s = portcullis_core::testfile::show_bytes(&b[..b.len().min(200)]);
+    let s = portcullis_harness::show_bytes(&b[..b.len().min(200)]);
     if b.len() > 200 {
         format!("{s}...({} bytes)", b.len())
     } else {
@@ -514,23 +516,10 @@ pub fn root_from(manifest_dir: &str, up: usize) -> PathBuf {
     p
 }
 
-/// Every test file of the shared corpus: `tests/corpus/*.json` and
-/// `policy-samples/*.tests.json`, sorted.
+/// Every test file of the shared corpus (the one discovery every engine
+/// uses: [`portcullis_harness::corpus::files`]).
 pub fn test_files(root: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for (dir, suffix) in [("tests/corpus", ".json"), ("policy-samples", ".tests.json")] {
-        let Ok(rd) = std::fs::read_dir(root.join(dir)) else {
-            continue;
-        };
-        let mut v: Vec<PathBuf> = rd
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.to_string_lossy().ends_with(suffix))
-            .collect();
-        v.sort();
-        out.extend(v);
-    }
-    out
+    corpus::files(root)
 }
 
 /// The fixed policy set of the `decide`, `filter_wasm` and `differential`
@@ -539,19 +528,7 @@ pub fn test_files(root: &Path) -> Vec<PathBuf> {
 /// in a stable order.
 pub fn policies(root: &Path) -> Vec<Named> {
     let mut out = Vec::new();
-    let mut samples: Vec<PathBuf> = std::fs::read_dir(root.join("policy-samples"))
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.path())
-                .filter(|p| {
-                    let s = p.to_string_lossy();
-                    s.ends_with(".json") && !s.ends_with(".tests.json")
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    samples.sort();
-    for p in samples {
+    for p in corpus::sample_policies(root) {
         if let Ok(text) = std::fs::read_to_string(&p) {
             if let Ok(policy) = Policy::parse(text.as_bytes()) {
                 out.push(Named {
@@ -567,7 +544,12 @@ pub fn policies(root: &Path) -> Vec<Named> {
         if f.starts_with(root.join("policy-samples")) {
             continue;
         }
-        let Ok((tf, text)) = portcullis_cli::load(&f) else {
+        let Ok(Suite {
+            file: tf,
+            policy: text,
+            ..
+        }) = Suite::read(&f)
+        else {
             continue;
         };
         if tf.expect_policy_error.is_some() {
@@ -594,19 +576,7 @@ pub fn filter_path(root: &Path) -> PathBuf {
 
 /// Compiles the filter (once per process, by the caller).
 pub fn filter_engine(root: &Path) -> Result<portcullis_host::Engine, String> {
-    let path = filter_path(root);
-    let wasm = std::fs::read(&path).map_err(|e| {
-        format!(
-            "cannot read {}: {e} (build it with scripts/build-filter.sh)",
-            path.display()
-        )
-    })?;
-    let opts = Options {
-        log_level: LogLevel::Info,
-        ..Options::default()
-    };
-    portcullis_host::Engine::with_options(&wasm, opts)
-        .map_err(|e| format!("{}: {e}", path.display()))
+    portcullis_cli::compile_filter(&filter_path(root))
 }
 
 /// A fixed request for policies that only need to be decided once.
@@ -1112,6 +1082,51 @@ pub fn check_differential(
         return Err(format!("core and filter differ: {diff}"));
     }
     Ok(())
+}
+
+/// The fuzz checks as an engine of the one runner: a file's policy must
+/// be one of the fixture's (or be rejected by the core, for
+/// `expect_policy_error` files); each case must encode and decode
+/// losslessly and hold the `decide`, `filter_wasm` and `differential`
+/// checks, and the core's outcome is then checked against the case's
+/// expectations like any engine's.
+pub fn run_corpus_file(
+    f: &Fixture,
+    plugins: &mut [portcullis_host::Plugin],
+    suite: &Suite,
+) -> FileReport {
+    let load = |p: PolicyLoad<'_>| match Policy::parse(p.text.as_bytes()) {
+        Err(e) => Loaded::Rejected(Rejection::from_problems(&e)),
+        Ok(_) => match f.policies.iter().position(|n| n.text == p.text) {
+            Some(idx) => Loaded::Policy(idx),
+            None => Loaded::Failed("policy not in the fuzz set".into()),
+        },
+    };
+    let run = |idx: &mut usize, _: usize, c: &Case| {
+        let idx = *idx;
+        let (Some(named), Some(plugin)) = (f.policies.get(idx), plugins.get_mut(idx)) else {
+            return CaseRun::Error(format!("no policy {idx} in the fixture"));
+        };
+        let g = Gen::from_case(idx, c);
+        // The seed encoding is lossless for the corpus.
+        let back = f.decode(&g.encode());
+        if back != g {
+            return CaseRun::Error(format!("encode/decode changed it: {back:?}"));
+        }
+        let p = &named.policy;
+        let checks = [
+            check_core(p, &g),
+            check_filter(plugin, p, &g),
+            check_differential(plugin, p, &g),
+        ];
+        let errors: Vec<String> = checks.into_iter().filter_map(Result::err).collect();
+        if errors.is_empty() {
+            CaseRun::Ran(run_core(p, c))
+        } else {
+            CaseRun::Error(errors.join("; "))
+        }
+    };
+    run_file(suite, load, run)
 }
 
 /// What the targets load once per process: the policy set, and (for the

@@ -24,6 +24,7 @@ use std::time::Instant;
 
 use harness::{check_core, check_differential, check_filter, client_addr, Fixture, Gen, Target};
 use portcullis_core::{Policy, Request, Transport, Verdict};
+use portcullis_harness::{Suite, Tally};
 
 fn root() -> PathBuf {
     harness::root_from(env!("CARGO_MANIFEST_DIR"), 2)
@@ -158,10 +159,14 @@ fn every_committed_fuzz_input_replays_clean() {
 
 /// Every case of every test file, with the index of its policy in the
 /// fixture (`None` for files whose policy must be rejected).
-fn corpus_cases(f: &Fixture) -> Vec<(usize, portcullis_core::testfile::Case, String)> {
+fn corpus_cases(f: &Fixture) -> Vec<(usize, portcullis_harness::Case, String)> {
     let mut out = Vec::new();
     for file in harness::test_files(&root()) {
-        let (tf, text) = portcullis_cli::load(&file).unwrap();
+        let Suite {
+            file: tf,
+            policy: text,
+            ..
+        } = Suite::read(&file).unwrap();
         if tf.expect_policy_error.is_some() {
             continue;
         }
@@ -177,39 +182,22 @@ fn corpus_cases(f: &Fixture) -> Vec<(usize, portcullis_core::testfile::Case, Str
     out
 }
 
+/// The whole corpus through the one runner, with the fuzz checks as the
+/// engine (`harness::run_corpus_file`).
 #[test]
 fn every_corpus_case_holds_the_fuzz_invariants_on_both_engines() {
     let f = fixture();
-    let cases = corpus_cases(f);
-    assert!(cases.len() >= 200, "only {} cases", cases.len());
     let mut plugins = f.plugins.lock().unwrap();
+    let mut tally = Tally::default();
     let mut failures = Vec::new();
-    for (idx, c, file) in &cases {
-        let g = Gen::from_case(*idx, c);
-        // The seed encoding is lossless for the corpus.
-        let back = f.decode(&g.encode());
-        if back != g {
-            failures.push(format!(
-                "{file}: {}: encode/decode changed it: {back:?}",
-                c.name
-            ));
-        }
-        let p = &f.policies[*idx].policy;
-        let plugin = &mut plugins[*idx];
-        for r in [
-            check_core(p, &g),
-            check_filter(plugin, p, &g),
-            check_differential(plugin, p, &g),
-        ] {
-            if let Err(e) = r {
-                failures.push(format!("{file}: {}: {e}", c.name));
-            }
-        }
+    for file in harness::test_files(&root()) {
+        let suite = Suite::read(&file).unwrap();
+        let report = harness::run_corpus_file(f, &mut plugins, &suite);
+        tally.add(&report);
+        failures.extend(report.failures());
     }
-    println!(
-        "{} corpus cases through decide, filter_wasm and differential",
-        cases.len()
-    );
+    println!("corpus through decide, filter_wasm and differential: {tally}");
+    assert!(tally.cases >= 200, "only {} cases", tally.cases);
     assert_none(&failures);
 }
 
@@ -246,7 +234,7 @@ fn write_seed_corpora() {
     }
     // policy_parse: every policy text of the corpus, valid or not.
     for file in harness::test_files(&root()) {
-        let (_, text) = portcullis_cli::load(&file).unwrap();
+        let text = Suite::read(&file).unwrap().policy;
         let stem = file
             .file_name()
             .unwrap()
@@ -850,7 +838,7 @@ fn policies_are_checked_for_parse_invariants() {
     let mut failures = Vec::new();
     let mut n = 0;
     for file in harness::test_files(&root()) {
-        let (_, text) = portcullis_cli::load(&file).unwrap();
+        let text = Suite::read(&file).unwrap().policy;
         let b = text.as_bytes();
         for cut in (0..=b.len()).step_by((b.len() / 40).max(1)) {
             n += 1;
@@ -1140,7 +1128,7 @@ fn the_filter_accepts_exactly_the_policies_the_core_accepts() {
         }
     }
     for file in harness::test_files(&root()).iter().step_by(4) {
-        let (_, text) = portcullis_cli::load(file).unwrap();
+        let text = Suite::read(file).unwrap().policy;
         let b = text.as_bytes();
         for cut in (0..b.len()).step_by((b.len() / 6).max(1)) {
             docs.push((

@@ -7,9 +7,8 @@
 //! bad one with every problem at once ([`Policy::parse`]), and decides any
 //! request ([`Policy::decide`]), returning the decision with its trace, the
 //! header edits for the request and the response, and hardened local replies.
-//! It also reads and checks policy test files ([`testfile`]), so every engine
-//! (this crate natively, the Envoy filter, the CLI, the playground) runs the
-//! same corpus through the same comparison.
+//! Policy test files (policy-tests-v1) are read and run by
+//! `portcullis-harness`, which calls this crate as one of its engines.
 //!
 //! Where things live:
 //! - [`policy`]: the compiled model ([`Policy`] and its sections), its
@@ -22,8 +21,7 @@
 //!   and HTTPS checks in its own files;
 //! - [`edits`] (header edits and [`apply_edits`]), [`reply`] (local
 //!   replies), [`explain`] (rule by rule, in words), [`lint`];
-//! - [`addr`], [`json`]: addresses and the position-keeping JSON reader;
-//!   [`testfile`]: policy test files.
+//! - [`addr`], [`json`]: addresses and the position-keeping JSON reader.
 //!
 //! What this crate does *not* do:
 //! - no I/O, no clock, no logging, no globals: hosts feed it requests and
@@ -74,7 +72,6 @@ pub mod policy;
 mod provenance;
 pub mod reply;
 pub mod rule;
-pub mod testfile;
 mod words;
 
 pub use decide::{

@@ -2,18 +2,22 @@
 //!
 //! A thin wasm-bindgen shell: every exported function takes JSON (or policy
 //! text), calls [`portcullis_core`] and returns JSON for the page to render.
-//! Parsing, decisions, header edits, rule explanations and test comparisons
-//! all happen in the core; this crate only converts.
+//! Parsing, decisions, header edits and rule explanations happen in the
+//! core; reading and running test files in the one runner
+//! (`portcullis-harness`, the same code every other engine runs); this
+//! crate only converts.
 //!
 //! The functions are plain Rust (`&str` in, `String` out), so the native
 //! corpus example and the unit tests call exactly what the page calls.
 
 use std::collections::BTreeMap;
 
-use portcullis_core::testfile::{
-    check, missing_policy_errors, run_core, show_bytes, Case, HeaderList, PolicySource, TestFile,
-};
 use portcullis_core::{Field, Policy, Problems};
+use portcullis_harness::native::{self, run_core};
+use portcullis_harness::{
+    run_file, show_bytes, Case, CaseStatus, FileError, HeaderList, LoadError, PolicySource, Suite,
+    TestFile,
+};
 use serde::Serialize;
 use wasm_bindgen::prelude::wasm_bindgen;
 
@@ -198,6 +202,69 @@ fn read_case(case_json: &str) -> Result<Case, Vec<ProblemOut>> {
     }
 }
 
+/// A header value as a test file writes it: text, or `{"hex": ...}` for
+/// bytes that are not UTF-8 (so nothing is lost on the way to the page and
+/// back).
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum ValueOut {
+    Text(String),
+    Hex { hex: String },
+}
+
+fn pairs_out(list: &HeaderList) -> Vec<(String, ValueOut)> {
+    list.iter()
+        .map(|(n, v)| {
+            let value = match std::str::from_utf8(v) {
+                Ok(s) => ValueOut::Text(s.to_owned()),
+                Err(_) => ValueOut::Hex {
+                    hex: v.iter().map(|b| format!("{b:02x}")).collect(),
+                },
+            };
+            (n.clone(), value)
+        })
+        .collect()
+}
+
+/// Reads a test case's `{"request": {...}, "upstream": {...}}` as the
+/// test-file reader does, every default filled in, for the request builder:
+/// `{ok: true, request: {peer, local, tls, protocol, method, authority,
+/// path, headers: [[name, value]]}, upstream: {status, headers}}` (a value
+/// is a string or `{"hex": ...}`), or `{ok: false, request_errors}`.
+#[wasm_bindgen]
+pub fn read_request(case_json: &str) -> String {
+    #[derive(Serialize)]
+    struct UpstreamOut {
+        status: u16,
+        headers: Vec<(String, ValueOut)>,
+    }
+    #[derive(Serialize)]
+    struct Out {
+        ok: bool,
+        request: Option<CaseOut>,
+        upstream: Option<UpstreamOut>,
+        request_errors: Vec<ProblemOut>,
+    }
+    let out = match read_case(case_json) {
+        Ok(c) => Out {
+            ok: true,
+            request: Some(CaseOut::of(&c)),
+            upstream: Some(UpstreamOut {
+                status: c.upstream.status,
+                headers: pairs_out(&c.upstream.headers),
+            }),
+            request_errors: Vec::new(),
+        },
+        Err(request_errors) => Out {
+            ok: false,
+            request: None,
+            upstream: None,
+            request_errors,
+        },
+    };
+    to_json(&out)
+}
+
 /// Which parts of the policy exist, for the evaluation pipeline view.
 #[derive(Debug, Serialize)]
 struct Configured {
@@ -355,20 +422,12 @@ pub fn evaluate(policy_text: &str, case_json: &str) -> String {
         request_headers_after: outcome.upstream_headers.as_ref().map(headers_out),
         response_headers_before: forwarded.then(|| headers_out(&case.upstream.headers)),
         response_headers_after: headers_out(&outcome.response_headers),
-        case: CaseOut {
-            peer: case.request.peer.to_string(),
-            local: case.request.local.to_string(),
-            tls: case.request.tls,
-            protocol: case.request.transport.as_str(),
-            method: case.request.method.clone(),
-            authority: case.request.authority.clone(),
-            path: case.request.path.clone(),
-        },
+        case: CaseOut::of(&case),
     };
     to_json(&out)
 }
 
-/// The request as the core read it (defaults filled in).
+/// The request as the test-file reader read it (defaults filled in).
 #[derive(Debug, Serialize)]
 struct CaseOut {
     peer: String,
@@ -378,6 +437,22 @@ struct CaseOut {
     method: String,
     authority: String,
     path: String,
+    headers: Vec<(String, ValueOut)>,
+}
+
+impl CaseOut {
+    fn of(c: &Case) -> CaseOut {
+        CaseOut {
+            peer: c.request.peer.to_string(),
+            local: c.request.local.to_string(),
+            tls: c.request.tls,
+            protocol: c.request.transport.as_str(),
+            method: c.request.method.clone(),
+            authority: c.request.authority.clone(),
+            path: c.request.path.clone(),
+            headers: pairs_out(&c.request.headers),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -426,13 +501,6 @@ pub fn run_tests(test_file_text: &str, policies_json: &str) -> String {
         failed: usize,
     }
     let mut out = Out::default();
-    let tf = match TestFile::parse(test_file_text) {
-        Ok(tf) => tf,
-        Err(e) => {
-            out.errors = problems(&e);
-            return to_json(&out);
-        }
-    };
     let policies: BTreeMap<String, String> = if policies_json.trim().is_empty() {
         BTreeMap::new()
     } else {
@@ -449,80 +517,84 @@ pub fn run_tests(test_file_text: &str, policies_json: &str) -> String {
             }
         }
     };
-    let policy_text = match &tf.policy {
-        PolicySource::Inline(t) => {
-            out.policy = Some("(inline)".into());
-            t.clone()
+    let suite = Suite::from_text("test file", test_file_text, |p| {
+        policies
+            .get(p)
+            .cloned()
+            .ok_or_else(|| (p.to_owned(), format!("policy file {p:?} was not provided")))
+    });
+    let suite = match suite {
+        Ok(s) => s,
+        Err(LoadError::Invalid { problems: e, .. }) => {
+            out.errors = problems(&e);
+            return to_json(&out);
         }
-        PolicySource::Path(p) => {
-            out.policy = Some(p.clone());
-            match policies.get(p) {
-                Some(t) => t.clone(),
-                None => {
-                    out.errors.push(ProblemOut {
-                        line: 0,
-                        column: 0,
-                        path: "policy".into(),
-                        message: format!("policy file {p:?} was not provided"),
-                    });
-                    return to_json(&out);
-                }
-            }
+        Err(LoadError::Policy { path, error }) => {
+            out.policy = Some(path);
+            out.errors.push(ProblemOut {
+                line: 0,
+                column: 0,
+                path: "policy".into(),
+                message: error,
+            });
+            return to_json(&out);
         }
-    };
-    out.ok = true;
-    let parsed = Policy::parse(policy_text.as_bytes());
-    if let Some(want) = &tf.expect_policy_error {
-        let check = match &parsed {
-            Ok(_) => PolicyErrorCheck {
-                expected: want.clone(),
-                missing: want.clone(),
-                accepted: true,
-                errors: Vec::new(),
-            },
-            Err(e) => PolicyErrorCheck {
-                expected: want.clone(),
-                missing: missing_policy_errors(want, e)
-                    .into_iter()
-                    .map(String::from)
-                    .collect(),
-                accepted: false,
-                errors: problems(e),
-            },
-        };
-        out.pass = !check.accepted && check.missing.is_empty();
-        out.expect_policy_error = Some(check);
-        return to_json(&out);
-    }
-    let policy = match parsed {
-        Ok(p) => p,
         Err(e) => {
-            out.policy_errors = problems(&e);
+            out.errors.push(ProblemOut {
+                line: 0,
+                column: 0,
+                path: String::new(),
+                message: e.to_string(),
+            });
             return to_json(&out);
         }
     };
-    for case in &tf.cases {
-        let outcome = run_core(&policy, case);
-        let mismatches: Vec<MismatchOut> = check(&case.expect, &outcome)
-            .into_iter()
-            .map(|m| MismatchOut {
-                field: m.field,
-                expected: m.expected,
-                seen: m.seen,
-            })
-            .collect();
-        let pass = mismatches.is_empty();
+    out.policy = Some(match &suite.file.policy {
+        PolicySource::Inline(_) => "(inline)".into(),
+        PolicySource::Path(p) => p.clone(),
+    });
+    out.ok = true;
+    let report = run_file(&suite, native::load, native::run);
+    let problems_of =
+        |r: &portcullis_harness::Rejection| r.problems.as_ref().map(problems).unwrap_or_default();
+    if let Some(rc) = &report.rejection {
+        out.pass = rc.passed();
+        out.expect_policy_error = Some(PolicyErrorCheck {
+            expected: rc.expected.clone(),
+            missing: rc.missing.clone(),
+            accepted: rc.rejection.is_none(),
+            errors: rc.rejection.as_ref().map(problems_of).unwrap_or_default(),
+        });
+        return to_json(&out);
+    }
+    if let Some(FileError::PolicyRejected(r)) = &report.error {
+        out.policy_errors = problems_of(r);
+        return to_json(&out);
+    }
+    for c in report.cases {
+        let pass = c.passed();
+        let mismatches = match c.status {
+            CaseStatus::Failed(m) => m
+                .into_iter()
+                .map(|m| MismatchOut {
+                    field: m.field,
+                    expected: m.expected,
+                    seen: m.seen,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
         if pass {
             out.passed += 1;
         } else {
             out.failed += 1;
         }
         out.cases.push(CaseResult {
-            name: case.name.clone(),
-            line: case.line,
+            name: c.name,
+            line: c.line,
             pass,
             mismatches,
-            trace: outcome.trace,
+            trace: c.trace,
         });
     }
     out.pass = out.failed == 0;
@@ -743,6 +815,37 @@ mod tests {
         let out = parse(evaluate("{", "{}"));
         assert_eq!(out["ok"], false);
         assert_eq!(out["errors"][0]["line"], 1);
+    }
+
+    #[test]
+    fn read_request_fills_defaults_and_keeps_bytes() {
+        let out = parse(read_request(
+            &json!({"request": {"peer": "[2001:db8::1]:7", "tls": false,
+                                "headers": [["x-bin", {"hex": "c328ff"}], ["a", "b"]]},
+                    "expect": {"verdict": "deny"}})
+            .to_string(),
+        ));
+        assert_eq!(out["ok"], true);
+        let r = &out["request"];
+        assert_eq!(r["peer"], "[2001:db8::1]:7");
+        assert_eq!(r["local"], "127.0.0.1:80");
+        assert_eq!(
+            (
+                r["method"].clone(),
+                r["authority"].clone(),
+                r["path"].clone()
+            ),
+            (json!("GET"), json!("localhost"), json!("/"))
+        );
+        assert_eq!(r["protocol"], "tcp");
+        assert_eq!(
+            r["headers"],
+            json!([["x-bin", {"hex": "c328ff"}], ["a", "b"]])
+        );
+        assert_eq!(out["upstream"], json!({"status": 200, "headers": []}));
+        let bad = parse(read_request("{\"request\": {\"peer\": \"nope\"}}"));
+        assert_eq!(bad["ok"], false);
+        assert_eq!(bad["request_errors"][0]["path"], "request.peer");
     }
 
     #[test]

@@ -306,7 +306,7 @@ impl<'t> Validator<'t> {
             return;
         };
         if looks_like_credential(name) {
-            let (line, _) = self.lines.at(value.span.start);
+            let (line, _) = self.lines.line_col(value.span.start);
             self.inline_credentials.push((path.to_string(), line));
         }
     }

@@ -14,7 +14,7 @@ use alloc::vec::Vec;
 use crate::addr::AddrSet;
 use crate::env::Env;
 use crate::error::{Error, Problem, Problems};
-use crate::json::Value;
+use crate::json::{LineIndex, Value};
 
 use super::syntax::is_name;
 use super::{ClientFrom, ClientIp, Mode, Policy};
@@ -44,36 +44,6 @@ impl Policy {
                 Err(Problems(v.problems))
             }
         }
-    }
-}
-
-/// Byte offset to line and column, in O(log n).
-struct LineIndex<'t> {
-    text: &'t str,
-    starts: Vec<usize>,
-}
-
-impl<'t> LineIndex<'t> {
-    fn new(text: &'t str) -> Self {
-        let mut starts = alloc::vec![0];
-        for (i, b) in text.bytes().enumerate() {
-            if b == b'\n' {
-                starts.push(i + 1);
-            }
-        }
-        LineIndex { text, starts }
-    }
-    fn at(&self, off: usize) -> (u32, u32) {
-        let line = self.starts.partition_point(|&s| s <= off).max(1);
-        let ls = self.starts.get(line - 1).copied().unwrap_or(0);
-        let col = self
-            .text
-            .get(ls..off.min(self.text.len()))
-            .map_or(1, |s| s.chars().count() + 1);
-        (
-            u32::try_from(line).unwrap_or(u32::MAX),
-            u32::try_from(col).unwrap_or(u32::MAX),
-        )
     }
 }
 

@@ -137,7 +137,9 @@ impl<'t> Validator<'t> {
         rules.sort_by_key(|r| r.priority);
         // The matcher is compiled by `Policy::compile`, once the JSON tree
         // can be dropped: the peak memory of a large policy is lower then.
-        let (line, column) = self.lines.at(rules_v.map_or(v.span, |r| r.span).start);
+        let (line, column) = self
+            .lines
+            .line_col(rules_v.map_or(v.span, |r| r.span).start);
         Some(Network {
             rules,
             default_access,
@@ -223,7 +225,7 @@ impl<'t> Validator<'t> {
         if let Some(d) = f.get("description") {
             self.string(d, &child(path, "description"));
         }
-        let (line, _) = self.lines.at(v.span.start);
+        let (line, _) = self.lines.line_col(v.span.start);
         Some(Rule {
             name: name?,
             priority: u16::try_from(priority?).ok()?,
