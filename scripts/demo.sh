@@ -68,7 +68,9 @@ pids+=($!)
 play_port=${DEMO_PLAYGROUND_PORT:-8000}
 python3 -m http.server -b 127.0.0.1 "$play_port" >"$out/playground.log" 2>&1 &
 play_pid=$!
-"$envoy" -c "$out/envoy.yaml" --concurrency 1 --disable-hot-restart -l warning \
+# The function key reaches the filter from Envoy's environment
+# (vm_config.environment_variables.host_env_keys), never from the config.
+FUNCTION_KEY="$key" "$envoy" -c "$out/envoy.yaml" --concurrency 1 --disable-hot-restart -l warning \
     --component-log-level wasm:info --admin-address-path "$out/admin-address" \
     >"$out/envoy.log" 2>&1 &
 pids+=($!)

@@ -71,6 +71,23 @@ const state = {
   diff: { old: '' },
 };
 
+// The environment panel (value_from / values_from): in memory only, never
+// packed into the URL hash.
+let envVars = {};
+function envJson() { return JSON.stringify(envVars); }
+function readEnvPanel() {
+  envVars = {};
+  for (const line of $('#env').value.split('\n')) {
+    const i = line.indexOf('=');
+    if (i > 0) envVars[line.slice(0, i).trim()] = line.slice(i + 1);
+  }
+}
+function setEnvPanel(vars) {
+  envVars = { ...vars };
+  $('#env').value = Object.entries(envVars).map(([k, v]) => `${k}=${v}`).join('\n');
+  if (Object.keys(envVars).length) $('#env-panel').open = true;
+}
+
 let manifest = { base: '../', samples: [], corpus: [] };
 const repoUrl = (path) => new URL(manifest.base + path, location.href);
 /** Resolves a test file's policy path against the test file's repo path. */
@@ -306,7 +323,7 @@ async function refresh() {
   let chk;
   let ev;
   try {
-    [chk, ev] = await Promise.all([call('check_policy', policy), call('evaluate', policy, caseJson)]);
+    [chk, ev] = await Promise.all([call('check_policy', policy, envJson()), call('evaluate', policy, caseJson, envJson())]);
   } catch (e) {
     showFatal(String(e.message || e));
     return;
@@ -549,6 +566,8 @@ async function loadSample(name) {
     const testText = await fetchText(repoUrl(s.tests[0]));
     setTests(s.tests[0], testText);
     try {
+      // The sample's test file says what environment its policy needs.
+      setEnvPanel(JSON.parse(testText).env || {});
       const first = (JSON.parse(testText).cases || [])[0];
       const rq = first && await requestOfCase(first);
       if (rq) { state.request = rq; writeForm(state.request); }
@@ -781,7 +800,7 @@ function renderDiff(out) {
 }
 
 $('#run-diff').addEventListener('click', async () => {
-  const { data } = await call('diff_policies', diffTa.value, ta.value);
+  const { data } = await call('diff_policies', diffTa.value, ta.value, envJson());
   renderDiff(data);
 });
 
@@ -875,3 +894,5 @@ $('#import-to-editor').addEventListener('click', async () => {
 });
 
 start();
+
+$('#env').addEventListener('input', () => { readEnvPanel(); refresh(); });

@@ -459,6 +459,7 @@ impl Gen {
                 headers: list(&self.response),
             },
             expect: Expect::default(),
+            env: None,
         }
     }
 

@@ -118,7 +118,15 @@ pub fn run_file(engine: &Engine, file: &Path) -> Vec<CaseResult> {
         Engine::Core => run_suite(&suite, native::load, native::run),
         Engine::Wasm(e) => run_suite(
             &suite,
-            |policy| load_wasm(e, policy.text),
+            |policy| {
+                if policy.env.is_empty() {
+                    load_wasm(e, policy.text)
+                } else {
+                    // The test file's `env` is the VM's environment, as
+                    // Envoy's vm_config.environment_variables would give it.
+                    load_wasm(&e.with_environment(policy.env.to_vec()), policy.text)
+                }
+            },
             |plugin, _, c| match run_wasm(plugin, c) {
                 Ok(o) => CaseRun::Ran(o),
                 Err(e) => CaseRun::Error(e),

@@ -14,6 +14,7 @@ fn portcullis(args: &[&str]) -> Output {
         .current_dir(root())
         .env("NO_COLOR", "1")
         .env("PORTCULLIS_CACHE_DIR", root().join("target/cli-test/cache"))
+        .env("FUNCTION_KEY", "K-test")
         .env_remove("PORTCULLIS_FILTER")
         .output()
         .unwrap()

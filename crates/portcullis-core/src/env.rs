@@ -55,6 +55,12 @@ impl<K: AsRef<str>, V: AsRef<str>> Env for [(K, V)] {
     }
 }
 
+impl<K: AsRef<str>, V: AsRef<str>> Env for &[(K, V)] {
+    fn var(&self, name: &str) -> Option<String> {
+        (**self).var(name)
+    }
+}
+
 impl<K: AsRef<str>, V: AsRef<str>, const N: usize> Env for [(K, V); N] {
     fn var(&self, name: &str) -> Option<String> {
         self.as_slice().var(name)

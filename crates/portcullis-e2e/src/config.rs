@@ -632,7 +632,15 @@ pub fn deploy_example(policy: &str) -> EnvoyConfig {
             host: "func-orders.azurewebsites.net".into(),
             port: 443,
         },
-        module: Module::local("/etc/envoy/portcullis_filter.wasm"),
+        module: Module {
+            // The sample reads the function key with value_from: Envoy hands
+            // its own FUNCTION_KEY to the VM (never inline in this file).
+            env: crate::module::VmEnv {
+                host_env_keys: vec![crate::deploy::BACKEND_KEY_ENV.into()],
+                key_values: Vec::new(),
+            },
+            ..Module::local("/etc/envoy/portcullis_filter.wasm")
+        },
         access_log: AccessLog::Stdout,
     }
 }

@@ -62,6 +62,7 @@ fn assert_vm_healthy(h: &Harness) {
 
 const APIM_CASES: &str = r#"{
   "policy": "functions-behind-apim.json",
+  "env": { "FUNCTION_KEY": "K-test" },
   "cases": [
     { "name": "APIM over https with the key reaches the function, hardened",
       "request": { "peer": "40.112.72.205:50000", "tls": true, "authority": "func-orders.azurewebsites.net",

@@ -120,8 +120,15 @@ fn upstream() -> HttpResponse {
     }
 }
 
+/// The VM environment the samples' `value_from` reads (Envoy's
+/// `vm_config.environment_variables`).
+fn sample_env() -> Vec<(String, String)> {
+    vec![("FUNCTION_KEY".to_string(), "K-test".to_string())]
+}
+
 fn configure(policy: &[u8], level: LogLevel) -> Plugin {
     engine(level)
+        .with_environment(sample_env())
         .configure(policy)
         .unwrap_or_else(|e| panic!("{e}"))
 }
@@ -202,7 +209,7 @@ const APIM: &str = "40.112.72.205:50000";
 #[test]
 fn functions_behind_apim_matches_the_core_with_minimal_host_calls() {
     let text = sample("functions-behind-apim.json");
-    let policy = Policy::parse(&text).unwrap();
+    let policy = Policy::parse_with_env(&text, &sample_env()).unwrap();
     let mut plugin = configure(&text, LogLevel::Info);
     let all4 = [
         "source.address",

@@ -261,13 +261,26 @@ impl Rejection {
         }
     }
 
-    /// The expected paths this rejection does not name.
+    /// The expected paths this rejection does not name. A problem names a
+    /// path when it is at that path or inside it (`request_headers[0]` is
+    /// named by a problem at `request_headers[0].value_from.env`).
     pub fn missing<'a>(&self, expected: &'a [String]) -> Vec<&'a str> {
         expected
             .iter()
-            .filter(|want| !self.paths.contains(want))
+            .filter(|want| !self.paths.iter().any(|p| names(p, want)))
             .map(String::as_str)
             .collect()
+    }
+}
+
+/// Whether a problem at `path` names `want`: the same path, or one inside
+/// it (the rest starts a child: `.key` or `[index]`). The document (`""`)
+/// is named only by a problem at the document.
+fn names(path: &str, want: &str) -> bool {
+    match path.strip_prefix(want) {
+        Some("") => true,
+        Some(rest) => !want.is_empty() && (rest.starts_with('.') || rest.starts_with('[')),
+        None => false,
     }
 }
 

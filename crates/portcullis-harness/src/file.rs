@@ -170,6 +170,9 @@ pub struct Case {
     pub upstream: Upstream,
     /// Expectations.
     pub expect: Expect,
+    /// Variables this case sets over the file's `env` (the policy is loaded
+    /// again for it); `None` when it sets none.
+    pub env: Option<Env>,
 }
 
 /// A parsed test file.
@@ -181,4 +184,10 @@ pub struct TestFile {
     pub cases: Vec<Case>,
     /// JSON paths the policy's errors must name, when it must be rejected.
     pub expect_policy_error: Option<Vec<String>>,
+    /// The host environment the policy is loaded with (`value_from`,
+    /// `values_from`), in file order.
+    pub env: Env,
 }
+
+/// Environment variables as a test file gives them: `(name, value)` pairs.
+pub type Env = Vec<(String, String)>;

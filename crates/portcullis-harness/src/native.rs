@@ -10,7 +10,7 @@ use crate::run::{run_file, CaseRun, FileReport, Loaded, PolicyLoad, Suite};
 
 /// Loads a policy on the core.
 pub fn load(policy: PolicyLoad<'_>) -> Loaded<Policy> {
-    match Policy::parse(policy.text.as_bytes()) {
+    match Policy::parse_with_env(policy.text.as_bytes(), &policy.env) {
         Ok(p) => Loaded::Policy(p),
         Err(e) => Loaded::Rejected(Rejection::from_problems(&e)),
     }

@@ -284,6 +284,32 @@ impl Reader<'_> {
     }
 
     /// A list of strings (`None` when absent or wrong; wrong is recorded).
+    /// `env`: an object of variable name -> string value.
+    fn env(&mut self, o: &Obj<'_>) -> Option<Option<crate::file::Env>> {
+        let Some(e) = o.get("env") else {
+            return Some(None);
+        };
+        let path = o.at("env");
+        let Kind::Object(members) = &e.kind else {
+            self.wrong_type(&path, e, "an object of variable name -> value");
+            return None;
+        };
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (i, m) in members.iter().enumerate() {
+            let p = join(&path, &m.key);
+            if members.iter().take(i).any(|x| x.key == m.key) {
+                self.err(&p, &m.value, Error::DuplicateKey(m.key.clone()));
+                ok = false;
+            } else if let Some(v) = self.string(&m.value, &p) {
+                out.push((m.key.clone(), v));
+            } else {
+                ok = false;
+            }
+        }
+        ok.then_some(Some(out))
+    }
+
     fn string_list(&mut self, o: &Obj<'_>, key: &str) -> Option<Vec<String>> {
         let e = o.get(key)?;
         let Kind::Array(items) = &e.kind else {
@@ -384,7 +410,13 @@ impl Reader<'_> {
         let o = self.object(
             v,
             "",
-            &["policy", "cases", "expect_policy_error", "description"],
+            &[
+                "policy",
+                "cases",
+                "expect_policy_error",
+                "description",
+                "env",
+            ],
         )?;
         let policy = match o.get("policy") {
             Some(
@@ -424,10 +456,12 @@ impl Reader<'_> {
             let e = Error::Invalid("a file with expect_policy_error has no cases");
             self.err("cases", v, e);
         }
+        let env = self.env(&o)?.unwrap_or_default();
         Some(TestFile {
             policy: policy?,
             cases,
             expect_policy_error,
+            env,
         })
     }
 
@@ -435,7 +469,14 @@ impl Reader<'_> {
         let o = self.object(
             v,
             path,
-            &["name", "request", "upstream", "expect", "description"],
+            &[
+                "name",
+                "request",
+                "upstream",
+                "expect",
+                "description",
+                "env",
+            ],
         )?;
         let (line, _) = self.lines.line_col(v.span.start);
         let name = self
@@ -454,12 +495,14 @@ impl Reader<'_> {
             Some(e) => self.expect(e, &o.at("expect"))?,
             None => Expect::default(),
         };
+        let env = self.env(&o)?;
         Some(Case {
             name,
             line,
             request,
             upstream,
             expect,
+            env,
         })
     }
 

@@ -121,6 +121,9 @@ impl Suite {
 pub struct PolicyLoad<'a> {
     /// The policy document's text.
     pub text: &'a str,
+    /// The host environment to load it with (`value_from`, `values_from`):
+    /// the file's `env`, with a case's own `env` over it.
+    pub env: &'a [(String, String)],
 }
 
 /// What an engine made of a policy.
@@ -314,6 +317,7 @@ pub fn run_file<P>(
     };
     let loaded = load(PolicyLoad {
         text: &suite.policy,
+        env: &suite.file.env,
     });
     if let Some(want) = &suite.file.expect_policy_error {
         match loaded {
@@ -348,7 +352,27 @@ pub fn run_file<P>(
         }
     };
     for (index, case) in suite.file.cases.iter().enumerate() {
-        let (status, trace, note) = match run(&mut policy, index, case) {
+        // A case with its own `env` runs on the policy loaded with it.
+        let mut own = None;
+        if let Some(vars) = &case.env {
+            let mut env = suite.file.env.clone();
+            env.retain(|(k, _)| !vars.iter().any(|(n, _)| n == k));
+            env.extend(vars.iter().cloned());
+            own = Some(load(PolicyLoad {
+                text: &suite.policy,
+                env: &env,
+            }));
+        }
+        let outcome = match &mut own {
+            None => run(&mut policy, index, case),
+            Some(Loaded::Policy(p)) => run(p, index, case),
+            Some(Loaded::Rejected(r)) => CaseRun::Error(format!(
+                "the policy is rejected with this case's env: {}",
+                r.text
+            )),
+            Some(Loaded::Failed(e)) => CaseRun::Error(e.clone()),
+        };
+        let (status, trace, note) = match outcome {
             CaseRun::Ran(o) => (status_of(&case.expect, &o), o.trace, None),
             CaseRun::Normalized(o, note) => (status_of(&case.expect, &o), o.trace, Some(note)),
             CaseRun::Skip(why) => (CaseStatus::Skipped(why), String::new(), None),

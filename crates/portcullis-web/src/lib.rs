@@ -46,9 +46,21 @@ fn to_json<T: Serialize>(v: &T) -> String {
         .unwrap_or_else(|e| format!("{{\"ok\":false,\"fatal\":{:?}}}", e.to_string()))
 }
 
+/// The environment panel's variables (`{"NAME": "value"}`), for
+/// `value_from` / `values_from`. They stay in the page: never in the URL,
+/// never in results.
+fn env_of(env_json: Option<String>) -> Vec<(String, String)> {
+    env_json
+        .and_then(|j| serde_json::from_str::<std::collections::BTreeMap<String, String>>(&j).ok())
+        .map(|m| m.into_iter().collect())
+        .unwrap_or_default()
+}
+
 /// Validates a policy: `{ok, name, rules, errors: [{line, column, path, message}]}`.
+/// `env_json`: the environment panel (`{"NAME": "value"}`).
 #[wasm_bindgen]
-pub fn check_policy(text: &str) -> String {
+pub fn check_policy(text: &str, env_json: Option<String>) -> String {
+    let env = env_of(env_json);
     #[derive(Serialize)]
     struct Out {
         ok: bool,
@@ -56,7 +68,7 @@ pub fn check_policy(text: &str) -> String {
         rules: usize,
         errors: Vec<ProblemOut>,
     }
-    let out = match Policy::parse(text.as_bytes()) {
+    let out = match Policy::parse_with_env(text.as_bytes(), &env) {
         Ok(p) => Out {
             ok: true,
             rules: p.network.as_ref().map_or(0, |n| n.rules.len()),
@@ -77,7 +89,8 @@ pub fn check_policy(text: &str) -> String {
 /// new_errors, report, text}` where `report` is the diff's JSON form and
 /// `text` what the CLI prints.
 #[wasm_bindgen]
-pub fn diff_policies(old_text: &str, new_text: &str) -> String {
+pub fn diff_policies(old_text: &str, new_text: &str, env_json: Option<String>) -> String {
+    let env = env_of(env_json);
     #[derive(Serialize)]
     struct Out {
         ok: bool,
@@ -87,8 +100,8 @@ pub fn diff_policies(old_text: &str, new_text: &str) -> String {
         text: String,
     }
     let (old, new) = (
-        Policy::parse(old_text.as_bytes()),
-        Policy::parse(new_text.as_bytes()),
+        Policy::parse_with_env(old_text.as_bytes(), &env),
+        Policy::parse_with_env(new_text.as_bytes(), &env),
     );
     let out = match (&old, &new) {
         (Ok(a), Ok(b)) => {
@@ -285,7 +298,8 @@ struct Configured {
 /// request_errors}` for a bad request, else the decision, the per-rule
 /// explanation and the headers before and after the policy's edits.
 #[wasm_bindgen]
-pub fn evaluate(policy_text: &str, case_json: &str) -> String {
+pub fn evaluate(policy_text: &str, case_json: &str, env_json: Option<String>) -> String {
+    let env = env_of(env_json);
     #[derive(Serialize)]
     struct Fail {
         ok: bool,
@@ -325,7 +339,7 @@ pub fn evaluate(policy_text: &str, case_json: &str) -> String {
         response_headers_after: Vec<HeaderOut>,
         case: CaseOut,
     }
-    let policy = match Policy::parse(policy_text.as_bytes()) {
+    let policy = match Policy::parse_with_env(policy_text.as_bytes(), &env) {
         Ok(p) => p,
         Err(e) => {
             return to_json(&Fail {
@@ -708,13 +722,13 @@ mod tests {
     }
 
     fn eval(case: Value) -> Value {
-        parse(evaluate(POLICY, &case.to_string()))
+        parse(evaluate(POLICY, &case.to_string(), None))
     }
 
     #[test]
     fn diff_policies_reports_the_changed_flows() {
         let moved = POLICY.replace("\"priority\": 100", "\"priority\": 250");
-        let out = parse(diff_policies(POLICY, &moved));
+        let out = parse(diff_policies(POLICY, &moved, None));
         assert_eq!(out["ok"], true);
         let c = &out["report"]["network"]["changes"][0];
         assert_eq!(c["kind"], "newly-allowed");
@@ -725,25 +739,49 @@ mod tests {
             .as_str()
             .unwrap()
             .starts_with("newly allowed:\n"));
-        let same = parse(diff_policies(POLICY, POLICY));
+        let same = parse(diff_policies(POLICY, POLICY, None));
         assert_eq!(same["text"], "no change in who may call\n");
-        let bad = parse(diff_policies(POLICY, "{"));
+        let bad = parse(diff_policies(POLICY, "{", None));
         assert_eq!(bad["ok"], false);
         assert_eq!(bad["old_errors"].as_array().unwrap().len(), 0);
         assert_eq!(bad["new_errors"][0]["line"], 1);
     }
 
     #[test]
+    fn the_environment_panel_feeds_value_from() {
+        let policy = r#"{"name": "p", "request_headers": [
+            {"set": "x-functions-key", "value_from": {"env": "FUNCTION_KEY"}}]}"#;
+        let missing = parse(check_policy(policy, None));
+        assert_eq!(missing["ok"], false);
+        assert_eq!(
+            missing["errors"][0]["path"],
+            "request_headers[0].value_from.env"
+        );
+        let ok = parse(check_policy(
+            policy,
+            Some(r#"{"FUNCTION_KEY": "k-1"}"#.into()),
+        ));
+        assert_eq!(ok["ok"], true, "{ok}");
+        let case = r#"{"request": {"peer": "10.0.0.1:1"}}"#;
+        let out = parse(evaluate(
+            policy,
+            case,
+            Some(r#"{"FUNCTION_KEY": "k-1"}"#.into()),
+        ));
+        assert_eq!(out["verdict"], "forward", "{out}");
+    }
+
+    #[test]
     fn check_policy_reports_line_and_path() {
-        let ok = parse(check_policy(POLICY));
+        let ok = parse(check_policy(POLICY, None));
         assert_eq!(ok["ok"], true);
         assert_eq!(ok["rules"], 3);
         let bad = POLICY.replace("\"priority\": 200", "\"priority\": 5");
-        let out = parse(check_policy(&bad));
+        let out = parse(check_policy(&bad, None));
         assert_eq!(out["ok"], false);
         assert_eq!(out["errors"][0]["path"], "network.rules[1].priority");
         assert_eq!(out["errors"][0]["line"], 6);
-        let syntax = parse(check_policy("{\n  \"name\": \"x\",,\n}"));
+        let syntax = parse(check_policy("{\n  \"name\": \"x\",,\n}", None));
         assert_eq!(syntax["errors"][0]["line"], 2);
         assert_eq!(syntax["errors"][0]["path"], "");
     }
@@ -809,10 +847,10 @@ mod tests {
         let out = eval(json!({"request": {"peer": "10.1.2.3"}}));
         assert_eq!(out["ok"], false);
         assert_eq!(out["request_errors"][0]["path"], "request.peer");
-        let out = parse(evaluate(POLICY, "{\"request\": {}}]}, {\"x\": 1"));
+        let out = parse(evaluate(POLICY, "{\"request\": {}}]}, {\"x\": 1", None));
         assert_eq!(out["ok"], false);
         assert_eq!(out["request_errors"][0]["path"], "");
-        let out = parse(evaluate("{", "{}"));
+        let out = parse(evaluate("{", "{}", None));
         assert_eq!(out["ok"], false);
         assert_eq!(out["errors"][0]["line"], 1);
     }

@@ -62,7 +62,15 @@ fn demo(policy_path: &str, out: &str, backend: &str) -> Result<(), String> {
         admin: net::any_port(),
         listeners,
         upstream: Upstream::Static(backend),
-        module: Module::local(wasm),
+        // The sample reads the function key with value_from: the VM takes
+        // FUNCTION_KEY from Envoy's own environment (scripts/demo.sh sets it).
+        module: Module {
+            env: portcullis_e2e::module::VmEnv {
+                host_env_keys: vec![portcullis_e2e::deploy::BACKEND_KEY_ENV.into()],
+                key_values: Vec::new(),
+            },
+            ..Module::local(wasm)
+        },
         access_log: AccessLog::Stdout,
     };
     std::fs::write(out.join("envoy.yaml"), config.render()).map_err(|e| e.to_string())?;
