@@ -155,7 +155,10 @@ fn the_documented_wasm_plugin_is_sound_and_carries_a_policy_the_core_accepts() {
     assert_eq!(check_wasm_plugin(&plugin, &d), Vec::<String>::new());
     // What Istio hands the module as its configuration is a valid policy.
     let config = plugin.pointer("/spec/pluginConfig").unwrap().to_string();
-    Policy::parse(config.as_bytes()).unwrap_or_else(|p| panic!("pluginConfig rejected:\n{p}"));
+    // (its key read from the host, as the WasmPlugin's vmConfig.env says).
+    let env = [(portcullis_e2e::deploy::BACKEND_KEY_ENV, "from-the-host")];
+    Policy::parse_with_env(config.as_bytes(), &env)
+        .unwrap_or_else(|p| panic!("pluginConfig rejected:\n{p}"));
     // The backend key comes from the host, the same variable Envoy's
     // remote snippet hands the VM.
     let remote = block(&doc, "envoy-remote");
