@@ -22,16 +22,23 @@ const PLUGIN_NAME: &[u8] = b"plugin_name";
 /// Where the trace goes: Envoy stores it as filter state `wasm.portcullis.trace`.
 pub const TRACE_PROPERTY: &[u8] = b"portcullis.trace";
 
+/// How often the counters kept in the VM are handed to the host.
+pub const FLUSH_PERIOD_MS: u32 = 1000;
+
 /// Everything the HTTP contexts share: the compiled policy and its counters.
 struct Shared {
     policy: Policy,
     needs: Inputs,
-    /// Counter ids for allowed, denied, redirected.
-    verdicts: [Option<u32>; 3],
-    /// Counter id per rule index.
-    rules: Vec<Option<u32>>,
-    /// Counter id for `default`.
-    default_rule: Option<u32>,
+    /// Every counter, accumulated in the VM (see [`stats::Counters`]).
+    counters: stats::Counters,
+    /// Counters for allowed, denied, redirected.
+    verdicts: [stats::Counter; 3],
+    /// Counter per rule index.
+    rules: Vec<stats::Counter>,
+    /// Counter for `default`.
+    default_rule: stats::Counter,
+    /// The host has no tick: hand the counts over after every request.
+    flush_each_request: bool,
     /// Whether the host wants debug logs (read once per configuration).
     debug: bool,
     /// The trace line, reused from request to request (one VM thread).
@@ -39,43 +46,59 @@ struct Shared {
 }
 
 impl Shared {
-    fn new(policy: Policy, debug: bool) -> Shared {
+    fn new(policy: Policy, debug: bool, flush_each_request: bool) -> Shared {
         let rules = policy.network.as_ref().map_or(0, |n| n.rules.len());
-        let define = |name: String| {
-            let id = host::define_counter(&name);
-            if id.is_none() {
-                host::log(
-                    level::WARN,
-                    &format!("portcullis: cannot define counter {name}"),
-                );
-            }
-            id
+        let mut counters = stats::Counters::default();
+        let mut define = |name: String| {
+            counters.define(&name, |name| {
+                let id = host::define_counter(name);
+                if id.is_none() {
+                    host::log(
+                        level::WARN,
+                        &format!("portcullis: cannot define counter {name}"),
+                    );
+                }
+                id
+            })
         };
+        let verdicts = Verdict::ALL.map(|v| define(stats::verdict(&policy, v)));
+        let rule_counters = (0..rules)
+            .map(|i| define(stats::rule(&policy, Some(i))))
+            .collect();
+        let default_rule = define(stats::rule(&policy, None));
         Shared {
             needs: policy.inputs(),
-            verdicts: Verdict::ALL.map(|v| define(stats::verdict(&policy, v))),
-            rules: (0..rules)
-                .map(|i| define(stats::rule(&policy, Some(i))))
-                .collect(),
-            default_rule: define(stats::rule(&policy, None)),
+            counters,
+            verdicts,
+            rules: rule_counters,
+            default_rule,
+            flush_each_request,
             policy,
             debug,
             trace: core::cell::RefCell::new(String::with_capacity(128)),
         }
     }
 
+    /// Counts a decision, in the VM.
     fn count(&self, d: &Decision) {
-        let v = d.verdict.index();
-        let rule = match d.rule {
-            Some(i) => self.rules.get(i).copied().flatten(),
-            None => self.default_rule,
-        };
-        for id in [self.verdicts.get(v).copied().flatten(), rule]
-            .into_iter()
-            .flatten()
-        {
-            host::increment(id);
+        if let Some(&c) = self.verdicts.get(d.verdict.index()) {
+            self.counters.add(c);
         }
+        let rule = match d.rule {
+            Some(i) => self.rules.get(i).copied(),
+            None => Some(self.default_rule),
+        };
+        if let Some(c) = rule {
+            self.counters.add(c);
+        }
+        if self.flush_each_request {
+            self.flush();
+        }
+    }
+
+    /// Hands the pending counts to the host.
+    fn flush(&self) {
+        self.counters.flush(host::increment);
     }
 }
 
@@ -83,15 +106,51 @@ impl Shared {
 #[derive(Default)]
 pub struct Root {
     shared: Option<Rc<Shared>>,
+    /// Earlier configurations still used by streams that started under them:
+    /// flushed on every tick until the last stream is gone.
+    retired: Vec<Rc<Shared>>,
+    /// Whether the tick is set (the first configuration sets it).
+    ticking: Option<bool>,
 }
 
-impl Context for Root {}
+impl Root {
+    /// Flushes every configuration's counts and forgets the retired ones no
+    /// stream uses any more.
+    fn flush_all(&mut self) {
+        if let Some(s) = &self.shared {
+            s.flush();
+        }
+        self.retired.retain(|s| {
+            s.flush();
+            Rc::strong_count(s) > 1
+        });
+    }
+}
+
+impl Context for Root {
+    /// The plugin is going away (drain, or its configuration was removed):
+    /// the last counts go to the host now.
+    fn on_done(&mut self) -> bool {
+        self.flush_all();
+        true
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, size: usize) -> bool {
         // A failed reconfiguration leaves no policy behind: contexts created
-        // from now on deny until a valid one is configured.
-        self.shared = None;
+        // from now on deny until a valid one is configured. The old
+        // configuration's counts are flushed now and, while streams still
+        // use it, on every tick.
+        if let Some(old) = self.shared.take() {
+            old.flush();
+            if Rc::strong_count(&old) > 1 {
+                self.retired.push(old);
+            }
+        }
+        let ticking = *self
+            .ticking
+            .get_or_insert_with(|| host::set_tick_period(FLUSH_PERIOD_MS));
         let Some(bytes) = host::plugin_configuration(size) else {
             host::log(
                 level::ERROR,
@@ -106,7 +165,13 @@ impl RootContext for Root {
                     level::INFO,
                     &format!("portcullis: policy \"{}\" loaded", policy.name),
                 );
-                self.shared = Some(Rc::new(Shared::new(policy, debug)));
+                if !ticking {
+                    host::log(
+                        level::WARN,
+                        "portcullis: the host refused a tick; counters are sent per request",
+                    );
+                }
+                self.shared = Some(Rc::new(Shared::new(policy, debug, !ticking)));
                 true
             }
             Err(problems) => {
@@ -120,6 +185,10 @@ impl RootContext for Root {
                 false
             }
         }
+    }
+
+    fn on_tick(&mut self) {
+        self.flush_all();
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {

@@ -95,6 +95,7 @@ extern "C" {
         return_id: *mut u32,
     ) -> u32;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+    fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
 }
 
 /// Takes ownership of a buffer the host allocated through the SDK's
@@ -223,10 +224,17 @@ pub fn define_counter(name: &str) -> Option<u32> {
     (status == OK).then_some(id)
 }
 
-/// Adds one to a counter; failures are ignored.
-pub fn increment(id: u32) {
+/// Adds `n` to a counter; failures are ignored.
+pub fn increment(id: u32, n: u64) {
+    let n = i64::try_from(n).unwrap_or(i64::MAX);
     // SAFETY: no pointers.
     unsafe {
-        proxy_increment_metric(id, 1);
+        proxy_increment_metric(id, n);
     }
+}
+
+/// Asks for `proxy_on_tick` every `ms` milliseconds. False if refused.
+pub fn set_tick_period(ms: u32) -> bool {
+    // SAFETY: no pointers.
+    unsafe { proxy_set_tick_period_milliseconds(ms) == OK }
 }

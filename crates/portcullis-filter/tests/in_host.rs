@@ -212,26 +212,26 @@ fn functions_behind_apim_matches_the_core_with_minimal_host_calls() {
     ];
     // (request, host calls, what it is)
     let cases: Vec<(HttpRequest, u64, &str)> = vec![
-        // 4 properties, trace, 2 counters, local reply; no header read.
+        // 4 properties, trace, local reply; no header read, no counter.
         (
             request("203.0.113.9:40000", "10.0.0.2:443", true, &[]),
-            8,
+            6,
             "network deny",
         ),
         // + the header map, for the redirect's pseudo-headers.
         (
             request(APIM, "10.0.0.2:80", false, &[]),
-            9,
+            7,
             "plain: redirect",
         ),
         // + the header map, for the required header.
         (
             request(APIM, "10.0.0.2:443", true, &[(b"x-functions-key", b"nope")]),
-            9,
+            7,
             "missing key",
         ),
-        // 4 properties, header map, trace, 2 counters; then the 5 response
-        // edits (3 removes, nosniff, HSTS).
+        // 4 properties, header map, trace; then the 5 response edits (3
+        // removes, nosniff, HSTS).
         (
             request(
                 APIM,
@@ -239,7 +239,7 @@ fn functions_behind_apim_matches_the_core_with_minimal_host_calls() {
                 true,
                 &[(b"x-functions-key", b"K-test")],
             ),
-            13,
+            11,
             "forward",
         ),
     ];
@@ -249,6 +249,14 @@ fn functions_behind_apim_matches_the_core_with_minimal_host_calls() {
         assert_eq!(ex.host_calls, *calls, "{what}: {ex:?}");
         eprintln!("functions-behind-apim {what}: {} host calls", ex.host_calls);
     }
+    // The counts wait in the VM for the tick.
+    assert_eq!(
+        plugin.tick_period(),
+        Some(std::time::Duration::from_millis(1000))
+    );
+    let allowed = "portcullis.functions-behind-apim.allowed";
+    assert_eq!(plugin.metric(allowed).map(|m| m.value), Some(0));
+    plugin.tick().unwrap();
     let count = |n: &str| {
         plugin
             .metric(&format!("portcullis.functions-behind-apim.{n}"))
@@ -267,12 +275,12 @@ fn layered_security_reads_no_headers_and_no_tls() {
     let policy = Policy::parse(&text).unwrap();
     let mut plugin = configure(&text, LogLevel::Info);
     let cases = [
-        // source, destination, protocol; trace, 2 counters (+ local reply).
-        (request("65.52.10.20:1234", "10.0.0.2:443", true, &[]), 6),
-        (request("65.52.10.20:1234", "10.0.0.2:8443", true, &[]), 7),
-        (request("70.37.40.50:1234", "10.0.0.2:80", false, &[]), 6),
-        (request("8.8.8.8:1234", "10.0.0.2:455", false, &[]), 6),
-        (request("10.0.0.7:1234", "10.0.0.2:455", false, &[]), 7),
+        // source, destination, protocol; trace (+ local reply).
+        (request("65.52.10.20:1234", "10.0.0.2:443", true, &[]), 4),
+        (request("65.52.10.20:1234", "10.0.0.2:8443", true, &[]), 5),
+        (request("70.37.40.50:1234", "10.0.0.2:80", false, &[]), 4),
+        (request("8.8.8.8:1234", "10.0.0.2:455", false, &[]), 4),
+        (request("10.0.0.7:1234", "10.0.0.2:455", false, &[]), 5),
     ];
     for (req, calls) in &cases {
         let ex = play_and_compare(&mut plugin, &policy, req);
@@ -449,4 +457,35 @@ fn the_trace_is_logged_at_debug_level_only() {
     let quiet = info.play(&req, &upstream()).unwrap();
     assert!(quiet.logs.is_empty(), "{:?}", quiet.logs);
     assert_eq!(quiet.host_calls + 1, ex.host_calls);
+}
+
+#[test]
+fn counters_wait_in_the_vm_and_are_flushed_on_tick_and_done() {
+    let text = sample("layered-security.json");
+    let mut plugin = configure(&text, LogLevel::Info);
+    let value = |p: &Plugin, n: &str| {
+        p.metric(&format!("portcullis.layered-security.{n}"))
+            .map(|m| m.value)
+    };
+    let allowed = request("65.52.10.20:1234", "10.0.0.2:443", true, &[]);
+    let denied = request("8.8.8.8:1234", "10.0.0.2:443", true, &[]);
+    for _ in 0..3 {
+        plugin.play(&allowed, &upstream()).unwrap();
+    }
+    plugin.play(&denied, &upstream()).unwrap();
+    // Defined at configuration, nothing sent yet.
+    assert_eq!(value(&plugin, "allowed"), Some(0));
+    assert_eq!(value(&plugin, "denied"), Some(0));
+    plugin.tick().unwrap();
+    assert_eq!(value(&plugin, "allowed"), Some(3));
+    assert_eq!(value(&plugin, "denied"), Some(1));
+    assert_eq!(value(&plugin, "rule.default"), Some(1));
+    // A tick with nothing pending changes nothing; the plugin going away
+    // hands over what the last tick did not see.
+    plugin.tick().unwrap();
+    assert_eq!(value(&plugin, "allowed"), Some(3));
+    plugin.play(&denied, &upstream()).unwrap();
+    assert!(plugin.done().unwrap());
+    assert_eq!(value(&plugin, "denied"), Some(2));
+    assert_eq!(value(&plugin, "allowed"), Some(3));
 }

@@ -56,7 +56,8 @@
 //!
 //! Every `env` import of ABI 0.2.1 is defined. Implemented:
 //! `proxy_log`, `proxy_get_log_level`, `proxy_get_current_time_nanoseconds`,
-//! `proxy_set_tick_period_milliseconds` (recorded; see [`Plugin::tick`]),
+//! `proxy_set_tick_period_milliseconds` (recorded; see [`Plugin::tick`] and
+//! [`Plugin::done`]),
 //! `proxy_get_buffer_bytes`, `proxy_set_buffer_bytes`,
 //! `proxy_get_buffer_status`, all seven header-map calls,
 //! `proxy_get_property`, `proxy_set_property`, `proxy_get_shared_data`,
@@ -887,6 +888,21 @@ impl Plugin {
         self.set_fuel()?;
         self.store.data_mut().stage = Stage::Root;
         self.call("proxy_on_tick", &[ROOT_ID as i32]).map(|_| ())
+    }
+
+    /// Calls `proxy_on_done` on the root context, as Envoy does when it
+    /// drains the plugin (its configuration is removed or replaced); returns
+    /// the filter's answer (`false`: it wants to finish asynchronously with
+    /// `proxy_done`, which this host never waits for). The plugin stays
+    /// usable afterwards, so a test can still play and read metrics.
+    pub fn done(&mut self) -> Result<bool, HostError> {
+        if self.poisoned {
+            self.restart()?;
+        }
+        self.set_fuel()?;
+        self.store.data_mut().stage = Stage::Root;
+        self.call("proxy_on_done", &[ROOT_ID as i32])
+            .map(|r| r.is_none_or(|v| v != 0))
     }
 
     /// The period the filter asked for with
