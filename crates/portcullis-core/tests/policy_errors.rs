@@ -253,3 +253,60 @@ fn a_rejected_document_still_has_its_name_when_well_formed() {
     assert_eq!(Policy::name_of(br#"{"name":"bad name"}"#), None);
     assert_eq!(Policy::name_of(b"{oops"), None);
 }
+
+#[test]
+fn trace_switch_is_a_word_with_a_position() {
+    use portcullis_core::policy::TraceWhen;
+    let p = Policy::parse(br#"{"name":"p"}"#).unwrap();
+    assert_eq!(p.trace, TraceWhen::All, "the default");
+    for (word, want) in [
+        ("deny", TraceWhen::Deny),
+        ("none", TraceWhen::Off),
+        ("ALL", TraceWhen::All),
+    ] {
+        let text = format!(r#"{{"name":"p","trace":"{word}"}}"#);
+        assert_eq!(Policy::parse(text.as_bytes()).unwrap().trace, want);
+    }
+    let problems = Policy::parse(b"{\"name\": \"p\",\n  \"trace\": \"sometimes\"}")
+        .unwrap_err()
+        .0;
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    let p = &problems[0];
+    assert_eq!((p.path.as_str(), p.line, p.column), ("trace", 2, 12));
+    let text = p.to_string();
+    assert!(
+        text.contains("sometimes") && text.contains("deny"),
+        "{text}"
+    );
+    let p = Policy::parse(br#"{"name":"p","trace":true}"#)
+        .unwrap_err()
+        .0;
+    assert_eq!(p[0].path, "trace");
+}
+
+#[test]
+fn trace_when_selects_by_verdict() {
+    use portcullis_core::policy::TraceWhen;
+    use portcullis_core::{Request, Transport};
+    let p = Policy::parse(
+        br#"{"name":"p","network":{"rules":[
+        {"name":"lan","priority":100,"access":"allow","source":["10.0.0.0/8"]}]}}"#,
+    )
+    .unwrap();
+    let req = |peer: &str| {
+        p.decide(&Request {
+            peer: peer.parse().unwrap(),
+            local: "10.0.0.1:80".parse().unwrap(),
+            tls: false,
+            transport: Transport::Tcp,
+            method: b"GET",
+            authority: b"a",
+            path: b"/",
+            headers: &Vec::<(Vec<u8>, Vec<u8>)>::new(),
+        })
+    };
+    let (fwd, deny) = (req("10.0.0.9:1"), req("8.8.8.8:1"));
+    assert!(TraceWhen::All.selects(&fwd) && TraceWhen::All.selects(&deny));
+    assert!(!TraceWhen::Deny.selects(&fwd) && TraceWhen::Deny.selects(&deny));
+    assert!(!TraceWhen::Off.selects(&fwd) && !TraceWhen::Off.selects(&deny));
+}

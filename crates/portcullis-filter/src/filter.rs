@@ -333,11 +333,18 @@ impl Http {
                 policy.deny_unknown_client(tls)
             }
         };
-        if let Ok(mut trace) = shared.trace.try_borrow_mut() {
-            policy.trace_into(&d, &mut trace);
-            host::set_property(TRACE_PROPERTY, trace.as_bytes());
-            if shared.debug {
-                host::log(level::DEBUG, &format!("portcullis: {trace}"));
+        // The trace line: set as a property only for the decisions the
+        // policy's `trace` selects; logged whenever debug logging is on.
+        let publish = policy.trace.selects(&d);
+        if publish || shared.debug {
+            if let Ok(mut trace) = shared.trace.try_borrow_mut() {
+                policy.trace_into(&d, &mut trace);
+                if publish {
+                    host::set_property(TRACE_PROPERTY, trace.as_bytes());
+                }
+                if shared.debug {
+                    host::log(level::DEBUG, &format!("portcullis: {trace}"));
+                }
             }
         }
         shared.count(&d);

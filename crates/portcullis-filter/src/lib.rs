@@ -20,11 +20,15 @@
 //! - the trace line (`verdict status step source client rule`) is set as the
 //!   property `portcullis.trace`, which Envoy keeps as filter state
 //!   `wasm.portcullis.trace`: an access log prints it with
-//!   `%FILTER_STATE(wasm.portcullis.trace:PLAIN)%`; the same line is logged at
+//!   `%FILTER_STATE(wasm.portcullis.trace:PLAIN)%`. The policy's `trace`
+//!   says for which requests (`all`, the default; `deny`: only those it
+//!   stops; `none`); the same line is logged at
 //!   debug level when the host's log level for the plugin is debug or lower
 //!   at configuration time;
 //! - counters `portcullis.<policy>.allowed|denied|redirected` and
 //!   `portcullis.<policy>.rule.<rule>` (`default` when no rule decided),
+//!   accumulated in the VM and handed to the host once a second (see
+//!   [`stats::Counters`]),
 //!   names sanitized by [`stats::segment`]. Envoy lists them in `/stats`
 //!   under its custom namespace (see `docs/filter.md`).
 //!

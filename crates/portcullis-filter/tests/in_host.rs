@@ -160,13 +160,17 @@ fn play_and_compare(plugin: &mut Plugin, policy: &Policy, req: &HttpRequest) -> 
         .iter()
         .filter(|(k, _)| k == "portcullis.trace")
         .collect();
-    assert_eq!(
-        set.len(),
-        1,
-        "one trace per request: {:?}",
-        ex.properties_set
-    );
-    assert_eq!(String::from_utf8_lossy(&set[0].1), trace);
+    // One trace per request the policy's `trace` selects, none otherwise.
+    let want: Vec<&str> = if policy.trace.selects(&d) {
+        vec![trace.as_str()]
+    } else {
+        Vec::new()
+    };
+    let got: Vec<String> = set
+        .iter()
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    assert_eq!(got, want, "traces set: {:?}", ex.properties_set);
     match (policy.local_reply(&d), &ex.local_reply) {
         (Some(want), Some(got)) => {
             assert_eq!(got.status, want.status, "{trace}");
@@ -488,4 +492,30 @@ fn counters_wait_in_the_vm_and_are_flushed_on_tick_and_done() {
     assert!(plugin.done().unwrap());
     assert_eq!(value(&plugin, "denied"), Some(2));
     assert_eq!(value(&plugin, "allowed"), Some(3));
+}
+
+#[test]
+fn the_trace_switch_sets_the_property_only_for_the_selected_decisions() {
+    let base = String::from_utf8(sample("functions-behind-apim.json")).unwrap();
+    let deny = request("203.0.113.9:40000", "10.0.0.2:443", true, &[]);
+    let forward = request(
+        APIM,
+        "10.0.0.2:443",
+        true,
+        &[(b"x-functions-key", b"K-test")],
+    );
+    let mut calls = Vec::new();
+    for word in ["all", "deny", "none"] {
+        let text = base.replacen('{', &format!("{{ \"trace\": \"{word}\","), 1);
+        let policy = Policy::parse(text.as_bytes()).unwrap();
+        assert_eq!(policy.trace.as_str(), word);
+        let mut plugin = configure(text.as_bytes(), LogLevel::Info);
+        // play_and_compare checks the property against the switch.
+        let d = play_and_compare(&mut plugin, &policy, &deny);
+        let f = play_and_compare(&mut plugin, &policy, &forward);
+        assert_eq!(f.status, 200);
+        calls.push((word, d.host_calls, f.host_calls));
+    }
+    // One host call less per request the switch leaves out.
+    assert_eq!(calls, [("all", 6, 11), ("deny", 6, 10), ("none", 5, 10)]);
 }

@@ -55,6 +55,33 @@ words! {
     }
 }
 
+words! {
+    /// `trace` (an extension of policy-v1): which decisions a host publishes
+    /// as its trace property (Envoy: filter state for the access log). Every
+    /// decision still has a trace ([`Policy::trace`]); this only says which
+    /// ones are worth a host call to hand over.
+    pub enum TraceWhen {
+        /// Every request (the default).
+        All = "all",
+        /// Requests the policy stops (deny, redirect, reject): the ones an
+        /// operator looks into. Forwarded requests cost no trace call.
+        Deny = "deny",
+        /// None: no trace property at all.
+        Off = "none",
+    }
+}
+
+impl TraceWhen {
+    /// Whether a decision's trace is published under this setting.
+    pub fn selects(self, d: &crate::Decision) -> bool {
+        match self {
+            TraceWhen::All => true,
+            TraceWhen::Deny => d.verdict != crate::Verdict::Forward,
+            TraceWhen::Off => false,
+        }
+    }
+}
+
 /// The `client_ip` section.
 #[derive(Debug, Clone)]
 pub struct ClientIp {
@@ -194,6 +221,9 @@ pub struct Policy {
     pub hsts: Option<Hsts>,
     /// Address groups by name, resolved.
     pub address_groups: BTreeMap<String, AddrSet>,
+    /// Which decisions hosts publish as a trace property (`trace`, default
+    /// `all`).
+    pub trace: TraceWhen,
 }
 
 impl Policy {

@@ -16,7 +16,7 @@ use crate::error::{Error, Problem, Problems};
 use crate::json::Value;
 
 use super::syntax::is_name;
-use super::{ClientFrom, ClientIp, Policy};
+use super::{ClientFrom, ClientIp, Policy, TraceWhen};
 
 mod addresses;
 mod client_ip;
@@ -108,6 +108,7 @@ const TOP: &[&str] = &[
     "request_headers",
     "response_headers",
     "hsts",
+    "trace",
 ];
 
 impl<'t> Validator<'t> {
@@ -175,7 +176,12 @@ impl<'t> Validator<'t> {
             Some(h) => self.hsts(h).map(Some),
             None => Some(None),
         };
+        let trace = match f.get("trace") {
+            Some(t) => self.word::<TraceWhen>(t, "trace"),
+            None => Some(TraceWhen::All),
+        };
         Some(Policy {
+            trace: trace?,
             name: name?,
             client_ip: client_ip?,
             network: network?,
