@@ -9,6 +9,7 @@ use portcullis_core::{Decision, EditOp, Headers, Inputs, Policy, Request, Transp
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 
+use crate::edit;
 use crate::host::{self, level};
 use crate::stats;
 use crate::wire::{self, HeaderMap};
@@ -364,6 +365,12 @@ impl Http {
             None => {
                 let mut edits = Vec::new();
                 policy.request_edits(&headers, &mut edits);
+                // Removing a header the map read for the decision does not
+                // have is a wasted host call.
+                let edits = match headers.0.get() {
+                    Some(map) => edit::without_absent_removes(map, &edits),
+                    None => edits,
+                };
                 apply(host::REQUEST_HEADERS, &edits);
                 self.respond = Respond::Edit { secure: d.secure };
                 Action::Continue
@@ -402,14 +409,37 @@ impl HttpContext for Http {
             return Action::Continue;
         };
         let policy = &shared.policy;
-        let headers = if shared.needs.response_headers {
-            HeaderMap::parse(host::header_map(host::RESPONSE_HEADERS).unwrap_or_default())
+        let read = shared.needs.response_headers;
+        let read_map =
+            || HeaderMap::parse(host::header_map(host::RESPONSE_HEADERS).unwrap_or_default());
+        let headers = if read {
+            read_map()
         } else {
             HeaderMap::default()
         };
         let mut edits = Vec::new();
         policy.response_edits(secure, &headers, &mut edits);
-        apply(host::RESPONSE_HEADERS, &edits);
+        if edits.is_empty() || (!read && edits.len() == 1) {
+            // Nothing to batch: one call at most.
+            apply(host::RESPONSE_HEADERS, &edits);
+            return Action::Continue;
+        }
+        // Several edits: read the map (if the core did not already need it)
+        // and make them in one rewrite; removals of absent headers vanish.
+        let headers = if read { headers } else { read_map() };
+        match edit::plan(&headers, &edits) {
+            edit::Plan::Nothing => {}
+            edit::Plan::Each(each) => apply(host::RESPONSE_HEADERS, &each),
+            edit::Plan::Rewrite(pairs) => {
+                if !host::set_header_map(host::RESPONSE_HEADERS, &pairs) {
+                    host::log(
+                        level::WARN,
+                        "portcullis: response header rewrite failed; editing one by one",
+                    );
+                    apply(host::RESPONSE_HEADERS, &edits);
+                }
+            }
+        }
         Action::Continue
     }
 }

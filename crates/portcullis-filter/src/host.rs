@@ -51,6 +51,7 @@ extern "C" {
         return_map_data: *mut *mut u8,
         return_map_size: *mut usize,
     ) -> u32;
+    fn proxy_set_header_map_pairs(map_type: u32, map_data: *const u8, map_size: usize) -> u32;
     fn proxy_add_header_map_value(
         map_type: u32,
         key_data: *const u8,
@@ -169,6 +170,13 @@ pub fn header_map(map: u32) -> Option<Vec<u8>> {
         let bytes = take(data, len);
         (status == OK).then_some(bytes)
     }
+}
+
+/// Replaces a whole header map with serialized pairs (see [`crate::wire`]).
+/// False on failure.
+pub fn set_header_map(map: u32, pairs: &[u8]) -> bool {
+    // SAFETY: valid slice.
+    unsafe { proxy_set_header_map_pairs(map, pairs.as_ptr(), pairs.len()) == OK }
 }
 
 /// Adds one more value of a header. False on failure.

@@ -44,6 +44,7 @@
     )
 )]
 
+pub mod edit;
 pub mod stats;
 pub mod wire;
 
