@@ -60,6 +60,13 @@ impl<'t> LineIndex<'t> {
         }
         LineIndex { text, starts }
     }
+    /// The line alone, in O(log n): the column counts characters from the
+    /// line's start, which is O(line length) (a whole minified document is
+    /// one line), so only errors ask for it.
+    fn line(&self, off: usize) -> u32 {
+        let line = self.starts.partition_point(|&s| s <= off).max(1);
+        u32::try_from(line).unwrap_or(u32::MAX)
+    }
     fn at(&self, off: usize) -> (u32, u32) {
         let line = self.starts.partition_point(|&s| s <= off).max(1);
         let ls = self.starts.get(line - 1).copied().unwrap_or(0);

@@ -230,7 +230,7 @@ impl<'t> Validator<'t> {
         if let Some(d) = f.get("description") {
             self.string(d, &child(path, "description"));
         }
-        let (line, _) = self.lines.at(v.span.start);
+        let line = self.lines.line(v.span.start);
         Some(Rule {
             name: name?,
             priority: u16::try_from(priority?).ok()?,
