@@ -143,7 +143,7 @@ def largest_policy(rules=3997, per_rule=50, seed=20261201):
 # ---------------------------------------------------------------- Envoy configs
 
 # Variants that load the Portcullis filter.
-PORTCULLIS = ("c", "cnone", "cnet", "ctrace")
+PORTCULLIS = ("c", "cnone", "cnet", "ctrace", "cedits")
 # Variants that load the empty filter, with the call groups it makes
 # (bench/empty-filter): the attribution of the filter's host calls.
 EMPTY_CALLS = {
@@ -155,6 +155,8 @@ EMPTY_CALLS = {
     "dB": "batch",               # lever 3: the same as map read + map write
     "dN": "peer,trace,batch",    # the filter's 4 calls now
 }
+# The filter built with one host call per response edit (--filter-each).
+FILTER_EACH = None
 # Variants whose responses keep the upstream's fingerprints (no header ops).
 NO_HEADER_OPS = ("a", "d", "cnone", "cnet", "dC", "dT")
 
@@ -255,7 +257,8 @@ def proxy_config(variant, cidrs, admin_port, port, upstream_port, filter_wasm, e
             "vm_config": {
                 "vm_id": "bench",
                 "runtime": "envoy.wasm.runtime.v8",
-                "code": {"local": {"filename": filter_wasm if portcullis else empty_wasm}},
+                "code": {"local": {"filename": (FILTER_EACH if variant == "cedits" else filter_wasm)
+                                   if portcullis else empty_wasm}},
             },
         }
         if portcullis:
@@ -408,7 +411,7 @@ def check_variant(key, variant, port):
                 problems.append(f"{name} not removed")
         if h.get("strict-transport-security") != HSTS:
             problems.append(f"HSTS is {h.get('strict-transport-security')!r}")
-    if variant in ("b1", "b2", "c", "cnet", "ctrace"):
+    if variant in ("b1", "b2", "c", "cnet", "ctrace", "cedits"):
         denied, _ = get(port, DENIED)
         if denied != 403:
             problems.append(f"client {DENIED} (not listed) got {denied}, want 403")
@@ -564,6 +567,7 @@ LABELS = {
     "cnone": "(c0) Portcullis, policy with no section",
     "cnet": "(cN) Portcullis, network rule only",
     "ctrace": "(cT) Portcullis, trace: deny",
+    "cedits": "(cE) Portcullis built with one call per response edit",
 }
 
 
@@ -676,6 +680,7 @@ def main():
     ap.add_argument("--envoy", required=True)
     ap.add_argument("--filter", required=True)
     ap.add_argument("--empty", required=True)
+    ap.add_argument("--filter-each", help="the filter built with --features edits-each (variant cE)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeats", type=int)
@@ -716,6 +721,10 @@ def main():
     # cost per request), and with the network rule but no header ops.
     att = 10000 if 10000 in sizes else sizes[-1]
     order += ["dH", "dC", "dT", "dE", "dB", "dN", "cnone", f"cnet@{att}", f"ctrace@{att}"]
+    global FILTER_EACH
+    if a.filter_each:
+        FILTER_EACH = os.path.abspath(a.filter_each)
+        order.append(f"cedits@{att}")
     if a.only:
         keep = a.only.split(",")
         order = [k for k in order if k in keep or k.partition("@")[0] in keep]

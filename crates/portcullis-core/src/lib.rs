@@ -66,7 +66,7 @@ pub mod testfile;
 mod words;
 
 pub use decide::{Client, ClientSource, Decision, Headers, Reason, Request, Step, Trace, Verdict};
-pub use edits::{apply_edits, Edit, EditOp};
+pub use edits::{apply_edits, Edit, EditOp, HeaderEntry};
 pub use error::{Error, Problem, Problems, RuleRef};
 pub use explain::{Field, RuleCheck};
 pub use inputs::Inputs;

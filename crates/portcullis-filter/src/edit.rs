@@ -58,8 +58,9 @@ pub fn plan<'e>(map: &HeaderMap, edits: &[Edit<'e>]) -> Plan<'e> {
         // rewritten from the part we have.
         return Plan::Each(edits);
     }
-    let mut pairs: Vec<(Vec<u8>, Vec<u8>)> =
-        map.iter().map(|(n, v)| (n.to_vec(), v.to_vec())).collect();
+    // Borrowed from the host's buffer and the policy: no copy per header.
+    let mut pairs: Vec<(&[u8], &[u8])> = Vec::with_capacity(map.len() + edits.len());
+    pairs.extend(map.iter());
     apply_edits(&mut pairs, &edits);
     match wire::serialize(&pairs) {
         Some(buf) => Plan::Rewrite(buf),

@@ -419,7 +419,7 @@ impl HttpContext for Http {
         };
         let mut edits = Vec::new();
         policy.response_edits(secure, &headers, &mut edits);
-        if edits.is_empty() || (!read && edits.len() == 1) {
+        if edits.is_empty() || (!read && edits.len() == 1) || cfg!(feature = "edits-each") {
             // Nothing to batch: one call at most.
             apply(host::RESPONSE_HEADERS, &edits);
             return Action::Continue;

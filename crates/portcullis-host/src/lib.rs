@@ -912,6 +912,17 @@ impl Plugin {
         (ms > 0).then(|| Duration::from_millis(u64::from(ms)))
     }
 
+    /// The guest's linear memory now, in bytes. Wasm memory only grows, so
+    /// after `configure` this is the configuration's high-water mark, which
+    /// stays resident in every Envoy worker's VM (Envoy reports the same
+    /// figure as the VM's memory size).
+    pub fn memory_size(&self) -> usize {
+        self.store
+            .data()
+            .memory
+            .map_or(0, |m| m.data_size(&self.store))
+    }
+
     /// Root-context log lines (start-up, configuration, ticks), in order.
     pub fn logs(&self) -> &[(LogLevel, String)] {
         &self.store.data().carried.root_logs
