@@ -2,6 +2,10 @@
 //! (step 6) as a list of [`Edit`]s for a host to apply, and
 //! [`apply_edits`], which applies them the way a proxy does.
 
+// The request path: arithmetic that could overflow is denied here (see
+// the crate docs).
+#![deny(clippy::arithmetic_side_effects)]
+
 use alloc::vec::Vec;
 
 use crate::decide::Headers;
@@ -149,6 +153,32 @@ impl<'e> HeaderEntry<'e> for (&'e [u8], &'e [u8]) {
 /// apply_edits(&mut h, &[Edit { op: EditOp::Remove, name: "Server", value: b"" },
 ///                       Edit { op: EditOp::Replace, name: "b", value: b"2" }]);
 /// assert_eq!(h, [(&b"a"[..], &b"1"[..]), (b"b", b"2")]);
+/// ```
+///
+/// ```
+/// use portcullis_core::{apply_edits, Policy};
+///
+/// let policy = Policy::parse(br#"{
+///   "name": "orders-api",
+///   "request_headers": [
+///     { "remove": "X-Debug" },
+///     { "set": "x-functions-key", "value": "K-1" },
+///     { "set": "x-request-source", "value": "gateway", "exists": "skip" }
+///   ]
+/// }"#)
+/// .unwrap();
+/// let mut headers: Vec<(String, Vec<u8>)> = vec![
+///     ("x-debug".into(), b"1".to_vec()),
+///     ("X-Functions-Key".into(), b"forged".to_vec()),
+///     ("x-request-source".into(), b"mobile".to_vec()),
+/// ];
+/// let mut edits = Vec::new();
+/// policy.request_edits(&headers, &mut edits);
+/// apply_edits(&mut headers, &edits);
+/// assert_eq!(headers, [
+///     ("X-Functions-Key".to_string(), b"K-1".to_vec()),
+///     ("x-request-source".to_string(), b"mobile".to_vec()),
+/// ]);
 /// ```
 pub fn apply_edits<'e, E: HeaderEntry<'e>>(list: &mut Vec<E>, edits: &[Edit<'e>]) {
     for e in edits {

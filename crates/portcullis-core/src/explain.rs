@@ -1,6 +1,10 @@
 //! Explanations for people ("IP flow verify"): how each network rule fared
 //! against a request's flow, and why, in words.
 
+// The request path: arithmetic that could overflow is denied here (see
+// the crate docs).
+#![deny(clippy::arithmetic_side_effects)]
+
 use alloc::string::String;
 use alloc::vec::Vec;
 

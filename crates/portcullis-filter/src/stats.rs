@@ -121,24 +121,20 @@ pub fn rule(policy: &Policy, rule: Option<usize>) -> String {
     )
 }
 
-/// Every counter a policy defines, in the order the filter defines them:
-/// the three verdicts, each rule by index, then `default`.
-pub fn all(policy: &Policy) -> Vec<String> {
-    let rules = policy.network.as_ref().map_or(0, |n| n.rules.len());
-    let mut v = vec![
-        verdict(policy, Verdict::Forward),
-        verdict(policy, Verdict::Deny),
-        verdict(policy, Verdict::Redirect),
-    ];
-    v.extend((0..rules).map(|i| rule(policy, Some(i))));
-    v.push(rule(policy, None));
-    v
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// Every counter a policy defines, in the order the filter defines
+    /// them: the three verdicts, each rule by index, then `default`.
+    fn all(policy: &Policy) -> Vec<String> {
+        let rules = policy.network.as_ref().map_or(0, |n| n.rules.len());
+        let mut v: Vec<String> = Verdict::ALL.iter().map(|&x| verdict(policy, x)).collect();
+        v.extend((0..rules).map(|i| rule(policy, Some(i))));
+        v.push(rule(policy, None));
+        v
+    }
 
     #[test]
     fn counters_accumulate_and_flush_once_per_moved_counter() {
