@@ -27,6 +27,8 @@ use portcullis_host::{HttpRequest, HttpResponse, LogLevel, Options};
 
 /// The property the filter sets with its trace line.
 pub const TRACE_PROPERTY: &str = "portcullis.trace";
+/// How the filter's debug log line of a trace starts.
+const TRACE_LOG_PREFIX: &str = "portcullis: ";
 
 /// Which engine runs the cases.
 #[allow(missing_debug_implementations)] // wasmtime's engine has no useful Debug
@@ -35,6 +37,17 @@ pub enum Engine {
     Core,
     /// The filter under wasmtime (compiled once).
     Wasm(portcullis_host::Engine),
+}
+
+/// The wasmtime host's options for running the filter on test cases.
+pub fn wasm_options() -> Options {
+    Options {
+        // Debug, so the filter logs every decision's trace line: a policy
+        // with `trace: "deny"` or `"none"` sets no trace property for some
+        // requests, and the cases still check their rule.
+        log_level: LogLevel::Debug,
+        ..Options::default()
+    }
 }
 
 impl Engine {
@@ -46,11 +59,7 @@ impl Engine {
                 path.display()
             )
         })?;
-        let opts = Options {
-            // As in Envoy's default: the filter's debug lines are not needed.
-            log_level: LogLevel::Info,
-            ..Options::default()
-        };
+        let opts = wasm_options();
         portcullis_host::Engine::with_options(&bytes, opts)
             .map(Engine::Wasm)
             .map_err(|e| format!("{}: {e}", path.display()))
@@ -269,7 +278,17 @@ pub fn run_wasm(plugin: &mut portcullis_host::Plugin, c: &Case) -> Result<Outcom
         .rev()
         .find(|(p, _)| p == TRACE_PROPERTY)
         .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-        .ok_or("the filter set no trace property")?;
+        .or_else(|| {
+            // Not published (the policy's `trace` left it out): the same
+            // line from the filter's debug log.
+            x.logs.iter().rev().find_map(|(level, line)| {
+                (*level == LogLevel::Debug)
+                    .then(|| line.strip_prefix(TRACE_LOG_PREFIX))
+                    .flatten()
+                    .map(str::to_owned)
+            })
+        })
+        .ok_or("the filter set no trace property and logged no trace")?;
     let t = Trace::parse(&trace_line).ok_or_else(|| format!("unreadable trace {trace_line:?}"))?;
     let to_list = |h: &[(Vec<u8>, Vec<u8>)]| -> HeaderList {
         h.iter()

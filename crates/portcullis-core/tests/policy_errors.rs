@@ -310,3 +310,37 @@ fn trace_when_selects_by_verdict() {
     assert!(!TraceWhen::Deny.selects(&fwd) && TraceWhen::Deny.selects(&deny));
     assert!(!TraceWhen::Off.selects(&fwd) && !TraceWhen::Off.selects(&deny));
 }
+
+#[test]
+fn parse_for_decisions_keeps_no_source_texts_and_decides_alike() {
+    let text = br#"{"name":"p","address_groups":{"g":["65.52.0.0/16"]},"network":{"rules":[
+        {"name":"a","priority":100,"access":"allow","source":["g","10.0.0.0/8","Loopback"]},
+        {"name":"b","priority":200,"access":"deny","source":["*"]}]}}"#;
+    let full = Policy::parse(text).unwrap();
+    let lean = Policy::parse_for_decisions(text).unwrap();
+    let rules = |p: &Policy| p.network.as_ref().unwrap().rules.clone();
+    assert_eq!(rules(&full)[0].source_text, ["g", "10.0.0.0/8", "Loopback"]);
+    assert!(rules(&lean).iter().all(|r| r.source_text.is_empty()));
+    for peer in ["65.52.1.1:1", "10.9.9.9:1", "127.0.0.1:1", "8.8.8.8:1"] {
+        let req = portcullis_core::Request {
+            peer: peer.parse().unwrap(),
+            local: "10.0.0.1:80".parse().unwrap(),
+            tls: false,
+            transport: portcullis_core::Transport::Tcp,
+            method: b"GET",
+            authority: b"a",
+            path: b"/",
+            headers: &Vec::<(Vec<u8>, Vec<u8>)>::new(),
+        };
+        assert_eq!(
+            full.trace(&full.decide(&req)),
+            lean.trace(&lean.decide(&req))
+        );
+    }
+    // The same problems either way.
+    let bad = br#"{"name":"p","network":{"rules":[{"name":"a","priority":100,"access":"allow","source":["10.1.2.3/8"]}]}}"#;
+    assert_eq!(
+        Policy::parse(bad).unwrap_err().to_string(),
+        Policy::parse_for_decisions(bad).unwrap_err().to_string()
+    );
+}

@@ -159,7 +159,7 @@ impl RootContext for Root {
             );
             return false;
         };
-        match Policy::parse(&bytes) {
+        match Policy::parse_for_decisions(&bytes) {
             Ok(policy) => {
                 let debug = host::log_level().is_some_and(|l| l <= level::DEBUG);
                 host::log(

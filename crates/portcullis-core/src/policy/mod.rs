@@ -259,6 +259,19 @@ impl Policy {
     /// ]);
     /// ```
     pub fn parse(bytes: &[u8]) -> Result<Policy, Problems> {
+        Policy::parse_with(bytes, true)
+    }
+
+    /// [`Policy::parse`] for a host that only decides: the same checks and
+    /// decisions, but rules do not keep their source specs as written
+    /// ([`Rule::source_text`] stays empty; only `explain` shows them), which
+    /// saves a copy of every address string in the document. The Envoy
+    /// filter loads policies this way.
+    pub fn parse_for_decisions(bytes: &[u8]) -> Result<Policy, Problems> {
+        Policy::parse_with(bytes, false)
+    }
+
+    fn parse_with(bytes: &[u8], texts: bool) -> Result<Policy, Problems> {
         if bytes.len() > MAX_POLICY_BYTES {
             return Err(Problems(alloc::vec![Problem {
                 path: String::new(),
@@ -284,7 +297,7 @@ impl Policy {
             }
         };
         let value = json::parse(text).map_err(|e| Problems::syntax(text, &e))?;
-        let policy = Policy::validate(&value, text)?;
+        let policy = Policy::validate(&value, text, texts)?;
         drop(value);
         policy.compile()
     }

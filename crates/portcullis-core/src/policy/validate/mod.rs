@@ -27,8 +27,9 @@ mod read;
 
 impl Policy {
     /// Every check but the matcher's own bound.
-    pub(super) fn validate(value: &Value, text: &str) -> Result<Policy, Problems> {
+    pub(super) fn validate(value: &Value, text: &str, texts: bool) -> Result<Policy, Problems> {
         let mut v = Validator {
+            texts,
             lines: LineIndex::new(text),
             problems: Vec::new(),
             declared_groups: Vec::new(),
@@ -98,6 +99,8 @@ fn index(path: &str, i: usize) -> String {
 }
 
 struct Validator<'t> {
+    /// Whether rules keep their source specs as written (`Rule::source_text`).
+    texts: bool,
     lines: LineIndex<'t>,
     problems: Vec<Problem>,
     /// Every address group name declared, resolved or not: a reference to a
