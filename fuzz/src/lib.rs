@@ -23,6 +23,9 @@ use portcullis_core::{
 };
 use portcullis_host::{HttpRequest, HttpResponse, LogLevel, Options};
 
+#[path = "client_addr.rs"]
+pub mod client_addr;
+
 /// Header name/value pairs as bytes.
 pub type HeaderPairs = Vec<(Vec<u8>, Vec<u8>)>;
 
@@ -964,7 +967,7 @@ pub fn check_filter(
         .properties_set
         .iter()
         .rev()
-        .find(|(k, _)| k == portcullis_cli::TRACE_PROPERTY)
+        .find(|(k, _)| *k == p.trace_property())
         .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
         .ok_or("the filter set no trace")?;
     if trace != want_trace {
@@ -1170,11 +1173,14 @@ impl Fixture {
         if target == Target::PolicyParse {
             return check_parse(data);
         }
+        if target == Target::ClientAddr {
+            return client_addr::check(data);
+        }
         let g = self.decode(data);
         let n = self.policies.get(g.policy).ok_or("no policy")?;
         let ctx = |e: String| format!("{} on {}: {e}", target.name(), n.source);
         match target {
-            Target::PolicyParse => Ok(()),
+            Target::PolicyParse | Target::ClientAddr => Ok(()),
             Target::Decide => check_core(&n.policy, &g).map_err(ctx),
             Target::FilterWasm | Target::Differential => {
                 let mut plugins = self.plugins.lock().map_err(|_| "plugin lock poisoned")?;
@@ -1202,15 +1208,18 @@ pub enum Target {
     FilterWasm,
     /// Core and filter side by side on generated test cases.
     Differential,
+    /// Raw bytes as client-address header lines (`client_addr.rs`).
+    ClientAddr,
 }
 
 impl Target {
     /// All of them.
-    pub const ALL: [Target; 4] = [
+    pub const ALL: [Target; 5] = [
         Target::PolicyParse,
         Target::Decide,
         Target::FilterWasm,
         Target::Differential,
+        Target::ClientAddr,
     ];
     /// The target's (and its corpus directory's) name.
     pub fn name(self) -> &'static str {
@@ -1219,6 +1228,7 @@ impl Target {
             Target::Decide => "decide",
             Target::FilterWasm => "filter_wasm",
             Target::Differential => "differential",
+            Target::ClientAddr => "client_addr",
         }
     }
 }

@@ -25,8 +25,11 @@ use portcullis_core::testfile::{
 use portcullis_core::{Policy, Trace, Transport};
 use portcullis_host::{HttpRequest, HttpResponse, LogLevel, Options};
 
-/// The property the filter sets with its trace line.
-pub const TRACE_PROPERTY: &str = "portcullis.trace";
+/// Whether a property the filter set is its text trace line:
+/// `portcullis.<policy>.trace` (see `Policy::trace_property`).
+pub fn is_trace_property(p: &str) -> bool {
+    p.starts_with("portcullis.") && p.ends_with(".trace")
+}
 /// How the filter's debug log line of a trace starts.
 const TRACE_LOG_PREFIX: &str = "portcullis: ";
 
@@ -276,7 +279,7 @@ pub fn run_wasm(plugin: &mut portcullis_host::Plugin, c: &Case) -> Result<Outcom
         .properties_set
         .iter()
         .rev()
-        .find(|(p, _)| p == TRACE_PROPERTY)
+        .find(|(p, _)| is_trace_property(p))
         .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
         .or_else(|| {
             // Not published (the policy's `trace` left it out): the same
@@ -308,6 +311,13 @@ pub fn run_wasm(plugin: &mut portcullis_host::Plugin, c: &Case) -> Result<Outcom
         rule: t.rule,
         client_ip: t.client_ip,
         step: t.step.as_str().to_string(),
+        would_verdict: t.would.unwrap_or(t.verdict),
+        // A would-be reply's status is the trace's; otherwise the one seen.
+        would_status: if t.would.is_some() {
+            t.status
+        } else {
+            x.status
+        },
         trace: trace_line,
         location,
         upstream_headers: x.upstream_request_headers.as_deref().map(to_list),

@@ -414,3 +414,84 @@ fn filter_overrides_the_embedded_module_and_the_cache_survives_corruption() {
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("cannot read the filter /nonexistent/x.wasm"));
 }
+
+#[test]
+fn explain_shows_what_a_report_mode_policy_would_do() {
+    let o = portcullis(&[
+        "explain",
+        "docs/rollout/candidate.json",
+        "--peer",
+        "127.0.0.8:5000",
+    ]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("decision forward at step forward (rule deny-batch)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("would    report mode: enforce would deny at step network, status 403"),
+        "{out}"
+    );
+    assert!(
+        out.contains("trace    would_deny 403 network peer 127.0.0.8 deny-batch"),
+        "{out}"
+    );
+}
+
+#[test]
+fn explain_says_where_the_client_came_from_and_why_it_is_unknown() {
+    let o = portcullis(&[
+        "explain",
+        "policy-samples/behind-app-gateway.json",
+        "--peer",
+        "10.20.1.5:50000",
+        "-H",
+        "x-forwarded-for: 65.52.10.20:51234, 10.20.1.6:80",
+    ]);
+    let t = text(&o);
+    println!("{t}");
+    assert!(
+        t.contains("client  65.52.10.20 from x-forwarded-for entry 1 (0 is the rightmost)"),
+        "{t}"
+    );
+    assert!(
+        t.contains("forward 0 forward x-forwarded-for[1] 65.52.10.20"),
+        "{t}"
+    );
+
+    let o = portcullis(&[
+        "explain",
+        "policy-samples/behind-app-gateway.json",
+        "--peer",
+        "10.20.1.5:50000",
+        "-H",
+        "x-forwarded-for: 65.52.10.20:70000",
+    ]);
+    let t = text(&o);
+    println!("{t}");
+    assert!(
+        t.contains(
+            "client  unknown: x-forwarded-for entry 0 (the rightmost) is malformed: \"65.52.10.20:70000\""
+        ),
+        "{t}"
+    );
+    assert!(t.contains("not evaluated: the client is unknown"), "{t}");
+
+    let o = portcullis(&[
+        "explain",
+        "policy-samples/behind-front-door.json",
+        "--peer",
+        "147.243.12.34:40000",
+    ]);
+    let t = text(&o);
+    println!("{t}");
+    assert!(
+        t.contains("unknown: the trusted peer sent no header"),
+        "{t}"
+    );
+    assert!(
+        t.contains("deny 403 client_ip header[0] unknown:no-entry default"),
+        "{t}"
+    );
+}

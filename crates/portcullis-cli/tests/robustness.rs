@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
-use harness::{check_core, check_differential, check_filter, Fixture, Gen, Target};
+use harness::{check_core, check_differential, check_filter, client_addr, Fixture, Gen, Target};
 use portcullis_core::{Policy, Request, Transport, Verdict};
 
 fn root() -> PathBuf {
@@ -268,6 +268,10 @@ fn write_seed_corpora() {
                 g.encode(),
             )
             .unwrap();
+        }
+        for (j, seed) in client_addr::seeds(c).into_iter().enumerate() {
+            let name = format!("{stem}-{k:03}-{j}");
+            std::fs::write(dir.join("client_addr").join(name), seed).unwrap();
         }
     }
 }

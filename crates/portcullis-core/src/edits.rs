@@ -1,6 +1,16 @@
 //! Header edits: the request ops (step 5), the response ops and HSTS
 //! (step 6) as a list of [`Edit`]s for a host to apply, and
 //! [`apply_edits`], which applies them the way a proxy does.
+//!
+//! The request edits start with the removal of `_` twins: when the policy
+//! sets or requires a header (`x-functions-key`), a request header whose
+//! name holds a `_` and equals that name once each `_` is read as `-`
+//! (`x_functions_key`, `X_Functions-Key`) is removed before forwarding, since
+//! some backends (CGI/WSGI-style stacks) read both names as one. The core
+//! emits [`EditOp::RemoveTwins`] only when the headers it is handed hold such
+//! a twin, so hosts that apply it must hand over header names
+//! ([`Headers::each_name`]). Step 4 compares names exactly and so never sees
+//! a twin as the required header.
 
 // The request path: arithmetic that could overflow is denied here (see
 // the crate docs).
@@ -20,6 +30,32 @@ pub enum EditOp {
     Replace,
     /// Add one more value.
     Append,
+    /// Remove every header whose name holds a `_` and equals `name` once
+    /// each `_` is read as `-` (case-insensitively); see [`is_twin`].
+    RemoveTwins,
+}
+
+/// Whether a request header `name` is a `_` twin of `of` (a lowercase name):
+/// it holds a `_`, and reading each `_` as `-` gives `of`, in any case.
+///
+/// ```
+/// use portcullis_core::edits::is_twin;
+/// assert!(is_twin(b"x_functions_key", "x-functions-key"));
+/// assert!(is_twin(b"X_Functions-KEY", "x-functions-key"));
+/// assert!(!is_twin(b"x-functions-key", "x-functions-key"));
+/// assert!(!is_twin(b"x__functions-key", "x-functions-key"));
+/// ```
+pub fn is_twin(name: &[u8], of: &str) -> bool {
+    name.len() == of.len()
+        && name.contains(&b'_')
+        && name.iter().zip(of.as_bytes()).all(|(&a, &b)| {
+            let a = if a == b'_' {
+                b'-'
+            } else {
+                a.to_ascii_lowercase()
+            };
+            a == b
+        })
 }
 
 /// One header edit for a host to apply, in order.
@@ -34,8 +70,25 @@ pub struct Edit<'p> {
 }
 
 impl Policy {
-    /// Header edits for the request forwarded upstream (step 5).
+    /// Header edits for the request forwarded upstream (step 5): first a
+    /// [`EditOp::RemoveTwins`] for each header the policy sets or requires
+    /// whose `_` twin is among `headers`, then the request ops.
     pub fn request_edits<'p>(&'p self, headers: &dyn Headers, out: &mut Vec<Edit<'p>>) {
+        let start = out.len();
+        for g in self.guarded_names() {
+            if out.iter().skip(start).any(|e| e.name == g) {
+                continue;
+            }
+            let mut twin = false;
+            headers.each_name(&mut |n| twin |= is_twin(n, g));
+            if twin {
+                out.push(Edit {
+                    op: EditOp::RemoveTwins,
+                    name: g,
+                    value: b"",
+                });
+            }
+        }
         ops_to_edits(&self.request_headers, headers, out);
     }
 
@@ -204,6 +257,7 @@ pub fn apply_edits<'e, E: HeaderEntry<'e>>(list: &mut Vec<E>, edits: &[Edit<'e>]
                 }
             }
             EditOp::Append => list.push(E::from_edit(e.name, e.value)),
+            EditOp::RemoveTwins => list.retain(|h| !is_twin(h.name(), e.name)),
         }
     }
 }

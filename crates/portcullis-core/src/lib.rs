@@ -76,7 +76,10 @@ pub mod rule;
 pub mod testfile;
 mod words;
 
-pub use decide::{Client, ClientSource, Decision, Headers, Reason, Request, Step, Trace, Verdict};
+pub use decide::{
+    Client, ClientSource, Decision, Headers, Reason, Request, Step, Trace, Verdict, Would,
+    WOULD_PREFIX,
+};
 pub use edits::{apply_edits, Edit, EditOp, HeaderEntry};
 pub use error::{Error, Problem, Problems, RuleRef};
 pub use explain::{Field, RuleCheck};

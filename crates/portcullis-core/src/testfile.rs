@@ -12,7 +12,12 @@
 //! - `request.authority` defaults to `localhost`;
 //! - `expect.step`: the step that decided (`client_ip`, `network`,
 //!   `https_only`, `require_headers`, `forward`);
-//! - `expect.body_contains`: a substring of the local reply's body.
+//! - `expect.body_contains`: a substring of the local reply's body;
+//! - `expect.would_verdict` / `expect.would_status`: the verdict and the
+//!   status enforce mode gives. For a report-mode policy (`"mode":
+//!   "report"`) `verdict` is `forward` and `status` the upstream's, while
+//!   these say what would have happened (`deny` 403, `redirect` 308, or
+//!   `forward`); `step` names the step that would have stopped it.
 
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -104,10 +109,22 @@ pub struct Expect {
     pub rule: Option<String>,
     /// Resolved client or `unknown`.
     pub client_ip: Option<String>,
+    /// Where the client came from, as the trace says it: `peer`, or the
+    /// source and the entry's index in the walk (`x-forwarded-for[1]`).
+    pub client_from: Option<String>,
+    /// Why the client is unknown, as the trace says it
+    /// (`malformed:"65.52.10.20:99999"`, `no-entry`); `""` for a known one.
+    pub client_why: Option<String>,
     /// `Location` of a redirect.
     pub location: Option<String>,
     /// Step that decided.
     pub step: Option<String>,
+    /// What enforce mode does (an extension for report-mode policies:
+    /// `deny` or `redirect` where the request is forwarded; for an
+    /// enforcing policy the verdict itself).
+    pub would_verdict: Option<Verdict>,
+    /// The status enforce mode gives the client (an extension, as above).
+    pub would_status: Option<u16>,
     /// Substring of the local reply body.
     pub body_contains: Option<String>,
     /// Headers the upstream must see.
@@ -153,8 +170,13 @@ pub struct Outcome {
     pub rule: String,
     /// Resolved client or `unknown`.
     pub client_ip: String,
-    /// Step that decided.
+    /// Step that decided (in report mode, the step that would have
+    /// stopped the request, as the trace says).
     pub step: String,
+    /// The verdict enforce mode gives.
+    pub would_verdict: Verdict,
+    /// The status enforce mode gives the client.
+    pub would_status: u16,
     /// The whole trace line, for failure reports.
     pub trace: String,
     /// `Location` the client saw.
@@ -286,6 +308,29 @@ pub fn check(expect: &Expect, o: &Outcome) -> Vec<Mismatch> {
     field("rule", expect.rule.clone(), o.rule.clone());
     field("client_ip", expect.client_ip.clone(), o.client_ip.clone());
     field("step", expect.step.clone(), o.step.clone());
+    if expect.client_from.is_some() || expect.client_why.is_some() {
+        let t = crate::Trace::parse(&o.trace);
+        let from = t.as_ref().map_or_else(
+            || String::from("(unreadable trace)"),
+            |t| match t.entry {
+                Some(i) => alloc::format!("{}[{i}]", t.source),
+                None => t.source.clone(),
+            },
+        );
+        let why = t.map_or_else(|| String::from("(unreadable trace)"), |t| t.why);
+        field("client_from", expect.client_from.clone(), from);
+        field("client_why", expect.client_why.clone(), why);
+    }
+    field(
+        "would_verdict",
+        expect.would_verdict.map(|v| v.as_str().to_string()),
+        o.would_verdict.as_str().to_string(),
+    );
+    field(
+        "would_status",
+        expect.would_status.map(|s| s.to_string()),
+        o.would_status.to_string(),
+    );
     field(
         "location",
         expect.location.clone(),
@@ -330,7 +375,9 @@ pub fn run_core(policy: &Policy, case: &Case) -> Outcome {
         status: d.status,
         rule: policy.rule_name(d.rule).to_string(),
         client_ip,
-        step: d.step.as_str().to_string(),
+        step: d.deciding_step().as_str().to_string(),
+        would_verdict: d.enforced_verdict(),
+        would_status: 0,
         trace,
         location: None,
         upstream_headers: None,
@@ -362,6 +409,7 @@ pub fn run_core(policy: &Policy, case: &Case) -> Outcome {
             o.response_headers = resp;
         }
     }
+    o.would_status = d.would.as_ref().map_or(o.status, |w| w.status);
     o
 }
 
@@ -777,8 +825,12 @@ impl Reader<'_> {
                 "status",
                 "rule",
                 "client_ip",
+                "client_from",
+                "client_why",
                 "location",
                 "step",
+                "would_verdict",
+                "would_status",
                 "body_contains",
                 "upstream_headers",
                 "response_headers",
@@ -805,12 +857,30 @@ impl Reader<'_> {
                 }
             }
         }
-        if let Some(st) = v.get("status") {
+        if let Some(w) = s(self, "would_verdict")? {
+            match Verdict::from_word(&w) {
+                Some(verdict) => e.would_verdict = Some(verdict),
+                None => {
+                    let x = v.get("would_verdict").unwrap_or(v);
+                    self.err(
+                        &alloc::format!("{path}.would_verdict"),
+                        x,
+                        Error::Invalid("would_verdict is forward, deny or redirect"),
+                    );
+                    return None;
+                }
+            }
+        }
+        for (key, dst) in [
+            ("status", &mut e.status),
+            ("would_status", &mut e.would_status),
+        ] {
+            let Some(st) = v.get(key) else { continue };
             match st.as_u64().and_then(|n| u16::try_from(n).ok()) {
-                Some(n) => e.status = Some(n),
+                Some(n) => *dst = Some(n),
                 None => {
                     self.err(
-                        &alloc::format!("{path}.status"),
+                        &alloc::format!("{path}.{key}"),
                         st,
                         Error::OutOfRange { min: 100, max: 599 },
                     );
@@ -820,6 +890,8 @@ impl Reader<'_> {
         }
         e.rule = s(self, "rule")?;
         e.client_ip = s(self, "client_ip")?;
+        e.client_from = s(self, "client_from")?;
+        e.client_why = s(self, "client_why")?;
         e.location = s(self, "location")?;
         e.step = s(self, "step")?;
         e.body_contains = s(self, "body_contains")?;

@@ -254,6 +254,56 @@ fn a_rejected_document_still_has_its_name_when_well_formed() {
     assert_eq!(Policy::name_of(b"{oops"), None);
 }
 
+/// Paths with the line and column each must be reported at.
+type Positions = &'static [(&'static str, u32, u32)];
+
+#[test]
+fn client_ip_and_framing_mistakes_have_paths_and_positions() {
+    let cases: [(&str, Positions, &str); 5] = [
+        (
+            "{\n  \"name\": \"p\",\n  \"client_ip\": { \"from\": \"header\", \"trusted_proxies\": [\"10.0.0.1\"] }\n}",
+            &[("client_ip", 3, 16)],
+            "missing required field \"header\"",
+        ),
+        (
+            "{\n  \"name\": \"p\",\n  \"client_ip\": { \"from\": \"forwarded\",\n    \"header\": \"x-azure-clientip\", \"trusted_proxies\": [\"10.0.0.1\"] }\n}",
+            &[("client_ip.header", 4, 15)],
+            "only read with",
+        ),
+        (
+            "{\n  \"name\": \"p\",\n  \"client_ip\": { \"from\": \"header\", \"header\": \"x client\", \"trusted_proxies\": [] }\n}",
+            &[("client_ip.header", 3, 46)],
+            "HTTP token",
+        ),
+        (
+            "{ \"name\": \"p\", \"client_ip\": { \"from\": \"forwarded\" } }",
+            &[("client_ip", 1, 29)],
+            "trusted_proxies",
+        ),
+        (
+            "{ \"name\": \"p\",\n  \"request_headers\": [ { \"set\": \"Content-Length\", \"value\": \"0\" } ],\n  \"response_headers\": [ { \"remove\": \"expect\" } ] }",
+            &[("request_headers[0].set", 2, 33), ("response_headers[0].remove", 3, 37)],
+            "framing headers",
+        ),
+    ];
+    for (doc, want, message) in cases {
+        let problems = Policy::parse(doc.as_bytes()).unwrap_err();
+        let got: Vec<(String, u32, u32)> = problems
+            .0
+            .iter()
+            .map(|p| (p.path.clone(), p.line, p.column))
+            .collect();
+        for &(path, line, col) in want {
+            assert!(
+                got.iter()
+                    .any(|(p, l, c)| p == path && *l == line && *c == col),
+                "{doc}: missing {path} at {line}:{col}; got {got:?}"
+            );
+        }
+        assert!(problems.to_string().contains(message), "{problems}");
+    }
+}
+
 #[test]
 fn trace_switch_is_a_word_with_a_position() {
     use portcullis_core::policy::TraceWhen;

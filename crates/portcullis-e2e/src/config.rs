@@ -16,7 +16,9 @@
 //!   `google.protobuf.StringValue`), or discovered from a file (ECDS,
 //!   [`Filter::Discovered`]) so it can be replaced without a restart;
 //! - an access log line per request carrying the filter's decision trace
-//!   (filter state `wasm.portcullis.trace`, see [`TRACE_FORMAT`]);
+//!   (filter state `wasm.portcullis.<policy>.trace`, see [`trace_format`]);
+//!   with [`Filter::Chain`] one trace per instance (a report-mode candidate
+//!   beside the enforcing policy, see `docs/rollout.md`);
 //! - the admin interface on loopback only.
 //!
 //! `deploy/envoy/envoy.yaml` is this template rendered by the
@@ -29,9 +31,17 @@ use std::path::PathBuf;
 
 use crate::module::Module;
 
-/// The access-log command operator that prints the filter's trace line
-/// (`verdict status step source client rule`, see `portcullis_core::Trace`).
-pub const TRACE_FORMAT: &str = "%FILTER_STATE(wasm.portcullis.trace:PLAIN)%";
+/// The access-log command operator that prints the trace line of the
+/// filter instance running policy `name` (`verdict status step source
+/// client rule`, see `portcullis_core::Trace`).
+pub fn trace_format(name: &str) -> String {
+    format!("%FILTER_STATE(wasm.portcullis.{name}.trace:PLAIN)%")
+}
+
+/// The same for the JSON trace (policies with `trace_json: true`).
+pub fn json_trace_format(name: &str) -> String {
+    format!("%FILTER_STATE(wasm.portcullis.{name}.trace_json:PLAIN)%")
+}
 
 /// The request header the tests use to find a request's access-log line and
 /// the backend's canned answer. Deployments do not log it.
@@ -69,11 +79,35 @@ pub enum Filter {
     /// [`EnvoyConfig::render_ecds_resource`]). Replacing the file by an
     /// atomic rename updates the policy without restarting Envoy.
     Discovered {
-        /// Resource name (also the filter name).
+        /// Resource name (also the filter name; the access log prints the
+        /// trace of the policy of this name).
         name: String,
         /// The watched file.
         path: PathBuf,
     },
+    /// Several Portcullis instances on the listener, in this order, each
+    /// with its policy inline (e.g. a report-mode candidate, then the
+    /// enforcing policy: the candidate forwards every request, so the
+    /// enforcing one sees them all).
+    Chain {
+        /// Policy documents, in filter order.
+        policies: Vec<String>,
+    },
+}
+
+impl Filter {
+    /// The names of the policies whose traces the access log prints.
+    pub fn policy_names(&self) -> Vec<String> {
+        let name = |p: &str| {
+            portcullis_core::Policy::name_of(p.as_bytes())
+                .unwrap_or_else(|| String::from("portcullis"))
+        };
+        match self {
+            Filter::Inline { policy } => vec![name(policy)],
+            Filter::Discovered { name, .. } => vec![name.clone()],
+            Filter::Chain { policies } => policies.iter().map(|p| name(p)).collect(),
+        }
+    }
 }
 
 /// One listener.
@@ -131,6 +165,80 @@ pub struct EnvoyConfig {
     pub access_log: AccessLog,
 }
 
+/// How the HTTP connection manager treats client addresses and header
+/// names: the parts of the bootstrap that depend on where Envoy sits.
+/// [`EnvoyConfig::render`] uses the default (an edge proxy).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HttpOptions {
+    /// Where Envoy sits.
+    pub position: Position,
+    /// `headers_with_underscores_action`.
+    pub underscores: Underscores,
+}
+
+/// Where Envoy sits in front of the backend.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Position {
+    /// Clients connect to Envoy directly: the peer is the client
+    /// (`use_remote_address: true`, no trusted hops), and Envoy sets
+    /// `X-Forwarded-Proto` from its own connection.
+    #[default]
+    Edge,
+    /// Behind a TLS-terminating proxy: `use_remote_address: false`, so Envoy
+    /// keeps the proxy's `X-Forwarded-Proto` (and
+    /// `https_only.trust_forwarded_proto` can work), with Envoy's XFF
+    /// original-IP detection trusting only `detection_cidrs`. Envoy replaces
+    /// `source.address` with the client it detects from a peer inside them,
+    /// which hides the proxy from the policy (its `trusted_proxies` and
+    /// `trust_forwarded_proto` then see the client as the peer): the shipped
+    /// behind-a-proxy file trusts no peer here ([`TRUST_NO_PEER`]), so
+    /// `source.address` stays the TCP peer and the policy's
+    /// `trusted_proxies` decide (docs/filter.md).
+    BehindProxy {
+        /// `a.b.c.d/n` or `v6/n` strings for `xff_trusted_cidrs`.
+        detection_cidrs: Vec<String>,
+    },
+}
+
+/// The `detection_cidrs` of the shipped behind-a-proxy configuration: an
+/// address no TCP peer can have, so Envoy's detection never replaces the
+/// peer.
+pub const TRUST_NO_PEER: &str = "255.255.255.255/32";
+
+/// `headers_with_underscores_action`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Underscores {
+    /// Refuse a request whose header names hold `_` with a 400 (Envoy's
+    /// edge recommendation, and the shipped stand; see docs/filter.md).
+    #[default]
+    RejectRequest,
+    /// Pass such headers to the filter (which removes the `_` twins of the
+    /// headers its policy sets or requires): the corpus runs this way, to
+    /// prove the filter's own guard.
+    Allow,
+}
+
+impl Underscores {
+    fn word(self) -> &'static str {
+        match self {
+            Underscores::RejectRequest => "REJECT_REQUEST",
+            Underscores::Allow => "ALLOW",
+        }
+    }
+}
+
+/// Splits `a.b.c.d/n` into Envoy's `CidrRange` fields.
+fn cidr(c: &str) -> String {
+    let (ip, len) = c
+        .split_once('/')
+        .unwrap_or((c, if c.contains(':') { "128" } else { "32" }));
+    format!(
+        "{{ address_prefix: {}, prefix_len: {} }}",
+        yaml_str(ip),
+        len.parse::<u32>().unwrap_or(0)
+    )
+}
+
 /// Quotes a string as a YAML double-quoted scalar. JSON string escapes are a
 /// subset of YAML's, so a JSON-encoded string is a valid YAML scalar.
 pub fn yaml_str(s: &str) -> String {
@@ -162,10 +270,16 @@ impl EnvoyConfig {
     /// The `envoy.extensions.filters.http.wasm.v3.Wasm` message (YAML
     /// mapping body) for a policy.
     pub fn wasm_filter_config(&self, policy: &str) -> String {
+        self.named_wasm_filter_config("portcullis", policy)
+    }
+
+    /// [`EnvoyConfig::wasm_filter_config`] with another plugin name (one
+    /// per instance when a listener runs several).
+    pub fn named_wasm_filter_config(&self, plugin: &str, policy: &str) -> String {
         format!(
             r#""@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
 config:
-  name: portcullis
+  name: {plugin}
   root_id: portcullis
   # A crashed VM fails closed: requests get a 503, never an unchecked pass.
   failure_policy: FAIL_CLOSED
@@ -174,6 +288,7 @@ config:
     "@type": type.googleapis.com/google.protobuf.StringValue
     value: {policy}
 "#,
+            plugin = yaml_str(plugin),
             vm = indent(&self.module.render_vm_config(), 4),
             policy = yaml_str(policy),
         )
@@ -189,22 +304,48 @@ config:
         )
     }
 
-    fn access_log(&self) -> String {
+    fn access_log(&self, names: &[String]) -> String {
+        let first = names.first().map_or("portcullis", String::as_str);
+        let many = names.len() > 1;
         match &self.access_log {
-            AccessLog::Stdout => format!(
-                r#"- name: envoy.access_loggers.stdout
+            AccessLog::Stdout => {
+                // One instance: `portcullis="..."`; several: each by name.
+                let traces = if many {
+                    let each = names
+                        .iter()
+                        .map(|n| format!("portcullis.{n}=\"{}\"", trace_format(n)));
+                    each.collect::<Vec<_>>().join(" ")
+                } else {
+                    format!("portcullis=\"{}\"", trace_format(first))
+                };
+                format!(
+                    r#"- name: envoy.access_loggers.stdout
   typed_config:
     "@type": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog
     log_format:
       text_format_source:
         inline_string: {}
 "#,
-                yaml_str(&format!(
-                    "[%START_TIME%] \"%REQ(:METHOD)% %REQ(:AUTHORITY)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" %RESPONSE_CODE% %DOWNSTREAM_REMOTE_ADDRESS% -> %DOWNSTREAM_LOCAL_ADDRESS% portcullis=\"{TRACE_FORMAT}\"\n"
-                ))
-            ),
-            AccessLog::JsonFile(path) => format!(
-                r#"- name: envoy.access_loggers.file
+                    yaml_str(&format!(
+                        "[%START_TIME%] \"%REQ(:METHOD)% %REQ(:AUTHORITY)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" %RESPONSE_CODE% %DOWNSTREAM_REMOTE_ADDRESS% -> %DOWNSTREAM_LOCAL_ADDRESS% {traces}\n"
+                    ))
+                )
+            }
+            AccessLog::JsonFile(path) => {
+                // Several instances: each trace under its policy's name too.
+                let mut more = String::new();
+                for n in names.iter().filter(|_| many) {
+                    let _ = write!(
+                        more,
+                        "        {}: {}\n        {}: {}\n",
+                        yaml_str(&format!("trace.{n}")),
+                        yaml_str(&trace_format(n)),
+                        yaml_str(&format!("trace_json.{n}")),
+                        yaml_str(&json_trace_format(n)),
+                    );
+                }
+                format!(
+                    r#"- name: envoy.access_loggers.file
   typed_config:
     "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
     path: {}
@@ -212,16 +353,17 @@ config:
       json_format:
         case: "%REQ({})%"
         trace: "{}"
-        status: "%RESPONSE_CODE%"
+{more}        status: "%RESPONSE_CODE%"
         peer: "%DOWNSTREAM_REMOTE_ADDRESS%"
         local: "%DOWNSTREAM_LOCAL_ADDRESS%"
         flags: "%RESPONSE_FLAGS%"
         details: "%RESPONSE_CODE_DETAILS%"
 "#,
-                yaml_str(&path.to_string_lossy()),
-                CASE_HEADER.to_ascii_uppercase(),
-                TRACE_FORMAT
-            ),
+                    yaml_str(&path.to_string_lossy()),
+                    CASE_HEADER.to_ascii_uppercase(),
+                    trace_format(first)
+                )
+            }
             AccessLog::Off => String::from("[]\n"),
         }
     }
@@ -234,6 +376,19 @@ config:
                 "- name: portcullis\n  typed_config:\n{}",
                 indent(&self.wasm_filter_config(policy), 4)
             ),
+            Filter::Chain { policies } => {
+                let mut out = String::new();
+                for (p, n) in policies.iter().zip(filter.policy_names()) {
+                    let plugin = format!("portcullis.{n}");
+                    let _ = write!(
+                        out,
+                        "- name: {}\n  typed_config:\n{}",
+                        yaml_str(&plugin),
+                        indent(&self.named_wasm_filter_config(&plugin, p), 4)
+                    );
+                }
+                out
+            }
             Filter::Discovered { name, path } => {
                 let dir = path
                     .parent()
@@ -259,7 +414,7 @@ config:
         }
     }
 
-    fn listener(&self, l: &Listener) -> String {
+    fn listener(&self, l: &Listener, opts: &HttpOptions) -> String {
         let filter = self.render_http_filter(&l.filter);
         let tls = match &l.tls {
             None => String::new(),
@@ -296,9 +451,13 @@ config:
         "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
         stat_prefix: {stat}
         codec_type: AUTO
-        # The client is the TCP peer; X-Forwarded-For from clients is never trusted.
-        use_remote_address: true
-        xff_num_trusted_hops: 0
+{position}        # Envoy never appends to X-Forwarded-For: the policy walks what the client
+        # or proxy sent (docs/filter.md).
+        skip_xff_append: true
+        # Header names with "_" (x_functions_key beside x-functions-key) are
+        # read as "-" by some backends: refuse them (docs/filter.md).
+        common_http_protocol_options:
+          headers_with_underscores_action: {underscores}
         # Do not add "server: envoy"; pass the upstream's through (the policy removes it).
         server_header_transformation: PASS_THROUGH
         access_log:
@@ -319,9 +478,11 @@ config:
             name = yaml_str(&l.name),
             addr = socket(&l.address),
             stat = yaml_str(&format!("{}_{}", scheme, l.name)),
-            log = indent(&self.access_log(), 8),
+            log = indent(&self.access_log(&l.filter.policy_names()), 8),
             filter = indent(&filter, 8),
             tls = tls,
+            position = indent(&position(&opts.position), 8),
+            underscores = opts.underscores.word(),
         )
     }
 
@@ -370,8 +531,13 @@ config:
         }
     }
 
-    /// Renders the bootstrap as YAML.
+    /// Renders the bootstrap as YAML, for an edge proxy.
     pub fn render(&self) -> String {
+        self.render_with(&HttpOptions::default())
+    }
+
+    /// Renders the bootstrap as YAML with these connection-manager options.
+    pub fn render_with(&self, opts: &HttpOptions) -> String {
         let mut out = String::from(
             "# Envoy bootstrap for Portcullis, rendered by portcullis-e2e (src/config.rs).\n",
         );
@@ -386,7 +552,7 @@ config:
             socket(&self.admin)
         );
         for l in &self.listeners {
-            out.push_str(&indent(&self.listener(l), 2));
+            out.push_str(&indent(&self.listener(l, opts), 2));
         }
         out.push_str("  clusters:\n");
         out.push_str(&indent(&self.cluster(), 2));
@@ -394,6 +560,37 @@ config:
             out.push_str(&indent(&c, 2));
         }
         out
+    }
+}
+
+/// The connection manager's client-address settings.
+fn position(p: &Position) -> String {
+    match p {
+        Position::Edge => String::from(
+            "# The client is the TCP peer; X-Forwarded-For from clients is never trusted.\n\
+             use_remote_address: true\n\
+             xff_num_trusted_hops: 0\n",
+        ),
+        Position::BehindProxy { detection_cidrs } => {
+            let mut out = String::from(
+                "# Behind a trusted proxy: Envoy keeps the proxy's X-Forwarded-Proto\n\
+                 # (use_remote_address: false) and the policy's trusted_proxies judge\n\
+                 # it. Envoy's own XFF detection trusts no peer, so source.address\n\
+                 # stays the TCP peer (docs/filter.md).\n\
+                 use_remote_address: false\n\
+                 original_ip_detection_extensions:\n\
+                 - name: envoy.extensions.http.original_ip_detection.xff\n  \
+                 typed_config:\n    \
+                 \"@type\": type.googleapis.com/envoy.extensions.http.original_ip_detection.xff.v3.XffConfig\n    \
+                 skip_xff_append: true\n    \
+                 xff_trusted_cidrs:\n      \
+                 cidrs:\n",
+            );
+            for c in detection_cidrs {
+                let _ = writeln!(out, "      - {}", cidr(c));
+            }
+            out
+        }
     }
 }
 
@@ -439,6 +636,59 @@ pub fn deploy_example(policy: &str) -> EnvoyConfig {
         access_log: AccessLog::Stdout,
     }
 }
+
+/// The rollout example of `docs/rollout.md`: one listener with a
+/// report-mode `candidate` first (it forwards every request and records
+/// what it would have done) and the enforcing `current` policy second (it
+/// decides), otherwise as [`deploy_example`]'s plain listener. The Envoy
+/// test `envoy_rollout` runs this very filter chain, with loopback
+/// addresses, the test backend and a JSON access log swapped in. Print it
+/// with `cargo run -p portcullis-e2e --bin portcullis-envoy-config --
+/// rollout CURRENT CANDIDATE`.
+pub fn rollout_example(current: &str, candidate: &str) -> EnvoyConfig {
+    let mut cfg = deploy_example(current);
+    cfg.listeners.truncate(1);
+    if let Some(l) = cfg.listeners.first_mut() {
+        l.filter = Filter::Chain {
+            policies: vec![candidate.to_owned(), current.to_owned()],
+        };
+    }
+    cfg
+}
+
+/// The operator's starting point behind a TLS-terminating proxy,
+/// `deploy/envoy/envoy-behind-proxy.yaml`: the Application Gateway sample
+/// (`policy-samples/behind-app-gateway.json`) on the same listeners as
+/// [`deploy_example`], rendered with [`Position::BehindProxy`] trusting no
+/// peer in Envoy's own detection ([`TRUST_NO_PEER`]).
+pub fn deploy_behind_proxy(policy: &str) -> String {
+    let opts = HttpOptions {
+        position: Position::BehindProxy {
+            detection_cidrs: vec![TRUST_NO_PEER.into()],
+        },
+        underscores: Underscores::RejectRequest,
+    };
+    format!(
+        "{DEPLOY_BEHIND_PROXY_HEADER}{}",
+        deploy_example(policy).render_with(&opts)
+    )
+}
+
+/// The sample policy `deploy/envoy/envoy-behind-proxy.yaml` is rendered with.
+pub const DEPLOY_BEHIND_PROXY_POLICY: &str = "policy-samples/behind-app-gateway.json";
+
+/// The comment block at the top of `deploy/envoy/envoy-behind-proxy.yaml`.
+pub const DEPLOY_BEHIND_PROXY_HEADER: &str = "\
+# GENERATED: do not edit by hand. Regenerate with
+#   cargo run -q -p portcullis-e2e --bin portcullis-envoy-config -- deploy-behind-proxy > deploy/envoy/envoy-behind-proxy.yaml
+# (crates/portcullis-e2e/tests/envoy_front_doors.rs fails when this file is stale).
+#
+# Portcullis in Envoy behind a TLS-terminating proxy (e.g. Azure Application
+# Gateway): policy-samples/behind-app-gateway.json inline. Envoy keeps the
+# proxy's X-Forwarded-Proto and X-Forwarded-For; the policy's
+# client_ip.trusted_proxies decide whom to believe. Only the proxy should be
+# able to reach these listeners. See docs/filter.md.
+";
 
 /// The comment block at the top of `deploy/envoy/envoy.yaml`.
 pub const DEPLOY_HEADER: &str = "\

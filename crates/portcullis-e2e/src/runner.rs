@@ -21,7 +21,9 @@ use portcullis_core::{Policy, Trace, Verdict};
 
 use crate::backend::{Answer, Backend};
 use crate::client::{self, ClientRequest, Version};
-use crate::config::{AccessLog, EnvoyConfig, Filter, Listener, Upstream, CASE_HEADER};
+use crate::config::{
+    AccessLog, EnvoyConfig, Filter, HttpOptions, Listener, Underscores, Upstream, CASE_HEADER,
+};
 use crate::envoy::{Envoy, StartError};
 use crate::module::Module;
 use crate::translate::{self, Translation};
@@ -183,7 +185,14 @@ impl Harness {
             module: Module::local(wasm),
             access_log: AccessLog::JsonFile(access_log.clone()),
         };
-        let envoy = Envoy::start(&dir, &config.render()).map_err(|e: StartError| e.to_string())?;
+        // Underscored header names reach the filter, which must remove the `_`
+        // twins itself (the shipped configuration refuses them earlier).
+        let opts = HttpOptions {
+            underscores: Underscores::Allow,
+            ..HttpOptions::default()
+        };
+        let envoy = Envoy::start(&dir, &config.render_with(&opts))
+            .map_err(|e: StartError| e.to_string())?;
         Ok(Harness {
             envoy,
             backend,
@@ -324,6 +333,12 @@ pub fn run_case_envoy(
         rule: trace.rule.clone(),
         client_ip,
         step: trace.step.as_str().to_owned(),
+        would_verdict: trace.would.unwrap_or(trace.verdict),
+        would_status: if trace.would.is_some() {
+            trace.status
+        } else {
+            resp.status
+        },
         trace: format!(
             "{line} (on loopback: peer {} -> {from}, local {} -> {})",
             r.peer, r.local, ep.bind

@@ -5,6 +5,8 @@ use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 
 use portcullis_core::addr::parse_socket;
+use portcullis_core::edits::is_twin;
+use portcullis_core::policy::Mode;
 use portcullis_core::{Decision, EditOp, Headers, Inputs, Policy, Request, Transport, Verdict};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
@@ -20,8 +22,9 @@ const DESTINATION_ADDRESS: &[u8] = b"destination\0address";
 const TLS_VERSION: &[u8] = b"connection\0tls_version";
 const PROTOCOL: &[u8] = b"request\0protocol";
 const PLUGIN_NAME: &[u8] = b"plugin_name";
-/// Where the trace goes: Envoy stores it as filter state `wasm.portcullis.trace`.
-pub const TRACE_PROPERTY: &[u8] = b"portcullis.trace";
+
+/// Counter ids of one would-be verdict: the total, per rule index, `default`.
+type WouldCounters = (stats::Counter, Vec<stats::Counter>, stats::Counter);
 
 /// How often the counters kept in the VM are handed to the host.
 pub const FLUSH_PERIOD_MS: u32 = 1000;
@@ -40,6 +43,13 @@ struct Shared {
     default_rule: stats::Counter,
     /// The host has no tick: hand the counts over after every request.
     flush_each_request: bool,
+    /// Report mode: counters per would-be verdict (deny, redirect): the
+    /// total, then per rule index, then `default` (empty in enforce mode).
+    would: Vec<WouldCounters>,
+    /// `portcullis.<policy>.trace` (filter state `wasm.portcullis.<policy>.trace`).
+    trace_property: String,
+    /// `portcullis.<policy>.trace_json`, when the policy asks for it.
+    json_property: Option<String>,
     /// Whether the host wants debug logs (read once per configuration).
     debug: bool,
     /// The trace line, reused from request to request (one VM thread).
@@ -67,6 +77,22 @@ impl Shared {
             .map(|i| define(stats::rule(&policy, Some(i))))
             .collect();
         let default_rule = define(stats::rule(&policy, None));
+        let would = if policy.mode == Mode::Report {
+            stats::WOULD
+                .iter()
+                .map(|&w| {
+                    (
+                        define(stats::would(&policy, w)),
+                        (0..rules)
+                            .map(|i| define(stats::would_rule(&policy, w, Some(i))))
+                            .collect(),
+                        define(stats::would_rule(&policy, w, None)),
+                    )
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         Shared {
             needs: policy.inputs(),
             counters,
@@ -74,6 +100,9 @@ impl Shared {
             rules: rule_counters,
             default_rule,
             flush_each_request,
+            would,
+            trace_property: policy.trace_property(),
+            json_property: policy.trace_json.then(|| policy.json_trace_property()),
             policy,
             debug,
             trace: core::cell::RefCell::new(String::with_capacity(128)),
@@ -91,6 +120,22 @@ impl Shared {
         };
         if let Some(c) = rule {
             self.counters.add(c);
+        }
+        if let Some(w) = &d.would {
+            let would = stats::WOULD
+                .iter()
+                .position(|&x| x == w.verdict)
+                .and_then(|i| self.would.get(i));
+            if let Some((total, rules, default)) = would {
+                self.counters.add(*total);
+                let rule = match d.rule {
+                    Some(i) => rules.get(i).copied(),
+                    None => Some(*default),
+                };
+                if let Some(c) = rule {
+                    self.counters.add(c);
+                }
+            }
         }
         if self.flush_each_request {
             self.flush();
@@ -195,7 +240,7 @@ impl RootContext for Root {
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Http {
             shared: self.shared.clone(),
-            respond: Respond::No,
+            respond: Respond::Undecided,
         }))
     }
 
@@ -219,7 +264,11 @@ fn policy_label(bytes: &[u8]) -> String {
 /// What to do with the response headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Respond {
-    /// Nothing (no request seen, or our own local reply).
+    /// The filter never decided the request (Envoy answered it itself, e.g.
+    /// a 400 or 404 of its own, before or without our request hook): harden
+    /// it anyway, secure when the connection is TLS.
+    Undecided,
+    /// Nothing: our own local reply, already hardened by the core.
     No,
     /// Apply the response edits of a forwarded request.
     Edit { secure: bool },
@@ -255,6 +304,10 @@ impl LazyHeaders {
 impl Headers for LazyHeaders {
     fn each_value(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
         self.get().each_value(name, f);
+    }
+
+    fn each_name(&self, f: &mut dyn FnMut(&[u8])) {
+        self.get().each_name(f);
     }
 }
 
@@ -341,10 +394,15 @@ impl Http {
             if let Ok(mut trace) = shared.trace.try_borrow_mut() {
                 policy.trace_into(&d, &mut trace);
                 if publish {
-                    host::set_property(TRACE_PROPERTY, trace.as_bytes());
+                    host::set_property(shared.trace_property.as_bytes(), trace.as_bytes());
                 }
                 if shared.debug {
                     host::log(level::DEBUG, &format!("portcullis: {trace}"));
+                }
+                // The JSON form for the same decisions, when asked for.
+                if let (true, Some(p)) = (publish, &shared.json_property) {
+                    policy.json_trace_into(&d, &mut trace);
+                    host::set_property(p.as_bytes(), trace.as_bytes());
                 }
             }
         }
@@ -371,7 +429,7 @@ impl Http {
                     Some(map) => edit::without_absent_removes(map, &edits),
                     None => edits,
                 };
-                apply(host::REQUEST_HEADERS, &edits);
+                apply(host::REQUEST_HEADERS, &edits, Some(&headers));
                 self.respond = Respond::Edit { secure: d.secure };
                 Action::Continue
             }
@@ -379,13 +437,31 @@ impl Http {
     }
 }
 
-/// Applies edits to a header map, in order.
-fn apply(map: u32, edits: &[portcullis_core::Edit<'_>]) {
+/// Applies edits to a header map, in order. `names` holds the map's
+/// headers as read before the edits, for [`EditOp::RemoveTwins`] (which the
+/// core only returns after reading them).
+fn apply(map: u32, edits: &[portcullis_core::Edit<'_>], names: Option<&dyn Headers>) {
     for e in edits {
         let ok = match e.op {
             EditOp::Remove => host::remove_header(map, e.name),
             EditOp::Replace => host::replace_header(map, e.name, e.value),
             EditOp::Append => host::add_header(map, e.name, e.value),
+            EditOp::RemoveTwins => {
+                let mut twins: Vec<Vec<u8>> = Vec::new();
+                if let Some(h) = names {
+                    h.each_name(&mut |n| {
+                        let lower = n.to_ascii_lowercase();
+                        if is_twin(&lower, e.name) && !twins.contains(&lower) {
+                            twins.push(lower);
+                        }
+                    });
+                }
+                // Names from the host are tokens; a name that is not UTF-8
+                // cannot be one, and cannot be removed by name either.
+                twins
+                    .iter()
+                    .all(|t| core::str::from_utf8(t).is_ok_and(|t| host::remove_header(map, t)))
+            }
         };
         if !ok {
             host::log(
@@ -405,8 +481,17 @@ impl HttpContext for Http {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let (Respond::Edit { secure }, Some(shared)) = (self.respond, self.shared.as_ref()) else {
+        let Some(shared) = self.shared.as_ref() else {
             return Action::Continue;
+        };
+        let secure = match self.respond {
+            Respond::No => return Action::Continue,
+            Respond::Edit { secure } => secure,
+            // Only the connection can say: a proxy's X-Forwarded-Proto was
+            // never weighed by the policy for this request.
+            Respond::Undecided => {
+                shared.needs.tls && host::property(TLS_VERSION).is_some_and(|v| !v.is_empty())
+            }
         };
         let policy = &shared.policy;
         let read = shared.needs.response_headers;
@@ -421,7 +506,7 @@ impl HttpContext for Http {
         policy.response_edits(secure, &headers, &mut edits);
         if edits.is_empty() || (!read && edits.len() == 1) || cfg!(feature = "edits-each") {
             // Nothing to batch: one call at most.
-            apply(host::RESPONSE_HEADERS, &edits);
+            apply(host::RESPONSE_HEADERS, &edits, None);
             return Action::Continue;
         }
         // Several edits: read the map (if the core did not already need it)
@@ -429,14 +514,14 @@ impl HttpContext for Http {
         let headers = if read { headers } else { read_map() };
         match edit::plan(&headers, &edits) {
             edit::Plan::Nothing => {}
-            edit::Plan::Each(each) => apply(host::RESPONSE_HEADERS, &each),
+            edit::Plan::Each(each) => apply(host::RESPONSE_HEADERS, &each, Some(&headers)),
             edit::Plan::Rewrite(pairs) => {
                 if !host::set_header_map(host::RESPONSE_HEADERS, &pairs) {
                     host::log(
                         level::WARN,
                         "portcullis: response header rewrite failed; editing one by one",
                     );
-                    apply(host::RESPONSE_HEADERS, &edits);
+                    apply(host::RESPONSE_HEADERS, &edits, Some(&headers));
                 }
             }
         }

@@ -498,6 +498,7 @@ impl Engine {
             poisoned: false,
             restarts,
             last_failure_logs: Vec::new(),
+            host_reply: false,
         };
         plugin.boot()?;
         Ok(plugin)
@@ -577,6 +578,8 @@ pub struct Plugin {
     poisoned: bool,
     restarts: u32,
     last_failure_logs: Vec<(LogLevel, String)>,
+    /// Set by [`Plugin::play_host_reply`]: the request hooks are skipped.
+    host_reply: bool,
 }
 
 impl fmt::Debug for Plugin {
@@ -724,6 +727,21 @@ impl Plugin {
         Ok(exchange)
     }
 
+    /// Plays a stream the host answers itself after the filter chain exists
+    /// but before the filter's request hooks run (as Envoy does for some of
+    /// its own replies): the request hooks are not called, and `reply` goes
+    /// through `proxy_on_response_headers` as the response.
+    pub fn play_host_reply(
+        &mut self,
+        req: &HttpRequest,
+        reply: &HttpResponse,
+    ) -> Result<Exchange, HostError> {
+        self.host_reply = true;
+        let r = self.play(req, reply);
+        self.host_reply = false;
+        r
+    }
+
     fn set_fuel(&mut self) -> Result<(), HostError> {
         let fuel = self.fuel_limit;
         self.store
@@ -797,6 +815,23 @@ impl Plugin {
         upstream: &HttpResponse,
         out: &mut Exchange,
     ) -> Result<(), HostError> {
+        if !self.host_reply {
+            self.request_phases(ctx, req, out)?;
+            if out.local_reply.is_some() || out.reset {
+                return Ok(());
+            }
+        }
+        self.response_phases(ctx, upstream, out)
+    }
+
+    /// Request headers and body. Leaves `out.local_reply` / `out.reset` set
+    /// when the filter stopped the stream.
+    fn request_phases(
+        &mut self,
+        ctx: i32,
+        req: &HttpRequest,
+        out: &mut Exchange,
+    ) -> Result<(), HostError> {
         const PAUSE: Option<i32> = Some(1);
         // Request headers.
         self.stage(Stage::RequestHeaders);
@@ -834,8 +869,17 @@ impl Plugin {
             }
             out.upstream_request_body = body;
         }
+        Ok(())
+    }
 
-        // Response headers.
+    /// Response headers.
+    fn response_phases(
+        &mut self,
+        ctx: i32,
+        upstream: &HttpResponse,
+        out: &mut Exchange,
+    ) -> Result<(), HostError> {
+        const PAUSE: Option<i32> = Some(1);
         self.stage(Stage::ResponseHeaders);
         let mut map = headers::HeaderMap::default();
         map.add(b":status", upstream.status.to_string().as_bytes());

@@ -124,21 +124,16 @@ pub(crate) fn run(args: Args, style: &Style) -> Outcome {
         },
         if tls { "tls" } else { "plain" }
     );
-    match d.client.ip {
-        Some(ip) => println!(
-            "{} {ip} (from {})",
-            style.bold("client "),
-            d.client.source.as_str()
-        ),
-        None => println!(
-            "{} unknown (from {}): denied whatever the rules say",
-            style.bold("client "),
-            d.client.source.as_str()
-        ),
+    println!("{} {}", style.bold("client "), d.client.describe());
+    if d.client.ip.is_none() {
+        println!("         an unknown client is denied whatever the rules say");
     }
     if let Some(net) = &policy.network {
         println!("{}", style.bold("rules, in priority order:"));
         let checks = policy.explain(&req);
+        if d.client.ip.is_none() {
+            println!("  not evaluated: the client is unknown");
+        }
         for c in &checks {
             let Some(r) = net.rules.get(c.index) else {
                 continue;
@@ -181,11 +176,21 @@ pub(crate) fn run(args: Args, style: &Style) -> Outcome {
             String::new()
         }
     );
+    if let Some(w) = &d.would {
+        println!(
+            "{} report mode: enforce would {} at step {}, status {}",
+            style.bold("would   "),
+            style.red(w.verdict.as_str()),
+            w.reason.step().as_str(),
+            w.status
+        );
+    }
     println!("{} {}", style.bold("trace   "), policy.trace(&d));
     let show = |e: &portcullis_core::Edit<'_>| match e.op {
         EditOp::Remove => format!("    - {}", e.name),
         EditOp::Replace => format!("    = {}: {}", e.name, String::from_utf8_lossy(e.value)),
         EditOp::Append => format!("    + {}: {}", e.name, String::from_utf8_lossy(e.value)),
+        EditOp::RemoveTwins => format!("    - {} (its `_` twins)", e.name.replace('-', "_")),
     };
     match policy.local_reply(&d) {
         Some(reply) => {

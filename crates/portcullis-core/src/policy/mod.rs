@@ -52,6 +52,21 @@ words! {
         Peer = "peer",
         /// X-Forwarded-For, from trusted proxies only.
         XForwardedFor = "x-forwarded-for",
+        /// RFC 7239 `Forwarded`, from trusted proxies only.
+        Forwarded = "forwarded",
+        /// One header a trusted proxy sets (`client_ip.header`).
+        Header = "header",
+    }
+}
+
+words! {
+    /// `mode`: whether the policy stops requests (`enforce`) or only says
+    /// what it would have done (`report`, spec "Report mode").
+    pub enum Mode {
+        /// Deny, redirect and reject as decided.
+        Enforce = "enforce",
+        /// Decide and record everything, forward every request.
+        Report = "report",
     }
 }
 
@@ -63,8 +78,9 @@ words! {
     pub enum TraceWhen {
         /// Every request (the default).
         All = "all",
-        /// Requests the policy stops (deny, redirect, reject): the ones an
-        /// operator looks into. Forwarded requests cost no trace call.
+        /// Requests the policy stops (deny, redirect, reject) or, in report
+        /// mode, would have stopped: the ones an operator looks into.
+        /// Forwarded requests cost no trace call.
         Deny = "deny",
         /// None: no trace property at all.
         Off = "none",
@@ -76,7 +92,8 @@ impl TraceWhen {
     pub fn selects(self, d: &crate::Decision) -> bool {
         match self {
             TraceWhen::All => true,
-            TraceWhen::Deny => d.verdict != crate::Verdict::Forward,
+            // In report mode: also what the policy would have stopped.
+            TraceWhen::Deny => d.verdict != crate::Verdict::Forward || d.would.is_some(),
             TraceWhen::Off => false,
         }
     }
@@ -87,8 +104,11 @@ impl TraceWhen {
 pub struct ClientIp {
     /// Source of the address.
     pub from: ClientFrom,
-    /// Proxies whose X-Forwarded-For (and X-Forwarded-Proto) are believed.
+    /// Proxies whose X-Forwarded-For, `Forwarded` or client header (and
+    /// X-Forwarded-Proto) are believed.
     pub trusted_proxies: AddrSet,
+    /// With `from: header`: the header's lowercased name.
+    pub header: Option<String>,
 }
 
 words! {
@@ -221,6 +241,11 @@ pub struct Policy {
     pub hsts: Option<Hsts>,
     /// Address groups by name, resolved.
     pub address_groups: BTreeMap<String, AddrSet>,
+    /// `enforce` (default) or `report`.
+    pub mode: Mode,
+    /// `trace_json: true` (an extension): hosts also publish the JSON form
+    /// of the trace ([`Policy::trace_json`]) for access logs.
+    pub trace_json: bool,
     /// Which decisions hosts publish as a trace property (`trace`, default
     /// `all`).
     pub trace: TraceWhen,
@@ -337,7 +362,8 @@ impl Policy {
     /// Whether deciding a request needs any request header (beyond the
     /// pseudo-headers used for redirects). Lets hosts skip reading them.
     pub fn reads_request_headers(&self) -> bool {
-        self.client_ip.from == ClientFrom::XForwardedFor
+        self.client_ip.from != ClientFrom::Peer
+            || self.guarded_names().next().is_some()
             || self
                 .https_only
                 .as_ref()
@@ -352,6 +378,17 @@ impl Policy {
                     }
                 )
             })
+    }
+
+    /// The headers the policy sets on requests or requires, whose `_`
+    /// twins (`x_functions_key` beside `x-functions-key`) are removed from
+    /// requests (see [`Policy::request_edits`]). May repeat a name.
+    pub fn guarded_names(&self) -> impl Iterator<Item = &str> {
+        let sets = self.request_headers.iter().filter_map(|op| match op {
+            HeaderOp::Set { name, .. } => Some(name.as_str()),
+            HeaderOp::Remove(_) => None,
+        });
+        sets.chain(self.require_headers.iter().map(|r| r.name.as_str()))
     }
 
     /// Whether response edits depend on the response's headers (a `skip`

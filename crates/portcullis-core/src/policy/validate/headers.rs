@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 use crate::error::Error;
 use crate::json::Value;
 
-use super::super::syntax::{is_token, HOP_BY_HOP};
+use super::super::syntax::{is_token, FRAMING, HOP_BY_HOP};
 use super::super::{Exists, HeaderOp, RequiredHeader};
 use super::{child, index, Validator};
 
@@ -38,6 +38,17 @@ impl<'t> Validator<'t> {
                     Error::ForbiddenHeader {
                         name: lower,
                         why: "hop-by-hop headers belong to the connection",
+                    },
+                );
+                return None;
+            }
+            if FRAMING.contains(&lower.as_str()) {
+                self.err(
+                    path,
+                    v.span,
+                    Error::ForbiddenHeader {
+                        name: lower,
+                        why: "framing headers belong to the proxy (changing them can split one request into two)",
                     },
                 );
                 return None;

@@ -16,7 +16,7 @@ use crate::error::{Error, Problem, Problems};
 use crate::json::Value;
 
 use super::syntax::is_name;
-use super::{ClientFrom, ClientIp, Policy, TraceWhen};
+use super::{ClientFrom, ClientIp, Mode, Policy, TraceWhen};
 
 mod addresses;
 mod client_ip;
@@ -119,6 +119,8 @@ const TOP: &[&str] = &[
     "response_headers",
     "hsts",
     "provenance",
+    "mode",
+    "trace_json",
     "trace",
 ];
 
@@ -146,6 +148,7 @@ impl<'t> Validator<'t> {
         let peer = ClientIp {
             from: ClientFrom::Peer,
             trusted_proxies: AddrSet::default(),
+            header: None,
         };
         // The optional `provenance` object (importers; see provenance.rs).
         for (path, span, e) in f.get("provenance").map_or_else(Vec::new, |p| {
@@ -175,12 +178,20 @@ impl<'t> Validator<'t> {
             s.header_ops(r, "response_headers")
         });
         let hsts = self.section(f.get("hsts"), Self::hsts);
+        let mode = self.or_default(f.get("mode"), Mode::Enforce, |s, m| {
+            s.word::<Mode>(m, "mode")
+        });
+        let trace_json = self.or_default(f.get("trace_json"), false, |s, t| {
+            s.boolean(t, "trace_json")
+        });
         let trace = match f.get("trace") {
             Some(t) => self.word::<TraceWhen>(t, "trace"),
             None => Some(TraceWhen::All),
         };
         Some(Policy {
             trace: trace?,
+            mode: mode?,
+            trace_json: trace_json?,
             name: name?,
             client_ip: client_ip?,
             network: network.ok()?,
