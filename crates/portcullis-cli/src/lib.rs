@@ -31,6 +31,8 @@ use portcullis_host::{HttpRequest, HttpResponse, LogLevel, Options};
 pub fn is_trace_property(p: &str) -> bool {
     p.starts_with("portcullis.") && p.ends_with(".trace")
 }
+/// How the filter's debug log line of a trace starts.
+const TRACE_LOG_PREFIX: &str = "portcullis: ";
 
 /// Expands files and directories into test files (the harness's one rule,
 /// [`portcullis_harness::corpus::collect`]).
@@ -43,6 +45,17 @@ pub enum Engine {
     Core,
     /// The filter under wasmtime (compiled once).
     Wasm(portcullis_host::Engine),
+}
+
+/// The wasmtime host's options for running the filter on test cases.
+pub fn wasm_options() -> Options {
+    Options {
+        // Debug, so the filter logs every decision's trace line: a policy
+        // with `trace: "deny"` or `"none"` sets no trace property for some
+        // requests, and the cases still check their rule.
+        log_level: LogLevel::Debug,
+        ..Options::default()
+    }
 }
 
 impl Engine {
@@ -69,11 +82,7 @@ pub fn compile_filter(path: &Path) -> Result<portcullis_host::Engine, String> {
             path.display()
         )
     })?;
-    let opts = Options {
-        log_level: LogLevel::Info,
-        ..Options::default()
-    };
-    portcullis_host::Engine::with_options(&bytes, opts)
+    portcullis_host::Engine::with_options(&bytes, wasm_options())
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
@@ -264,7 +273,17 @@ pub fn run_wasm(plugin: &mut portcullis_host::Plugin, c: &Case) -> Result<Outcom
         .rev()
         .find(|(p, _)| is_trace_property(p))
         .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-        .ok_or("the filter set no trace property")?;
+        .or_else(|| {
+            // Not published (the policy's `trace` left it out): the same
+            // line from the filter's debug log.
+            x.logs.iter().rev().find_map(|(level, line)| {
+                (*level == LogLevel::Debug)
+                    .then(|| line.strip_prefix(TRACE_LOG_PREFIX))
+                    .flatten()
+                    .map(str::to_owned)
+            })
+        })
+        .ok_or("the filter set no trace property and logged no trace")?;
     let t = Trace::parse(&trace_line).ok_or_else(|| format!("unreadable trace {trace_line:?}"))?;
     let to_list = |h: &[(Vec<u8>, Vec<u8>)]| -> HeaderList {
         h.iter()

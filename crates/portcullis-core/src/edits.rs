@@ -158,8 +158,56 @@ fn ops_to_edits<'p>(ops: &'p [HeaderOp], headers: &dyn Headers, out: &mut Vec<Ed
     }
 }
 
+/// One entry of a header list [`apply_edits`] can edit: owned pairs
+/// (`(Vec<u8>, Vec<u8>)`, `(String, Vec<u8>)`) or pairs borrowed from a
+/// host's buffer and from the edits (`(&[u8], &[u8])`), so a host can edit a
+/// map it read without copying every header.
+pub trait HeaderEntry<'e> {
+    /// The entry's name.
+    fn name(&self) -> &[u8];
+    /// Gives the entry an edit's value.
+    fn set_value(&mut self, value: &'e [u8]);
+    /// A new entry from an edit.
+    fn from_edit(name: &'e str, value: &'e [u8]) -> Self;
+}
+
+impl<'e, N: AsRef<[u8]> + From<&'e str>> HeaderEntry<'e> for (N, Vec<u8>) {
+    fn name(&self) -> &[u8] {
+        self.0.as_ref()
+    }
+    fn set_value(&mut self, value: &'e [u8]) {
+        self.1 = value.to_vec();
+    }
+    fn from_edit(name: &'e str, value: &'e [u8]) -> Self {
+        (N::from(name), value.to_vec())
+    }
+}
+
+impl<'e> HeaderEntry<'e> for (&'e [u8], &'e [u8]) {
+    fn name(&self) -> &[u8] {
+        self.0
+    }
+    fn set_value(&mut self, value: &'e [u8]) {
+        self.1 = value;
+    }
+    fn from_edit(name: &'e str, value: &'e [u8]) -> Self {
+        (name.as_bytes(), value)
+    }
+}
+
 /// Applies edits to a header list the way a proxy does (names compared
-/// case-insensitively). Used by the native engine, the playground and tests.
+/// case-insensitively): `Remove` drops every entry of the name, `Replace`
+/// gives the first entry the value and drops the others (or appends one),
+/// `Append` adds an entry. Used by the native engine, the playground, the
+/// filter (on borrowed pairs) and tests.
+///
+/// ```
+/// use portcullis_core::{apply_edits, Edit, EditOp};
+/// let mut h: Vec<(&[u8], &[u8])> = vec![(b"server", b"IIS"), (b"a", b"1")];
+/// apply_edits(&mut h, &[Edit { op: EditOp::Remove, name: "Server", value: b"" },
+///                       Edit { op: EditOp::Replace, name: "b", value: b"2" }]);
+/// assert_eq!(h, [(&b"a"[..], &b"1"[..]), (b"b", b"2")]);
+/// ```
 ///
 /// ```
 /// use portcullis_core::{apply_edits, Policy};
@@ -186,35 +234,31 @@ fn ops_to_edits<'p>(ops: &'p [HeaderOp], headers: &dyn Headers, out: &mut Vec<Ed
 ///     ("x-request-source".to_string(), b"mobile".to_vec()),
 /// ]);
 /// ```
-pub fn apply_edits<N>(list: &mut Vec<(N, Vec<u8>)>, edits: &[Edit<'_>])
-where
-    N: AsRef<[u8]> + for<'a> From<&'a str>,
-{
+pub fn apply_edits<'e, E: HeaderEntry<'e>>(list: &mut Vec<E>, edits: &[Edit<'e>]) {
     for e in edits {
+        let name = e.name.as_bytes();
         match e.op {
-            EditOp::Remove => {
-                list.retain(|(n, _)| !n.as_ref().eq_ignore_ascii_case(e.name.as_bytes()))
-            }
+            EditOp::Remove => list.retain(|h| !h.name().eq_ignore_ascii_case(name)),
             EditOp::Replace => {
                 let mut first = true;
-                list.retain_mut(|(n, v)| {
-                    if !n.as_ref().eq_ignore_ascii_case(e.name.as_bytes()) {
+                list.retain_mut(|h| {
+                    if !h.name().eq_ignore_ascii_case(name) {
                         return true;
                     }
                     if first {
                         first = false;
-                        *v = e.value.to_vec();
+                        h.set_value(e.value);
                         true
                     } else {
                         false
                     }
                 });
                 if first {
-                    list.push((N::from(e.name), e.value.to_vec()));
+                    list.push(E::from_edit(e.name, e.value));
                 }
             }
-            EditOp::Append => list.push((N::from(e.name), e.value.to_vec())),
-            EditOp::RemoveTwins => list.retain(|(n, _)| !is_twin(n.as_ref(), e.name)),
+            EditOp::Append => list.push(E::from_edit(e.name, e.value)),
+            EditOp::RemoveTwins => list.retain(|h| !is_twin(h.name(), e.name)),
         }
     }
 }

@@ -78,7 +78,7 @@ pub use decide::{
     Client, ClientSource, Decision, Headers, Reason, Request, Step, Trace, Verdict, Would,
     WOULD_PREFIX,
 };
-pub use edits::{apply_edits, Edit, EditOp};
+pub use edits::{apply_edits, Edit, EditOp, HeaderEntry};
 pub use env::{Env, NoEnv};
 pub use error::{EnvProblem, Error, Problem, Problems, RuleRef};
 pub use explain::{Field, RuleCheck};

@@ -303,3 +303,96 @@ fn client_ip_and_framing_mistakes_have_paths_and_positions() {
         assert!(problems.to_string().contains(message), "{problems}");
     }
 }
+
+#[test]
+fn trace_switch_is_a_word_with_a_position() {
+    use portcullis_core::policy::TraceWhen;
+    let p = Policy::parse(br#"{"name":"p"}"#).unwrap();
+    assert_eq!(p.trace, TraceWhen::All, "the default");
+    for (word, want) in [
+        ("deny", TraceWhen::Deny),
+        ("none", TraceWhen::Off),
+        ("ALL", TraceWhen::All),
+    ] {
+        let text = format!(r#"{{"name":"p","trace":"{word}"}}"#);
+        assert_eq!(Policy::parse(text.as_bytes()).unwrap().trace, want);
+    }
+    let problems = Policy::parse(b"{\"name\": \"p\",\n  \"trace\": \"sometimes\"}")
+        .unwrap_err()
+        .0;
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    let p = &problems[0];
+    assert_eq!((p.path.as_str(), p.line, p.column), ("trace", 2, 12));
+    let text = p.to_string();
+    assert!(
+        text.contains("sometimes") && text.contains("deny"),
+        "{text}"
+    );
+    let p = Policy::parse(br#"{"name":"p","trace":true}"#)
+        .unwrap_err()
+        .0;
+    assert_eq!(p[0].path, "trace");
+}
+
+#[test]
+fn trace_when_selects_by_verdict() {
+    use portcullis_core::policy::TraceWhen;
+    use portcullis_core::{Request, Transport};
+    let p = Policy::parse(
+        br#"{"name":"p","network":{"rules":[
+        {"name":"lan","priority":100,"access":"allow","source":["10.0.0.0/8"]}]}}"#,
+    )
+    .unwrap();
+    let req = |peer: &str| {
+        p.decide(&Request {
+            peer: peer.parse().unwrap(),
+            local: "10.0.0.1:80".parse().unwrap(),
+            tls: false,
+            transport: Transport::Tcp,
+            method: b"GET",
+            authority: b"a",
+            path: b"/",
+            headers: &Vec::<(Vec<u8>, Vec<u8>)>::new(),
+        })
+    };
+    let (fwd, deny) = (req("10.0.0.9:1"), req("8.8.8.8:1"));
+    assert!(TraceWhen::All.selects(&fwd) && TraceWhen::All.selects(&deny));
+    assert!(!TraceWhen::Deny.selects(&fwd) && TraceWhen::Deny.selects(&deny));
+    assert!(!TraceWhen::Off.selects(&fwd) && !TraceWhen::Off.selects(&deny));
+}
+
+#[test]
+fn parse_for_decisions_keeps_no_source_texts_and_decides_alike() {
+    let text = br#"{"name":"p","address_groups":{"g":["65.52.0.0/16"]},"network":{"rules":[
+        {"name":"a","priority":100,"access":"allow","source":["g","10.0.0.0/8","Loopback"]},
+        {"name":"b","priority":200,"access":"deny","source":["*"]}]}}"#;
+    let full = Policy::parse(text).unwrap();
+    let lean = Policy::parse_for_decisions(text, &portcullis_core::NoEnv).unwrap();
+    let rules = |p: &Policy| p.network.as_ref().unwrap().rules.clone();
+    assert_eq!(rules(&full)[0].source_text, ["g", "10.0.0.0/8", "Loopback"]);
+    assert!(rules(&lean).iter().all(|r| r.source_text.is_empty()));
+    for peer in ["65.52.1.1:1", "10.9.9.9:1", "127.0.0.1:1", "8.8.8.8:1"] {
+        let req = portcullis_core::Request {
+            peer: peer.parse().unwrap(),
+            local: "10.0.0.1:80".parse().unwrap(),
+            tls: false,
+            transport: portcullis_core::Transport::Tcp,
+            method: b"GET",
+            authority: b"a",
+            path: b"/",
+            headers: &Vec::<(Vec<u8>, Vec<u8>)>::new(),
+        };
+        assert_eq!(
+            full.trace(&full.decide(&req)),
+            lean.trace(&lean.decide(&req))
+        );
+    }
+    // The same problems either way.
+    let bad = br#"{"name":"p","network":{"rules":[{"name":"a","priority":100,"access":"allow","source":["10.1.2.3/8"]}]}}"#;
+    assert_eq!(
+        Policy::parse(bad).unwrap_err().to_string(),
+        Policy::parse_for_decisions(bad, &portcullis_core::NoEnv)
+            .unwrap_err()
+            .to_string()
+    );
+}

@@ -184,7 +184,13 @@ fn the_documented_envoy_snippets_validate_in_a_bootstrap() {
     let dir = paths::scratch("docs-validate");
     // Local file (the docs' path pointed at this checkout's module), then
     // remote (its cluster on loopback; validate mode fetches nothing).
-    cfg.module = Module::local(&wasm);
+    // The sample reads its key from Envoy's environment (host_env_keys): the
+    // validating Envoy inherits this process's.
+    std::env::set_var(portcullis_e2e::deploy::BACKEND_KEY_ENV, "validate-only");
+    cfg.module = Module {
+        env: cfg.module.env.clone(),
+        ..Module::local(&wasm)
+    };
     envoy::validate(&dir, &cfg.render()).unwrap_or_else(|e| panic!("{e}"));
     cfg.module = d.module(Some(net::localhost(9)));
     envoy::validate(&dir, &cfg.render()).unwrap_or_else(|e| panic!("{e}"));

@@ -122,7 +122,9 @@ fn ecds_hot_update_changes_the_decision_without_restart() {
     assert_eq!(status(&dir, other, listen), 200);
     assert!(envoy.running(), "Envoy stopped");
     assert_eq!(envoy.pid(), pid, "Envoy was restarted");
-    let denied = envoy.stat("wasmcustom.portcullis.ecds-v2.denied").unwrap();
+    let denied = envoy
+        .stat_when("wasmcustom.portcullis.ecds-v2.denied", |v| v == Some(1))
+        .unwrap();
     assert_eq!(denied, Some(1), "the v2 policy's counter");
     println!(
         "ECDS stats: {:?}",

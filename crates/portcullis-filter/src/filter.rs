@@ -11,6 +11,7 @@ use portcullis_core::{Decision, EditOp, Headers, Inputs, Policy, Request, Transp
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 
+use crate::edit;
 use crate::host::{self, level};
 use crate::stats;
 use crate::wire::{self, HeaderMap};
@@ -23,19 +24,26 @@ const PROTOCOL: &[u8] = b"request\0protocol";
 const PLUGIN_NAME: &[u8] = b"plugin_name";
 
 /// Counter ids of one would-be verdict: the total, per rule index, `default`.
-type WouldCounters = (Option<u32>, Vec<Option<u32>>, Option<u32>);
+type WouldCounters = (stats::Counter, Vec<stats::Counter>, stats::Counter);
+
+/// How often the counters kept in the VM are handed to the host.
+pub const FLUSH_PERIOD_MS: u32 = 1000;
 
 /// Everything the HTTP contexts share: the compiled policy and its counters.
 struct Shared {
     policy: Policy,
     needs: Inputs,
-    /// Counter ids for allowed, denied, redirected.
-    verdicts: [Option<u32>; 3],
-    /// Counter id per rule index.
-    rules: Vec<Option<u32>>,
-    /// Counter id for `default`.
-    default_rule: Option<u32>,
-    /// Report mode: counter ids per would-be verdict (deny, redirect): the
+    /// Every counter, accumulated in the VM (see [`stats::Counters`]).
+    counters: stats::Counters,
+    /// Counters for allowed, denied, redirected.
+    verdicts: [stats::Counter; 3],
+    /// Counter per rule index.
+    rules: Vec<stats::Counter>,
+    /// Counter for `default`.
+    default_rule: stats::Counter,
+    /// The host has no tick: hand the counts over after every request.
+    flush_each_request: bool,
+    /// Report mode: counters per would-be verdict (deny, redirect): the
     /// total, then per rule index, then `default` (empty in enforce mode).
     would: Vec<WouldCounters>,
     /// `portcullis.<policy>.trace` (filter state `wasm.portcullis.<policy>.trace`).
@@ -49,41 +57,50 @@ struct Shared {
 }
 
 impl Shared {
-    fn new(policy: Policy, debug: bool) -> Shared {
+    fn new(policy: Policy, debug: bool, flush_each_request: bool) -> Shared {
         let rules = policy.network.as_ref().map_or(0, |n| n.rules.len());
-        let define = |name: String| {
-            let id = host::define_counter(&name);
-            if id.is_none() {
-                host::log(
-                    level::WARN,
-                    &format!("portcullis: cannot define counter {name}"),
-                );
-            }
-            id
+        let mut counters = stats::Counters::default();
+        let mut define = |name: String| {
+            counters.define(&name, |name| {
+                let id = host::define_counter(name);
+                if id.is_none() {
+                    host::log(
+                        level::WARN,
+                        &format!("portcullis: cannot define counter {name}"),
+                    );
+                }
+                id
+            })
+        };
+        let verdicts = Verdict::ALL.map(|v| define(stats::verdict(&policy, v)));
+        let rule_counters = (0..rules)
+            .map(|i| define(stats::rule(&policy, Some(i))))
+            .collect();
+        let default_rule = define(stats::rule(&policy, None));
+        let would = if policy.mode == Mode::Report {
+            stats::WOULD
+                .iter()
+                .map(|&w| {
+                    (
+                        define(stats::would(&policy, w)),
+                        (0..rules)
+                            .map(|i| define(stats::would_rule(&policy, w, Some(i))))
+                            .collect(),
+                        define(stats::would_rule(&policy, w, None)),
+                    )
+                })
+                .collect()
+        } else {
+            Vec::new()
         };
         Shared {
             needs: policy.inputs(),
-            verdicts: Verdict::ALL.map(|v| define(stats::verdict(&policy, v))),
-            rules: (0..rules)
-                .map(|i| define(stats::rule(&policy, Some(i))))
-                .collect(),
-            default_rule: define(stats::rule(&policy, None)),
-            would: if policy.mode == Mode::Report {
-                stats::WOULD
-                    .iter()
-                    .map(|&w| {
-                        (
-                            define(stats::would(&policy, w)),
-                            (0..rules)
-                                .map(|i| define(stats::would_rule(&policy, w, Some(i))))
-                                .collect(),
-                            define(stats::would_rule(&policy, w, None)),
-                        )
-                    })
-                    .collect()
-            } else {
-                Vec::new()
-            },
+            counters,
+            verdicts,
+            rules: rule_counters,
+            default_rule,
+            flush_each_request,
+            would,
             trace_property: policy.trace_property(),
             json_property: policy.trace_json.then(|| policy.json_trace_property()),
             policy,
@@ -92,33 +109,42 @@ impl Shared {
         }
     }
 
+    /// Counts a decision, in the VM.
     fn count(&self, d: &Decision) {
-        let v = d.verdict.index();
-        let rule = match d.rule {
-            Some(i) => self.rules.get(i).copied().flatten(),
-            None => self.default_rule,
-        };
-        for id in [self.verdicts.get(v).copied().flatten(), rule]
-            .into_iter()
-            .flatten()
-        {
-            host::increment(id);
+        if let Some(&c) = self.verdicts.get(d.verdict.index()) {
+            self.counters.add(c);
         }
-        let Some(w) = &d.would else { return };
-        let Some((total, rules, default)) = stats::WOULD
-            .iter()
-            .position(|&x| x == w.verdict)
-            .and_then(|i| self.would.get(i))
-        else {
-            return;
-        };
         let rule = match d.rule {
-            Some(i) => rules.get(i).copied().flatten(),
-            None => *default,
+            Some(i) => self.rules.get(i).copied(),
+            None => Some(self.default_rule),
         };
-        for id in [*total, rule].into_iter().flatten() {
-            host::increment(id);
+        if let Some(c) = rule {
+            self.counters.add(c);
         }
+        if let Some(w) = &d.would {
+            let would = stats::WOULD
+                .iter()
+                .position(|&x| x == w.verdict)
+                .and_then(|i| self.would.get(i));
+            if let Some((total, rules, default)) = would {
+                self.counters.add(*total);
+                let rule = match d.rule {
+                    Some(i) => rules.get(i).copied(),
+                    None => Some(*default),
+                };
+                if let Some(c) = rule {
+                    self.counters.add(c);
+                }
+            }
+        }
+        if self.flush_each_request {
+            self.flush();
+        }
+    }
+
+    /// Hands the pending counts to the host.
+    fn flush(&self) {
+        self.counters.flush(host::increment);
     }
 }
 
@@ -126,15 +152,51 @@ impl Shared {
 #[derive(Default)]
 pub struct Root {
     shared: Option<Rc<Shared>>,
+    /// Earlier configurations still used by streams that started under them:
+    /// flushed on every tick until the last stream is gone.
+    retired: Vec<Rc<Shared>>,
+    /// Whether the tick is set (the first configuration sets it).
+    ticking: Option<bool>,
 }
 
-impl Context for Root {}
+impl Root {
+    /// Flushes every configuration's counts and forgets the retired ones no
+    /// stream uses any more.
+    fn flush_all(&mut self) {
+        if let Some(s) = &self.shared {
+            s.flush();
+        }
+        self.retired.retain(|s| {
+            s.flush();
+            Rc::strong_count(s) > 1
+        });
+    }
+}
+
+impl Context for Root {
+    /// The plugin is going away (drain, or its configuration was removed):
+    /// the last counts go to the host now.
+    fn on_done(&mut self) -> bool {
+        self.flush_all();
+        true
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, size: usize) -> bool {
         // A failed reconfiguration leaves no policy behind: contexts created
-        // from now on deny until a valid one is configured.
-        self.shared = None;
+        // from now on deny until a valid one is configured. The old
+        // configuration's counts are flushed now and, while streams still
+        // use it, on every tick.
+        if let Some(old) = self.shared.take() {
+            old.flush();
+            if Rc::strong_count(&old) > 1 {
+                self.retired.push(old);
+            }
+        }
+        let ticking = *self
+            .ticking
+            .get_or_insert_with(|| host::set_tick_period(FLUSH_PERIOD_MS));
         let Some(bytes) = host::plugin_configuration(size) else {
             host::log(
                 level::ERROR,
@@ -145,14 +207,20 @@ impl RootContext for Root {
         // `value_from` variables: Envoy's `vm_config.environment_variables`,
         // read once here, never per request.
         let env = host::environment().unwrap_or_default();
-        match Policy::parse_with_env(&bytes, &env) {
+        match Policy::parse_for_decisions(&bytes, &env) {
             Ok(policy) => {
                 let debug = host::log_level().is_some_and(|l| l <= level::DEBUG);
                 host::log(
                     level::INFO,
                     &format!("portcullis: policy \"{}\" loaded", policy.name),
                 );
-                self.shared = Some(Rc::new(Shared::new(policy, debug)));
+                if !ticking {
+                    host::log(
+                        level::WARN,
+                        "portcullis: the host refused a tick; counters are sent per request",
+                    );
+                }
+                self.shared = Some(Rc::new(Shared::new(policy, debug, !ticking)));
                 true
             }
             Err(problems) => {
@@ -166,6 +234,10 @@ impl RootContext for Root {
                 false
             }
         }
+    }
+
+    fn on_tick(&mut self) {
+        self.flush_all();
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -318,15 +390,23 @@ impl Http {
                 policy.deny_unknown_client(tls)
             }
         };
-        if let Ok(mut trace) = shared.trace.try_borrow_mut() {
-            policy.trace_into(&d, &mut trace);
-            host::set_property(shared.trace_property.as_bytes(), trace.as_bytes());
-            if shared.debug {
-                host::log(level::DEBUG, &format!("portcullis: {trace}"));
-            }
-            if let Some(p) = &shared.json_property {
-                policy.json_trace_into(&d, &mut trace);
-                host::set_property(p.as_bytes(), trace.as_bytes());
+        // The trace line: set as a property only for the decisions the
+        // policy's `trace` selects; logged whenever debug logging is on.
+        let publish = policy.trace.selects(&d);
+        if publish || shared.debug {
+            if let Ok(mut trace) = shared.trace.try_borrow_mut() {
+                policy.trace_into(&d, &mut trace);
+                if publish {
+                    host::set_property(shared.trace_property.as_bytes(), trace.as_bytes());
+                }
+                if shared.debug {
+                    host::log(level::DEBUG, &format!("portcullis: {trace}"));
+                }
+                // The JSON form for the same decisions, when asked for.
+                if let (true, Some(p)) = (publish, &shared.json_property) {
+                    policy.json_trace_into(&d, &mut trace);
+                    host::set_property(p.as_bytes(), trace.as_bytes());
+                }
             }
         }
         shared.count(&d);
@@ -346,6 +426,12 @@ impl Http {
             None => {
                 let mut edits = Vec::new();
                 policy.request_edits(&headers, &mut edits);
+                // Removing a header the map read for the decision does not
+                // have is a wasted host call.
+                let edits = match headers.0.get() {
+                    Some(map) => edit::without_absent_removes(map, &edits),
+                    None => edits,
+                };
                 apply(host::REQUEST_HEADERS, &edits, Some(&headers));
                 self.respond = Respond::Edit { secure: d.secure };
                 Action::Continue
@@ -411,14 +497,37 @@ impl HttpContext for Http {
             }
         };
         let policy = &shared.policy;
-        let headers = if shared.needs.response_headers {
-            HeaderMap::parse(host::header_map(host::RESPONSE_HEADERS).unwrap_or_default())
+        let read = shared.needs.response_headers;
+        let read_map =
+            || HeaderMap::parse(host::header_map(host::RESPONSE_HEADERS).unwrap_or_default());
+        let headers = if read {
+            read_map()
         } else {
             HeaderMap::default()
         };
         let mut edits = Vec::new();
         policy.response_edits(secure, &headers, &mut edits);
-        apply(host::RESPONSE_HEADERS, &edits, None);
+        if edits.is_empty() || (!read && edits.len() == 1) || cfg!(feature = "edits-each") {
+            // Nothing to batch: one call at most.
+            apply(host::RESPONSE_HEADERS, &edits, None);
+            return Action::Continue;
+        }
+        // Several edits: read the map (if the core did not already need it)
+        // and make them in one rewrite; removals of absent headers vanish.
+        let headers = if read { headers } else { read_map() };
+        match edit::plan(&headers, &edits) {
+            edit::Plan::Nothing => {}
+            edit::Plan::Each(each) => apply(host::RESPONSE_HEADERS, &each, Some(&headers)),
+            edit::Plan::Rewrite(pairs) => {
+                if !host::set_header_map(host::RESPONSE_HEADERS, &pairs) {
+                    host::log(
+                        level::WARN,
+                        "portcullis: response header rewrite failed; editing one by one",
+                    );
+                    apply(host::RESPONSE_HEADERS, &edits, Some(&headers));
+                }
+            }
+        }
         Action::Continue
     }
 }

@@ -51,6 +51,7 @@ extern "C" {
         return_map_data: *mut *mut u8,
         return_map_size: *mut usize,
     ) -> u32;
+    fn proxy_set_header_map_pairs(map_type: u32, map_data: *const u8, map_size: usize) -> u32;
     fn proxy_add_header_map_value(
         map_type: u32,
         key_data: *const u8,
@@ -95,6 +96,7 @@ extern "C" {
         return_id: *mut u32,
     ) -> u32;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+    fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
 }
 
 // Envoy hands `vm_config.environment_variables` to a module through these
@@ -217,6 +219,13 @@ pub fn header_map(map: u32) -> Option<Vec<u8>> {
     }
 }
 
+/// Replaces a whole header map with serialized pairs (see [`crate::wire`]).
+/// False on failure.
+pub fn set_header_map(map: u32, pairs: &[u8]) -> bool {
+    // SAFETY: valid slice.
+    unsafe { proxy_set_header_map_pairs(map, pairs.as_ptr(), pairs.len()) == OK }
+}
+
 /// Adds one more value of a header. False on failure.
 pub fn add_header(map: u32, name: &str, value: &[u8]) -> bool {
     // SAFETY: valid slices.
@@ -270,10 +279,17 @@ pub fn define_counter(name: &str) -> Option<u32> {
     (status == OK).then_some(id)
 }
 
-/// Adds one to a counter; failures are ignored.
-pub fn increment(id: u32) {
+/// Adds `n` to a counter; failures are ignored.
+pub fn increment(id: u32, n: u64) {
+    let n = i64::try_from(n).unwrap_or(i64::MAX);
     // SAFETY: no pointers.
     unsafe {
-        proxy_increment_metric(id, 1);
+        proxy_increment_metric(id, n);
     }
+}
+
+/// Asks for `proxy_on_tick` every `ms` milliseconds. False if refused.
+pub fn set_tick_period(ms: u32) -> bool {
+    // SAFETY: no pointers.
+    unsafe { proxy_set_tick_period_milliseconds(ms) == OK }
 }

@@ -58,7 +58,8 @@
 //!
 //! Every `env` import of ABI 0.2.1 is defined. Implemented:
 //! `proxy_log`, `proxy_get_log_level`, `proxy_get_current_time_nanoseconds`,
-//! `proxy_set_tick_period_milliseconds` (recorded; see [`Plugin::tick`]),
+//! `proxy_set_tick_period_milliseconds` (recorded; see [`Plugin::tick`] and
+//! [`Plugin::done`]),
 //! `proxy_get_buffer_bytes`, `proxy_set_buffer_bytes`,
 //! `proxy_get_buffer_status`, all seven header-map calls,
 //! `proxy_get_property`, `proxy_set_property`, `proxy_get_shared_data`,
@@ -975,11 +976,37 @@ impl Plugin {
         self.call("proxy_on_tick", &[ROOT_ID as i32]).map(|_| ())
     }
 
+    /// Calls `proxy_on_done` on the root context, as Envoy does when it
+    /// drains the plugin (its configuration is removed or replaced); returns
+    /// the filter's answer (`false`: it wants to finish asynchronously with
+    /// `proxy_done`, which this host never waits for). The plugin stays
+    /// usable afterwards, so a test can still play and read metrics.
+    pub fn done(&mut self) -> Result<bool, HostError> {
+        if self.poisoned {
+            self.restart()?;
+        }
+        self.set_fuel()?;
+        self.store.data_mut().stage = Stage::Root;
+        self.call("proxy_on_done", &[ROOT_ID as i32])
+            .map(|r| r.is_none_or(|v| v != 0))
+    }
+
     /// The period the filter asked for with
     /// `proxy_set_tick_period_milliseconds`, if any.
     pub fn tick_period(&self) -> Option<Duration> {
         let ms = self.store.data().tick_ms;
         (ms > 0).then(|| Duration::from_millis(u64::from(ms)))
+    }
+
+    /// The guest's linear memory now, in bytes. Wasm memory only grows, so
+    /// after `configure` this is the configuration's high-water mark, which
+    /// stays resident in every Envoy worker's VM (Envoy reports the same
+    /// figure as the VM's memory size).
+    pub fn memory_size(&self) -> usize {
+        self.store
+            .data()
+            .memory
+            .map_or(0, |m| m.data_size(&self.store))
     }
 
     /// Root-context log lines (start-up, configuration, ticks), in order.

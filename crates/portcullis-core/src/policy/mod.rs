@@ -71,6 +71,35 @@ words! {
     }
 }
 
+words! {
+    /// `trace` (an extension of policy-v1): which decisions a host publishes
+    /// as its trace property (Envoy: filter state for the access log). Every
+    /// decision still has a trace ([`Policy::trace`]); this only says which
+    /// ones are worth a host call to hand over.
+    pub enum TraceWhen {
+        /// Every request (the default).
+        All = "all",
+        /// Requests the policy stops (deny, redirect, reject) or, in report
+        /// mode, would have stopped: the ones an operator looks into.
+        /// Forwarded requests cost no trace call.
+        Deny = "deny",
+        /// None: no trace property at all.
+        Off = "none",
+    }
+}
+
+impl TraceWhen {
+    /// Whether a decision's trace is published under this setting.
+    pub fn selects(self, d: &crate::Decision) -> bool {
+        match self {
+            TraceWhen::All => true,
+            // In report mode: also what the policy would have stopped.
+            TraceWhen::Deny => d.verdict != crate::Verdict::Forward || d.would.is_some(),
+            TraceWhen::Off => false,
+        }
+    }
+}
+
 /// The `client_ip` section.
 #[derive(Debug, Clone)]
 pub struct ClientIp {
@@ -251,6 +280,9 @@ pub struct Policy {
     /// Where a header that looks like a credential is given an inline value
     /// (path and line), for the `inline-credential` lint.
     pub inline_credentials: Vec<(String, u32)>,
+    /// Which decisions hosts publish as a trace property (`trace`, default
+    /// `all`).
+    pub trace: TraceWhen,
 }
 
 impl Policy {
@@ -287,12 +319,25 @@ impl Policy {
     /// ]);
     /// ```
     pub fn parse(bytes: &[u8]) -> Result<Policy, Problems> {
-        Policy::parse_with_env(bytes, &NoEnv)
+        Policy::parse_with(bytes, &NoEnv, true)
     }
 
     /// Parses and validates a policy document, reading `value_from` and
     /// `values_from` variables from `env` (see [`Env`]).
     pub fn parse_with_env(bytes: &[u8], env: &dyn Env) -> Result<Policy, Problems> {
+        Policy::parse_with(bytes, env, true)
+    }
+
+    /// [`Policy::parse_with_env`] for a host that only decides: the same
+    /// checks and decisions, but rules do not keep their source specs as
+    /// written ([`Rule::source_text`] stays empty; only `explain` shows
+    /// them), which saves a copy of every address string in the document.
+    /// The Envoy filter loads policies this way.
+    pub fn parse_for_decisions(bytes: &[u8], env: &dyn Env) -> Result<Policy, Problems> {
+        Policy::parse_with(bytes, env, false)
+    }
+
+    fn parse_with(bytes: &[u8], env: &dyn Env, texts: bool) -> Result<Policy, Problems> {
         if bytes.len() > MAX_POLICY_BYTES {
             return Err(Problems(alloc::vec![Problem {
                 path: String::new(),
@@ -318,7 +363,7 @@ impl Policy {
             }
         };
         let value = json::parse(text).map_err(|e| Problems::syntax(text, &e))?;
-        let policy = Policy::validate(&value, text, env)?;
+        let policy = Policy::validate(&value, text, env, texts)?;
         drop(value);
         policy.compile()
     }

@@ -17,7 +17,7 @@ use crate::error::{Error, Problem, Problems};
 use crate::json::{LineIndex, Value};
 
 use super::syntax::is_name;
-use super::{ClientFrom, ClientIp, Mode, Policy};
+use super::{ClientFrom, ClientIp, Mode, Policy, TraceWhen};
 
 mod addresses;
 mod client_ip;
@@ -28,10 +28,16 @@ mod read;
 
 impl Policy {
     /// Every check but the matcher's own bound.
-    pub(super) fn validate(value: &Value, text: &str, env: &dyn Env) -> Result<Policy, Problems> {
+    pub(super) fn validate(
+        value: &Value,
+        text: &str,
+        env: &dyn Env,
+        texts: bool,
+    ) -> Result<Policy, Problems> {
         let mut v = Validator {
             env,
             inline_credentials: Vec::new(),
+            texts,
             lines: LineIndex::new(text),
             problems: Vec::new(),
             declared_groups: Vec::new(),
@@ -68,6 +74,8 @@ struct Validator<'t> {
     env: &'t dyn Env,
     /// Inline values of credential-looking headers (path, line).
     inline_credentials: Vec<(String, u32)>,
+    /// Whether rules keep their source specs as written (`Rule::source_text`).
+    texts: bool,
     lines: LineIndex<'t>,
     problems: Vec<Problem>,
     /// Every address group name declared, resolved or not: a reference to a
@@ -88,6 +96,7 @@ const TOP: &[&str] = &[
     "provenance",
     "mode",
     "trace_json",
+    "trace",
 ];
 
 impl<'t> Validator<'t> {
@@ -150,7 +159,12 @@ impl<'t> Validator<'t> {
         let trace_json = self.or_default(f.get("trace_json"), false, |s, t| {
             s.boolean(t, "trace_json")
         });
+        let trace = match f.get("trace") {
+            Some(t) => self.word::<TraceWhen>(t, "trace"),
+            None => Some(TraceWhen::All),
+        };
         Some(Policy {
+            trace: trace?,
             mode: mode?,
             trace_json: trace_json?,
             name: name?,

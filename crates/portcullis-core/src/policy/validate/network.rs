@@ -206,9 +206,10 @@ impl<'t> Validator<'t> {
             .required(&f, path, "access")
             .and_then(|a| self.word(a, &child(path, "access")));
         let mut source_text = Vec::new();
-        let source = self
-            .required(&f, path, "source")
-            .and_then(|s| self.specs(s, &child(path, "source"), groups, Some(&mut source_text)));
+        let source = self.required(&f, path, "source").and_then(|s| {
+            let texts = self.texts.then_some(&mut source_text);
+            self.specs(s, &child(path, "source"), groups, texts)
+        });
         let source_ports = self.ports(f.get("source_ports"), &child(path, "source_ports"));
         let mut destination_text = Vec::new();
         let destination = self.or_default(f.get("destination"), AddrSet::any(), |s, d| {
