@@ -344,7 +344,7 @@ impl Policy {
         let mut lines = 0usize;
         let mut value: Vec<u8> = Vec::new();
         req.headers.each_value(name, &mut |v| {
-            lines += 1;
+            lines = lines.saturating_add(1);
             if lines == 1 {
                 value = v.to_vec();
             }

@@ -69,7 +69,7 @@ fn split_outside_quotes(s: &[u8], sep: u8) -> (Vec<&[u8]>, bool) {
             quoted = true;
         } else if b == sep {
             out.push(s.get(start..i).unwrap_or_default());
-            start = i + 1;
+            start = i.saturating_add(1);
         }
     }
     out.push(s.get(start..).unwrap_or_default());
@@ -118,7 +118,7 @@ fn element(raw: &[u8]) -> Element<'_> {
             return Element::Malformed(raw);
         };
         let name = trim_ows(pair.get(..eq).unwrap_or_default());
-        let val = trim_ows(pair.get(eq + 1..).unwrap_or_default());
+        let val = trim_ows(pair.get(eq.saturating_add(1)..).unwrap_or_default());
         if name.is_empty()
             || !name.iter().all(|&b| is_tchar(b))
             || names.iter().any(|n| n.eq_ignore_ascii_case(name))
@@ -179,7 +179,7 @@ pub fn classify_node(v: &[u8]) -> Node {
     // The node name, and the port after it (if any).
     let (name, port) = if v.first() == Some(&b'[') {
         match v.iter().position(|&b| b == b']') {
-            Some(end) => v.split_at(end + 1),
+            Some(end) => v.split_at(end.saturating_add(1)),
             None => (v, &[][..]),
         }
     } else if v.iter().filter(|&&b| b == b':').count() == 1 {
