@@ -215,6 +215,8 @@ test('header edits show as before/after diffs', async () => {
   await setField(page, 'local_port', 80);
   await setField(page, 'path', '/orders?top=5');
   await verdictIs(page, 'redirect');
+  // The decision after the last field, not one in between.
+  await page.waitForFunction(() => document.querySelector('[data-fact="location"]')?.textContent.endsWith('?top=5'));
   assert.equal(await page.locator('[data-fact="location"]').textContent(), 'https://api.contoso.net/orders?top=5');
   assert.equal(await page.locator('#status').textContent(), '308');
   await page.locator('#request [name="tls"]').check();
@@ -369,6 +371,8 @@ test('the shared URL reproduces the state', async () => {
   await page.locator('[data-rows="headers"] .row:last-child [data-k="name"]').fill('x-trace');
   await page.locator('[data-rows="headers"] .row:last-child [data-k="value"]').fill('abc 123');
   await page.waitForFunction(() => document.querySelector('[data-fact="rule"]')?.textContent.startsWith('allow-http-fe3ase'));
+  // The decision after the last keystroke (the header), not an earlier one.
+  await page.waitForFunction(() => window.portcullis.lastResult?.request_headers_before?.some((h) => h.value === 'abc 123'));
   await page.locator('#share').click();
   await page.waitForFunction(() => document.querySelector('#share-note').textContent !== '');
   const url = page.url();
