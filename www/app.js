@@ -483,6 +483,7 @@ function renderResult(r, ms) {
       : r.rule],
     ['step', r.step],
     ['client', `${r.client_ip ?? 'unknown'} (from ${r.client_source})`],
+    ...(r.client_source === 'peer' ? [] : [['client detail', r.client_detail]]),
     ['secure', r.secure ? 'yes (TLS or trusted X-Forwarded-Proto)' : 'no'],
   ];
   if (r.location) facts.push(['location', r.location]);

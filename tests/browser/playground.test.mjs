@@ -553,6 +553,26 @@ test('the Diff tab shows exactly the flows a change lets in and locks out', asyn
   await page.locator('#tab-evaluate').click();
 });
 
+test('the client detail says which entry was taken, or why the client is unknown', async () => {
+  await page.locator('#tab-evaluate').click();
+  await setPolicy(page, JSON.stringify({
+    name: 'xff', client_ip: { from: 'x-forwarded-for', trusted_proxies: ['10.0.0.4'] },
+  }));
+  await setField(page, 'client_ip', '10.0.0.4');
+  await page.locator('#request [name="tls"]').check();
+  await page.locator('[data-add="headers"]').click();
+  const row = page.locator('[data-rows="headers"] .row:last-child');
+  await row.locator('[data-k="name"]').fill('x-forwarded-for');
+  await row.locator('[data-k="value"]').fill('65.52.10.20:5100');
+  await verdictIs(page, 'forward');
+  await page.waitForFunction(() => document.querySelector('[data-fact="client detail"]')?.textContent
+    === '65.52.10.20 from x-forwarded-for entry 0 (the rightmost)');
+  await row.locator('[data-k="value"]').fill('65.52.10.20:99999');
+  await verdictIs(page, 'deny');
+  assert.equal(await page.locator('[data-fact="client detail"]').textContent(),
+    'unknown: x-forwarded-for entry 0 (the rightmost) is malformed: "65.52.10.20:99999"');
+});
+
 test('no console errors', () => {
   assert.deepEqual(consoleErrors, []);
 });

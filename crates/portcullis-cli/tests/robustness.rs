@@ -977,49 +977,49 @@ fn hostile_requests_get_these_decisions() {
             "client-ip-xff",
             "X-Forwarded-For entry with a non-UTF-8 byte",
             |g| g.headers = vec![(b"x-forwarded-for".to_vec(), b"65.52.10.20\xff".to_vec())],
-            "deny 403 client_ip x-forwarded-for unknown default",
+            "deny 403 client_ip x-forwarded-for[0] unknown:malformed:\"65.52.10.20\\xff\" default",
             None,
         ),
         (
             "client-ip-xff",
             "empty X-Forwarded-For",
             |g| g.headers = vec![(b"x-forwarded-for".to_vec(), Vec::new())],
-            "deny 403 client_ip x-forwarded-for unknown default",
+            "deny 403 client_ip x-forwarded-for[0] unknown:malformed:\"\" default",
             None,
         ),
         (
             "client-ip-xff",
             "only trusted entries",
             |g| g.headers = vec![(b"x-forwarded-for".to_vec(), b"10.0.0.7, 10.0.0.8".to_vec())],
-            "deny 403 client_ip x-forwarded-for unknown default",
+            "deny 403 client_ip x-forwarded-for unknown:all-trusted default",
             None,
         ),
         (
             "client-ip-xff",
             "entry with a port",
             |g| g.headers = vec![(b"x-forwarded-for".to_vec(), b"65.52.10.20:443".to_vec())],
-            "deny 403 client_ip x-forwarded-for unknown default",
+            "forward 0 forward x-forwarded-for[0] 65.52.10.20 allow-internet",
             None,
         ),
         (
             "client-ip-xff",
             "bracketed IPv6 entry",
             |g| g.headers = vec![(b"x-forwarded-for".to_vec(), b"[2603:1000::1]".to_vec())],
-            "deny 403 client_ip x-forwarded-for unknown default",
+            "forward 0 forward x-forwarded-for[0] 2603:1000::1 allow-internet",
             None,
         ),
         (
             "client-ip-xff",
             "leading zeros",
             |g| g.headers = vec![(b"x-forwarded-for".to_vec(), b"065.52.10.20".to_vec())],
-            "deny 403 client_ip x-forwarded-for unknown default",
+            "deny 403 client_ip x-forwarded-for[0] unknown:malformed:\"065.52.10.20\" default",
             None,
         ),
         (
             "client-ip-xff",
             "zone id",
             |g| g.headers = vec![(b"x-forwarded-for".to_vec(), b"fe80::1%eth0".to_vec())],
-            "deny 403 client_ip x-forwarded-for unknown default",
+            "deny 403 client_ip x-forwarded-for[0] unknown:malformed:\"fe80::1%eth0\" default",
             None,
         ),
         (
@@ -1031,7 +1031,7 @@ fn hostile_requests_get_these_decisions() {
                     b"\xff\x00garbage, 65.52.10.20".to_vec(),
                 )]
             },
-            "forward 0 forward x-forwarded-for 65.52.10.20 allow-internet",
+            "forward 0 forward x-forwarded-for[0] 65.52.10.20 allow-internet",
             None,
         ),
         (
@@ -1051,7 +1051,7 @@ fn hostile_requests_get_these_decisions() {
                 g.peer = "[::ffff:10.0.0.4]:1".parse().unwrap();
                 g.headers = vec![(b"x-forwarded-for".to_vec(), b"::ffff:65.52.10.20".to_vec())];
             },
-            "forward 0 forward x-forwarded-for 65.52.10.20 allow-internet",
+            "forward 0 forward x-forwarded-for[0] 65.52.10.20 allow-internet",
             None,
         ),
         (

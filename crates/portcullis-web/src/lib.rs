@@ -326,6 +326,8 @@ pub fn evaluate(policy_text: &str, case_json: &str, env_json: Option<String>) ->
         rule_line: Option<u32>,
         client_ip: Option<String>,
         client_source: &'static str,
+        /// Where the client came from and, when unknown, why, in words.
+        client_detail: String,
         secure: bool,
         location: Option<String>,
         trace: String,
@@ -416,6 +418,7 @@ pub fn evaluate(policy_text: &str, case_json: &str, env_json: Option<String>) ->
         rule_line,
         client_ip: client_ip.map(|ip| ip.to_string()),
         client_source: d.client.source.as_str(),
+        client_detail: d.client.describe(),
         secure: d.secure,
         location: outcome.location.clone(),
         trace: outcome.trace.clone(),
