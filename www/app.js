@@ -1,4 +1,6 @@
-// Portcullis playground: the page (main thread). It owns the UI and the
+// Portcullis playground: the page (main thread). One file of ~900 lines on
+// purpose: plain JS with no build step, one section per tab.
+// It owns the UI and the
 // state; every decision, explanation and test check comes from the engine
 // (portcullis-core compiled to wasm) in worker.js. State lives in the URL
 // hash (#z=<base64url(deflate-raw(JSON))>) so a link reproduces the page.

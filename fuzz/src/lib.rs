@@ -2,6 +2,10 @@
 //! (`crates/portcullis-cli/tests/robustness.rs` includes this file by path,
 //! so `cargo test --workspace` replays every committed input without nightly).
 //!
+//! Why one file over 800 lines: the replay test includes the fuzz checks by
+//! path (see below), so they stay one module it can include without the
+//! fuzz crate's own build.
+//!
 //! Nothing here decides anything: requests go to `portcullis_core` natively
 //! and to the shipped filter under `portcullis_host`, and the results are
 //! held to invariants and compared with each other.
@@ -676,6 +680,25 @@ pub fn check_decision(
     if d != again {
         return Err(format!("decide is not deterministic: {d:?} then {again:?}"));
     }
+    // Report mode never stops a request; the invariants below hold for the
+    // decision enforce mode would have made, which `would` carries.
+    let d = match d.would.clone() {
+        None => d,
+        Some(w) => {
+            if d.verdict != Verdict::Forward || p.local_reply(&d).is_some() {
+                return Err(format!("a report-mode decision stopped the request: {d:?}"));
+            }
+            portcullis_core::Decision {
+                verdict: w.verdict,
+                status: w.status,
+                step: w.reason.step(),
+                reason: w.reason,
+                location: w.location,
+                would: None,
+                ..d
+            }
+        }
+    };
     let reply = p.local_reply(&d);
     if reply.is_some() != (d.verdict != Verdict::Forward) {
         return Err(format!(

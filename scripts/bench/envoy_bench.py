@@ -1,4 +1,7 @@
-"""Side-by-side Envoy benchmark: no policy, native RBAC (classic and matcher
+"""(One file of ~950 lines on purpose: the whole benchmark protocol, from
+process pinning to the report, reads top to bottom in one place.)
+
+Side-by-side Envoy benchmark: no policy, native RBAC (classic and matcher
 API), an empty proxy-wasm filter, and the Portcullis filter, at several CIDR
 list sizes, interleaved in one run.
 

@@ -1,6 +1,9 @@
 //! Robustness: no input, however hostile, crashes the filter, bypasses a
 //! rule, or loses a request.
 //!
+//! Why one file over 800 lines: one test binary for every hostile-input
+//! check, so wasmtime and the filter are compiled once for all of them.
+//!
 //! - replays every committed fuzz input (`fuzz/corpus/*`, `fuzz/regressions/*`)
 //!   through the same checks as the fuzz targets (`fuzz/src/lib.rs`, compiled
 //!   here by path, so this runs on stable in `cargo test --workspace`);

@@ -59,7 +59,10 @@ mod tests {
     use super::*;
 
     fn inputs(json: &str) -> Inputs {
-        Policy::parse(json.as_bytes()).unwrap().inputs()
+        // The samples read their key with value_from.
+        Policy::parse_with_env(json.as_bytes(), &[("FUNCTION_KEY", "k")])
+            .unwrap()
+            .inputs()
     }
 
     #[test]

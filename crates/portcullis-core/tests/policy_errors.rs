@@ -191,7 +191,8 @@ fn lints_find_shadowed_rules_overlaps_and_empty_allowlists() {
             env!("CARGO_MANIFEST_DIR")
         ))
         .unwrap();
-        let l = Policy::parse(&text).unwrap().lints();
+        let env = [("FUNCTION_KEY", "k")];
+        let l = Policy::parse_with_env(&text, &env).unwrap().lints();
         assert!(l.is_empty(), "{s}: {l:#?}");
     }
 }

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use portcullis_core::policy::TraceWhen;
 use portcullis_core::{Policy, Trace, Verdict};
 use portcullis_harness::{
     run_file, Case, CaseRun, CaseStatus, FileReport, HeaderExpect, HeaderList, Loaded, Outcome,
@@ -445,9 +446,20 @@ pub fn run_prepared(h: &Harness, f: &Prepared) -> Option<FileReport> {
             t.policy
         )),
     };
+    // The runner reads each decision from the access log's trace: a policy
+    // whose `trace` switch leaves some decisions out cannot show those.
+    let core = Policy::parse_with_env(t.policy.as_bytes(), &f.file.env).ok();
     let run = |t: &mut &Translation, i: usize, case: &Case| {
         if let Some((_, why)) = f.skipped.iter().find(|(s, _)| *s == i) {
             return CaseRun::Skip(why.clone());
+        }
+        if let Some(p) = core.as_ref().filter(|p| p.trace != TraceWhen::All) {
+            if !p.trace.selects(&p.decide(&case.request.as_request())) {
+                return CaseRun::Skip(format!(
+                    "trace: {} publishes no trace for this decision, and Envoy's access log is how this runner reads decisions",
+                    p.trace.as_str()
+                ));
+            }
         }
         if case.env.is_some() {
             return CaseRun::Skip(

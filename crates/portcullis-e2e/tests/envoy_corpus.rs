@@ -36,9 +36,9 @@ fn corpus_through_envoy() {
         }
     }
     // Files with cases whose policy the core accepts run together.
-    let (runnable, rest): (Vec<&Prepared>, Vec<&Prepared>) = prepared
-        .iter()
-        .partition(|p| p.translation.is_some() && Policy::parse(p.policy.as_bytes()).is_ok());
+    let (runnable, rest): (Vec<&Prepared>, Vec<&Prepared>) = prepared.iter().partition(|p| {
+        p.translation.is_some() && Policy::parse_with_env(p.policy.as_bytes(), &p.file.env).is_ok()
+    });
     for p in &rest {
         if p.file.expect_policy_error.is_none() {
             broken.push(format!(

@@ -268,6 +268,8 @@ fn deploy_config_is_current_and_valid() {
         .replace("/etc/envoy/portcullis_filter.wasm", &wasm.to_string_lossy())
         .replace("/etc/envoy/tls/cert.pem", &cert.cert.to_string_lossy())
         .replace("/etc/envoy/tls/key.pem", &cert.key.to_string_lossy());
+    // The sample's key comes from Envoy's environment (host_env_keys).
+    std::env::set_var(portcullis_e2e::deploy::BACKEND_KEY_ENV, "validate-only");
     portcullis_e2e::envoy::validate(&paths::scratch("deploy"), &local)
         .unwrap_or_else(|e| panic!("{e}"));
 }

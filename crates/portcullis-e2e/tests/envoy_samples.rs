@@ -268,6 +268,7 @@ fn functions_behind_apim_in_envoy() {
 
 const GATEWAY_CASES: &str = r#"{
   "policy": "functions-behind-apim.gateway.json",
+  "env": { "FUNCTION_KEY": "K-test" },
   "cases": [
     { "name": "an Internet client gets through; the gateway injects the function key",
       "request": { "peer": "20.50.60.70:40000", "tls": true, "authority": "api.contoso.net", "path": "/orders" },

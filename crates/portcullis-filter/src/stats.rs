@@ -232,9 +232,10 @@ mod tests {
 
     #[test]
     fn sample_names() {
-        let p = Policy::parse(include_bytes!(
-            "../../../policy-samples/functions-behind-apim.json"
-        ))
+        let p = Policy::parse_with_env(
+            include_bytes!("../../../policy-samples/functions-behind-apim.json"),
+            &[("FUNCTION_KEY", "k")],
+        )
         .unwrap();
         assert_eq!(
             all(&p),

@@ -3,6 +3,10 @@
 //! the per-request host calls stay at the documented minimum, a bad policy is
 //! rejected with every problem logged, and hostile header bytes are harmless.
 //!
+//! Why one file of ~800 lines: every test shares the filter build, the
+//! engines per log level and `play_and_compare`; split into several test
+//! binaries they would each compile and link wasmtime again.
+//!
 //! The module is built here with cargo (profile `wasm`, no wasm-opt) into
 //! `target/portcullis-filter-test`, so it always matches the source; the
 //! wasm-opt'd `dist/` artefact is covered in real Envoy by crates/portcullis-e2e.
@@ -514,7 +518,7 @@ fn the_trace_switch_sets_the_property_only_for_the_selected_decisions() {
     let mut calls = Vec::new();
     for word in ["all", "deny", "none"] {
         let text = base.replacen('{', &format!("{{ \"trace\": \"{word}\","), 1);
-        let policy = Policy::parse(text.as_bytes()).unwrap();
+        let policy = Policy::parse_with_env(text.as_bytes(), &sample_env()).unwrap();
         assert_eq!(policy.trace.as_str(), word);
         let mut plugin = configure(text.as_bytes(), LogLevel::Info);
         // play_and_compare checks the property against the switch.

@@ -1,6 +1,9 @@
 //! The functions the host exposes to the filter (`env.proxy_*`, and the few
 //! `wasi_snapshot_preview1` functions a `wasm32-wasip1` build imports).
 //!
+//! Why one file over 800 lines: one function per ABI call, each short, kept
+//! beside the linking code and the list of calls it must match.
+//!
 //! Conventions: pointers and sizes are wasm32 `i32`s read as unsigned; a
 //! pointer outside linear memory or a malformed serialized map makes the
 //! call trap with [`HostError::Misuse`]; calls Portcullis does not implement

@@ -2,6 +2,10 @@
 //! proxy-wasm HTTP filter — the exact `.wasm` that ships to Envoy — outside
 //! Envoy: in unit tests of policies (`portcullis test`) and in fuzzing.
 //!
+//! Why one file over 800 lines: the ABI's call sequence (configure, play an
+//! exchange, ticks, restarts) is one state machine, and its doc comments
+//! are the host's user documentation.
+//!
 //! [proxy-wasm]: https://github.com/proxy-wasm/spec
 //!
 //! # What it does

@@ -1,5 +1,9 @@
 //! The browser playground's engine.
 //!
+//! Why one file over 800 lines: it is the whole wasm-bindgen surface (one
+//! exported function per playground call) and its unit tests; each export
+//! is a thin adapter over the core, the harness, the diff or the importers.
+//!
 //! A thin wasm-bindgen shell: every exported function takes JSON (or policy
 //! text), calls [`portcullis_core`] and returns JSON for the page to render.
 //! Parsing, decisions, header edits and rule explanations happen in the
