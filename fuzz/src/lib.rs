@@ -510,6 +510,8 @@ pub struct Named {
     pub policy: Policy,
     /// Its dictionary for the generator.
     pub words: Vec<Vec<u8>>,
+    /// The host environment it is loaded with (its test file's `env`).
+    pub env: Vec<(String, String)>,
 }
 
 /// The repository root, from a crate's manifest directory.
@@ -541,14 +543,15 @@ pub fn policies(root: &Path) -> Vec<Named> {
                     words: words(&policy),
                     text,
                     policy,
+                    env: Vec::new(),
                 });
             }
         }
     }
     for f in test_files(root) {
-        if f.starts_with(root.join("policy-samples")) {
-            continue;
-        }
+        // A sample that loads without an environment is in already; one
+        // that reads value_from comes in with its test file's env.
+        let sample = f.starts_with(root.join("policy-samples"));
         let Ok(Suite {
             file: tf,
             policy: text,
@@ -557,15 +560,18 @@ pub fn policies(root: &Path) -> Vec<Named> {
         else {
             continue;
         };
-        if tf.expect_policy_error.is_some() {
+        if tf.expect_policy_error.is_some()
+            || (sample && out.iter().any(|n: &Named| n.text == text))
+        {
             continue;
         }
-        if let Ok(policy) = Policy::parse(text.as_bytes()) {
+        if let Ok(policy) = Policy::parse_with_env(text.as_bytes(), &tf.env) {
             out.push(Named {
                 source: f.display().to_string(),
                 words: words(&policy),
                 text,
                 policy,
+                env: tf.env.clone(),
             });
         }
     }
@@ -962,10 +968,20 @@ pub fn check_filter(
         .iter()
         .rev()
         .find(|(k, _)| *k == p.trace_property())
-        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-        .ok_or("the filter set no trace")?;
-    if trace != want_trace {
-        return Err(format!("filter trace {trace:?}, core {want_trace:?}"));
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned());
+    // The policy's `trace` switch says which decisions publish one.
+    match (p.trace.selects(&d), trace) {
+        (true, None) => return Err("the filter set no trace".into()),
+        (false, Some(t)) => {
+            return Err(format!(
+                "the filter set trace {t:?}, which `trace: {}` leaves out",
+                p.trace.as_str()
+            ))
+        }
+        (true, Some(t)) if t != want_trace => {
+            return Err(format!("filter trace {t:?}, core {want_trace:?}"));
+        }
+        _ => {}
     }
     let strip = |h: &[(Vec<u8>, Vec<u8>)]| -> Vec<(Vec<u8>, Vec<u8>)> {
         h.iter()
@@ -1119,7 +1135,7 @@ pub fn run_corpus_file(
     plugins: &mut [portcullis_host::Plugin],
     suite: &Suite,
 ) -> FileReport {
-    let load = |p: PolicyLoad<'_>| match Policy::parse(p.text.as_bytes()) {
+    let load = |p: PolicyLoad<'_>| match Policy::parse_with_env(p.text.as_bytes(), &p.env) {
         Err(e) => Loaded::Rejected(Rejection::from_problems(&e)),
         Ok(_) => match f.policies.iter().position(|n| n.text == p.text) {
             Some(idx) => Loaded::Policy(idx),
@@ -1182,6 +1198,7 @@ impl Fixture {
             for n in &policies {
                 plugins.push(
                     engine
+                        .with_environment(n.env.clone())
                         .configure(n.text.as_bytes())
                         .map_err(|e| format!("{}: the filter refused it: {e}", n.source))?,
                 );
