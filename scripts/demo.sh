@@ -20,6 +20,9 @@ root=$PWD
 policy=${DEMO_POLICY:-policy-samples/functions-behind-apim.json}
 backend_addr=${DEMO_BACKEND:-127.0.0.1:7071}
 key=${DEMO_KEY:-K-test}
+# The policy reads the key with value_from: Envoy passes its own
+# FUNCTION_KEY to the filter's VM (host_env_keys), never through the config.
+export FUNCTION_KEY="$key"
 out=$root/target/demo
 
 # --- install what is missing (version-guarded: a second run costs nothing)
@@ -68,9 +71,7 @@ pids+=($!)
 play_port=${DEMO_PLAYGROUND_PORT:-8000}
 python3 -m http.server -b 127.0.0.1 "$play_port" >"$out/playground.log" 2>&1 &
 play_pid=$!
-# The function key reaches the filter from Envoy's environment
-# (vm_config.environment_variables.host_env_keys), never from the config.
-FUNCTION_KEY="$key" "$envoy" -c "$out/envoy.yaml" --concurrency 1 --disable-hot-restart -l warning \
+"$envoy" -c "$out/envoy.yaml" --concurrency 1 --disable-hot-restart -l warning \
     --component-log-level wasm:info --admin-address-path "$out/admin-address" \
     >"$out/envoy.log" 2>&1 &
 pids+=($!)

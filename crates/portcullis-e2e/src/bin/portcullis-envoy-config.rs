@@ -30,7 +30,11 @@ use portcullis_e2e::{net, paths, tls, translate};
 
 fn demo(policy_path: &str, out: &str, backend: &str) -> Result<(), String> {
     let text = std::fs::read_to_string(policy_path).map_err(|e| format!("{policy_path}: {e}"))?;
-    portcullis_core::Policy::parse(text.as_bytes()).map_err(|p| format!("{policy_path}:\n{p}"))?;
+    // value_from reads this process's environment, as Envoy's VM will read
+    // Envoy's (host_env_keys).
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    portcullis_core::Policy::parse_with_env(text.as_bytes(), &env)
+        .map_err(|p| format!("{policy_path}:\n{p}"))?;
     let backend: SocketAddr = backend
         .parse()
         .map_err(|e| format!("backend {backend}: {e}"))?;
