@@ -192,7 +192,12 @@ test('fixing the policy lets the client in', async () => {
 
 test('header edits show as before/after diffs', async () => {
   const apim = readFileSync(join(dataRoot, 'policy-samples/functions-behind-apim.gateway.json'), 'utf8');
+  // The gateway injects the key it reads with value_from: give it one in the
+  // environment panel (which stays out of the shared URL).
+  await page.evaluate(() => { document.querySelector('#env-panel').open = true; });
+  await page.locator('#env').fill('FUNCTION_KEY=K-test');
   await setPolicy(page, apim);
+  await page.waitForSelector('#policy-status:not(.bad)');
   // 203.0.113.0/24 is documentation space, not Internet: use a global address.
   await setField(page, 'client_ip', '20.30.40.50');
   await setField(page, 'authority', 'api.contoso.net');
