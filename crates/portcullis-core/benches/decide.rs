@@ -8,11 +8,13 @@
 //! of every entry in priority order. Medians of 5 runs; ratios are to the
 //! 10-entry policy measured in the same run.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use portcullis_core::{Policy, Request, Transport};
+use portcullis_core::{json, Policy, Request, Transport};
 
 struct Gen(u64);
 impl Gen {
@@ -85,33 +87,157 @@ fn time_per_op(mut f: impl FnMut() -> usize, ops: usize, budget: Duration) -> f6
     start.elapsed().as_nanos() as f64 / (passes as f64 * ops as f64)
 }
 
-/// `--largest PATH`: parse + compile time of one policy file (the bench's
-/// largest legal policy), median of 3, native.
-fn load_time(path: &str) {
-    let text = std::fs::read(path).expect("read the policy");
-    let mut ms = Vec::new();
-    let mut rules = 0;
-    for _ in 0..3 {
-        let t0 = Instant::now();
-        let policy = Policy::parse(&text).expect("the policy is valid");
-        ms.push(t0.elapsed().as_secs_f64() * 1e3);
-        let net = policy.network.as_ref().expect("a network section");
-        rules = net.rules.len();
-        black_box(policy);
+/// Heap bytes in use now and at most since the last [`Counting::reset_peak`],
+/// so the load figures can say where memory goes (natively: pointers are 8
+/// bytes here, 4 in the filter's wasm, so the wasm figures are smaller).
+struct Counting;
+static NOW: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+impl Counting {
+    fn now() -> usize {
+        NOW.load(Ordering::Relaxed)
     }
-    println!(
-        "\nLargest policy ({path}: {} bytes, {rules} rules): parse + compile natively {:.1} ms (median of 3; min {:.1}, max {:.1}).",
-        text.len(),
-        median(ms.clone()),
-        ms.iter().copied().fold(f64::INFINITY, f64::min),
-        ms.iter().copied().fold(0.0, f64::max)
-    );
+    fn reset_peak() -> usize {
+        let n = Counting::now();
+        PEAK.store(n, Ordering::Relaxed);
+        n
+    }
+    fn peak() -> usize {
+        PEAK.load(Ordering::Relaxed)
+    }
+}
+
+// SAFETY: forwards to the system allocator unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        let n = NOW.fetch_add(l.size(), Ordering::Relaxed) + l.size();
+        PEAK.fetch_max(n, Ordering::Relaxed);
+        // SAFETY: the caller's contract is passed on.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        NOW.fetch_sub(l.size(), Ordering::Relaxed);
+        // SAFETY: the caller's contract is passed on.
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        // Old and new block both live during the copy.
+        let n = NOW.fetch_add(new, Ordering::Relaxed) + new;
+        PEAK.fetch_max(n, Ordering::Relaxed);
+        NOW.fetch_sub(l.size(), Ordering::Relaxed);
+        // SAFETY: the caller's contract is passed on.
+        unsafe { System.realloc(p, l, new) }
+    }
+}
+
+#[global_allocator]
+static HEAP: Counting = Counting;
+
+/// "median (min-max)" of a few timings, in ms.
+fn spread(mut v: Vec<f64>) -> String {
+    v.sort_by(f64::total_cmp);
+    format!("{:.1} ({:.1}-{:.1})", v[v.len() / 2], v[0], v[v.len() - 1])
+}
+
+fn ms_since(t0: Instant) -> f64 {
+    t0.elapsed().as_secs_f64() * 1e3
+}
+
+/// Every string of every rule's `source` in a parsed document.
+fn sources(v: &json::Value) -> Vec<&str> {
+    let rules = v.get("network").and_then(|n| n.get("rules"));
+    let mut out = Vec::new();
+    if let Some(json::Kind::Array(rules)) = rules.map(|r| &r.kind) {
+        for r in rules {
+            if let Some(json::Kind::Array(src)) = r.get("source").map(|s| &s.kind) {
+                out.extend(src.iter().filter_map(json::Value::as_str));
+            }
+        }
+    }
+    out
+}
+
+/// `--largest PATH...`: load time of each policy file (the bench's largest
+/// legal policy), natively, median (min-max) of 7, the whole
+/// `Policy::parse` and `Policy::parse_for_decisions` (what the filter
+/// runs), and phase by phase: the JSON tree, the address literals alone,
+/// the rule table alone (the validator's other checks are the rest), with
+/// the heap's high-water mark of each and what the policy keeps.
+fn load_time(paths: &[String]) {
+    const RUNS: usize = 7;
+    for path in paths {
+        let text = std::fs::read(path).expect("read the policy");
+        let s = std::str::from_utf8(&text).expect("UTF-8");
+        let (mut full, mut decisions, mut tree, mut addrs, mut table) =
+            (vec![], vec![], vec![], vec![], vec![]);
+        let (mut peak_full, mut peak_tree, mut kept, mut rules, mut prefixes) = (0, 0, 0, 0, 0);
+        for _ in 0..RUNS {
+            let t0 = Instant::now();
+            black_box(Policy::parse(&text).expect("the policy is valid"));
+            full.push(ms_since(t0));
+
+            let base = Counting::reset_peak();
+            let t0 = Instant::now();
+            let policy = Policy::parse_for_decisions(&text, &portcullis_core::NoEnv)
+                .expect("the policy is valid");
+            decisions.push(ms_since(t0));
+            peak_full = Counting::peak() - base;
+            kept = Counting::now() - base;
+            let net = policy.network.as_ref().expect("a network section");
+            rules = net.rules.len();
+
+            let t0 = Instant::now();
+            black_box(portcullis_core::matcher::Table::build(&net.rules).expect("compiles"));
+            table.push(ms_since(t0));
+            drop(policy);
+
+            let base = Counting::reset_peak();
+            let t0 = Instant::now();
+            let v = json::parse(s).expect("JSON");
+            tree.push(ms_since(t0));
+            peak_tree = Counting::peak() - base;
+
+            let list = sources(&v);
+            prefixes = list.len();
+            let t0 = Instant::now();
+            for a in &list {
+                black_box(portcullis_core::addr::parse_literal(a).expect("an address"));
+            }
+            addrs.push(ms_since(t0));
+        }
+        let mib = |b: usize| b as f64 / (1 << 20) as f64;
+        println!(
+            "\nLoad of {path} ({} bytes, {rules} rules, {prefixes} source entries), natively, ms median (min-max) of {RUNS}:\n\n\
+             | phase | ms | heap peak |\n|---|---:|---:|\n\
+             | `Policy::parse` (explain keeps the source texts) | {} | |\n\
+             | `Policy::parse_for_decisions` (the filter's) | {} | {:.2} MiB (kept: {:.2} MiB) |\n\
+             | of which the JSON tree (`json::parse`) | {} | {:.2} MiB |\n\
+             | of which the address literals (`addr::parse_literal`) | {} | |\n\
+             | of which the rule table (`Table::build`) | {} | |",
+            text.len(),
+            spread(full),
+            spread(decisions),
+            mib(peak_full),
+            mib(kept),
+            spread(tree),
+            mib(peak_tree),
+            spread(addrs),
+            spread(table),
+        );
+    }
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--largest") {
-        load_time(args.get(i + 1).expect("--largest PATH"));
+        let paths: Vec<String> = args[i + 1..]
+            .iter()
+            .filter(|a| !a.starts_with("--"))
+            .cloned()
+            .collect();
+        assert!(!paths.is_empty(), "--largest PATH...");
+        load_time(&paths);
         return;
     }
     let quick = std::env::args().any(|a| a == "--quick");
