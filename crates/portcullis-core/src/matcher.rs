@@ -13,7 +13,6 @@
 //! lists. Its cost depends on the address length and the
 //! rules near the address, not on the number of rules in the policy.
 
-use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 
 use crate::addr::Key;
@@ -27,13 +26,20 @@ pub const MAX_ENTRIES: usize = 4 << 20;
 /// Tables with fewer intervals than this are searched without a bucket index.
 const INDEX_THRESHOLD: usize = 64;
 
-/// One family's interval table.
+/// Intervals per bucket of the index, about: a lookup binary-searches this
+/// many starts after the direct index, and the index costs 4 bytes per
+/// bucket (a quarter of the starts' own size for IPv4).
+const PER_BUCKET: usize = 4;
+
+/// One family's interval table: 8 bytes per interval for IPv4 (20 for
+/// IPv6), the candidate lists shared in the pool.
 #[derive(Debug, Clone, Default)]
 struct Family<T> {
     /// Interval start addresses, ascending; the first is 0.
     starts: Vec<T>,
-    /// Per interval: candidate list as (offset, len) into the pool.
-    lists: Vec<(u32, u32)>,
+    /// Per interval: offset of its candidate list in the pool, where the
+    /// list's length comes first, then its rule indexes.
+    lists: Vec<u32>,
     /// For large tables: first interval index per bucket of the top
     /// `bits` address bits (2^bits + 1 entries).
     index: Vec<u32>,
@@ -100,16 +106,52 @@ trait Addr: Copy + Ord + Default {
     /// The top `bits` bits (1..=MAX_INDEX_BITS) as a bucket number.
     fn top(self, bits: u32) -> usize;
     fn next(self) -> Option<Self>;
+    /// Boundary events of every rule's ranges, sorted by position, ends
+    /// before starts at one position (each rule's ranges are disjoint and
+    /// not adjacent, so a rule never ends and starts at one position).
+    /// Calls `f(position, events at it)` once per distinct position, with
+    /// each event as its rule index, the top bit set for a start.
+    fn sweep(events: &mut [Self::Event], f: impl FnMut(Self, &mut dyn Iterator<Item = u32>));
+    /// One boundary: position and rule (top bit: a start). IPv4 packs both
+    /// in one `u64` so the sort is on plain integers.
+    type Event: Copy + Ord;
+    /// The event of rule `idx` at `pos`.
+    fn event(pos: Self, start: bool, idx: u32) -> Self::Event;
 }
+
+const START: u32 = 1 << 31;
+
 impl Addr for u32 {
+    type Event = u64;
+    fn event(pos: u32, start: bool, idx: u32) -> u64 {
+        (u64::from(pos) << 32) | u64::from(if start { idx | START } else { idx })
+    }
     fn top(self, bits: u32) -> usize {
         self.checked_shr(32u32.saturating_sub(bits)).unwrap_or(0) as usize
     }
     fn next(self) -> Option<Self> {
         self.checked_add(1)
     }
+    fn sweep(events: &mut [u64], mut f: impl FnMut(u32, &mut dyn Iterator<Item = u32>)) {
+        events.sort_unstable();
+        let mut rest = &*events;
+        while let Some(&first) = rest.first() {
+            let pos = (first >> 32) as u32;
+            let n = rest
+                .iter()
+                .position(|&e| (e >> 32) as u32 != pos)
+                .unwrap_or(rest.len());
+            let (here, tail) = rest.split_at(n);
+            f(pos, &mut here.iter().map(|&e| e as u32));
+            rest = tail;
+        }
+    }
 }
 impl Addr for u128 {
+    type Event = (u128, u32);
+    fn event(pos: u128, start: bool, idx: u32) -> (u128, u32) {
+        (pos, if start { idx | START } else { idx })
+    }
     fn top(self, bits: u32) -> usize {
         // Lossless: at most MAX_INDEX_BITS bits remain after the shift.
         self.checked_shr(128u32.saturating_sub(bits)).unwrap_or(0) as usize
@@ -117,76 +159,138 @@ impl Addr for u128 {
     fn next(self) -> Option<Self> {
         self.checked_add(1)
     }
+    fn sweep(events: &mut [(u128, u32)], mut f: impl FnMut(u128, &mut dyn Iterator<Item = u32>)) {
+        events.sort_unstable();
+        let mut rest = &*events;
+        while let Some(&(pos, _)) = rest.first() {
+            let n = rest
+                .iter()
+                .position(|&(p, _)| p != pos)
+                .unwrap_or(rest.len());
+            let (here, tail) = rest.split_at(n);
+            f(pos, &mut here.iter().map(|&(_, r)| r));
+            rest = tail;
+        }
+    }
 }
 
 impl<T: Addr> Family<T> {
-    fn build(
-        ranges: impl Fn(usize) -> Vec<(T, T)>,
+    /// `ranges(i)` are rule `i`'s sorted, merged source ranges; `skip[i]`
+    /// rules (any source) are not in the table.
+    fn build<'r>(
+        ranges: impl Fn(usize) -> &'r [(T, T)],
         rules: &[Rule],
         skip: &[bool],
         stop_at: usize,
         pool: &mut Vec<u32>,
-    ) -> Result<Self, Error> {
-        // (position, is_start, rule)
-        let mut events: Vec<(T, bool, u32)> = Vec::new();
-        for (i, _) in rules.iter().enumerate().take(stop_at) {
-            if skip.get(i).copied().unwrap_or(true) {
-                continue;
-            }
-            let idx = u32::try_from(i).map_err(|_| too_complex(i))?;
-            for (lo, hi) in ranges(i) {
-                events.push((lo, true, idx));
+    ) -> Result<Self, Error>
+    where
+        T: 'r,
+    {
+        let keep = |i: usize| !skip.get(i).copied().unwrap_or(true);
+        let count: usize = (0..stop_at)
+            .filter(|&i| keep(i))
+            .map(|i| ranges(i).len() * 2)
+            .sum();
+        let mut events: Vec<T::Event> = Vec::with_capacity(count);
+        for i in (0..stop_at).filter(|&i| keep(i)) {
+            let idx = u32::try_from(i)
+                .ok()
+                .filter(|&x| x < START)
+                .ok_or_else(|| too_complex(i))?;
+            for &(lo, hi) in ranges(i) {
+                events.push(T::event(lo, true, idx));
                 if let Some(n) = hi.next() {
-                    events.push((n, false, idx));
+                    events.push(T::event(n, false, idx));
                 }
             }
         }
-        events.sort_unstable();
         let mut fam = Family::<T>::default();
-        let mut active: BTreeSet<u32> = BTreeSet::new();
+        // At most one interval per distinct position, and the one at 0.
+        fam.starts.reserve_exact(events.len() + 1);
+        fam.lists.reserve_exact(events.len() + 1);
+        // The rules covering the current interval, in no order; few at a
+        // time, so a vector beats a tree.
+        let mut active: Vec<u32> = Vec::new();
         let mut scratch: Vec<u32> = Vec::new();
-        let mut e = 0;
-        let mut pos = T::default();
-        loop {
-            while let Some(&(p, start, r)) = events.get(e) {
-                if p != pos {
-                    break;
-                }
-                if start {
-                    active.insert(r);
-                } else {
-                    active.remove(&r);
-                }
-                e += 1;
-            }
+        // The pool offsets of the last two lists emitted: an interval's list
+        // is often the one before the last (in, out, in, out ...).
+        let mut recent: [Option<u32>; 2] = [None, None];
+        let mut failed = None;
+        // Element by element, here and below: a bulk copy is a call out of
+        // the VM under wasmtime, dearer than a few moves.
+        let mut emit = |fam: &mut Family<T>, pos: T, active: &[u32]| {
             scratch.clear();
-            for &r in &active {
+            for &r in active {
                 scratch.push(r);
-                if rules.get(r as usize).is_some_and(Rule::source_only) {
-                    break;
+            }
+            scratch.sort_unstable();
+            if let Some(i) = scratch
+                .iter()
+                .position(|&r| rules.get(r as usize).is_some_and(Rule::source_only))
+            {
+                scratch.truncate(i + 1);
+            }
+            let list_at = |off: u32| {
+                let off = off as usize;
+                let len = pool.get(off).copied().unwrap_or(0) as usize;
+                pool.get(off + 1..off + 1 + len)
+            };
+            let last = recent[0];
+            if last.is_some_and(|o| list_at(o) == Some(scratch.as_slice())) {
+                // The same candidates as the interval before: no new one.
+                return;
+            }
+            let off = match recent[1] {
+                Some(o) if list_at(o) == Some(scratch.as_slice()) => o,
+                _ => {
+                    let off = pool.len();
+                    if off + 1 + scratch.len() > MAX_ENTRIES {
+                        failed = Some(too_complex(off + 1 + scratch.len()));
+                        return;
+                    }
+                    // Both fit in u32: MAX_ENTRIES is far below u32::MAX.
+                    pool.push(scratch.len() as u32);
+                    for &r in &scratch {
+                        pool.push(r);
+                    }
+                    off as u32
+                }
+            };
+            recent = [Some(off), last];
+            fam.starts.push(pos);
+            fam.lists.push(off);
+        };
+        let mut seen_zero = false;
+        T::sweep(&mut events, |pos, here| {
+            if pos != T::default() && !seen_zero {
+                // The interval from 0 up to the first boundary.
+                emit(&mut fam, T::default(), &active);
+            }
+            seen_zero = true;
+            for e in here {
+                let r = e & !START;
+                if e & START != 0 {
+                    active.push(r);
+                } else if let Some(i) = active.iter().position(|&a| a == r) {
+                    active.swap_remove(i);
                 }
             }
-            let same = fam.lists.last().is_some_and(|&(off, len)| {
-                pool.get(off as usize..(off + len) as usize) == Some(scratch.as_slice())
-            });
-            if !same {
-                let off = pool.len();
-                if off + scratch.len() > MAX_ENTRIES {
-                    return Err(too_complex(off + scratch.len()));
-                }
-                pool.extend_from_slice(&scratch);
-                // Both fit in u32: MAX_ENTRIES is far below u32::MAX.
-                fam.starts.push(pos);
-                fam.lists.push((off as u32, scratch.len() as u32));
-            }
-            match events.get(e) {
-                Some(&(p, _, _)) => pos = p,
-                None => break,
-            }
+            emit(&mut fam, pos, &active);
+        });
+        if !seen_zero {
+            emit(&mut fam, T::default(), &active);
         }
+        drop(events);
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        fam.starts.shrink_to_fit();
+        fam.lists.shrink_to_fit();
         if fam.starts.len() >= INDEX_THRESHOLD {
-            // About one interval per bucket.
-            let bits = (usize::BITS - fam.starts.len().leading_zeros()).min(MAX_INDEX_BITS);
+            // About PER_BUCKET intervals per bucket.
+            let bits =
+                (usize::BITS - (fam.starts.len() / PER_BUCKET).leading_zeros()).min(MAX_INDEX_BITS);
             let buckets = 1usize << bits;
             let mut index = Vec::with_capacity(buckets + 1);
             let mut j = 0usize;
@@ -202,11 +306,13 @@ impl<T: Addr> Family<T> {
         }
         Ok(fam)
     }
+}
 
-    /// Candidate list (offset, len) for an address.
+impl<T: Addr> Family<T> {
+    /// Pool offset of the candidate list for an address.
     #[inline]
     #[deny(clippy::arithmetic_side_effects)]
-    fn lookup(&self, a: T) -> (u32, u32) {
+    fn lookup(&self, a: T) -> Option<u32> {
         let (lo, hi) = if self.index.is_empty() {
             (0, self.starts.len())
         } else {
@@ -224,8 +330,8 @@ impl<T: Addr> Family<T> {
         let k = slice.partition_point(|&s| s <= a);
         // starts[0] == 0, so k >= 1 within the full table; within a bucket
         // window the interval before `lo` is covered by the saturating_sub.
-        let i = lo.saturating_add(k).saturating_sub(1);
-        self.lists.get(i).copied().unwrap_or((0, 0))
+        let i = lo.saturating_add(k).checked_sub(1)?;
+        self.lists.get(i).copied()
     }
 }
 
@@ -254,29 +360,20 @@ impl Table {
         }
         let mut pool = Vec::new();
         t.v4 = Family::build(
-            |i| {
-                rules
-                    .get(i)
-                    .map(|r| r.source.v4.clone())
-                    .unwrap_or_default()
-            },
+            |i| rules.get(i).map_or(&[][..], |r| r.source.v4.as_slice()),
             rules,
             &any,
             stop_at,
             &mut pool,
         )?;
         t.v6 = Family::build(
-            |i| {
-                rules
-                    .get(i)
-                    .map(|r| r.source.v6.clone())
-                    .unwrap_or_default()
-            },
+            |i| rules.get(i).map_or(&[][..], |r| r.source.v6.as_slice()),
             rules,
             &any,
             stop_at,
             &mut pool,
         )?;
+        pool.shrink_to_fit();
         t.pool = pool;
         t.compact = rules.iter().map(Compact::of).collect();
         Ok(t)
@@ -288,13 +385,17 @@ impl Table {
     #[inline]
     #[deny(clippy::arithmetic_side_effects)]
     pub fn candidates(&self, k: Key) -> (&[u32], &[u32]) {
-        let (off, len) = match k {
+        let off = match k {
             Key::V4(a) => self.v4.lookup(a),
             Key::V6(a) => self.v6.lookup(a),
         };
-        let list = self
-            .pool
-            .get(off as usize..(off as usize).saturating_add(len as usize))
+        let list = off
+            .and_then(|off| {
+                let off = off as usize;
+                let len = *self.pool.get(off)? as usize;
+                let first = off.checked_add(1)?;
+                self.pool.get(first..first.checked_add(len)?)
+            })
             .unwrap_or(&[]);
         (list, &self.any)
     }

@@ -517,8 +517,11 @@ impl Engine {
             restarts,
             last_failure_logs: Vec::new(),
             host_reply: false,
+            configure_fuel: 0,
         };
         plugin.boot()?;
+        let left = plugin.store.get_fuel().unwrap_or(0);
+        plugin.configure_fuel = configure_fuel.saturating_sub(left);
         Ok(plugin)
     }
 }
@@ -598,6 +601,8 @@ pub struct Plugin {
     last_failure_logs: Vec<(LogLevel, String)>,
     /// Set by [`Plugin::play_host_reply`]: the request hooks are skipped.
     host_reply: bool,
+    /// Fuel the start-up and `proxy_on_configure` used.
+    configure_fuel: u64,
 }
 
 impl fmt::Debug for Plugin {
@@ -1011,6 +1016,13 @@ impl Plugin {
             .data()
             .memory
             .map_or(0, |m| m.data_size(&self.store))
+    }
+
+    /// Fuel (about one unit per wasm instruction) that starting the VM and
+    /// configuring it used: the guest's cost of loading the policy, a count
+    /// that does not depend on the machine's load.
+    pub fn configure_fuel_used(&self) -> u64 {
+        self.configure_fuel
     }
 
     /// Root-context log lines (start-up, configuration, ticks), in order.
