@@ -47,11 +47,14 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Sorts and merges in place (no second vector), then gives back the room
+/// the merged intervals no longer need.
 fn merge<T: Copy + Ord + MaxVal>(v: &mut Vec<(T, T)>) {
     v.sort_unstable();
-    let mut out: Vec<(T, T)> = Vec::with_capacity(v.len());
-    for &(lo, hi) in v.iter() {
-        if let Some(last) = out.last_mut() {
+    let mut kept = 0usize;
+    for r in 0..v.len() {
+        let Some(&(lo, hi)) = v.get(r) else { break };
+        if let Some(last) = kept.checked_sub(1).and_then(|k| v.get_mut(k)) {
             // Adjacent or overlapping: extend. `last.1 == MAX` means it covers
             // everything after it already.
             if last.1 == T::MAX || lo <= last.1.succ() {
@@ -61,9 +64,13 @@ fn merge<T: Copy + Ord + MaxVal>(v: &mut Vec<(T, T)>) {
                 continue;
             }
         }
-        out.push((lo, hi));
+        if let Some(slot) = v.get_mut(kept) {
+            *slot = (lo, hi);
+        }
+        kept += 1;
     }
-    *v = out;
+    v.truncate(kept);
+    v.shrink_to_fit();
 }
 
 /// The largest value of an unsigned integer type, and a successor that cannot
@@ -229,6 +236,58 @@ pub enum AddrProblem {
     MixedRange,
     /// A range whose low end is above its high end.
     ReversedRange,
+}
+
+/// [`parse_literal`] into an existing set (not normalized). The common
+/// forms, `a.b.c.d` and `a.b.c.d/len` written canonically, are read by
+/// hand without an allocation; anything else goes through
+/// [`parse_literal`], so the result and every problem are the same.
+pub fn parse_literal_into(s: &str, set: &mut AddrSet) -> Result<(), AddrProblem> {
+    if let Some(range) = v4_prefix_fast(s.as_bytes()) {
+        set.v4.push(range);
+        return Ok(());
+    }
+    let one = parse_literal(s)?;
+    set.extend(&one);
+    Ok(())
+}
+
+/// `a.b.c.d` or `a.b.c.d/len` with no leading zeros, octets up to 255, a
+/// length up to 32 and no host bits: its interval. `None` means "not
+/// this form" (the general parser then decides and names the problem).
+fn v4_prefix_fast(s: &[u8]) -> Option<(u32, u32)> {
+    let (addr, len) = match s.iter().position(|&b| b == b'/') {
+        Some(i) => (s.get(..i)?, Some(s.get(i + 1..)?)),
+        None => (s, None),
+    };
+    let number = |t: &[u8], max: u32| -> Option<u32> {
+        let ok = matches!(t.len(), 1..=3)
+            && t.iter().all(u8::is_ascii_digit)
+            && (t.len() == 1 || t.first() != Some(&b'0'));
+        if !ok {
+            return None;
+        }
+        let n = t
+            .iter()
+            .fold(0u32, |n, &d| n * 10 + u32::from(d.wrapping_sub(b'0')));
+        (n <= max).then_some(n)
+    };
+    let mut v = 0u32;
+    let mut octets = 0;
+    for part in addr.split(|&b| b == b'.') {
+        v = (v << 8) | number(part, 255)?;
+        octets += 1;
+    }
+    if octets != 4 {
+        return None;
+    }
+    let len = match len {
+        Some(l) if l.len() <= 2 => number(l, 32)?,
+        Some(_) => return None,
+        None => 32,
+    };
+    let host = u32::MAX.checked_shr(len).unwrap_or(0);
+    (v & host == 0).then_some((v, v | host))
 }
 
 /// A parsed single address, prefix or range (tags and groups are resolved by

@@ -5,6 +5,11 @@
 //! This reader builds a tree whose every value and key knows its byte span, and
 //! keeps duplicate keys so the validator can report them. It accepts exactly
 //! RFC 8259 JSON; nesting is bounded by [`MAX_DEPTH`].
+//!
+//! [`parse_lean`] reads the same documents with the same errors, but keeps
+//! the arrays its caller selects that hold only strings without escapes as
+//! their text ([`Kind::Strings`]): a policy's address lists, 10^5 strings
+//! in a large one, cost no value and no allocation per element then.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -46,6 +51,10 @@ pub enum Kind {
     Array(Vec<Value>),
     /// An object, members in document order, duplicates kept.
     Object(Vec<Member>),
+    /// A non-empty array of strings without escapes, kept as its text (only
+    /// from [`parse_lean`]): the element count. [`Value::strings`] reads the
+    /// elements from the document's text.
+    Strings(usize),
 }
 
 /// One `"key": value` member of an object.
@@ -67,7 +76,7 @@ impl Value {
             Kind::Bool(_) => "a boolean",
             Kind::Number(_) => "a number",
             Kind::String(_) => "a string",
-            Kind::Array(_) => "an array",
+            Kind::Array(_) | Kind::Strings(_) => "an array",
             Kind::Object(_) => "an object",
         }
     }
@@ -88,6 +97,20 @@ impl Value {
         }
     }
 
+    /// The elements of a [`Kind::Strings`] array, each with its span (its
+    /// quotes included, as a string value's span is), read from `text`,
+    /// the document the value was parsed from. Empty for any other kind.
+    pub fn strings<'t>(&self, text: &'t str) -> Strings<'t> {
+        let inner = match self.kind {
+            Kind::Strings(_) => text.get(self.span.start..self.span.end).unwrap_or(""),
+            _ => "",
+        };
+        Strings {
+            text: inner,
+            at: self.span.start,
+        }
+    }
+
     /// The number as a non-negative integer, if it is one that fits.
     pub fn as_u64(&self) -> Option<u64> {
         match &self.kind {
@@ -96,6 +119,40 @@ impl Value {
         }
     }
 }
+
+/// The elements of a [`Kind::Strings`] array: see [`Value::strings`].
+#[derive(Debug, Clone)]
+pub struct Strings<'t> {
+    /// What is left of the array's text.
+    text: &'t str,
+    /// Its offset in the document.
+    at: usize,
+}
+
+impl<'t> Iterator for Strings<'t> {
+    type Item = (Span, &'t str);
+
+    fn next(&mut self) -> Option<(Span, &'t str)> {
+        // Between elements only whitespace, commas and brackets; inside
+        // them no quote (no escapes), so quotes pair up.
+        let open = self.text.find('"')?;
+        let after = self.text.get(open + 1..)?;
+        let len = after.find('"')?;
+        let s = after.get(..len)?;
+        let span = Span {
+            start: self.at + open,
+            end: self.at + open + len + 2,
+        };
+        self.text = after.get(len + 1..)?;
+        self.at = span.end;
+        Some((span, s))
+    }
+}
+
+/// Which arrays [`parse_lean`] keeps as text: called with the key of the
+/// object holding the array's member (`None` at the top level or inside
+/// an array) and the member's own key.
+pub type Capture = fn(Option<&str>, &str) -> bool;
 
 /// A syntax error: what and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,13 +171,31 @@ pub fn parse(text: &str) -> Result<Value, SyntaxError> {
             message: "the text starts with a byte-order mark (BOM); save it as UTF-8 without BOM",
         });
     }
+    parse_with(text, None)
+}
+
+/// [`parse`], except that an array `capture` selects that holds only
+/// strings without escapes (one or more) becomes a [`Kind::Strings`]:
+/// the same document is accepted or refused with the same error.
+pub fn parse_lean(text: &str, capture: Capture) -> Result<Value, SyntaxError> {
+    parse_with(text, Some(capture))
+}
+
+fn parse_with(text: &str, capture: Option<Capture>) -> Result<Value, SyntaxError> {
+    if text.starts_with('\u{feff}') {
+        return Err(SyntaxError {
+            offset: 0,
+            message: "the text starts with a byte-order mark (BOM); save it as UTF-8 without BOM",
+        });
+    }
     let mut p = Parser {
         s: text.as_bytes(),
         text,
         i: 0,
+        capture,
     };
     p.ws();
-    let v = p.value(0)?;
+    let v = p.value(0, None)?;
     p.ws();
     if p.i != p.s.len() {
         return Err(p.err("unexpected text after the JSON value"));
@@ -173,6 +248,11 @@ pub struct LineIndex<'t> {
 }
 
 impl<'t> LineIndex<'t> {
+    /// The text indexed.
+    pub fn text(&self) -> &'t str {
+        self.text
+    }
+
     /// Indexes the lines of `text` (one pass).
     pub fn new(text: &'t str) -> LineIndex<'t> {
         let mut starts = alloc::vec![0];
@@ -230,6 +310,7 @@ struct Parser<'a> {
     s: &'a [u8],
     text: &'a str,
     i: usize,
+    capture: Option<Capture>,
 }
 
 impl Parser<'_> {
@@ -250,11 +331,12 @@ impl Parser<'_> {
         }
     }
 
-    fn value(&mut self, depth: usize) -> Result<Value, SyntaxError> {
+    /// A value; `key` is the key of the object it is a member of.
+    fn value(&mut self, depth: usize, key: Option<&str>) -> Result<Value, SyntaxError> {
         let start = self.i;
         let kind = match self.peek() {
             None => return Err(self.err("unexpected end of text, expected a value")),
-            Some(b'{') => self.object(depth)?,
+            Some(b'{') => self.object(depth, key)?,
             Some(b'[') => self.array(depth)?,
             Some(b'"') => Kind::String(self.string()?),
             Some(b't') => self.literal("true", Kind::Bool(true))?,
@@ -401,6 +483,44 @@ impl Parser<'_> {
         }
     }
 
+    /// At `[`: the array as [`Kind::Strings`] when it is one or more
+    /// strings without escapes or control characters, else `None` with the
+    /// position unchanged (the full parser then reads it, errors included).
+    fn plain_strings(&mut self) -> Option<Kind> {
+        let start = self.i;
+        self.i += 1;
+        let mut count = 0usize;
+        loop {
+            self.ws();
+            if self.peek() != Some(b'"') {
+                break;
+            }
+            self.i += 1;
+            while let Some(c) = self.peek() {
+                if c == b'"' || c == b'\\' || c < 0x20 {
+                    break;
+                }
+                self.i += 1;
+            }
+            if self.peek() != Some(b'"') {
+                break;
+            }
+            self.i += 1;
+            count += 1;
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b']') => {
+                    self.i += 1;
+                    return Some(Kind::Strings(count));
+                }
+                _ => break,
+            }
+        }
+        self.i = start;
+        None
+    }
+
     fn array(&mut self, depth: usize) -> Result<Kind, SyntaxError> {
         if depth >= MAX_DEPTH {
             return Err(self.err("nesting too deep"));
@@ -414,7 +534,7 @@ impl Parser<'_> {
         }
         loop {
             self.ws();
-            items.push(self.value(depth + 1)?);
+            items.push(self.value(depth + 1, None)?);
             self.ws();
             match self.peek() {
                 Some(b',') => self.i += 1,
@@ -427,7 +547,8 @@ impl Parser<'_> {
         }
     }
 
-    fn object(&mut self, depth: usize) -> Result<Kind, SyntaxError> {
+    /// An object; `own` is the key it is the value of.
+    fn object(&mut self, depth: usize, own: Option<&str>) -> Result<Kind, SyntaxError> {
         if depth >= MAX_DEPTH {
             return Err(self.err("nesting too deep"));
         }
@@ -455,7 +576,23 @@ impl Parser<'_> {
             }
             self.i += 1;
             self.ws();
-            let value = self.value(depth + 1)?;
+            let vstart = self.i;
+            let lean = match self.capture {
+                Some(c) if self.peek() == Some(b'[') && depth + 1 < MAX_DEPTH && c(own, &key) => {
+                    self.plain_strings()
+                }
+                _ => None,
+            };
+            let value = match lean {
+                Some(kind) => Value {
+                    kind,
+                    span: Span {
+                        start: vstart,
+                        end: self.i,
+                    },
+                },
+                None => self.value(depth + 1, Some(&key))?,
+            };
             members.push(Member {
                 key,
                 key_span,
@@ -523,5 +660,83 @@ mod tests {
         assert_eq!(parse(&deep).unwrap_err().message, "nesting too deep");
         let ok = alloc::format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
         assert!(parse(&ok).is_ok());
+    }
+
+    fn caps(_: Option<&str>, key: &str) -> bool {
+        key == "a"
+    }
+
+    /// The lean tree's string lists, expanded: must equal the full tree.
+    fn expand(v: Value, text: &str) -> Value {
+        let kind = match v.kind {
+            Kind::Strings(n) => {
+                let items: Vec<Value> = v
+                    .strings(text)
+                    .map(|(span, s)| Value {
+                        kind: Kind::String(s.into()),
+                        span,
+                    })
+                    .collect();
+                assert_eq!(items.len(), n);
+                Kind::Array(items)
+            }
+            Kind::Array(a) => Kind::Array(a.into_iter().map(|x| expand(x, text)).collect()),
+            Kind::Object(m) => Kind::Object(
+                m.into_iter()
+                    .map(|m| Member {
+                        value: expand(m.value, text),
+                        ..m
+                    })
+                    .collect(),
+            ),
+            k => k,
+        };
+        Value { kind, ..v }
+    }
+
+    #[test]
+    fn lean_lists_read_like_the_full_tree() {
+        for t in [
+            r#"{"a": ["x", "é😀", " y ,z" , ""], "b": ["p"]}"#,
+            r#"{"a": []}"#,
+            r#"{"a": ["x\"y"]}"#,
+            r#"{"a": ["x", 1]}"#,
+            r#"{"a": ["x", ["y"]]}"#,
+            r#"{"a": "x", "c": {"a": ["q","r"]}}"#,
+            r#"[{"a": ["x"]}, ["a"]]"#,
+            "{\"a\":\n[\n\"x\"\n,\"y\"]}",
+            r#"{"a": ["x",]}"#,
+            r#"{"a": ["x" "y"]}"#,
+            r#"{"a": ["x"#,
+            "{\"a\": [\"x\u{1}\"]}",
+            r#"{"a": ["x"], "a": ["y", "z"]} x"#,
+        ] {
+            let full = parse(t);
+            let lean = parse_lean(t, caps);
+            match (full, lean) {
+                (Ok(f), Ok(l)) => assert_eq!(expand(l, t), f, "{t}"),
+                (f, l) => assert_eq!(f.err(), l.err(), "{t}"),
+            }
+        }
+        let t = r#"{"a": ["x", "y"], "b": ["x"]}"#;
+        let v = parse_lean(t, caps).unwrap();
+        assert_eq!(v.get("a").unwrap().kind, Kind::Strings(2));
+        assert_eq!(v.get("a").unwrap().kind_name(), "an array");
+        assert!(matches!(v.get("b").unwrap().kind, Kind::Array(_)));
+        let v = parse_lean(r#"{"a": ["x\n"]}"#, caps).unwrap();
+        assert!(
+            matches!(v.get("a").unwrap().kind, Kind::Array(_)),
+            "escapes: full tree"
+        );
+    }
+
+    #[test]
+    fn lean_lists_keep_the_depth_bound() {
+        let deep = alloc::format!(
+            "{}{{\"a\": [\"x\"]}}{}",
+            "[".repeat(MAX_DEPTH - 1),
+            "]".repeat(MAX_DEPTH - 1)
+        );
+        assert_eq!(parse(&deep).err(), parse_lean(&deep, caps).err());
     }
 }

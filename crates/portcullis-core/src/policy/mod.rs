@@ -362,7 +362,10 @@ impl Policy {
                 }]));
             }
         };
-        let value = json::parse(text).map_err(|e| Problems::syntax(text, &e))?;
+        // Address lists stay text in the tree: one value per element would
+        // be most of a large policy's load time and memory.
+        let value = json::parse_lean(text, validate::address_list)
+            .map_err(|e| Problems::syntax(text, &e))?;
         let policy = Policy::validate(&value, text, env, texts)?;
         drop(value);
         policy.compile()

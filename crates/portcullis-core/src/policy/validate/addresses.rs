@@ -10,6 +10,7 @@ use crate::error::Error;
 use crate::json::{Kind, Span, Value};
 
 use super::super::syntax::is_name;
+use super::read::Elem;
 use super::{child, index, Validator};
 
 impl<'t> Validator<'t> {
@@ -74,28 +75,33 @@ impl<'t> Validator<'t> {
         stack.push(name.to_string());
         let mut set = AddrSet::default();
         let mut ok = true;
-        if let Some(items) = self.array(v, path) {
-            if items.is_empty() {
+        if let Some((n, items)) = self.list(v, path) {
+            if n == 0 {
                 self.err(path, v.span, Error::Empty);
                 ok = false;
             }
-            for (i, it) in items.iter().enumerate() {
-                let p = index(path, i);
-                let Some(s) = self.string(it, &p) else {
-                    ok = false;
-                    continue;
-                };
-                if Tag::from_name(s).is_none()
-                    && addr::parse_literal(s).is_err()
-                    && raw.contains_key(s)
-                {
-                    match self.resolve_group(s, raw, done, stack) {
-                        Some(g) => set.extend(&g),
-                        None => ok = false,
+            for (i, it) in items.enumerate() {
+                let (span, s) = match it {
+                    Elem::Str(span, s) => (span, s),
+                    Elem::Other(it) => {
+                        self.string(it, &index(path, i));
+                        ok = false;
+                        continue;
                     }
-                    continue;
+                };
+                if Tag::from_name(s).is_none() {
+                    if addr::parse_literal_into(s, &mut set).is_ok() {
+                        continue;
+                    }
+                    if raw.contains_key(s) {
+                        match self.resolve_group(s, raw, done, stack) {
+                            Some(g) => set.extend(&g),
+                            None => ok = false,
+                        }
+                        continue;
+                    }
                 }
-                match self.spec(s, it.span, &p, &BTreeMap::new()) {
+                match self.spec(s, span, &index(path, i), &BTreeMap::new()) {
                     Some(g) => set.extend(&g),
                     None => ok = false,
                 }
@@ -158,36 +164,40 @@ impl<'t> Validator<'t> {
         groups: &BTreeMap<String, AddrSet>,
         texts: Option<&mut Vec<String>>,
     ) -> Option<AddrSet> {
-        let items = self.array(v, path)?;
-        if items.is_empty() {
+        let (n, items) = self.list(v, path)?;
+        if n == 0 {
             self.err(path, v.span, Error::Empty);
             return None;
         }
         let mut set = AddrSet::default();
+        // Most lists are IPv4 literals: room for all of them at once.
+        set.v4.reserve_exact(n);
         let mut ok = true;
         let want_texts = texts.is_some();
         let mut t = Vec::new();
-        for (i, it) in items.iter().enumerate() {
-            // The common case first, without building the element's path
-            // (a large list has 10^5 of them): a string that is an address
-            // literal, not a tag or group name.
-            if let Some(s) = it.as_str() {
-                if want_texts {
-                    t.push(s.to_string());
+        for (i, it) in items.enumerate() {
+            let (span, s) = match it {
+                Elem::Str(span, s) => (span, s),
+                Elem::Other(it) => {
+                    self.string(it, &index(path, i));
+                    ok = false;
+                    continue;
                 }
-                if Tag::from_name(s).is_none() && !groups.contains_key(s) {
-                    if let Ok(g) = addr::parse_literal(s) {
-                        set.extend(&g);
-                        continue;
-                    }
-                }
+            };
+            if want_texts {
+                t.push(s.to_string());
             }
-            let p = index(path, i);
-            match self.string(it, &p) {
-                Some(s) => match self.spec(s, it.span, &p, groups) {
-                    Some(g) => set.extend(&g),
-                    None => ok = false,
-                },
+            // The common case first, without building the element's path
+            // (a large list has 10^5 of them): an address literal, not a
+            // tag or group name.
+            if Tag::from_name(s).is_none()
+                && !groups.contains_key(s)
+                && addr::parse_literal_into(s, &mut set).is_ok()
+            {
+                continue;
+            }
+            match self.spec(s, span, &index(path, i), groups) {
+                Some(g) => set.extend(&g),
                 None => ok = false,
             }
         }

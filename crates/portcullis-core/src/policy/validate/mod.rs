@@ -26,6 +26,8 @@ mod https;
 mod network;
 mod read;
 
+pub(super) use read::address_list;
+
 impl Policy {
     /// Every check but the matcher's own bound.
     pub(super) fn validate(

@@ -5,7 +5,7 @@ use alloc::string::ToString;
 use alloc::vec::Vec;
 
 use crate::error::{Error, Problem};
-use crate::json::{Kind, Span, Value};
+use crate::json::{self, Kind, Span, Value};
 use crate::words::Words;
 
 use super::{child, Validator};
@@ -26,7 +26,57 @@ impl<'v> Fields<'v> {
     }
 }
 
+/// One element of a list the document may hold as text (an address list,
+/// see [`json::parse_lean`]).
+pub(super) enum Elem<'v> {
+    /// A string, with its span.
+    Str(Span, &'v str),
+    /// Anything else, for the error.
+    Other(&'v Value),
+}
+
+/// The elements of such a list, from the tree or from the text.
+pub(super) enum Elems<'v> {
+    Values(core::slice::Iter<'v, Value>),
+    Text(json::Strings<'v>),
+}
+
+impl<'v> Iterator for Elems<'v> {
+    type Item = Elem<'v>;
+
+    fn next(&mut self) -> Option<Elem<'v>> {
+        match self {
+            Elems::Values(it) => it.next().map(|v| match &v.kind {
+                Kind::String(s) => Elem::Str(v.span, s),
+                _ => Elem::Other(v),
+            }),
+            Elems::Text(it) => it.next().map(|(span, s)| Elem::Str(span, s)),
+        }
+    }
+}
+
+/// The arrays a policy document keeps as text: the address lists (rules'
+/// `source` and `destination`, `client_ip.trusted_proxies`, each address
+/// group), each read by [`Validator::list`] alone.
+pub(in crate::policy) fn address_list(parent: Option<&str>, key: &str) -> bool {
+    matches!(key, "source" | "destination" | "trusted_proxies") || parent == Some("address_groups")
+}
+
 impl<'t> Validator<'t> {
+    /// A list that may be held as text: its length and elements, or `None`
+    /// (the problem recorded) when `v` is not a list.
+    pub(super) fn list<'v>(&mut self, v: &'v Value, path: &str) -> Option<(usize, Elems<'v>)>
+    where
+        't: 'v,
+    {
+        match &v.kind {
+            Kind::Strings(n) => Some((*n, Elems::Text(v.strings(self.lines.text())))),
+            _ => self
+                .array(v, path)
+                .map(|a| (a.len(), Elems::Values(a.iter()))),
+        }
+    }
+
     pub(super) fn err(&mut self, path: &str, span: Span, error: Error) {
         let (line, column) = self.lines.line_col(span.start);
         self.problems.push(Problem {
