@@ -20,7 +20,8 @@ use portcullis_core::testfile::{
     run_core, Case, CaseRequest, Expect, HeaderList, Outcome, Upstream,
 };
 use portcullis_core::{
-    apply_edits, Decision, EditOp, Policy, Request, Step, Trace, Transport, Verdict,
+    apply_edits, Decision, EditOp, Policy, Reason, Request, Step, Trace, Transport, Verdict,
+    NO_SCOPE,
 };
 use portcullis_host::{HttpRequest, HttpResponse, LogLevel, Options};
 
@@ -309,6 +310,36 @@ pub fn words(p: &Policy) -> Vec<Vec<u8>> {
         w.push(op.name().as_bytes().to_vec());
         if let portcullis_core::policy::HeaderOp::Set { value, .. } = op {
             w.push(value.as_bytes().to_vec());
+        }
+    }
+    // Scopes: their hosts (with case, port and dot variants), their paths
+    // (with the tricks normalization must see through) and methods, and
+    // the words of each scope's own sections.
+    for s in &p.scopes {
+        for h in &s.hosts {
+            let name = match h {
+                portcullis_core::policy::HostPattern::Exact(n) => n.clone(),
+                portcullis_core::policy::HostPattern::Wildcard(suffix) => format!("a{suffix}"),
+            };
+            w.push(name.as_bytes().to_vec());
+            w.push(format!("{}.:8443", name.to_ascii_uppercase()).into_bytes());
+            w.push(format!("x{name}").into_bytes());
+        }
+        for path in &s.paths {
+            let base = path.base();
+            w.push(base.as_bytes().to_vec());
+            w.push(format!("{base}/x?q=1").into_bytes());
+            w.push(format!("{base}X").into_bytes());
+            w.push(format!("/y/..{base}").into_bytes());
+            w.push(format!("/%2e%2e/{}", base.trim_start_matches('/')).into_bytes());
+            w.push(format!("/{base}/.%2E/z").into_bytes());
+            w.push(format!("{base}%2Fx").into_bytes());
+            w.push(format!("{base}\\x").into_bytes());
+            w.push(format!("{base}/%zz").into_bytes());
+        }
+        w.extend(s.methods.iter().map(|m| m.as_bytes().to_vec()));
+        if s.restated.https_only || s.restated.require_headers {
+            w.extend(words(&s.policy));
         }
     }
     w
@@ -731,8 +762,24 @@ pub fn check_decision(
     if d.client.ip.is_none() && (d.verdict != Verdict::Deny || d.step != Step::ClientIp) {
         return Err(format!("an unknown client was not denied: {d:?}"));
     }
+    // The scope: the first whose match holds; an ambiguous path is refused
+    // with 400 before any scope is chosen.
+    match p.choose_scope(req) {
+        Ok(scope) if scope == d.scope && d.reason != Reason::AmbiguousPath => {}
+        Err(_) if d.scope.is_none() && d.reason == Reason::AmbiguousPath && d.status == 400 => {}
+        other => {
+            return Err(format!(
+                "choose_scope says {other:?}, decide says {:?} ({})",
+                d.scope,
+                p.trace(&d)
+            ))
+        }
+    }
+    let top = p;
+    // Every section below is the scope's (its effective policy).
+    let p = p.scoped(d.scope);
     // explain() walks the rules one by one; the compiled table must agree.
-    let checks = p.explain(req);
+    let checks = top.explain(req);
     let decided: Vec<usize> = checks
         .iter()
         .filter(|c| c.decided)
@@ -742,11 +789,11 @@ pub fn check_decision(
         return Err(format!(
             "explain says rule {decided:?} decides, decide says {:?} ({})",
             d.rule,
-            p.trace(&d)
+            top.trace(&d)
         ));
     }
     // The deciding rule's access is obeyed.
-    if let (Some(net), Some(_)) = (&p.network, d.client.ip) {
+    if let (Some(net), Some(_), false) = (&p.network, d.client.ip, d.step == Step::Scope) {
         let access = d
             .rule
             .and_then(|i| net.rules.get(i))
@@ -775,7 +822,7 @@ pub fn check_decision(
         }
     }
     // The trace reads back.
-    let line = p.trace(&d);
+    let line = top.trace(&d);
     let t = Trace::parse(&line).ok_or_else(|| format!("unreadable trace {line:?}"))?;
     let client = d
         .client
@@ -786,6 +833,7 @@ pub fn check_decision(
         || t.step != d.step
         || t.rule != p.rule_name(d.rule)
         || t.client_ip != client
+        || t.scope != top.scope_name(d.scope).unwrap_or(NO_SCOPE)
     {
         return Err(format!("trace {line:?} does not read back as {d:?}"));
     }
@@ -855,7 +903,8 @@ pub fn check_decision(
     Ok(())
 }
 
-fn check_redirect(p: &Policy, d: &Decision) -> Result<(), String> {
+fn check_redirect(top: &Policy, d: &Decision) -> Result<(), String> {
+    let p = top.scoped(d.scope);
     let h = p
         .https_only
         .as_ref()
@@ -879,7 +928,7 @@ fn check_redirect(p: &Policy, d: &Decision) -> Result<(), String> {
     if loc.iter().any(|&b| b < 0x20 || b == 0x7f) {
         return Err(format!("Location {} has control bytes", show(loc)));
     }
-    let reply = p.local_reply(d).ok_or("no reply")?;
+    let reply = top.local_reply(d).ok_or("no reply")?;
     let header: Vec<&Vec<u8>> = reply
         .headers
         .iter()
@@ -1012,7 +1061,7 @@ pub fn check_filter(
         (None, None) => {
             let mut want_up = host_view.clone();
             let mut edits = Vec::new();
-            p.request_edits(&host_view, &mut edits);
+            p.scoped(d.scope).request_edits(&host_view, &mut edits);
             apply_edits(&mut want_up, &edits);
             let got_up = x
                 .upstream_request_headers
@@ -1028,7 +1077,8 @@ pub fn check_filter(
             let resp_view = lower(&g.response);
             let mut want_resp = resp_view.clone();
             edits.clear();
-            p.response_edits(d.secure, &resp_view, &mut edits);
+            p.scoped(d.scope)
+                .response_edits(d.secure, &resp_view, &mut edits);
             apply_edits(&mut want_resp, &edits);
             let got_resp = strip(&x.response_headers);
             if got_resp != strip(&want_resp) {

@@ -297,6 +297,7 @@ pub fn run_wasm(plugin: &mut portcullis_host::Plugin, c: &Case) -> Result<Outcom
         rule: t.rule,
         client_ip: t.client_ip,
         step: t.step.as_str().to_string(),
+        scope: t.scope,
         trace: trace_line,
         location,
         upstream_headers: x.upstream_request_headers.as_deref().map(to_list),

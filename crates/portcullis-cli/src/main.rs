@@ -315,8 +315,49 @@ fn explain(args: &[String], style: &Style) -> Result<bool, String> {
             d.client.source.as_str()
         ),
     }
-    if let Some(net) = &policy.network {
-        println!("{}", style.bold("rules, in priority order:"));
+    if !policy.scopes.is_empty() {
+        println!("{}", style.bold("scopes, in document order:"));
+        match policy.explain_scopes(&req) {
+            Ok(checks) => {
+                for c in &checks {
+                    let Some(s) = policy.scopes.get(c.index) else {
+                        continue;
+                    };
+                    let mark = match c.failed {
+                        None if c.chosen => style.green("MATCH"),
+                        None => "match".to_string(),
+                        Some(_) => "no   ".to_string(),
+                    };
+                    println!(
+                        "  {:<28} line {:<4} {mark} {}",
+                        s.name,
+                        s.line,
+                        c.reason(&policy, &req)
+                    );
+                    if c.chosen {
+                        break;
+                    }
+                }
+                if !checks.iter().any(|c| c.chosen) {
+                    println!("  no scope matched: the top level applies");
+                }
+            }
+            Err(_) => println!(
+                "  the path is ambiguous (%2F, %5C, \\, NUL or a bad escape) and some scope names paths: 400 before any scope is chosen"
+            ),
+        }
+    }
+    let scoped = policy.scoped(d.scope);
+    if d.step == portcullis_core::Step::Scope {
+        println!("rules not reached: the request was refused in step 1");
+    } else if let Some(net) = &scoped.network {
+        match policy.scope_name(d.scope) {
+            Some(name) => println!(
+                "{}",
+                style.bold(&format!("rules of scope {name}, in priority order:"))
+            ),
+            None => println!("{}", style.bold("rules, in priority order:")),
+        }
         let checks = policy.explain(&req);
         for c in &checks {
             let Some(r) = net.rules.get(c.index) else {
@@ -350,10 +391,11 @@ fn explain(args: &[String], style: &Style) -> Result<bool, String> {
         _ => style.red(d.verdict.as_str()),
     };
     println!(
-        "{} {verdict} at step {} (rule {}){}",
+        "{} {verdict} at step {} (scope {}, rule {}){}",
         style.bold("decision"),
         d.reason.step().as_str(),
-        policy.rule_name(d.rule),
+        policy.scope_name(d.scope).unwrap_or("- (top level)"),
+        policy.rule_of(&d),
         d.reply_status()
             .map_or_else(String::new, |s| format!(", status {s}"))
     );
@@ -376,7 +418,7 @@ fn explain(args: &[String], style: &Style) -> Result<bool, String> {
         }
         None => {
             let mut edits = Vec::new();
-            policy.request_edits(&headers, &mut edits);
+            scoped.request_edits(&headers, &mut edits);
             println!(
                 "{} ({} edits)",
                 style.bold("request headers to the upstream"),
@@ -385,7 +427,7 @@ fn explain(args: &[String], style: &Style) -> Result<bool, String> {
             edits.iter().for_each(|e| println!("{}", show(e)));
             edits.clear();
             let none: [(&str, &str); 0] = [];
-            policy.response_edits(d.secure, &none, &mut edits);
+            scoped.response_edits(d.secure, &none, &mut edits);
             println!(
                 "{} ({} edits)",
                 style.bold("response headers to the client"),

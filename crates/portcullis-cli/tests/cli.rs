@@ -155,7 +155,7 @@ fn explain_reproduces_the_sample_decisions() {
         "{t}"
     );
     assert!(
-        t.contains("trace    forward 0 forward peer 191.238.20.30 allow-http-fe2ase"),
+        t.contains("trace    forward 0 forward peer 191.238.20.30 - allow-http-fe2ase"),
         "{t}"
     );
 
@@ -175,7 +175,7 @@ fn explain_reproduces_the_sample_decisions() {
     );
     assert!(t.contains("no rule matched: default_access is deny"), "{t}");
     assert!(
-        t.contains("trace    deny 403 network peer 203.0.113.50 default"),
+        t.contains("trace    deny 403 network peer 203.0.113.50 - default"),
         "{t}"
     );
     assert!(

@@ -20,12 +20,15 @@ pub struct LocalReply {
 
 impl Policy {
     /// The local reply for a decision that stops the request, with the
-    /// response ops and HSTS applied; `None` when it is forwarded.
+    /// response ops and HSTS of the decision's scope applied; `None` when
+    /// it is forwarded.
     pub fn local_reply(&self, d: &Decision) -> Option<LocalReply> {
+        let p = self.scoped(d.scope);
         let body: &[u8] = match d.reason {
             Reason::Passed => return None,
             Reason::RedirectToHttps => b"",
-            Reason::UnknownClient | Reason::NetworkDenied => self
+            Reason::AmbiguousPath => b"Bad Request: ambiguous path\n",
+            Reason::UnknownClient | Reason::NetworkDenied => p
                 .network
                 .as_ref()
                 .map_or(b"Forbidden\n".as_slice(), |n| n.deny_body.as_bytes()),
@@ -44,7 +47,7 @@ impl Policy {
             ));
         }
         let mut edits = Vec::new();
-        self.response_edits(d.secure, &headers, &mut edits);
+        p.response_edits(d.secure, &headers, &mut edits);
         apply_edits(&mut headers, &edits);
         Some(LocalReply {
             status: d.status,

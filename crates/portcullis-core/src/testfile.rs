@@ -10,9 +10,10 @@
 //!   that are not UTF-8;
 //! - `request.protocol`: `"tcp"` (default) or `"udp"` (HTTP/3);
 //! - `request.authority` defaults to `localhost`;
-//! - `expect.step`: the step that decided (`client_ip`, `network`,
+//! - `expect.step`: the step that decided (`client_ip`, `scope`, `network`,
 //!   `https_only`, `require_headers`, `forward`);
-//! - `expect.body_contains`: a substring of the local reply's body.
+//! - `expect.body_contains`: a substring of the local reply's body;
+//! - `expect.scope`: the scope that applied, or `null` for the top level.
 
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -108,6 +109,8 @@ pub struct Expect {
     pub location: Option<String>,
     /// Step that decided.
     pub step: Option<String>,
+    /// Scope that applied, or `-` (JSON `null`) for the top level.
+    pub scope: Option<String>,
     /// Substring of the local reply body.
     pub body_contains: Option<String>,
     /// Headers the upstream must see.
@@ -155,6 +158,8 @@ pub struct Outcome {
     pub client_ip: String,
     /// Step that decided.
     pub step: String,
+    /// Scope that applied, or `-`.
+    pub scope: String,
     /// The whole trace line, for failure reports.
     pub trace: String,
     /// `Location` the client saw.
@@ -286,6 +291,7 @@ pub fn check(expect: &Expect, o: &Outcome) -> Vec<Mismatch> {
     field("rule", expect.rule.clone(), o.rule.clone());
     field("client_ip", expect.client_ip.clone(), o.client_ip.clone());
     field("step", expect.step.clone(), o.step.clone());
+    field("scope", expect.scope.clone(), o.scope.clone());
     field(
         "location",
         expect.location.clone(),
@@ -328,9 +334,13 @@ pub fn run_core(policy: &Policy, case: &Case) -> Outcome {
     let mut o = Outcome {
         verdict: d.verdict,
         status: d.status,
-        rule: policy.rule_name(d.rule).to_string(),
+        rule: policy.rule_of(&d).to_string(),
         client_ip,
         step: d.step.as_str().to_string(),
+        scope: policy
+            .scope_name(d.scope)
+            .unwrap_or(crate::decide::NO_SCOPE)
+            .to_string(),
         trace,
         location: None,
         upstream_headers: None,
@@ -351,12 +361,13 @@ pub fn run_core(policy: &Policy, case: &Case) -> Outcome {
         None => {
             let mut up = case.request.headers.clone();
             let mut edits = Vec::new();
-            policy.request_edits(&case.request.headers, &mut edits);
+            let p = policy.scoped(d.scope);
+            p.request_edits(&case.request.headers, &mut edits);
             apply_edits(&mut up, &edits);
             o.upstream_headers = Some(up);
             let mut resp = case.upstream.headers.clone();
             edits.clear();
-            policy.response_edits(d.secure, &case.upstream.headers, &mut edits);
+            p.response_edits(d.secure, &case.upstream.headers, &mut edits);
             apply_edits(&mut resp, &edits);
             o.status = case.upstream.status;
             o.response_headers = resp;
@@ -779,6 +790,7 @@ impl Reader<'_> {
                 "client_ip",
                 "location",
                 "step",
+                "scope",
                 "body_contains",
                 "upstream_headers",
                 "response_headers",
@@ -822,6 +834,11 @@ impl Reader<'_> {
         e.client_ip = s(self, "client_ip")?;
         e.location = s(self, "location")?;
         e.step = s(self, "step")?;
+        e.scope = match v.get("scope") {
+            Some(x) if matches!(x.kind, Kind::Null) => Some(crate::decide::NO_SCOPE.to_string()),
+            Some(x) => Some(self.string(x, &alloc::format!("{path}.scope"))?),
+            None => None,
+        };
         e.body_contains = s(self, "body_contains")?;
         for (key, dst) in [
             ("upstream_headers", &mut e.upstream_headers),

@@ -28,7 +28,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 /// The access-log command operator that prints the filter's trace line
-/// (`verdict status step source client rule`, see `portcullis_core::Trace`).
+/// (`verdict status step source client scope rule`, see `portcullis_core::Trace`).
 pub const TRACE_FORMAT: &str = "%FILTER_STATE(wasm.portcullis.trace:PLAIN)%";
 
 /// The request header the tests use to find a request's access-log line and

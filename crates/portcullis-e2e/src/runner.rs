@@ -323,6 +323,7 @@ pub fn run_case_envoy(
         rule: trace.rule.clone(),
         client_ip,
         step: trace.step.as_str().to_owned(),
+        scope: trace.scope.clone(),
         trace: format!(
             "{line} (on loopback: peer {} -> {from}, local {} -> {})",
             r.peer, r.local, ep.bind

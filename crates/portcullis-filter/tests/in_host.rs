@@ -441,7 +441,7 @@ fn the_trace_is_logged_at_debug_level_only() {
     let ex = debug.play(&req, &upstream()).unwrap();
     assert!(
         ex.logs.iter().any(|(l, m)| *l == LogLevel::Debug
-            && m == "portcullis: deny 403 network peer 203.0.113.9 default"),
+            && m == "portcullis: deny 403 network peer 203.0.113.9 - default"),
         "{:?}",
         ex.logs
     );

@@ -17,10 +17,12 @@ use crate::words::words;
 
 mod client;
 mod https;
+mod scope;
 mod trace;
 
 pub use client::{Client, ClientSource};
-pub use trace::Trace;
+pub use scope::{scope_host, scope_path, Ambiguous, ScopeField};
+pub use trace::{Trace, NO_SCOPE};
 
 /// Request headers as a host holds them. Names are matched
 /// case-insensitively; values are bytes and need not be UTF-8.
@@ -108,6 +110,8 @@ words! {
     pub enum Step {
         /// The client address could not be resolved.
         ClientIp = "client_ip",
+        /// The path is ambiguous and some scope names `paths`.
+        Scope = "scope",
         /// A network rule (or the default) denied it.
         Network = "network",
         /// It was not secure.
@@ -130,6 +134,10 @@ pub enum Reason {
     /// Step 1: the client address could not be resolved (an unknown client
     /// is denied whatever the rules say).
     UnknownClient,
+    /// Step 1: some scope names `paths` and the request's path holds `%2F`,
+    /// `%5C`, `\`, a NUL or a malformed escape: 400 before any scope is
+    /// chosen.
+    AmbiguousPath,
     /// Step 2: a network rule, or `default_access`, denied the client.
     NetworkDenied,
     /// Step 3: a plain request redirected to HTTPS.
@@ -149,6 +157,7 @@ impl Reason {
         match self {
             Reason::Passed => Step::Forward,
             Reason::UnknownClient => Step::ClientIp,
+            Reason::AmbiguousPath => Step::Scope,
             Reason::NetworkDenied => Step::Network,
             Reason::RedirectToHttps | Reason::HttpsRequired | Reason::HostNotAllowed => {
                 Step::HttpsOnly
@@ -180,6 +189,10 @@ pub struct Decision {
     pub rule: Option<usize>,
     /// The client.
     pub client: Client,
+    /// The scope that applied (index into `scopes`), or `None` for the top
+    /// level (also when the path was ambiguous). Its policy is
+    /// [`Policy::scoped`]`(scope)`.
+    pub scope: Option<usize>,
     /// The step that decided: always `reason.step()`.
     pub step: Step,
     /// Why: the step that decided and what it found.
@@ -225,16 +238,40 @@ impl Policy {
     /// the bytes.
     pub fn decide(&self, req: &Request<'_>) -> Decision {
         let client = self.client(req);
-        let mut d = Decision {
+        let d = Decision {
             verdict: Verdict::Forward,
             status: 0,
             rule: None,
             client,
+            scope: None,
             step: Step::Forward,
             reason: Reason::Passed,
-            secure: self.is_secure(req),
+            secure: false,
             location: None,
         };
+        match self.choose_scope(req) {
+            Ok(scope) => {
+                let p = self.scoped(scope);
+                p.steps(
+                    req,
+                    Decision {
+                        scope,
+                        secure: p.is_secure(req),
+                        ..d
+                    },
+                )
+            }
+            Err(Ambiguous) => Decision {
+                secure: self.is_secure(req),
+                ..d
+            }
+            .stop(Reason::AmbiguousPath, 400),
+        }
+    }
+
+    /// Steps 2 to 4 in one (effective) policy, after step 1.
+    fn steps(&self, req: &Request<'_>, mut d: Decision) -> Decision {
+        let client = d.client;
         // 2. Network rules. An unknown client is denied whatever the rules.
         let deny_status = self.network.as_ref().map_or(403, |n| n.deny_status);
         let Some(ip) = client.ip else {
@@ -301,6 +338,7 @@ impl Policy {
                 ip: None,
                 source: ClientSource::Peer,
             },
+            scope: None,
             step: Step::Forward,
             reason: Reason::Passed,
             secure,

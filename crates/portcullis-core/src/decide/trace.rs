@@ -9,8 +9,9 @@ use super::{Decision, Step, Verdict};
 
 impl Policy {
     /// The trace of a decision as one line: `verdict status step source
-    /// client rule`, e.g. `deny 403 network peer 10.0.0.9 default`. The rule
-    /// name comes last since it may contain spaces. [`Trace::parse`] reads it.
+    /// client scope rule`, e.g. `deny 403 network peer 10.0.0.9 - default`
+    /// (`-`: no scope applied). The rule name comes last since it may
+    /// contain spaces. [`Trace::parse`] reads it.
     pub fn trace(&self, d: &Decision) -> String {
         let mut s = String::new();
         self.trace_into(d, &mut s);
@@ -46,9 +47,14 @@ impl Policy {
             None => s.push_str("unknown"),
         }
         s.push(' ');
-        s.push_str(self.rule_name(d.rule));
+        s.push_str(self.scope_name(d.scope).unwrap_or(NO_SCOPE));
+        s.push(' ');
+        s.push_str(self.scoped(d.scope).rule_name(d.rule));
     }
 }
+
+/// The trace's word for "no scope applied" (never a scope's name).
+pub const NO_SCOPE: &str = "-";
 
 /// Appends a number in decimal.
 fn push_u32(s: &mut String, mut n: u32) {
@@ -83,6 +89,8 @@ pub struct Trace {
     pub source: String,
     /// Client address or `unknown`.
     pub client_ip: String,
+    /// Scope name, or [`NO_SCOPE`].
+    pub scope: String,
     /// Rule name or `default`.
     pub rule: String,
 }
@@ -90,13 +98,14 @@ pub struct Trace {
 impl Trace {
     /// Parses a trace line.
     pub fn parse(s: &str) -> Option<Trace> {
-        let mut it = s.splitn(6, ' ');
+        let mut it = s.splitn(7, ' ');
         Some(Trace {
             verdict: Verdict::from_word(it.next()?)?,
             status: it.next()?.parse().ok()?,
             step: Step::from_word(it.next()?)?,
             source: String::from(it.next()?),
             client_ip: String::from(it.next()?),
+            scope: String::from(it.next()?),
             rule: String::from(it.next()?),
         })
     }

@@ -16,8 +16,11 @@ use crate::json::{self, Value};
 use crate::matcher::Table;
 use crate::words::words;
 
+pub mod scope;
 pub mod syntax;
 mod validate;
+
+pub use scope::{HostPattern, PathPattern, Restated, Scope};
 
 pub use crate::rule::{Access, PortSet, Protocol, Rule};
 use syntax::is_name;
@@ -194,6 +197,9 @@ pub struct Policy {
     pub hsts: Option<Hsts>,
     /// Address groups by name, resolved.
     pub address_groups: BTreeMap<String, AddrSet>,
+    /// Scopes in document order, each with its effective policy (empty in
+    /// an effective policy itself).
+    pub scopes: Vec<Scope>,
 }
 
 impl Policy {
@@ -235,18 +241,34 @@ impl Policy {
         Policy::validate(value, text)?.compile()
     }
 
-    /// Compiles the network rules into the matcher.
+    /// Compiles the network rules into the matcher (the top level's and
+    /// each scope's own), then works out each scope's effective policy.
     fn compile(mut self) -> Result<Policy, Problems> {
-        if let Some(net) = &mut self.network {
-            net.table = Table::build(&net.rules).map_err(|error| {
-                Problems(alloc::vec![Problem {
-                    path: String::from("network.rules"),
+        fn build(net: &mut Network, path: String, problems: &mut Vec<Problem>) {
+            match Table::build(&net.rules) {
+                Ok(t) => net.table = t,
+                Err(error) => problems.push(Problem {
+                    path,
                     line: net.rules_at.0,
                     column: net.rules_at.1,
                     error,
-                }])
-            })?;
+                }),
+            }
         }
+        let mut problems = Vec::new();
+        if let Some(net) = &mut self.network {
+            build(net, String::from("network.rules"), &mut problems);
+        }
+        for (i, s) in self.scopes.iter_mut().enumerate() {
+            if let Some(net) = &mut s.policy.network {
+                let path = alloc::format!("scopes[{i}].network.rules");
+                build(net, path, &mut problems);
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Problems(problems));
+        }
+        self.merge_scopes();
         Ok(self)
     }
 

@@ -5,7 +5,8 @@
 //! `read`, and each section of the document has its own file:
 //! `addresses` (address groups and address specs), `client_ip`, `network`
 //! (rules, ports, the deny reply), `https` (`https_only`, `hsts`) and
-//! `headers` (header ops and `require_headers`). The top level is here.
+//! `headers` (header ops and `require_headers`), `scopes`. The top level
+//! is here.
 
 use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};
@@ -24,6 +25,7 @@ mod headers;
 mod https;
 mod network;
 mod read;
+mod scopes;
 
 impl Policy {
     /// Every check but the matcher's own bound.
@@ -108,6 +110,7 @@ const TOP: &[&str] = &[
     "request_headers",
     "response_headers",
     "hsts",
+    "scopes",
 ];
 
 impl<'t> Validator<'t> {
@@ -175,7 +178,12 @@ impl<'t> Validator<'t> {
             Some(h) => self.hsts(h).map(Some),
             None => Some(None),
         };
+        let scopes = match f.get("scopes") {
+            Some(s) => self.scopes(s, &groups, client_ip.as_ref(), &f),
+            None => Some(Vec::new()),
+        };
         Some(Policy {
+            scopes: scopes?,
             name: name?,
             client_ip: client_ip?,
             network: network?,
