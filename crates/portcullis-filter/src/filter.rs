@@ -22,6 +22,14 @@ const PLUGIN_NAME: &[u8] = b"plugin_name";
 /// Where the trace goes: Envoy stores it as filter state `wasm.portcullis.trace`.
 pub const TRACE_PROPERTY: &[u8] = b"portcullis.trace";
 
+/// A scope's counters.
+struct ScopeCounters {
+    /// allowed, denied, redirected.
+    verdicts: [Option<u32>; 3],
+    /// Its own rules and `default`, when it states `network`.
+    rules: Option<(Vec<Option<u32>>, Option<u32>)>,
+}
+
 /// Everything the HTTP contexts share: the compiled policy and its counters.
 struct Shared {
     policy: Policy,
@@ -32,6 +40,8 @@ struct Shared {
     rules: Vec<Option<u32>>,
     /// Counter id for `default`.
     default_rule: Option<u32>,
+    /// Counter ids per scope (by index into `scopes`).
+    scopes: Vec<ScopeCounters>,
     /// Whether the host wants debug logs (read once per configuration).
     debug: bool,
     /// The trace line, reused from request to request (one VM thread).
@@ -51,7 +61,26 @@ impl Shared {
             }
             id
         };
+        let scopes = (0..policy.scopes.len())
+            .map(|s| ScopeCounters {
+                verdicts: Verdict::ALL.map(|v| define(stats::scope_verdict(&policy, s, v))),
+                rules: stats::own_rules(&policy, s).then(|| {
+                    let n = policy
+                        .scoped(Some(s))
+                        .network
+                        .as_ref()
+                        .map_or(0, |n| n.rules.len());
+                    (
+                        (0..n)
+                            .map(|i| define(stats::scope_rule(&policy, s, Some(i))))
+                            .collect(),
+                        define(stats::scope_rule(&policy, s, None)),
+                    )
+                }),
+            })
+            .collect();
         Shared {
+            scopes,
             needs: policy.inputs(),
             verdicts: Verdict::ALL.map(|v| define(stats::verdict(&policy, v))),
             rules: (0..rules)
@@ -66,11 +95,17 @@ impl Shared {
 
     fn count(&self, d: &Decision) {
         let v = d.verdict.index();
-        let rule = match d.rule {
-            Some(i) => self.rules.get(i).copied().flatten(),
-            None => self.default_rule,
+        let scope = d.scope.and_then(|s| self.scopes.get(s));
+        let (rules, default) = match scope.and_then(|s| s.rules.as_ref()) {
+            Some((rules, default)) => (rules, *default),
+            None => (&self.rules, self.default_rule),
         };
-        for id in [self.verdicts.get(v).copied().flatten(), rule]
+        let rule = match d.rule {
+            Some(i) => rules.get(i).copied().flatten(),
+            None => default,
+        };
+        let in_scope = scope.and_then(|s| s.verdicts.get(v).copied().flatten());
+        for id in [self.verdicts.get(v).copied().flatten(), rule, in_scope]
             .into_iter()
             .flatten()
         {
@@ -151,8 +186,13 @@ fn policy_label(bytes: &[u8]) -> String {
 enum Respond {
     /// Nothing (no request seen, or our own local reply).
     No,
-    /// Apply the response edits of a forwarded request.
-    Edit { secure: bool },
+    /// Apply the response edits of a forwarded request (of its scope).
+    Edit {
+        /// Whether HSTS applies.
+        secure: bool,
+        /// The decision's scope.
+        scope: Option<usize>,
+    },
 }
 
 /// One HTTP stream.
@@ -287,9 +327,12 @@ impl Http {
             }
             None => {
                 let mut edits = Vec::new();
-                policy.request_edits(&headers, &mut edits);
+                policy.scoped(d.scope).request_edits(&headers, &mut edits);
                 apply(host::REQUEST_HEADERS, &edits);
-                self.respond = Respond::Edit { secure: d.secure };
+                self.respond = Respond::Edit {
+                    secure: d.secure,
+                    scope: d.scope,
+                };
                 Action::Continue
             }
         }
@@ -322,10 +365,11 @@ impl HttpContext for Http {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let (Respond::Edit { secure }, Some(shared)) = (self.respond, self.shared.as_ref()) else {
+        let (Respond::Edit { secure, scope }, Some(shared)) = (self.respond, self.shared.as_ref())
+        else {
             return Action::Continue;
         };
-        let policy = &shared.policy;
+        let policy = shared.policy.scoped(scope);
         let headers = if shared.needs.response_headers {
             HeaderMap::parse(host::header_map(host::RESPONSE_HEADERS).unwrap_or_default())
         } else {

@@ -17,7 +17,7 @@
 //! filter's own local replies already carry them.
 //!
 //! Observability:
-//! - the trace line (`verdict status step source client rule`) is set as the
+//! - the trace line (`verdict status step source client scope rule`) is set as the
 //!   property `portcullis.trace`, which Envoy keeps as filter state
 //!   `wasm.portcullis.trace`: an access log prints it with
 //!   `%FILTER_STATE(wasm.portcullis.trace:PLAIN)%`; the same line is logged at
@@ -25,7 +25,11 @@
 //!   at configuration time;
 //! - counters `portcullis.<policy>.allowed|denied|redirected` and
 //!   `portcullis.<policy>.rule.<rule>` (`default` when no rule decided),
-//!   names sanitized by [`stats::segment`]. Envoy lists them in `/stats`
+//!   and for a request in a scope also
+//!   `portcullis.<policy>.scope.<scope>.allowed|denied|redirected` (a scope
+//!   with its own `network` counts its rules as
+//!   `portcullis.<policy>.scope.<scope>.rule.<rule>` instead of the top
+//!   level's), names sanitized by [`stats::segment`]. Envoy lists them in `/stats`
 //!   under its custom namespace (see `docs/filter.md`).
 //!
 //! Only the modules that do not touch the host build natively, so

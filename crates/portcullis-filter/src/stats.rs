@@ -47,8 +47,52 @@ pub fn rule(policy: &Policy, rule: Option<usize>) -> String {
     )
 }
 
+/// The prefix of a scope's counters: `portcullis.<policy>.scope.<scope>`.
+fn scope_prefix(policy: &Policy, scope: usize) -> String {
+    format!(
+        "portcullis.{}.scope.{}",
+        segment(&policy.name),
+        segment(policy.scope_name(Some(scope)).unwrap_or("_"))
+    )
+}
+
+/// The counter for a verdict in a scope (by index into `scopes`):
+/// `portcullis.<policy>.scope.<scope>.allowed|denied|redirected`. The
+/// policy-wide verdict counters count the request too.
+pub fn scope_verdict(policy: &Policy, scope: usize, v: Verdict) -> String {
+    let word = match v {
+        Verdict::Forward => "allowed",
+        Verdict::Deny => "denied",
+        Verdict::Redirect => "redirected",
+    };
+    format!("{}.{word}", scope_prefix(policy, scope))
+}
+
+/// The counter for a rule of a scope's own `network` (or its `default`):
+/// `portcullis.<policy>.scope.<scope>.rule.<rule>`. A scope that inherits
+/// the top level's `network` counts its rules in the top level's
+/// `portcullis.<policy>.rule.<rule>`.
+pub fn scope_rule(policy: &Policy, scope: usize, rule: Option<usize>) -> String {
+    format!(
+        "{}.rule.{}",
+        scope_prefix(policy, scope),
+        segment(policy.scoped(Some(scope)).rule_name(rule))
+    )
+}
+
+/// Whether a scope's rules are its own (it states `network`), so they are
+/// counted under the scope.
+pub fn own_rules(policy: &Policy, scope: usize) -> bool {
+    policy
+        .scopes
+        .get(scope)
+        .is_some_and(|s| s.restated.network && s.policy.network.is_some())
+}
+
 /// Every counter a policy defines, in the order the filter defines them:
-/// the three verdicts, each rule by index, then `default`.
+/// the three verdicts, each rule by index, then `default`; then for each
+/// scope its three verdicts and, when it has its own `network`, its rules
+/// and `default`.
 pub fn all(policy: &Policy) -> Vec<String> {
     let rules = policy.network.as_ref().map_or(0, |n| n.rules.len());
     let mut v = vec![
@@ -58,6 +102,18 @@ pub fn all(policy: &Policy) -> Vec<String> {
     ];
     v.extend((0..rules).map(|i| rule(policy, Some(i))));
     v.push(rule(policy, None));
+    for s in 0..policy.scopes.len() {
+        v.extend(Verdict::ALL.map(|x| scope_verdict(policy, s, x)));
+        if own_rules(policy, s) {
+            let n = policy
+                .scoped(Some(s))
+                .network
+                .as_ref()
+                .map_or(0, |n| n.rules.len());
+            v.extend((0..n).map(|i| scope_rule(policy, s, Some(i))));
+            v.push(scope_rule(policy, s, None));
+        }
+    }
     v
 }
 
@@ -88,6 +144,34 @@ mod tests {
                 "portcullis.functions-behind-apim.redirected",
                 "portcullis.functions-behind-apim.rule.allow-apim",
                 "portcullis.functions-behind-apim.rule.default",
+            ]
+        );
+    }
+
+    #[test]
+    fn scope_names() {
+        let p = Policy::parse(
+            br#"{"name":"gw","network":{"rules":[{"name":"a","priority":100,"access":"allow","source":["*"]}]},
+                "scopes":[{"name":"orders.api","match":{"paths":["/o/*"]}},
+                          {"name":"admin","match":{"paths":["/admin/*"]},"network":{"rules":[{"name":"mgmt","priority":100,"access":"allow","source":["10.0.0.0/8"]}]}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            all(&p),
+            [
+                "portcullis.gw.allowed",
+                "portcullis.gw.denied",
+                "portcullis.gw.redirected",
+                "portcullis.gw.rule.a",
+                "portcullis.gw.rule.default",
+                "portcullis.gw.scope.orders_api.allowed",
+                "portcullis.gw.scope.orders_api.denied",
+                "portcullis.gw.scope.orders_api.redirected",
+                "portcullis.gw.scope.admin.allowed",
+                "portcullis.gw.scope.admin.denied",
+                "portcullis.gw.scope.admin.redirected",
+                "portcullis.gw.scope.admin.rule.mgmt",
+                "portcullis.gw.scope.admin.rule.default",
             ]
         );
     }
