@@ -5,7 +5,8 @@
 # X-Forwarded-For, non-UTF-8 header values, headers near and over Envoy's
 # limits, repeated headers), every response checked against portcullis-core's
 # decision for that exact request, the policy swapped A <-> B through ECDS
-# every 15 % of the run. Not part of ./build.sh test (it is long).
+# every 15 % of the run. Not part of ./build.sh test (it is long). The
+# generator is crates/portcullis-soak (binary portcullis-soak).
 #
 #   scripts/soak.sh                         1,000,000 requests (budget 600 s)
 #   scripts/soak.sh quick                   20,000 requests (smoke check)
@@ -46,7 +47,7 @@ export PORTCULLIS_ENVOY
 
 # --- build (incremental: cheap when nothing changed)
 scripts/build-filter.sh
-cargo build -q --release -p portcullis-e2e --bin portcullis-soak
+cargo build -q --release -p portcullis-soak --bin portcullis-soak
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 
 # --- run

@@ -1,4 +1,5 @@
-//! A loopback stand-in for an Azure Functions app (plain HTTP/1.1, std only).
+//! A loopback stand-in for an Azure Functions app (plain HTTP/1.1 through
+//! [`crate::http1`]).
 //!
 //! By default it answers like Functions does: `Server: Microsoft-IIS/10.0`,
 //! `X-Powered-By: ASP.NET`, `X-AspNet-Version: 4.0.30319`, and, when built
@@ -9,7 +10,7 @@
 //! recorded (by case id, and in arrival order).
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -17,9 +18,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::config::CASE_HEADER;
+use crate::http1::{self, Framing, Reader};
 
 /// Header list: names as received, values as bytes.
-pub type Headers = Vec<(String, Vec<u8>)>;
+pub use crate::http1::Headers;
 
 /// What the backend saw of one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,69 +174,22 @@ impl Drop for Backend {
     }
 }
 
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        201 => "Created",
-        204 => "No Content",
-        301 => "Moved Permanently",
-        302 => "Found",
-        304 => "Not Modified",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        _ => "Status",
-    }
-}
+/// Most headers a request may carry before the connection is dropped.
+const MAX_HEADERS: usize = 500;
 
-fn trim(b: &[u8]) -> &[u8] {
-    let start = b
-        .iter()
-        .position(|c| *c != b' ' && *c != b'\t')
-        .unwrap_or(b.len());
-    let end = b
-        .iter()
-        .rposition(|c| *c != b' ' && *c != b'\t' && *c != b'\r' && *c != b'\n')
-        .map_or(start, |e| e + 1);
-    b.get(start..end.max(start)).unwrap_or_default()
-}
-
-/// Reads one request head; `None` at EOF or on garbage.
-fn read_head(r: &mut BufReader<TcpStream>) -> Option<Seen> {
-    let mut line = Vec::new();
-    if r.read_until(b'\n', &mut line).ok()? == 0 {
+/// Reads one request (head and body, the body dropped); `None` at EOF or
+/// on garbage.
+fn read_request(r: &mut Reader<TcpStream>) -> Option<Seen> {
+    let head = r.read_head().ok()??;
+    if head.headers.len() > MAX_HEADERS {
         return None;
     }
-    let text = String::from_utf8_lossy(trim(&line)).into_owned();
-    let mut parts = text.split(' ');
-    let method = parts.next()?.to_owned();
-    let path = parts.next()?.as_bytes().to_vec();
-    let mut headers = Vec::new();
-    loop {
-        line.clear();
-        if r.read_until(b'\n', &mut line).ok()? == 0 {
-            return None;
-        }
-        let l = trim(&line);
-        if l.is_empty() {
-            break;
-        }
-        let colon = l.iter().position(|c| *c == b':')?;
-        let name = String::from_utf8_lossy(l.get(..colon)?).into_owned();
-        let value = trim(l.get(colon + 1..)?).to_vec();
-        headers.push((name, value));
-        if headers.len() > 500 {
-            return None;
-        }
-    }
+    let (method, path) = head.request_line().ok()?;
+    r.read_body(Framing::of_request(&head).ok()?).ok()?;
     Some(Seen {
         method,
         path,
-        headers,
+        headers: head.headers,
     })
 }
 
@@ -244,45 +199,14 @@ fn header<'a>(h: &'a Headers, name: &str) -> Option<&'a [u8]> {
         .map(|(_, v)| v.as_slice())
 }
 
-/// Reads and drops the request body.
-fn skip_body(r: &mut BufReader<TcpStream>, h: &Headers) -> Option<()> {
-    if let Some(te) = header(h, "transfer-encoding") {
-        if te.eq_ignore_ascii_case(b"chunked") {
-            loop {
-                let mut line = Vec::new();
-                r.read_until(b'\n', &mut line).ok()?;
-                let size_text = String::from_utf8_lossy(trim(&line)).into_owned();
-                let size_hex = size_text.split(';').next()?.trim();
-                let size = u64::from_str_radix(size_hex, 16).ok()?;
-                if size == 0 {
-                    // Trailers up to the empty line.
-                    loop {
-                        line.clear();
-                        r.read_until(b'\n', &mut line).ok()?;
-                        if trim(&line).is_empty() {
-                            return Some(());
-                        }
-                    }
-                }
-                std::io::copy(&mut r.by_ref().take(size + 2), &mut std::io::sink()).ok()?;
-            }
-        }
-    }
-    if let Some(cl) = header(h, "content-length") {
-        let n: u64 = String::from_utf8_lossy(cl).trim().parse().ok()?;
-        std::io::copy(&mut r.by_ref().take(n), &mut std::io::sink()).ok()?;
-    }
-    Some(())
-}
-
 fn serve(conn: TcpStream, shared: &Shared) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(120)));
     let Ok(mut out) = conn.try_clone() else {
         return;
     };
-    let mut r = BufReader::new(conn);
-    while let Some(seen) = read_head(&mut r) {
-        if shared.stop.load(Ordering::SeqCst) || skip_body(&mut r, &seen.headers).is_none() {
+    let mut r = Reader::new(conn);
+    while let Some(seen) = read_request(&mut r) {
+        if shared.stop.load(Ordering::SeqCst) {
             break;
         }
         let case =
@@ -322,27 +246,7 @@ fn serve(conn: TcpStream, shared: &Shared) {
                 }
             }
         };
-        let no_body = head || status == 204 || status == 304 || status < 200;
-        let mut msg = format!("HTTP/1.1 {status} {}\r\n", reason(status)).into_bytes();
-        for (n, v) in &headers {
-            if n.eq_ignore_ascii_case("content-length") || n.eq_ignore_ascii_case("connection") {
-                continue;
-            }
-            msg.extend_from_slice(n.as_bytes());
-            msg.extend_from_slice(b": ");
-            msg.extend_from_slice(v);
-            msg.extend_from_slice(b"\r\n");
-        }
-        if !(status == 204 || status == 304 || status < 200) {
-            msg.extend_from_slice(format!("content-length: {}\r\n", body.len()).as_bytes());
-        }
-        if close {
-            msg.extend_from_slice(b"connection: close\r\n");
-        }
-        msg.extend_from_slice(b"\r\n");
-        if !no_body {
-            msg.extend_from_slice(&body);
-        }
+        let msg = http1::response(status, &headers, &body, head, close);
         if out.write_all(&msg).is_err() || close {
             break;
         }

@@ -3,13 +3,17 @@
 //! `--interface 127.x.y.z` picks the client address (every 127/8 address is a
 //! distinct peer on loopback), header values are passed as raw bytes (they
 //! need not be UTF-8), `-k` accepts the self-signed test certificate, and
-//! `--noproxy '*'` keeps proxies out of loopback traffic.
+//! `--noproxy '*'` keeps proxies out of loopback traffic. curl's head dump
+//! is read by [`crate::http1::parse_head`], and the response is an
+//! [`http1::Response`] like every other client's in the harness.
 
 use std::ffi::OsString;
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
 use std::process::Command;
+
+use crate::http1;
 
 /// The HTTP version a request uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,37 +77,9 @@ impl ClientRequest {
     }
 }
 
-/// What the client saw.
-#[derive(Debug, Clone, Default)]
-pub struct ClientResponse {
-    /// Status.
-    pub status: u16,
-    /// `HTTP/1.1` or `HTTP/2`.
-    pub version: String,
-    /// Headers as received, names lowercased.
-    pub headers: Vec<(String, Vec<u8>)>,
-    /// Body.
-    pub body: Vec<u8>,
-}
-
-impl ClientResponse {
-    /// Every value of a header (name lowercase).
-    pub fn values(&self, name: &str) -> Vec<&[u8]> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, v)| v.as_slice())
-            .collect()
-    }
-
-    /// The only value of a header, as text.
-    pub fn one(&self, name: &str) -> Option<String> {
-        match self.values(name).as_slice() {
-            [v] => Some(String::from_utf8_lossy(v).into_owned()),
-            _ => None,
-        }
-    }
-}
+/// What the client saw (status, `HTTP/1.1` or `HTTP/2`, headers with names
+/// lowercased, body).
+pub type ClientResponse = http1::Response;
 
 fn header_arg(name: &str, value: &[u8]) -> OsString {
     let mut b = name.as_bytes().to_vec();
@@ -117,35 +93,19 @@ fn header_arg(name: &str, value: &[u8]) -> OsString {
     OsString::from_vec(b)
 }
 
-/// Status, HTTP version and headers of a response head.
-type Head = (u16, String, Vec<(String, Vec<u8>)>);
-
 /// Parses the head dump of `curl -D`: the last response block wins
 /// (skipping `100 Continue` and the like).
-fn parse_head(dump: &[u8]) -> Option<Head> {
-    let mut last = None;
-    let mut cur: Option<Head> = None;
-    for raw in dump.split(|b| *b == b'\n') {
-        let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+fn parse_dump(dump: &[u8]) -> Option<http1::Head> {
+    let mut starts: Vec<usize> = Vec::new();
+    let mut at = 0;
+    for line in dump.split_inclusive(|b| *b == b'\n') {
         if line.starts_with(b"HTTP/") {
-            if let Some(c) = cur.take() {
-                last = Some(c);
-            }
-            let text = String::from_utf8_lossy(line).into_owned();
-            let mut it = text.split_whitespace();
-            let version = it.next()?.to_owned();
-            let status = it.next()?.parse().ok()?;
-            cur = Some((status, version, Vec::new()));
-        } else if let Some(c) = cur.as_mut() {
-            if let Some(i) = line.iter().position(|b| *b == b':') {
-                let name = String::from_utf8_lossy(line.get(..i)?).to_ascii_lowercase();
-                let v = line.get(i + 1..)?;
-                let v = v.strip_prefix(b" ").unwrap_or(v);
-                c.2.push((name, v.to_vec()));
-            }
+            starts.push(at);
         }
+        at += line.len();
     }
-    cur.or(last)
+    let last = dump.get(*starts.last()?..)?;
+    http1::parse_head(last).ok()
 }
 
 /// Sends a request with curl; scratch files go to `dir`.
@@ -216,12 +176,13 @@ pub fn send(dir: &Path, req: &ClientRequest) -> Result<ClientResponse, String> {
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
-    let (status, version, headers) =
-        parse_head(&dump).ok_or_else(|| format!("curl {url}: no response head"))?;
-    Ok(ClientResponse {
+    let head = parse_dump(&dump).ok_or_else(|| format!("curl {url}: no response head"))?;
+    let (version, status) = head.status().map_err(|e| format!("curl {url}: {e}"))?;
+    Ok(http1::Response::new(
         status,
         version,
-        headers,
-        body: data,
-    })
+        head.headers,
+        data,
+        false,
+    ))
 }

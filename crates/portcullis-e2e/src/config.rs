@@ -12,7 +12,7 @@
 //!   (`server_header_transformation: PASS_THROUGH`; the policy removes it), and
 //!   a router that adds no `x-envoy-*` headers (`suppress_envoy_headers`);
 //! - the Portcullis filter (`envoy.filters.http.wasm`, V8, the `.wasm` from a
-//!   local file), with the policy JSON inline as its plugin configuration (a
+//!   local file or fetched by URL with its SHA-256, see [`crate::module`]), with the policy JSON inline as its plugin configuration (a
 //!   `google.protobuf.StringValue`), or discovered from a file (ECDS,
 //!   [`Filter::Discovered`]) so it can be replaced without a restart;
 //! - an access log line per request carrying the filter's decision trace
@@ -26,6 +26,8 @@
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+
+use crate::module::Module;
 
 /// The access-log command operator that prints the filter's trace line
 /// (`verdict status step source client scope rule`, see `portcullis_core::Trace`).
@@ -122,8 +124,9 @@ pub struct EnvoyConfig {
     pub listeners: Vec<Listener>,
     /// Upstream.
     pub upstream: Upstream,
-    /// The filter's `.wasm` file.
-    pub wasm: PathBuf,
+    /// The filter module (a local file or fetched by URL with its SHA-256)
+    /// and its VM's environment variables.
+    pub module: Module,
     /// Access log.
     pub access_log: AccessLog,
 }
@@ -167,16 +170,11 @@ config:
   # A crashed VM fails closed: requests get a 503, never an unchecked pass.
   failure_policy: FAIL_CLOSED
   vm_config:
-    vm_id: portcullis
-    runtime: envoy.wasm.runtime.v8
-    code:
-      local:
-        filename: {wasm}
-  configuration:
+{vm}  configuration:
     "@type": type.googleapis.com/google.protobuf.StringValue
     value: {policy}
 "#,
-            wasm = yaml_str(&self.wasm.to_string_lossy()),
+            vm = indent(&self.module.render_vm_config(), 4),
             policy = yaml_str(policy),
         )
     }
@@ -228,8 +226,10 @@ config:
         }
     }
 
-    fn listener(&self, l: &Listener) -> String {
-        let filter = match &l.filter {
+    /// One `http_filters` entry (YAML list item, unindented): the Wasm
+    /// filter inline, or its ECDS `config_discovery` stanza.
+    pub fn render_http_filter(&self, filter: &Filter) -> String {
+        match filter {
             Filter::Inline { policy } => format!(
                 "- name: portcullis\n  typed_config:\n{}",
                 indent(&self.wasm_filter_config(policy), 4)
@@ -256,7 +256,11 @@ config:
                     dir = yaml_str(&dir),
                 )
             }
-        };
+        }
+    }
+
+    fn listener(&self, l: &Listener) -> String {
+        let filter = self.render_http_filter(&l.filter);
         let tls = match &l.tls {
             None => String::new(),
             Some(files) => format!(
@@ -386,6 +390,9 @@ config:
         }
         out.push_str("  clusters:\n");
         out.push_str(&indent(&self.cluster(), 2));
+        if let Some(c) = self.module.render_cluster() {
+            out.push_str(&indent(&c, 2));
+        }
         out
     }
 }
@@ -428,7 +435,7 @@ pub fn deploy_example(policy: &str) -> EnvoyConfig {
             host: "func-orders.azurewebsites.net".into(),
             port: 443,
         },
-        wasm: PathBuf::from("/etc/envoy/portcullis_filter.wasm"),
+        module: Module::local("/etc/envoy/portcullis_filter.wasm"),
         access_log: AccessLog::Stdout,
     }
 }

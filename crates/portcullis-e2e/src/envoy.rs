@@ -7,14 +7,13 @@
 //! process killed outright does not leave it behind.
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::paths;
+use crate::{http1, net, paths};
 
 /// How long Envoy may take to become ready before a start counts as failed.
 /// This is a failure deadline, not a wait: readiness is polled.
@@ -60,56 +59,10 @@ impl std::fmt::Display for StartError {
     }
 }
 
-/// A minimal HTTP/1.1 GET against the admin interface: (status, body).
+/// A GET against the admin interface: (status, body).
 pub fn admin_get(admin: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&admin, Duration::from_secs(5))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf)?;
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse::<u16>().ok())
-        .unwrap_or(0);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text.as_str(), ""));
-    let chunked = head.lines().any(|l| {
-        l.to_ascii_lowercase().starts_with("transfer-encoding:")
-            && l.to_ascii_lowercase().contains("chunked")
-    });
-    let body = if chunked {
-        dechunk(body)
-    } else {
-        body.to_owned()
-    };
-    Ok((status, body))
-}
-
-/// Decodes a chunked body (best effort: stops at the first malformed chunk).
-fn dechunk(mut rest: &str) -> String {
-    let mut out = String::new();
-    while let Some((size_line, after)) = rest.split_once("\r\n") {
-        let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16)
-            .unwrap_or(0);
-        if size == 0 {
-            break;
-        }
-        match (after.get(..size), after.get(size..)) {
-            (Some(chunk), Some(tail)) => {
-                out.push_str(chunk);
-                rest = tail.strip_prefix("\r\n").unwrap_or(tail);
-            }
-            _ => {
-                out.push_str(after);
-                break;
-            }
-        }
-    }
-    out
+    let r = http1::get(admin, path, "admin")?;
+    Ok((r.status, String::from_utf8_lossy(&r.body).into_owned()))
 }
 
 /// How Envoy is run.
@@ -121,6 +74,9 @@ pub struct Options {
     pub log_level: String,
     /// `--component-log-level`, if any.
     pub component_log_level: Option<String>,
+    /// Variables set in Envoy's environment (what `host_env_keys` hands to
+    /// the VM).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -131,6 +87,7 @@ impl Default for Options {
             concurrency: 1,
             log_level: "warning".into(),
             component_log_level: Some("wasm:debug,config:info".into()),
+            env: Vec::new(),
         }
     }
 }
@@ -179,6 +136,7 @@ impl Envoy {
             .args(["--file-flush-interval-msec", "20"])
             .arg("--admin-address-path")
             .arg(&admin_path)
+            .envs(options.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2);
@@ -196,7 +154,7 @@ impl Envoy {
             .map_err(|e| fail(format!("cannot run {}: {e}", bin.display())))?;
         let mut envoy = Envoy {
             child,
-            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin: net::any_port(),
             dir: dir.to_path_buf(),
             log_path,
             config_path,
@@ -328,6 +286,39 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Checks `config` with `envoy --mode validate` (config parsed and
+/// instantiated, no listener bound, nothing fetched): `Err` with Envoy's
+/// output when it refuses.
+pub fn validate(dir: &Path, config: &str) -> Result<(), String> {
+    let bin = paths::envoy_bin()?;
+    fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let file = dir.join("validate.yaml");
+    fs::write(&file, config).map_err(|e| format!("{}: {e}", file.display()))?;
+    let out = Command::new(&bin)
+        .args([
+            "--mode",
+            "validate",
+            "--disable-hot-restart",
+            "-l",
+            "warning",
+            "-c",
+        ])
+        .arg(&file)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "envoy --mode validate refused {}:\n{}{}",
+            file.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
 }
 
 /// Runs Envoy on a config that is expected to be refused and returns its log

@@ -23,6 +23,7 @@ use crate::backend::{Answer, Backend};
 use crate::client::{self, ClientRequest, Version};
 use crate::config::{AccessLog, EnvoyConfig, Filter, Listener, Upstream, CASE_HEADER};
 use crate::envoy::{Envoy, StartError};
+use crate::module::Module;
 use crate::translate::{self, Translation};
 use crate::{paths, tls};
 
@@ -179,7 +180,7 @@ impl Harness {
             admin: SocketAddr::from(([127, 0, 0, 1], 0)),
             listeners,
             upstream: Upstream::Static(backend.addr()),
-            wasm,
+            module: Module::local(wasm),
             access_log: AccessLog::JsonFile(access_log.clone()),
         };
         let envoy = Envoy::start(&dir, &config.render()).map_err(|e: StartError| e.to_string())?;

@@ -43,13 +43,15 @@
 //! byte for byte, and one local address used both with and without TLS.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use portcullis_core::addr::{self, AddrSet, Key, Tag};
 use portcullis_core::policy::parse_port_spec;
 use portcullis_core::testfile::Case;
 use portcullis_core::Transport;
 use serde_json::Value;
+
+use crate::net::free_port;
 
 /// One listener a translated file needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -381,35 +383,9 @@ pub fn stand_ins(
     map
 }
 
-/// A port free on every address in `ips` (bound and released), below the
-/// ephemeral range so no outgoing connection can take it before Envoy binds
-/// it, and never one this process handed out before (listeners of several files share one
-/// Envoy and are only bound when it starts).
-pub fn free_port(ips: &[Ipv4Addr]) -> Result<u16, String> {
-    static HANDED: std::sync::Mutex<BTreeSet<u16>> = std::sync::Mutex::new(BTreeSet::new());
-    let mut handed = HANDED.lock().unwrap_or_else(|e| e.into_inner());
-    // Ports below Linux's ephemeral range (32768-60999): an outgoing
-    // connection of another process (curl, Envoy's upstream) can never take
-    // one between this check and Envoy's bind. Each test process starts at
-    // its own offset so concurrent test binaries rarely probe the same port.
-    const LOW: u32 = 20_000;
-    const SPAN: u32 = 12_000;
-    let start = std::process::id().wrapping_mul(7919) % SPAN;
-    for i in 0..SPAN {
-        let port = u16::try_from(LOW + (start + i * 13) % SPAN).unwrap_or(0);
-        if port == 0 || handed.contains(&port) {
-            continue;
-        }
-        if ips.iter().all(|ip| TcpListener::bind((*ip, port)).is_ok()) {
-            handed.insert(port);
-            return Ok(port);
-        }
-    }
-    Err("no free port found".into())
-}
-
-/// Address literals written in a policy (kept away from stand-ins).
-fn literals_in(v: &Value, out: &mut BTreeSet<IpAddr>) {
+/// Address literals written in a policy (kept away from stand-ins; the
+/// demo gives each one a stand-in).
+pub fn literals_in(v: &Value, out: &mut BTreeSet<IpAddr>) {
     match v {
         Value::String(s) => {
             if let Ok(ip) = s.parse::<IpAddr>() {

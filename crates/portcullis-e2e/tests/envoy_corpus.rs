@@ -133,10 +133,10 @@ fn check_refused(wasm: &std::path::Path, p: &Prepared) -> (bool, Vec<String>) {
     let paths_expected = p.file.expect_policy_error.clone().unwrap_or_default();
     let dir = paths::scratch("refused");
     let config = portcullis_e2e::config::EnvoyConfig {
-        admin: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        admin: portcullis_e2e::net::any_port(),
         listeners: vec![portcullis_e2e::config::Listener {
             name: "plain".into(),
-            address: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            address: portcullis_e2e::net::any_port(),
             tls: None,
             filter: portcullis_e2e::config::Filter::Inline {
                 policy: p.policy.clone(),
@@ -146,7 +146,7 @@ fn check_refused(wasm: &std::path::Path, p: &Prepared) -> (bool, Vec<String>) {
             [127, 0, 0, 1],
             9,
         ))),
-        wasm: wasm.to_path_buf(),
+        module: portcullis_e2e::module::Module::local(wasm),
         access_log: portcullis_e2e::config::AccessLog::Stdout,
     };
     let err = match expect_refused(&dir, &config.render()) {

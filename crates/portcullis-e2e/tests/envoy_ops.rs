@@ -5,7 +5,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use portcullis_e2e::backend::Backend;
@@ -15,16 +14,16 @@ use portcullis_e2e::config::{
     DEPLOY_POLICY,
 };
 use portcullis_e2e::envoy::{expect_refused, Envoy};
+use portcullis_e2e::net::{self, free_port};
 use portcullis_e2e::paths;
 use portcullis_e2e::runner::require_tools;
-use portcullis_e2e::translate::free_port;
 
 fn config(wasm: &Path, backend: SocketAddr, listeners: Vec<Listener>) -> EnvoyConfig {
     EnvoyConfig {
-        admin: SocketAddr::from(([127, 0, 0, 1], 0)),
+        admin: net::any_port(),
         listeners,
         upstream: Upstream::Static(backend),
-        wasm: wasm.to_path_buf(),
+        module: portcullis_e2e::module::Module::local(wasm),
         access_log: AccessLog::Stdout,
     }
 }
@@ -74,10 +73,10 @@ fn wait_for(what: &str, deadline: Duration, mut f: impl FnMut() -> bool) {
 fn ecds_hot_update_changes_the_decision_without_restart() {
     let (_, wasm) = require_tools();
     let dir = paths::scratch("ecds");
-    let backend = Backend::start(SocketAddr::from(([127, 0, 0, 1], 0)), None).unwrap();
+    let backend = Backend::start(net::any_port(), None).unwrap();
     let ecds = dir.join("ecds").join("portcullis.yaml");
     std::fs::create_dir_all(ecds.parent().unwrap()).unwrap();
-    let listen = SocketAddr::from(([127, 0, 0, 1], free_port(&[Ipv4Addr::LOCALHOST]).unwrap()));
+    let listen = net::localhost(free_port(&[net::LOCALHOST]).unwrap());
     let cfg = config(
         &wasm,
         backend.addr(),
@@ -168,7 +167,7 @@ fn invalid_policy_makes_envoy_refuse_the_configuration() {
         SocketAddr::from(([127, 0, 0, 1], 9)),
         vec![Listener {
             name: "plain".into(),
-            address: SocketAddr::from(([127, 0, 0, 1], 0)),
+            address: net::any_port(),
             tls: None,
             filter: Filter::Inline { policy: bad.into() },
         }],
@@ -194,14 +193,9 @@ fn invalid_policy_makes_envoy_refuse_the_configuration() {
 fn a_real_ipv6_client_is_decided_on_its_ipv6_address() {
     let (_, wasm) = require_tools();
     let dir = paths::scratch("ipv6");
-    let backend = Backend::start(SocketAddr::from(([127, 0, 0, 1], 0)), None).unwrap();
-    let v6 = SocketAddr::from((Ipv6Addr::LOCALHOST, 0));
-    let port6 = std::net::TcpListener::bind(v6)
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let port4 = free_port(&[Ipv4Addr::LOCALHOST]).unwrap();
+    let backend = Backend::start(net::any_port(), None).unwrap();
+    let port6 = free_port(&[Ipv6Addr::LOCALHOST]).unwrap();
+    let port4 = free_port(&[net::LOCALHOST]).unwrap();
     let policy = r#"{"name": "v6", "network": {"rules": [
         {"name": "allow-v6-loopback", "priority": 100, "access": "allow", "source": ["::1/128"]}]}}"#;
     let listeners = vec![
@@ -215,7 +209,7 @@ fn a_real_ipv6_client_is_decided_on_its_ipv6_address() {
         },
         Listener {
             name: "v4".into(),
-            address: SocketAddr::from(([127, 0, 0, 1], port4)),
+            address: net::localhost(port4),
             tls: None,
             filter: Filter::Inline {
                 policy: policy.into(),
@@ -239,7 +233,7 @@ fn a_real_ipv6_client_is_decided_on_its_ipv6_address() {
         &dir,
         &ClientRequest::get(
             Ipv4Addr::LOCALHOST,
-            SocketAddr::from(([127, 0, 0, 1], port4)),
+            net::localhost(port4),
             false,
             "localhost",
         ),
@@ -266,31 +260,12 @@ fn deploy_config_is_current_and_valid() {
     );
     // Envoy accepts it (validate mode: no listeners bound, no DNS), with the
     // machine-specific paths pointed at this checkout.
-    let (envoy, wasm) = require_tools();
+    let (_, wasm) = require_tools();
     let cert = portcullis_e2e::tls::test_cert().unwrap();
     let local = have
         .replace("/etc/envoy/portcullis_filter.wasm", &wasm.to_string_lossy())
         .replace("/etc/envoy/tls/cert.pem", &cert.cert.to_string_lossy())
         .replace("/etc/envoy/tls/key.pem", &cert.key.to_string_lossy());
-    let dir = paths::scratch("deploy");
-    let file = dir.join("envoy.yaml");
-    std::fs::write(&file, local).unwrap();
-    let out = Command::new(envoy)
-        .args([
-            "--mode",
-            "validate",
-            "--disable-hot-restart",
-            "-l",
-            "warning",
-            "-c",
-        ])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "envoy --mode validate refused deploy/envoy/envoy.yaml:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    portcullis_e2e::envoy::validate(&paths::scratch("deploy"), &local)
+        .unwrap_or_else(|e| panic!("{e}"));
 }

@@ -6,7 +6,7 @@
 //! TLS protocol and cipher refusals, wasm stats after odd bytes.
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -375,11 +375,9 @@ fn layered_security_in_envoy() {
 #[test]
 fn backend_stand_in_behaves_like_azure_functions() {
     // No Envoy: the stand-in alone, through curl.
-    let b = portcullis_e2e::backend::Backend::start(
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-        Some(b"K-test"),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let b =
+        portcullis_e2e::backend::Backend::start(portcullis_e2e::net::any_port(), Some(b"K-test"))
+            .unwrap_or_else(|e| panic!("{e}"));
     let dir = paths::scratch("backend");
     let no_key = send(
         &dir,

@@ -18,20 +18,8 @@ use std::process::ExitCode;
 use portcullis_e2e::config::{
     deploy_example, AccessLog, EnvoyConfig, Filter, Listener, Upstream, DEPLOY_POLICY,
 };
-use portcullis_e2e::{paths, tls, translate};
-
-fn literals(v: &serde_json::Value, out: &mut BTreeSet<IpAddr>) {
-    match v {
-        serde_json::Value::String(s) => {
-            if let Ok(ip) = s.parse::<IpAddr>() {
-                out.insert(ip);
-            }
-        }
-        serde_json::Value::Array(a) => a.iter().for_each(|x| literals(x, out)),
-        serde_json::Value::Object(o) => o.values().for_each(|x| literals(x, out)),
-        _ => {}
-    }
-}
+use portcullis_e2e::module::Module;
+use portcullis_e2e::{net, paths, tls, translate};
 
 fn demo(policy_path: &str, out: &str, backend: &str) -> Result<(), String> {
     let text = std::fs::read_to_string(policy_path).map_err(|e| format!("{policy_path}: {e}"))?;
@@ -41,7 +29,7 @@ fn demo(policy_path: &str, out: &str, backend: &str) -> Result<(), String> {
         .map_err(|e| format!("backend {backend}: {e}"))?;
     let doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
     let mut lits = BTreeSet::new();
-    literals(&doc, &mut lits);
+    translate::literals_in(&doc, &mut lits);
     let peers: Vec<IpAddr> = lits.iter().copied().collect();
     let locals = [
         (SocketAddr::from(([127, 0, 0, 1], 80)), false),
@@ -64,10 +52,10 @@ fn demo(policy_path: &str, out: &str, backend: &str) -> Result<(), String> {
         })
         .collect();
     let config = EnvoyConfig {
-        admin: SocketAddr::from(([127, 0, 0, 1], 0)),
+        admin: net::any_port(),
         listeners,
         upstream: Upstream::Static(backend),
-        wasm,
+        module: Module::local(wasm),
         access_log: AccessLog::Stdout,
     };
     std::fs::write(out.join("envoy.yaml"), config.render()).map_err(|e| e.to_string())?;

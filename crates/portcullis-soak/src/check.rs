@@ -16,8 +16,8 @@ use std::net::SocketAddr;
 
 use portcullis_core::{apply_edits, Policy, Request, Transport, Verdict};
 
-use crate::backend::{azure_headers, OK_BODY};
-use crate::soak::http::Response;
+use portcullis_e2e::backend::{azure_headers, OK_BODY};
+use portcullis_e2e::http1::Response;
 
 /// Headers compared between the expected and the received response: every
 /// header the policies or the backend set or remove.
@@ -172,24 +172,24 @@ pub fn envoy_431(got: &Response) -> Result<(), String> {
 #[allow(clippy::panic, clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::soak::workload::{policy_json, HOST, KEY};
+    use crate::workload::{policy_json, HOST, KEY};
 
     fn policy(k: usize) -> Policy {
         Policy::parse(policy_json(k).as_bytes()).unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn response(e: &Expected) -> Response {
-        Response {
-            status: e.status,
-            headers: e
-                .headers
+        Response::new(
+            e.status,
+            "HTTP/1.1".into(),
+            e.headers
                 .iter()
-                .map(|(n, v)| (n.to_ascii_lowercase(), v.clone()))
+                .cloned()
                 .chain([("date".into(), b"now".to_vec())])
                 .collect(),
-            body: e.body.clone(),
-            close: false,
-        }
+            e.body.clone(),
+            false,
+        )
     }
 
     fn sent<'a>(peer: [u8; 4], tls: bool, headers: &'a Vec<(String, Vec<u8>)>) -> Sent<'a> {
@@ -252,15 +252,13 @@ mod tests {
         let plain = response(&expected(&a, &sent([127, 30, 1, 1], false, &h)));
         assert!(hardening(&plain, false, true, true).is_ok());
         // The backend's own headers never pass.
-        let raw = Response {
-            status: 200,
-            headers: azure_headers()
-                .into_iter()
-                .map(|(n, v)| (n.to_ascii_lowercase(), v))
-                .collect(),
-            body: OK_BODY.to_vec(),
-            close: false,
-        };
+        let raw = Response::new(
+            200,
+            "HTTP/1.1".into(),
+            azure_headers(),
+            OK_BODY.to_vec(),
+            false,
+        );
         assert!(hardening(&raw, false, true, true).is_err());
     }
 }

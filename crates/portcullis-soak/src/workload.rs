@@ -16,6 +16,8 @@
 
 use std::net::Ipv4Addr;
 
+use portcullis_e2e::{http1, net};
+
 /// The host the policies redirect to.
 pub const HOST: &str = "api.soak.test";
 /// The function key the policies require.
@@ -167,7 +169,7 @@ fn splitmix(mut x: u64) -> u64 {
 /// The `k`-th source address of caller range `range` for `thread`.
 pub fn source(range: u8, thread: usize, k: u8) -> Ipv4Addr {
     let t = u8::try_from(thread % 200).unwrap_or(0);
-    Ipv4Addr::new(127, range, t + 1, k % SOURCES_PER_RANGE + 1)
+    net::client(range, t + 1, k % SOURCES_PER_RANGE + 1)
 }
 
 fn filler(len: usize, salt: u64) -> Vec<u8> {
@@ -385,21 +387,12 @@ pub fn build(seed: u64, i: u64, thread: usize) -> Spec {
 impl Spec {
     /// The request as HTTP/1.1 bytes (keep-alive).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(256 + header_bytes(self));
-        out.extend_from_slice(self.method.as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(self.path.as_bytes());
-        out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
-        out.extend_from_slice(self.authority.as_bytes());
-        out.extend_from_slice(b"\r\n");
-        for (n, v) in &self.headers {
-            out.extend_from_slice(n.as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(v);
-            out.extend_from_slice(b"\r\n");
-        }
-        out.extend_from_slice(b"\r\n");
-        out
+        http1::request(
+            self.method,
+            &self.path,
+            self.authority.as_bytes(),
+            &self.headers,
+        )
     }
 }
 

@@ -1,0 +1,64 @@
+//! What a soak runs: read from the `SOAK_*` environment variables
+//! ([`Config::from_env`]); `scripts/soak.sh` documents them.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use portcullis_e2e::paths;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Requests to send.
+    pub requests: u64,
+    /// Load threads.
+    pub threads: usize,
+    /// Time budget: the load stops here even if not all requests were sent
+    /// (the run then fails its request-count check).
+    pub budget: Duration,
+    /// Swap the policy every this many percent of the requests.
+    pub swap_percent: u64,
+    /// Seed of the request mix.
+    pub seed: u64,
+    /// Envoy worker threads.
+    pub concurrency: u32,
+    /// Where the JSON summary goes.
+    pub json: PathBuf,
+}
+
+fn env_u64(name: &str, default: u64) -> Result<u64, String> {
+    match std::env::var(name) {
+        Err(_) => Ok(default),
+        Ok(v) => v
+            .replace('_', "")
+            .parse()
+            .map_err(|_| format!("{name}={v} is not a number")),
+    }
+}
+
+impl Config {
+    /// `SOAK_REQUESTS` (default 1000000), `SOAK_SECONDS` (time budget,
+    /// default 600), `SOAK_THREADS` (load threads, default 4, at most 64),
+    /// `SOAK_SWAP_PERCENT` (default 15), `SOAK_SEED` (default 1),
+    /// `SOAK_CONCURRENCY` (Envoy workers, 1 or 2; default 1 — the
+    /// swap-window proof needs one worker, see [`crate::swap`]), `SOAK_JSON`
+    /// (default `target/bench/soak.json`).
+    pub fn from_env() -> Result<Config, String> {
+        let concurrency = env_u64("SOAK_CONCURRENCY", 1)?;
+        if !(1..=2).contains(&concurrency) {
+            return Err("SOAK_CONCURRENCY must be 1 or 2".into());
+        }
+        let threads = env_u64("SOAK_THREADS", 4)?.clamp(1, 64);
+        Ok(Config {
+            requests: env_u64("SOAK_REQUESTS", 1_000_000)?,
+            threads: usize::try_from(threads).unwrap_or(4),
+            budget: Duration::from_secs(env_u64("SOAK_SECONDS", 600)?),
+            swap_percent: env_u64("SOAK_SWAP_PERCENT", 15)?,
+            seed: env_u64("SOAK_SEED", 1)?,
+            concurrency: u32::try_from(concurrency).unwrap_or(1),
+            json: std::env::var_os("SOAK_JSON")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| paths::target().join("bench").join("soak.json")),
+        })
+    }
+}

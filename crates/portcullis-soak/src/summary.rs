@@ -1,0 +1,242 @@
+//! What a soak run measured ([`Summary`]), its JSON form and the figures it
+//! prints.
+
+use serde_json::{json, Value};
+
+use crate::config::Config;
+use crate::swap::Swap;
+use crate::tally::{Tally, VERDICTS};
+use crate::workload::POLICY_NAMES;
+
+/// RSS samples needed before the growth check means anything.
+pub const MIN_RSS_SAMPLES: usize = 20;
+/// Largest RSS growth (percent, first to last quarter) that passes.
+pub const MAX_RSS_GROWTH_PERCENT: f64 = 5.0;
+
+/// One check of the run.
+#[derive(Debug, Clone)]
+pub struct CheckResult {
+    /// Name.
+    pub name: &'static str,
+    /// `Some(passed)`, or `None` when it cannot be judged (too short a run).
+    pub passed: Option<bool>,
+    /// Figures.
+    pub detail: String,
+}
+
+/// Everything a run measured.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// The configuration.
+    pub config: Config,
+    /// Load-thread counts plus probes.
+    pub tally: Tally,
+    /// Load duration.
+    pub seconds: f64,
+    /// Swaps done.
+    pub swaps: Vec<Swap>,
+    /// Swaps planned.
+    pub swaps_planned: usize,
+    /// Probe tally (part of `tally.decided`).
+    pub probes: u64,
+    /// RSS samples (seconds since load start, KiB).
+    pub rss: Vec<(f64, u64)>,
+    /// Non-zero wasm failure stats.
+    pub vm_failures: Vec<(String, u64)>,
+    /// Envoy's `wasm.*` stats at the end (VM counts, reloads, failures).
+    pub wasm_stats: Vec<(String, u64)>,
+    /// `wasmcustom.portcullis.*` verdict counters.
+    pub filter_counters: Vec<(String, u64)>,
+    /// ECDS counters.
+    pub ecds: Vec<(String, u64)>,
+    /// Problems of the run itself (start-up, swaps).
+    pub errors: Vec<String>,
+    /// Checks.
+    pub checks: Vec<CheckResult>,
+}
+
+/// Average of the first and last quarter of the samples, and the growth in percent.
+pub fn rss_quarters(samples: &[(f64, u64)]) -> Option<(f64, f64, f64)> {
+    let q = samples.len() / 4;
+    if q == 0 {
+        return None;
+    }
+    let avg = |s: &[(f64, u64)]| s.iter().map(|(_, k)| *k as f64).sum::<f64>() / s.len() as f64;
+    let first = avg(samples.get(..q)?);
+    let last = avg(samples.get(samples.len() - q..)?);
+    Some((first, last, (last - first) / first * 100.0))
+}
+
+impl Summary {
+    /// Checks passed and failed (unjudged ones in neither).
+    pub fn counts(&self) -> (usize, usize) {
+        let passed = self
+            .checks
+            .iter()
+            .filter(|c| c.passed == Some(true))
+            .count();
+        let failed = self
+            .checks
+            .iter()
+            .filter(|c| c.passed == Some(false))
+            .count();
+        (passed, failed)
+    }
+
+    /// Requests per second.
+    pub fn rps(&self) -> f64 {
+        self.tally.requests as f64 / self.seconds.max(0.001)
+    }
+
+    /// The JSON summary.
+    pub fn to_json(&self) -> Value {
+        let t = &self.tally;
+        let (passed, failed) = self.counts();
+        let rss = rss_quarters(&self.rss);
+        json!({
+            "requests": t.requests,
+            "requests_planned": self.config.requests,
+            "requests_tls": t.tls,
+            "seconds": self.seconds,
+            "rps": self.rps(),
+            "threads": self.config.threads,
+            "envoy_concurrency": self.config.concurrency,
+            "seed": self.config.seed,
+            "mismatches": t.mismatches,
+            "swap_violations": t.swap_violations,
+            "responses_in_swap_windows": t.in_window,
+            "hardening_failures": t.hardening,
+            "status_5xx": t.status_5xx,
+            "io_errors": t.io_errors,
+            "envoy_431": { "expected": t.envoy_431_expected, "seen": t.envoy_431_seen },
+            "vm_failures": self.vm_failures.iter().map(|(n, v)| json!({"stat": n, "value": v})).collect::<Vec<_>>(),
+            "rss_kib": {
+                "samples": self.rss.len(),
+                "first_quarter": rss.map(|r| r.0),
+                "last_quarter": rss.map(|r| r.1),
+                "growth_percent": rss.map(|r| r.2),
+                "min": self.rss.iter().map(|r| r.1).min(),
+                "max": self.rss.iter().map(|r| r.1).max(),
+                "series": self.rss.iter().map(|(t, k)| json!([(t * 10.0).round() / 10.0, k])).collect::<Vec<_>>(),
+            },
+            "wasm_stats": self.wasm_stats.iter().map(|(n, v)| (n.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
+            "swaps": self.swaps.iter().map(|s| json!({
+                "at_request": s.at_request, "to": s.to, "reload_ms": s.reload_ms as u64,
+                "in_force_ms": s.fence_ms as u64, "probes": s.probes,
+            })).collect::<Vec<_>>(),
+            "swaps_planned": self.swaps_planned,
+            "probes": self.probes,
+            "by_class": t.by_class,
+            "by_status": t.by_status.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+            "decisions": POLICY_NAMES.iter().enumerate().map(|(pi, n)| (n.to_string(), VERDICTS.iter().map(|(v, _)| (v.as_str().to_owned(), json!(t.decisions(pi, *v)))).collect::<serde_json::Map<_, _>>().into())).collect::<serde_json::Map<_, _>>(),
+            "filter_counters": self.filter_counters.iter().map(|(n, v)| (n.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
+            "ecds": self.ecds.iter().map(|(n, v)| (n.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
+            "examples": t.examples,
+            "errors": self.errors,
+            "checks": self.checks.iter().map(|c| json!({"name": c.name, "passed": c.passed, "detail": c.detail})).collect::<Vec<_>>(),
+            "passed": passed,
+            "failed": failed,
+        })
+    }
+}
+
+impl Summary {
+    /// Prints the figures and one line per check (PASS, FAIL or N/A).
+    pub fn print(&self) {
+        let s = self;
+        let t = &s.tally;
+        println!();
+        println!("== soak figures");
+        println!(
+            "requests        {} in {:.1} s ({:.0} req/s, {} load threads, Envoy --concurrency {})",
+            t.requests,
+            s.seconds,
+            s.rps(),
+            s.config.threads,
+            s.config.concurrency
+        );
+        println!(
+            "listeners       {} over TLS, {} plain",
+            t.tls,
+            t.requests - t.tls
+        );
+        let classes: Vec<String> = t.by_class.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        println!("classes         {}", classes.join(", "));
+        let statuses: Vec<String> = t
+            .by_status
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
+        println!("statuses        {}", statuses.join(", "));
+        println!("mismatches      {}", t.mismatches);
+        println!(
+            "swap violations {} ({} responses inside swap windows)",
+            t.swap_violations, t.in_window
+        );
+        println!("hardening       {} failures", t.hardening);
+        println!("5xx             {}", t.status_5xx);
+        println!(
+            "envoy 431       {} expected, {} seen",
+            t.envoy_431_expected, t.envoy_431_seen
+        );
+        println!("i/o errors      {}", t.io_errors);
+        println!(
+            "VM failures     {}",
+            if s.vm_failures.is_empty() {
+                "0".to_owned()
+            } else {
+                format!("{:?}", s.vm_failures)
+            }
+        );
+        match rss_quarters(&s.rss) {
+            Some((f, l, g)) => println!("Envoy RSS       first quarter {f:.0} KiB, last quarter {l:.0} KiB, growth {g:+.2}% ({} samples)", s.rss.len()),
+            None => println!("Envoy RSS       {} samples: too few for quarters", s.rss.len()),
+        }
+        println!(
+            "swaps           {} of {} planned, {} probes",
+            s.swaps.len(),
+            s.swaps_planned,
+            s.probes
+        );
+        for sw in &s.swaps {
+            println!(
+                "                at request {} -> {}: config_reload {} ms, in force {} ms",
+                sw.at_request, sw.to, sw.reload_ms, sw.fence_ms
+            );
+        }
+        for e in &t.examples {
+            println!("example         {e}");
+        }
+        for e in &s.errors {
+            println!("error           {e}");
+        }
+        println!();
+        println!("== checks");
+        for c in &s.checks {
+            let mark = match c.passed {
+                Some(true) => "PASS",
+                Some(false) => "FAIL",
+                None => "N/A ",
+            };
+            println!("{mark} {}: {}", c.name, c.detail);
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::panic, clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rss_quarters_measure_growth() {
+        let flat: Vec<(f64, u64)> = (0..40).map(|i| (f64::from(i), 1000)).collect();
+        assert_eq!(rss_quarters(&flat).map(|r| r.2), Some(0.0));
+        let growing: Vec<(f64, u64)> = (0..40)
+            .map(|i| (f64::from(i), 1000 + 10 * i as u64))
+            .collect();
+        let (f, l, g) = rss_quarters(&growing).unwrap();
+        assert!(l > f && g > 25.0, "{f} {l} {g}");
+        assert_eq!(rss_quarters(&flat[..3]), None);
+    }
+}
