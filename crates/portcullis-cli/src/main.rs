@@ -100,8 +100,12 @@ fn check(args: &[String], style: &Style) -> Result<bool, String> {
                     );
                 }
                 let rules = p.network.as_ref().map_or(0, |n| n.rules.len());
+                let scopes = match p.scopes.len() {
+                    0 => String::new(),
+                    n => format!(", {n} scopes"),
+                };
                 println!(
-                    "{f}: {} policy {:?}, {rules} rules, {} warnings",
+                    "{f}: {} policy {:?}, {rules} rules{scopes}, {} warnings",
                     style.green("ok"),
                     p.name,
                     lints.len()
