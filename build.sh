@@ -2,8 +2,9 @@
 # Portcullis build, test and demo driver.
 #
 #   ./build.sh setup        install every tool the project needs (idempotent)
-#   ./build.sh build        build the core (no_std check), the filter .wasm,
-#                           the playground wasm and the CLI
+#   ./build.sh build        build the core (no_std check), the filter and its
+#                           release artefacts (dist/: .wasm, .wasm.sha256, OCI
+#                           image layout), the playground wasm and the CLI
 #   ./build.sh test         setup + build + every test suite (what CI runs)
 #   ./build.sh demo         run Envoy with a sample policy + the playground
 #   ./build.sh bench        benchmarks (core, wasmtime corpus, Envoy), never in tests
@@ -78,8 +79,9 @@ build() {
     # Per package, not through the workspace: proves no std in its tree.
     cargo build -q -p portcullis-core --target wasm32v1-none
     cargo build -q -p portcullis-core --target x86_64-unknown-none
+    cargo build -q -p portcullis-import --target wasm32v1-none
     if [ -x scripts/build-filter.sh ]; then
-        log "build: filter (dist/portcullis_filter.wasm)"
+        log "build: filter and release artefacts (dist/portcullis_filter.wasm, .sha256, .oci/)"
         scripts/build-filter.sh
     fi
     if [ -x scripts/build-web.sh ]; then
@@ -103,6 +105,7 @@ run_tests() {
     # no-panic lints of issue 6 are denied in the crate).
     cargo clippy -q -p portcullis-filter --target wasm32-unknown-unknown -- -D warnings
     cargo clippy -q -p portcullis-core --target wasm32v1-none -- -D warnings
+    cargo clippy -q -p portcullis-import --target wasm32v1-none -- -D warnings
     log "test: cargo test (core, corpus, property tests, host, CLI, Envoy end to end)"
     export PORTCULLIS_ENVOY="${PORTCULLIS_ENVOY:-$(envoy_bin)}"
     cargo test --workspace
@@ -140,7 +143,7 @@ soak)
     exec scripts/soak.sh "${@:2}"
     ;;
 *)
-    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

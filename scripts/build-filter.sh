@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
-# Builds the proxy-wasm filter into dist/portcullis_filter.wasm:
-#   cargo (wasm32-unknown-unknown, profile `wasm`: opt-level z, lto, strip,
-#   panic=abort), then `wasm-opt -Oz` from npm binaryen 132 in tools/.
-# Prints the sizes and fails if the result exceeds 250 KB.
+# Builds the proxy-wasm filter and its release artefacts in dist/:
+#   portcullis_filter.wasm         cargo (wasm32-unknown-unknown, profile `wasm`:
+#                                  opt-level z, lto, strip, panic=abort), then
+#                                  `wasm-opt -Oz` from npm binaryen 132 in tools/
+#   portcullis_filter.wasm.sha256  sha256sum format (`cd dist && sha256sum -c ...`)
+#   portcullis_filter.oci/         OCI image layout of the module (Wasm image,
+#                                  oci variant) for Istio / Envoy Gateway, written
+#                                  by `portcullis package` (the debug CLI, which
+#                                  also embeds the new module)
+# Prints the sizes and fails if the module exceeds 250 KB.
 # Setup (rust target, npm tools): ./build.sh setup. Without wasm-opt
 # the unoptimized module is used and a warning is printed.
 set -euo pipefail
@@ -35,3 +41,9 @@ if [ "$after" -gt "$limit" ]; then
     echo "ERROR: dist/portcullis_filter.wasm is $after bytes, over the $limit byte budget" >&2
     exit 1
 fi
+
+(cd "$root/dist" && sha256sum portcullis_filter.wasm >portcullis_filter.wasm.sha256)
+# The debug CLI: `cargo test` and ./build.sh build share its build.
+cargo run --quiet --locked -p portcullis-cli -- package \
+    --filter "$out" --out "$root/dist/portcullis_filter.oci"
+echo "filter: dist/portcullis_filter.wasm.sha256 $(cut -c1-16 "$out.sha256")..., dist/portcullis_filter.oci ($(du -sb "$root/dist/portcullis_filter.oci" | cut -f1) bytes)"

@@ -537,10 +537,11 @@ $('#share').addEventListener('click', async () => {
 // ---------------------------------------------------------------- tabs
 
 function setTab(tab) {
-  state.tab = tab === 'tests' ? 'tests' : 'evaluate';
+  state.tab = ['tests', 'import'].includes(tab) ? tab : 'evaluate';
   for (const b of document.querySelectorAll('.tabs button')) b.setAttribute('aria-selected', String(b.dataset.tab === state.tab));
   $('#view-evaluate').hidden = state.tab !== 'evaluate';
   $('#view-tests').hidden = state.tab !== 'tests';
+  $('#view-import').hidden = state.tab !== 'import';
   saveHashSoon();
 }
 for (const b of document.querySelectorAll('.tabs button')) b.addEventListener('click', () => setTab(b.dataset.tab));
@@ -780,5 +781,50 @@ async function start() {
   }
   await refresh();
 }
+
+// ---------------------------------------------------------------- import
+
+// The Import view: the importers (portcullis-import, in the same wasm) turn
+// pasted APIM XML or NSG JSON into a policy; the report lists every item.
+let imported = null;
+
+async function runImport() {
+  const out = $('#import-results');
+  const { data, ms } = await call('import_policy', $('#import-kind').value, $('#import-input').value,
+    $('#import-tags').value, $('#import-strict').checked);
+  imported = data.policy;
+  $('#import-to-editor').disabled = !data.ok;
+  if (data.error) {
+    out.replaceChildren(h('ul', { class: 'errors' }, h('li', {}, data.error)));
+    out.dataset.ok = 'false';
+    return;
+  }
+  const items = data.report.items;
+  const count = (k) => items.filter((i) => i.kind === k).length;
+  const summary = h('p', { id: 'import-summary', 'data-ok': String(data.ok), 'data-skipped': String(count('skipped')),
+    'data-unsupported': String(count('unsupported')), 'data-errors': String(count('error')) },
+  data.ok ? 'Imported' : 'Not imported',
+  `: ${count('mapped')} mapped, ${count('skipped')} skipped, ${count('unsupported')} unsupported, ${count('error')} errors`,
+  ` (${ms.toFixed(1)} ms)`);
+  const rows = items.map((i) => h('tr', { class: `item ${i.kind}`, 'data-kind': i.kind },
+    h('td', {}, i.line ? `${i.line}:${i.column}` : '—'), h('td', {}, i.kind), h('td', {}, i.what), h('td', {}, i.reason)));
+  const report = h('table', { class: 'import-report', id: 'import-report' },
+    h('thead', {}, h('tr', {}, h('th', {}, 'at'), h('th', {}, 'kind'), h('th', {}, 'item'), h('th', {}, 'reason'))),
+    h('tbody', {}, rows));
+  const vars = data.report.variables.length
+    ? h('p', { class: 'note' }, 'The policy reads these environment variables when it is loaded: ', data.report.variables.join(', '))
+    : null;
+  out.replaceChildren(summary, vars, report,
+    data.ok ? h('pre', { id: 'import-policy', class: 'policy-out' }, data.policy) : null);
+  out.dataset.ok = String(data.ok);
+}
+
+$('#run-import').addEventListener('click', () => runImport().catch((e) => showFatal(String(e))));
+$('#import-to-editor').addEventListener('click', async () => {
+  if (!imported) return;
+  setPolicy(imported);
+  setTab('evaluate');
+  await refresh();
+});
 
 start();

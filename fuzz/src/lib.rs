@@ -9,7 +9,6 @@
 //! Inputs are decoded by [`Gen::decode`] from raw bytes (manual slicing, so
 //! [`Gen::encode`] can turn the test corpus into seeds). Reads past the end
 //! give zeros, so every byte string is a valid input.
-#![allow(dead_code)] // each target uses part of it
 #![allow(clippy::indexing_slicing)]
 
 use std::fmt::Write as _;
@@ -1271,9 +1270,5 @@ impl Target {
             Target::FilterWasm => "filter_wasm",
             Target::Differential => "differential",
         }
-    }
-    /// Whether it needs the filter.
-    pub fn wasm(self) -> bool {
-        matches!(self, Target::FilterWasm | Target::Differential)
     }
 }

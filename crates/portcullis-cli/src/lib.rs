@@ -3,11 +3,17 @@
 //!
 //! A test case runs on one of two engines:
 //! - [`Engine::Core`]: `portcullis-core` natively;
-//! - [`Engine::Wasm`]: the shipped filter (`dist/portcullis_filter.wasm`)
-//!   under the wasmtime proxy-wasm host, exactly as Envoy would run it.
+//! - [`Engine::Wasm`]: the shipped filter under the wasmtime proxy-wasm
+//!   host, exactly as Envoy would run it: the module embedded at build time
+//!   or another one (see [`filter`]), its compiled form cached on disk.
 //!
 //! Both turn a case into a [`portcullis_core::testfile::Outcome`] and compare
 //! with [`portcullis_core::testfile::check`]; nothing here decides anything.
+
+pub mod filter;
+pub mod oci;
+
+pub use filter::VERSION;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -57,20 +63,6 @@ impl Engine {
             Engine::Wasm(_) => "wasm",
         }
     }
-}
-
-/// Where the filter is by default: `$PORTCULLIS_FILTER`, else
-/// `dist/portcullis_filter.wasm` in the current directory, else in the
-/// source tree this binary was built from.
-pub fn default_filter() -> PathBuf {
-    if let Some(p) = std::env::var_os("PORTCULLIS_FILTER") {
-        return PathBuf::from(p);
-    }
-    let here = PathBuf::from("dist/portcullis_filter.wasm");
-    if here.exists() {
-        return here;
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../dist/portcullis_filter.wasm")
 }
 
 /// One case's result.
@@ -357,22 +349,4 @@ pub fn describe_failure(r: &CaseResult) -> String {
         let _ = writeln!(s, "    trace: {}", r.trace);
     }
     s
-}
-
-/// A JSON string literal.
-pub fn json_str(s: &str) -> String {
-    let mut o = String::with_capacity(s.len() + 2);
-    o.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(o, "\\u{:04x}", c as u32);
-            }
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
 }

@@ -13,6 +13,8 @@ fn portcullis(args: &[&str]) -> Output {
         .args(args)
         .current_dir(root())
         .env("NO_COLOR", "1")
+        .env("PORTCULLIS_CACHE_DIR", root().join("target/cli-test/cache"))
+        .env_remove("PORTCULLIS_FILTER")
         .output()
         .unwrap()
 }
@@ -86,11 +88,21 @@ fn a_broken_sample_test_fails_with_a_readable_diff() {
     assert!(t.contains(" 1 failed"), "{t}");
     // JSON output says the same.
     let o = portcullis(&["test", "--format", "json", file.to_str().unwrap()]);
-    let t = text(&o);
-    assert!(
-        t.contains("\"failed\":1") && t.contains("\"pass\":false"),
-        "{t}"
-    );
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["engine"], "wasm");
+    assert_eq!(v["failed"], 1, "{v}");
+    let cases = v["cases"].as_array().unwrap();
+    assert_eq!(v["passed"].as_u64().unwrap() + 1, cases.len() as u64);
+    let bad: Vec<_> = cases.iter().filter(|c| c["pass"] == false).collect();
+    assert_eq!(bad.len(), 1);
+    let m = &bad[0]["mismatches"][0];
+    assert_eq!(m["field"], "response_headers.strict-transport-security");
+    assert_eq!(m["expected"], "\"max-age=60\"");
+    assert_eq!(m["seen"], "\"max-age=31536000; includeSubDomains\"");
+    assert!(bad[0]["trace"].as_str().unwrap().starts_with("forward "));
+    assert!(bad[0]["error"].is_null());
+    assert!(bad[0]["line"].as_u64().unwrap() > 0);
 }
 
 #[test]
@@ -202,4 +214,203 @@ fn explain_reproduces_the_sample_decisions() {
         "{t}"
     );
     assert!(!t.contains("strict-transport-security"), "{t}");
+}
+
+#[test]
+fn every_command_has_help_and_usage_errors_exit_2() {
+    let o = portcullis(&["--help"]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{t}");
+    for c in ["check", "test", "explain", "completions", "Exit status: 0"] {
+        assert!(t.contains(c), "{c} missing from\n{t}");
+    }
+    for (cmd, flag) in [
+        ("check", "<POLICY>..."),
+        ("test", "--engine <ENGINE>"),
+        ("explain", "--peer <ADDR:PORT>"),
+        ("completions", "<SHELL>"),
+    ] {
+        let o = portcullis(&[cmd, "--help"]);
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{cmd} --help:\n{t}");
+        assert!(t.contains(flag), "{cmd} --help lacks {flag}:\n{t}");
+    }
+    let o = portcullis(&["--version"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        text(&o).starts_with(&format!("portcullis {}", env!("CARGO_PKG_VERSION"))),
+        "{}",
+        text(&o)
+    );
+    for bad in [
+        &[][..],
+        &["frobnicate"],
+        &["check"],
+        &["test", "--engine", "v8"],
+        &["test", "--format", "yaml"],
+        &["test", "--nope"],
+        &["explain", "policy-samples/layered-security.json"],
+        &[
+            "explain",
+            "policy-samples/layered-security.json",
+            "--peer",
+            "10.0.0.1",
+        ],
+        &[
+            "explain",
+            "policy-samples/layered-security.json",
+            "--peer",
+            "10.0.0.1:1",
+            "-H",
+            "no-colon",
+        ],
+        &["completions", "tcsh"],
+    ] {
+        let o = portcullis(bad);
+        assert_eq!(o.status.code(), Some(2), "{bad:?}:\n{}", text(&o));
+        assert!(!o.stderr.is_empty(), "{bad:?}: no message");
+    }
+}
+
+#[test]
+fn explain_plain_and_tls_override_each_other() {
+    let run = |flags: &[&str]| {
+        let mut args = vec![
+            "explain",
+            "policy-samples/layered-security.json",
+            "--peer",
+            "191.238.20.30:40000",
+        ];
+        args.extend_from_slice(flags);
+        text(&portcullis(&args))
+    };
+    assert!(run(&[]).contains(" tcp tls GET "), "{}", run(&[]));
+    assert!(run(&["--plain"]).contains(" tcp plain GET "));
+    assert!(run(&["--plain", "--tls"]).contains(" tcp tls GET "));
+    assert!(run(&["--tls", "--plain", "--udp"]).contains(" udp plain GET "));
+}
+
+#[test]
+fn completions_are_generated_for_every_shell() {
+    for (shell, marker) in [
+        ("bash", "complete -F _portcullis"),
+        ("zsh", "#compdef portcullis"),
+        ("fish", "complete -c portcullis"),
+        ("elvish", "portcullis"),
+        ("powershell", "portcullis"),
+    ] {
+        let o = portcullis(&["completions", shell]);
+        let t = text(&o);
+        assert!(o.status.success(), "{shell}: {t}");
+        assert!(t.contains(marker), "{shell}: no {marker:?} in\n{t}");
+        assert!(
+            t.contains("explain") && t.contains("engine"),
+            "{shell}:\n{t}"
+        );
+    }
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn version_and_test_name_the_embedded_filter_by_sha256() {
+    let sha = sha256(&std::fs::read(filter()).unwrap());
+    let o = portcullis(&["--version"]);
+    assert_eq!(
+        text(&o),
+        format!(
+            "portcullis {} (filter sha256:{sha})\n",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+    let o = portcullis(&["test", "tests/corpus/client-ip-peer.json"]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains(&format!("filter sha256:{sha} (embedded), ")),
+        "{t}"
+    );
+    let o = portcullis(&[
+        "test",
+        "--format",
+        "json",
+        "tests/corpus/client-ip-peer.json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["filter"]["sha256"], sha.as_str());
+    assert_eq!(v["filter"]["source"], "embedded");
+    assert_eq!(v["filter"]["cache"], "hit", "{v}");
+    // The core engine names no filter.
+    let o = portcullis(&[
+        "test",
+        "--engine",
+        "core",
+        "--format",
+        "json",
+        "tests/corpus",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v.get("filter").is_none(), "{v}");
+}
+
+#[test]
+fn filter_overrides_the_embedded_module_and_the_cache_survives_corruption() {
+    let dir = root().join("target/cli-test/override");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // The shipping filter plus a custom section: another module, same code.
+    let mut wasm = std::fs::read(filter()).unwrap();
+    wasm.extend_from_slice(&[0, 4, 3, b'n', b'o', b't']);
+    let other = dir.join("other.wasm");
+    std::fs::write(&other, &wasm).unwrap();
+    let sha = sha256(&wasm);
+    let cache = dir.join("cache");
+    let run = || {
+        let o = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(["test", "--filter"])
+            .arg(&other)
+            .arg("tests/corpus/client-ip-peer.json")
+            .current_dir(root())
+            .env("NO_COLOR", "1")
+            .env("PORTCULLIS_CACHE_DIR", &cache)
+            .output()
+            .unwrap();
+        let t = text(&o);
+        assert!(o.status.success(), "{t}");
+        assert!(
+            t.contains(&format!("filter sha256:{sha} ({}), ", other.display())),
+            "{t}"
+        );
+        t
+    };
+    assert!(run().contains("compiled and cached in"));
+    assert!(run().contains("loaded from the cache in"));
+    let entries: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert!(entries[0]
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with(&sha));
+    // A damaged entry is never run: recompiled, replaced, then a hit again.
+    let mut bytes = std::fs::read(&entries[0]).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0xff;
+    std::fs::write(&entries[0], &bytes).unwrap();
+    assert!(run().contains("compiled (cache entry unusable: checksum mismatch)"));
+    assert!(run().contains("loaded from the cache in"));
+    // A missing --filter file is a usage error naming it.
+    let o = portcullis(&["test", "--filter", "/nonexistent/x.wasm", "tests/corpus"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("cannot read the filter /nonexistent/x.wasm"));
 }

@@ -26,7 +26,7 @@ use harness::{check_core, check_differential, check_filter, Fixture, Gen, Target
 use portcullis_core::{Policy, Request, Transport, Verdict};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    harness::root_from(env!("CARGO_MANIFEST_DIR"), 2)
 }
 
 fn fixture() -> &'static Fixture {

@@ -28,6 +28,7 @@ pub enum Key {
 }
 
 /// Folds an address: IPv4-mapped IPv6 becomes IPv4.
+#[deny(clippy::arithmetic_side_effects)]
 pub fn key(ip: IpAddr) -> Key {
     match ip {
         IpAddr::V4(a) => Key::V4(u32::from(a)),
@@ -86,6 +87,7 @@ impl MaxVal for u128 {
     }
 }
 
+#[deny(clippy::arithmetic_side_effects)]
 fn contains_sorted<T: Copy + Ord>(v: &[(T, T)], x: T) -> bool {
     // First interval whose end is >= x.
     let i = v.partition_point(|&(_, hi)| hi < x);
@@ -352,6 +354,7 @@ pub fn parse_ip(s: &str) -> Result<IpAddr, AddrProblem> {
 /// Parses `a.b.c.d:port` by hand: the form hosts report for nearly every
 /// request, so it skips the general parsers. `None` means "not this form"
 /// (the general path then decides), never "invalid".
+#[deny(clippy::arithmetic_side_effects)]
 fn parse_v4_socket_fast(s: &[u8]) -> Option<(IpAddr, u16)> {
     let mut parts = [0u32; 5];
     let mut n = 0usize;
@@ -364,18 +367,21 @@ fn parse_v4_socket_fast(s: &[u8]) -> Option<(IpAddr, u16)> {
                 if digits == 1 && *slot == 0 {
                     return None;
                 }
-                *slot = slot.checked_mul(10)?.checked_add(u32::from(b - b'0'))?;
-                digits += 1;
+                // b is an ASCII digit, so the subtraction is exact.
+                *slot = slot
+                    .checked_mul(10)?
+                    .checked_add(u32::from(b.wrapping_sub(b'0')))?;
+                digits = digits.saturating_add(1);
                 if digits > 5 {
                     return None;
                 }
             }
             b'.' if n < 3 && digits > 0 => {
-                n += 1;
+                n = n.saturating_add(1);
                 digits = 0;
             }
             b':' if n == 3 && digits > 0 => {
-                n += 1;
+                n = n.saturating_add(1);
                 digits = 0;
             }
             _ => return None,
@@ -392,6 +398,7 @@ fn parse_v4_socket_fast(s: &[u8]) -> Option<(IpAddr, u16)> {
 }
 
 /// Parses `ip:port` or `[ipv6]:port` as hosts and test files write peers.
+#[deny(clippy::arithmetic_side_effects)]
 pub fn parse_socket(s: &str) -> Option<(IpAddr, u16)> {
     if let Some(v) = parse_v4_socket_fast(s.as_bytes()) {
         return Some(v);

@@ -2,6 +2,10 @@
 //! (step 6) as a list of [`Edit`]s for a host to apply, and
 //! [`apply_edits`], which applies them the way a proxy does.
 
+// The request path: arithmetic that could overflow is denied here (see
+// the crate docs).
+#![deny(clippy::arithmetic_side_effects)]
+
 use alloc::vec::Vec;
 
 use crate::decide::Headers;
@@ -102,6 +106,32 @@ fn ops_to_edits<'p>(ops: &'p [HeaderOp], headers: &dyn Headers, out: &mut Vec<Ed
 
 /// Applies edits to a header list the way a proxy does (names compared
 /// case-insensitively). Used by the native engine, the playground and tests.
+///
+/// ```
+/// use portcullis_core::{apply_edits, Policy};
+///
+/// let policy = Policy::parse(br#"{
+///   "name": "orders-api",
+///   "request_headers": [
+///     { "remove": "X-Debug" },
+///     { "set": "x-functions-key", "value": "K-1" },
+///     { "set": "x-request-source", "value": "gateway", "exists": "skip" }
+///   ]
+/// }"#)
+/// .unwrap();
+/// let mut headers: Vec<(String, Vec<u8>)> = vec![
+///     ("x-debug".into(), b"1".to_vec()),
+///     ("X-Functions-Key".into(), b"forged".to_vec()),
+///     ("x-request-source".into(), b"mobile".to_vec()),
+/// ];
+/// let mut edits = Vec::new();
+/// policy.request_edits(&headers, &mut edits);
+/// apply_edits(&mut headers, &edits);
+/// assert_eq!(headers, [
+///     ("X-Functions-Key".to_string(), b"K-1".to_vec()),
+///     ("x-request-source".to_string(), b"mobile".to_vec()),
+/// ]);
+/// ```
 pub fn apply_edits<N>(list: &mut Vec<(N, Vec<u8>)>, edits: &[Edit<'_>])
 where
     N: AsRef<[u8]> + for<'a> From<&'a str>,

@@ -2,6 +2,10 @@
 //! request and why the earlier ones did not, how each network rule (of
 //! that scope) fared against the request's flow, and why, in words.
 
+// The request path: arithmetic that could overflow is denied here (see
+// the crate docs).
+#![deny(clippy::arithmetic_side_effects)]
+
 use alloc::string::String;
 use alloc::vec::Vec;
 

@@ -35,9 +35,19 @@
 //!   hands over header bytes as it has them;
 //! - no std: `#![no_std]` + `alloc`, with no dependencies at all, so it builds
 //!   for `wasm32v1-none` and `x86_64-unknown-none`;
-//! - nothing on the request path panics (indexing, unwrap and arithmetic
-//!   overflow are avoided; see the clippy lints below), and nothing there
-//!   assumes header bytes are UTF-8.
+//! - nothing on the request path panics, and nothing there assumes header
+//!   bytes are UTF-8. Clippy enforces it: the whole crate (tests aside)
+//!   denies `unwrap`, `expect`, `panic!` and indexing or slicing that can
+//!   fail (`clippy::indexing_slicing`); the request path also denies
+//!   arithmetic that can overflow (`clippy::arithmetic_side_effects`):
+//!   the modules [`decide`] (with client address resolution), [`edits`],
+//!   [`reply`], [`rule`] and [`explain`], and the request-time functions of
+//!   [`matcher`], [`addr`] and [`policy::syntax`] (each marked with the
+//!   lint). Loading a policy (the JSON reader, the validator, building the
+//!   matcher) is not linted for overflow: its arithmetic is on positions,
+//!   depths and counts bounded by the document's size (at most
+//!   [`policy::MAX_POLICY_BYTES`]) and the matcher's
+//!   [`matcher::MAX_ENTRIES`].
 #![no_std]
 #![deny(missing_docs)]
 #![cfg_attr(
@@ -63,6 +73,7 @@ pub mod json;
 pub mod lint;
 pub mod matcher;
 pub mod policy;
+mod provenance;
 pub mod reply;
 pub mod rule;
 pub mod testfile;

@@ -205,13 +205,18 @@ impl<T: Addr> Family<T> {
 
     /// Candidate list (offset, len) for an address.
     #[inline]
+    #[deny(clippy::arithmetic_side_effects)]
     fn lookup(&self, a: T) -> (u32, u32) {
         let (lo, hi) = if self.index.is_empty() {
             (0, self.starts.len())
         } else {
             let b = a.top(self.bits);
             let lo = self.index.get(b).copied().unwrap_or(0) as usize;
-            let hi = self.index.get(b + 1).copied().unwrap_or(0) as usize;
+            let hi = b
+                .checked_add(1)
+                .and_then(|b| self.index.get(b))
+                .copied()
+                .unwrap_or(0) as usize;
             // The interval holding `a` may start in an earlier bucket.
             (lo.saturating_sub(1), hi.max(lo))
         };
@@ -219,7 +224,7 @@ impl<T: Addr> Family<T> {
         let k = slice.partition_point(|&s| s <= a);
         // starts[0] == 0, so k >= 1 within the full table; within a bucket
         // window the interval before `lo` is covered by the saturating_sub.
-        let i = (lo + k).saturating_sub(1);
+        let i = lo.saturating_add(k).saturating_sub(1);
         self.lists.get(i).copied().unwrap_or((0, 0))
     }
 }
@@ -281,6 +286,7 @@ impl Table {
     /// the address (ascending priority), and rules whose source is every
     /// address. The caller merges them by index.
     #[inline]
+    #[deny(clippy::arithmetic_side_effects)]
     pub fn candidates(&self, k: Key) -> (&[u32], &[u32]) {
         let (off, len) = match k {
             Key::V4(a) => self.v4.lookup(a),

@@ -1,5 +1,9 @@
 //! Local replies: the hardened answer to a request the policy stops.
 
+// The request path: arithmetic that could overflow is denied here (see
+// the crate docs).
+#![deny(clippy::arithmetic_side_effects)]
+
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -22,6 +26,39 @@ impl Policy {
     /// The local reply for a decision that stops the request, with the
     /// response ops and HSTS of the decision's scope applied; `None` when
     /// it is forwarded.
+    ///
+    /// ```
+    /// use portcullis_core::{Policy, Request, Transport};
+    ///
+    /// let policy = Policy::parse(br#"{
+    ///   "name": "orders-api",
+    ///   "network": { "rules": [], "deny": { "status": 404, "body": "Not here\n" } },
+    ///   "response_headers": [ { "set": "x-content-type-options", "value": "nosniff" } ],
+    ///   "hsts": { "max_age": 31536000 }
+    /// }"#)
+    /// .unwrap();
+    /// let none: [(&str, &str); 0] = [];
+    /// let req = Request {
+    ///     peer: "192.0.2.7:50000".parse().unwrap(),
+    ///     local: "10.0.0.4:443".parse().unwrap(),
+    ///     tls: true,
+    ///     transport: Transport::Tcp,
+    ///     method: b"GET",
+    ///     authority: b"api.example.com",
+    ///     path: b"/",
+    ///     headers: &none,
+    /// };
+    /// let reply = policy.local_reply(&policy.decide(&req)).expect("denied");
+    /// assert_eq!(reply.status, 404);
+    /// assert_eq!(reply.body, b"Not here\n");
+    /// let header = |name: &str| {
+    ///     reply.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())
+    /// };
+    /// assert_eq!(header("content-type"), Some(&b"text/plain; charset=utf-8"[..]));
+    /// assert_eq!(header("x-content-type-options"), Some(&b"nosniff"[..]));
+    /// // A secure request: the reply carries HSTS too.
+    /// assert_eq!(header("strict-transport-security"), Some(&b"max-age=31536000"[..]));
+    /// ```
     pub fn local_reply(&self, d: &Decision) -> Option<LocalReply> {
         let p = self.scoped(d.scope);
         let body: &[u8] = match d.reason {

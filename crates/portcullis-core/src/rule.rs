@@ -3,6 +3,10 @@
 //! request's [`Transport`] and the five-tuple [`Flow`]. Depends on nothing
 //! but addresses, so both the policy model and the matcher build on it.
 
+// The request path: arithmetic that could overflow is denied here (see
+// the crate docs).
+#![deny(clippy::arithmetic_side_effects)]
+
 use alloc::string::String;
 use alloc::vec::Vec;
 

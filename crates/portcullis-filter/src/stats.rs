@@ -89,38 +89,34 @@ pub fn own_rules(policy: &Policy, scope: usize) -> bool {
         .is_some_and(|s| s.restated.network && s.policy.network.is_some())
 }
 
-/// Every counter a policy defines, in the order the filter defines them:
-/// the three verdicts, each rule by index, then `default`; then for each
-/// scope its three verdicts and, when it has its own `network`, its rules
-/// and `default`.
-pub fn all(policy: &Policy) -> Vec<String> {
-    let rules = policy.network.as_ref().map_or(0, |n| n.rules.len());
-    let mut v = vec![
-        verdict(policy, Verdict::Forward),
-        verdict(policy, Verdict::Deny),
-        verdict(policy, Verdict::Redirect),
-    ];
-    v.extend((0..rules).map(|i| rule(policy, Some(i))));
-    v.push(rule(policy, None));
-    for s in 0..policy.scopes.len() {
-        v.extend(Verdict::ALL.map(|x| scope_verdict(policy, s, x)));
-        if own_rules(policy, s) {
-            let n = policy
-                .scoped(Some(s))
-                .network
-                .as_ref()
-                .map_or(0, |n| n.rules.len());
-            v.extend((0..n).map(|i| scope_rule(policy, s, Some(i))));
-            v.push(scope_rule(policy, s, None));
-        }
-    }
-    v
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// Every counter a policy defines, in the order the filter defines
+    /// them: the three verdicts, each rule by index, then `default`; then
+    /// for each scope its three verdicts and, when it has its own
+    /// `network`, its rules and `default`.
+    fn all(policy: &Policy) -> Vec<String> {
+        let rules = policy.network.as_ref().map_or(0, |n| n.rules.len());
+        let mut v: Vec<String> = Verdict::ALL.iter().map(|&x| verdict(policy, x)).collect();
+        v.extend((0..rules).map(|i| rule(policy, Some(i))));
+        v.push(rule(policy, None));
+        for s in 0..policy.scopes.len() {
+            v.extend(Verdict::ALL.map(|x| scope_verdict(policy, s, x)));
+            if own_rules(policy, s) {
+                let n = policy
+                    .scoped(Some(s))
+                    .network
+                    .as_ref()
+                    .map_or(0, |n| n.rules.len());
+                v.extend((0..n).map(|i| scope_rule(policy, s, Some(i))));
+                v.push(scope_rule(policy, s, None));
+            }
+        }
+        v
+    }
 
     #[test]
     fn segments_are_safe() {

@@ -8,6 +8,8 @@
 //!
 //! * [`Engine::new`] compiles a module once (cranelift) and checks that it is
 //!   a proxy-wasm 0.2.x module whose every import this host provides.
+//! * [`Engine::with_cache`] does the same through a [`ModuleCache`], an
+//!   on-disk cache of compiled modules (a second load skips cranelift).
 //! * [`Engine::configure`] instantiates it and runs the start-up sequence
 //!   Envoy runs: `_initialize` (then `main` if exported) or `_start`,
 //!   `proxy_on_context_create(root, 0)`, `proxy_on_vm_start(root, 0)` (empty
@@ -117,6 +119,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod cache;
 mod error;
 mod headers;
 mod hostcalls;
@@ -132,6 +135,7 @@ use wasmtime::{
     ExternType, Func, Instance, InstancePre, Linker, Module, Store, Trap, Val, ValType,
 };
 
+pub use cache::{CacheOutcome, ModuleCache};
 pub use error::{ConfigureError, HostError};
 pub use headers::Headers;
 
@@ -374,13 +378,30 @@ impl Engine {
 
     /// Compiles `wasm` and checks its imports and exports.
     pub fn with_options(wasm: &[u8], options: Options) -> Result<Engine, HostError> {
-        let mut config = wasmtime::Config::new();
-        config.consume_fuel(true);
-        let engine =
-            wasmtime::Engine::new(&config).map_err(|e| HostError::Compile(format!("{e:#}")))?;
+        let engine = wasmtime_engine()?;
         let module =
             Module::new(&engine, wasm).map_err(|e| HostError::Compile(format!("{e:#}")))?;
+        Engine::from_module(module, options)
+    }
+
+    /// As [`Engine::with_options`], but takes the compiled module from
+    /// `cache` when it holds this module compiled by this wasmtime with this
+    /// configuration, and stores it there otherwise (see [`ModuleCache`]).
+    /// The outcome says which; a cache problem never fails the load.
+    pub fn with_cache(
+        wasm: &[u8],
+        options: Options,
+        cache: &ModuleCache,
+    ) -> Result<(Engine, CacheOutcome), HostError> {
+        let engine = wasmtime_engine()?;
+        let (module, outcome) = cache.load(&engine, wasm)?;
+        Ok((Engine::from_module(module, options)?, outcome))
+    }
+
+    /// Checks a compiled module's exports and imports and links it.
+    fn from_module(module: Module, options: Options) -> Result<Engine, HostError> {
         check_exports(&module)?;
+        let engine = module.engine().clone();
 
         let mut linker = Linker::new(&engine);
         hostcalls::define(&mut linker).map_err(|e| HostError::Instantiate(format!("{e:#}")))?;
@@ -480,6 +501,13 @@ impl Engine {
         plugin.boot()?;
         Ok(plugin)
     }
+}
+
+/// The wasmtime engine every module is compiled for (fuel metering on).
+fn wasmtime_engine() -> Result<wasmtime::Engine, HostError> {
+    let mut config = wasmtime::Config::new();
+    config.consume_fuel(true);
+    wasmtime::Engine::new(&config).map_err(|e| HostError::Compile(format!("{e:#}")))
 }
 
 fn check_exports(module: &Module) -> Result<(), HostError> {

@@ -526,10 +526,86 @@ pub fn run_tests(test_file_text: &str, policies_json: &str) -> String {
     to_json(&out)
 }
 
+/// The Import view: an APIM policy (`kind` = `apim`) or NSG rules (`nsg`)
+/// into a policy document, optionally resolving service tags through a
+/// pasted snapshot. Returns `{ok, policy, report: {items, variables},
+/// error}`: `policy` is null when the report holds an error; `error` says
+/// why the snapshot or the kind could not be used.
+#[wasm_bindgen]
+pub fn import_policy(kind: &str, text: &str, service_tags: &str, strict: bool) -> String {
+    #[derive(Serialize)]
+    struct Out<'a> {
+        ok: bool,
+        policy: Option<&'a str>,
+        report: Option<&'a portcullis_import::Report>,
+        error: Option<String>,
+    }
+    let fail = |e: String| {
+        to_json(&Out {
+            ok: false,
+            policy: None,
+            report: None,
+            error: Some(e),
+        })
+    };
+    let snap = if service_tags.trim().is_empty() {
+        None
+    } else {
+        match portcullis_import::tags::Snapshot::parse(service_tags) {
+            Ok(s) => Some(s),
+            Err(e) => return fail(format!("service tags {e}")),
+        }
+    };
+    let mut o = portcullis_import::Options::new("imported");
+    o.strict = strict;
+    o.service_tags = snap.as_ref();
+    o.source = "the pasted input".to_string();
+    let out = match kind {
+        "apim" => portcullis_import::apim::import(text, &o),
+        "nsg" => portcullis_import::nsg::import(text, &o),
+        other => return fail(format!("unknown kind {other:?} (apim or nsg)")),
+    };
+    to_json(&Out {
+        ok: out.policy.is_some(),
+        policy: out.policy.as_deref(),
+        report: Some(&out.report),
+        error: None,
+    })
+}
+
 /// The engine's version, shown in the page footer.
 #[wasm_bindgen]
 pub fn version() -> String {
     env!("CARGO_PKG_VERSION").to_string()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod import_tests {
+    use super::import_policy;
+
+    #[test]
+    fn imports_and_reports_like_the_importer() {
+        let xml = "<policies>\n<inbound><rate-limit calls=\"5\"/><set-header name=\"x-a\"><value>1</value></set-header></inbound></policies>";
+        let v: serde_json::Value =
+            serde_json::from_str(&import_policy("apim", xml, "", false)).unwrap();
+        assert_eq!(v["ok"], true);
+        assert!(v["policy"].as_str().unwrap().contains("\"set\": \"x-a\""));
+        let items = v["report"]["items"].as_array().unwrap();
+        assert!(items
+            .iter()
+            .any(|i| i["kind"] == "unsupported" && i["what"] == "rate-limit" && i["line"] == 2));
+        let v: serde_json::Value =
+            serde_json::from_str(&import_policy("apim", xml, "", true)).unwrap();
+        assert_eq!(v["ok"], false);
+        assert!(v["policy"].is_null());
+        let v: serde_json::Value =
+            serde_json::from_str(&import_policy("nsg", "[]", "{", false)).unwrap();
+        assert!(v["error"].as_str().unwrap().starts_with("service tags 1:2"));
+        let v: serde_json::Value =
+            serde_json::from_str(&import_policy("yaml", "", "", false)).unwrap();
+        assert!(v["error"].as_str().unwrap().contains("unknown kind"));
+    }
 }
 
 #[cfg(test)]

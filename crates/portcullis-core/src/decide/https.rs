@@ -53,7 +53,11 @@ impl Policy {
         if !path.starts_with(b"/") || path.iter().any(|&b| b < 0x20 || b == 0x7f) {
             return None;
         }
-        let mut loc = Vec::with_capacity(8 + allowed.location.len() + path.len());
+        let mut loc = Vec::with_capacity(
+            8usize
+                .saturating_add(allowed.location.len())
+                .saturating_add(path.len()),
+        );
         loc.extend_from_slice(b"https://");
         loc.extend_from_slice(allowed.location.as_bytes());
         loc.extend_from_slice(path);

@@ -6,6 +6,10 @@
 //! in `trace`. Header edits, local replies and explanations read a
 //! decision: see [`crate::edits`], [`crate::reply`], [`crate::explain`].
 
+// The request path: arithmetic that could overflow is denied here (see
+// the crate docs).
+#![deny(clippy::arithmetic_side_effects)]
+
 use alloc::vec::Vec;
 use core::fmt;
 use core::net::SocketAddr;
@@ -210,6 +214,21 @@ impl Decision {
         (self.verdict != Verdict::Forward).then_some(self.status)
     }
 
+    /// A request that passes every step (so far).
+    fn pass(client: Client, secure: bool) -> Decision {
+        Decision {
+            verdict: Verdict::Forward,
+            status: 0,
+            rule: None,
+            client,
+            scope: None,
+            step: Step::Forward,
+            reason: Reason::Passed,
+            secure,
+            location: None,
+        }
+    }
+
     /// Stops the request for `reason` with `status`.
     fn stop(mut self, reason: Reason, status: u16) -> Decision {
         self.reason = reason;
@@ -236,19 +255,52 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 impl Policy {
     /// Decides a request: steps 1 to 5 of the spec. Never panics, whatever
     /// the bytes.
+    ///
+    /// ```
+    /// use portcullis_core::{Policy, Reason, Request, Step, Transport, Verdict};
+    ///
+    /// let policy = Policy::parse(br#"{
+    ///   "name": "orders-api",
+    ///   "network": { "rules": [
+    ///     { "name": "office", "priority": 100, "access": "allow", "source": ["10.0.0.0/8"] }
+    ///   ] },
+    ///   "require_headers": [ { "name": "x-api-key", "values": ["s3cret"] } ]
+    /// }"#)
+    /// .unwrap();
+    ///
+    /// let headers = [("X-Api-Key", "s3cret")];
+    /// let mut req = Request {
+    ///     peer: "10.1.2.3:50000".parse().unwrap(),
+    ///     local: "10.0.0.4:443".parse().unwrap(),
+    ///     tls: true,
+    ///     transport: Transport::Tcp,
+    ///     method: b"GET",
+    ///     authority: b"api.example.com",
+    ///     path: b"/orders",
+    ///     headers: &headers,
+    /// };
+    /// let d = policy.decide(&req);
+    /// assert_eq!(d.verdict, Verdict::Forward);
+    /// assert_eq!(policy.rule_name(d.rule), "office");
+    /// assert_eq!(policy.trace(&d), "forward 0 forward peer 10.1.2.3 - office");
+    ///
+    /// // Outside 10.0.0.0/8: the default (deny) decides at step 2.
+    /// req.peer = "192.0.2.7:50000".parse().unwrap();
+    /// let d = policy.decide(&req);
+    /// assert_eq!((d.verdict, d.status, d.reason), (Verdict::Deny, 403, Reason::NetworkDenied));
+    /// assert_eq!(d.step, Step::Network);
+    /// assert_eq!(policy.trace(&d), "deny 403 network peer 192.0.2.7 - default");
+    ///
+    /// // Without the key: step 4 stops it with 401.
+    /// let none: [(&str, &str); 0] = [];
+    /// req.peer = "10.1.2.3:50000".parse().unwrap();
+    /// req.headers = &none;
+    /// let d = policy.decide(&req);
+    /// assert_eq!((d.status, d.reason), (401, Reason::RequiredHeader(0)));
+    /// ```
     pub fn decide(&self, req: &Request<'_>) -> Decision {
         let client = self.client(req);
-        let d = Decision {
-            verdict: Verdict::Forward,
-            status: 0,
-            rule: None,
-            client,
-            scope: None,
-            step: Step::Forward,
-            reason: Reason::Passed,
-            secure: false,
-            location: None,
-        };
+        let d = Decision::pass(client, false);
         match self.choose_scope(req) {
             Ok(scope) => {
                 let p = self.scoped(scope);
@@ -330,20 +382,11 @@ impl Policy {
     /// The decision for a request whose client the host cannot name (no
     /// usable peer or local address): denied like an unknown client.
     pub fn deny_unknown_client(&self, secure: bool) -> Decision {
-        let d = Decision {
-            verdict: Verdict::Forward,
-            status: 0,
-            rule: None,
-            client: Client {
-                ip: None,
-                source: ClientSource::Peer,
-            },
-            scope: None,
-            step: Step::Forward,
-            reason: Reason::Passed,
-            secure,
-            location: None,
+        let client = Client {
+            ip: None,
+            source: ClientSource::Peer,
         };
+        let d = Decision::pass(client, secure);
         let status = self.network.as_ref().map_or(403, |n| n.deny_status);
         d.stop(Reason::UnknownClient, status)
     }
@@ -352,22 +395,23 @@ impl Policy {
     pub fn match_rule(&self, flow: &Flow) -> Option<usize> {
         let net = self.network.as_ref()?;
         let (a, b) = net.table.candidates(flow.src);
-        let (mut i, mut j) = (0, 0);
+        // Merge the two ascending lists, each rule once.
+        let (mut a, mut b) = (a.iter().copied().peekable(), b.iter().copied().peekable());
         loop {
-            let next = match (a.get(i), b.get(j)) {
-                (Some(&x), Some(&y)) if x <= y => {
-                    i += 1;
+            let next = match (a.peek().copied(), b.peek().copied()) {
+                (Some(x), Some(y)) if x <= y => {
+                    a.next();
                     if x == y {
-                        j += 1;
+                        b.next();
                     }
                     x
                 }
-                (_, Some(&y)) => {
-                    j += 1;
+                (_, Some(y)) => {
+                    b.next();
                     y
                 }
-                (Some(&x), None) => {
-                    i += 1;
+                (Some(x), None) => {
+                    a.next();
                     x
                 }
                 (None, None) => return None,

@@ -40,7 +40,7 @@ pub struct Ambiguous;
 pub fn scope_host(authority: &[u8]) -> Option<&[u8]> {
     let (host, rest) = if authority.first() == Some(&b'[') {
         let end = authority.iter().position(|&b| b == b']')?;
-        authority.split_at(end + 1)
+        authority.split_at(end.saturating_add(1))
     } else {
         match authority.iter().rposition(|&b| b == b':') {
             Some(i) => authority.split_at(i),
@@ -58,12 +58,9 @@ pub fn scope_host(authority: &[u8]) -> Option<&[u8]> {
 }
 
 fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
+    char::from(b)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
 }
 
 fn unreserved(b: u8) -> bool {
@@ -86,44 +83,33 @@ pub fn scope_path(raw: &[u8]) -> Result<Vec<u8>, Ambiguous> {
     };
     // Decode unreserved escapes and merge repeated slashes.
     let mut flat = Vec::with_capacity(path.len());
-    let mut i = 0;
-    while let Some(&c) = path.get(i) {
+    let mut rest = path;
+    while let Some((&c, tail)) = rest.split_first() {
+        rest = tail;
         let b = match c {
             b'\\' | 0 => return Err(Ambiguous),
             b'%' => {
-                let (Some(h), Some(l)) = (
-                    path.get(i + 1).copied().and_then(hex),
-                    path.get(i + 2).copied().and_then(hex),
-                ) else {
+                let [h, l, more @ ..] = rest else {
                     return Err(Ambiguous);
                 };
-                i += 3;
-                let d = (h << 4) | l;
+                let (Some(h), Some(l)) = (hex(*h), hex(*l)) else {
+                    return Err(Ambiguous);
+                };
+                rest = more;
+                let d = h.wrapping_shl(4) | l;
                 if matches!(d, b'/' | b'\\' | 0) {
                     return Err(Ambiguous);
                 }
                 if !unreserved(d) {
+                    const HEX: &[u8; 16] = b"0123456789ABCDEF";
                     flat.push(b'%');
-                    flat.push(
-                        b"0123456789ABCDEF"
-                            .get(usize::from(h))
-                            .copied()
-                            .unwrap_or(b'0'),
-                    );
-                    flat.push(
-                        b"0123456789ABCDEF"
-                            .get(usize::from(l))
-                            .copied()
-                            .unwrap_or(b'0'),
-                    );
+                    flat.push(HEX.get(usize::from(h)).copied().unwrap_or(b'0'));
+                    flat.push(HEX.get(usize::from(l)).copied().unwrap_or(b'0'));
                     continue;
                 }
                 d
             }
-            c => {
-                i += 1;
-                c
-            }
+            c => c,
         };
         if b == b'/' && flat.last() == Some(&b'/') {
             continue;
@@ -169,7 +155,7 @@ fn remove_dot_segments(mut input: &[u8]) -> Vec<u8> {
                 .iter()
                 .skip(start)
                 .position(|&b| b == b'/')
-                .map_or(input.len(), |p| p + start);
+                .map_or(input.len(), |p| p.saturating_add(start));
             out.extend_from_slice(input.get(..end).unwrap_or_default());
             input = input.get(end..).unwrap_or_default();
         }

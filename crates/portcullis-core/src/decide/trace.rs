@@ -64,7 +64,7 @@ fn push_u32(s: &mut String, mut n: u32) {
         i = i.saturating_sub(1);
         if let Some(b) = buf.get_mut(i) {
             // n % 10 < 10, so the digit is ASCII.
-            *b = b'0' + (n % 10) as u8;
+            *b = char::from_digit(n % 10, 10).map_or(b'0', |c| c as u8);
         }
         n /= 10;
         if n == 0 || i == 0 {

@@ -12,7 +12,7 @@ use alloc::vec::Vec;
 
 use crate::addr::AddrSet;
 use crate::error::{Error, Problem, Problems};
-use crate::json::{self, Value};
+use crate::json;
 use crate::matcher::Table;
 use crate::words::words;
 
@@ -204,6 +204,36 @@ pub struct Policy {
 
 impl Policy {
     /// Parses and validates a policy document.
+    ///
+    /// A document that breaks any rule of the spec is rejected as a whole,
+    /// with every problem, each with its JSON path, line and column:
+    ///
+    /// ```
+    /// use portcullis_core::Policy;
+    ///
+    /// let policy = Policy::parse(br#"{
+    ///   "name": "orders-api",
+    ///   "network": { "rules": [
+    ///     { "name": "office", "priority": 100, "access": "allow", "source": ["10.0.0.0/8"] }
+    ///   ] }
+    /// }"#)
+    /// .expect("a valid policy");
+    /// assert_eq!(policy.name, "orders-api");
+    ///
+    /// let problems = Policy::parse(br#"{
+    ///   "name": "orders-api",
+    ///   "network": { "rules": [
+    ///     { "name": "office", "priority": 99, "access": "allow", "source": ["10.0.0.1/8"] }
+    ///   ] }
+    /// }"#)
+    /// .unwrap_err();
+    /// let found: Vec<String> = problems.0.iter().map(|p| p.to_string()).collect();
+    /// assert_eq!(found, [
+    ///     "4:37: network.rules[0].priority: must be an integer from 100 to 4096",
+    ///     "4:71: network.rules[0].source[0]: invalid address \"10.0.0.1/8\": \
+    ///      host bits are set; did you mean 10.0.0.0/8?",
+    /// ]);
+    /// ```
     pub fn parse(bytes: &[u8]) -> Result<Policy, Problems> {
         if bytes.len() > MAX_POLICY_BYTES {
             return Err(Problems(alloc::vec![Problem {
@@ -233,12 +263,6 @@ impl Policy {
         let policy = Policy::validate(&value, text)?;
         drop(value);
         policy.compile()
-    }
-
-    /// Validates an already parsed document; `text` is the source the spans
-    /// point into (used for line and column).
-    pub fn from_value(value: &Value, text: &str) -> Result<Policy, Problems> {
-        Policy::validate(value, text)?.compile()
     }
 
     /// Compiles the network rules into the matcher (the top level's and

@@ -80,10 +80,12 @@ pub(crate) fn parse_host(s: &str) -> Option<AllowedHost> {
 }
 
 /// Splits `host[:port]` / `[v6][:port]`; `None` if the port is malformed.
+/// On the request path (redirects read `:authority` with it).
+#[deny(clippy::arithmetic_side_effects)]
 pub(crate) fn split_host_port(a: &[u8]) -> Option<(&[u8], Option<u16>)> {
     let (host, rest) = if a.first() == Some(&b'[') {
         let end = a.iter().position(|&b| b == b']')?;
-        a.split_at(end + 1)
+        a.split_at_checked(end.checked_add(1)?)?
     } else {
         match a.iter().rposition(|&b| b == b':') {
             Some(i) => a.split_at(i),

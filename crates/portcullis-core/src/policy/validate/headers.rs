@@ -99,10 +99,9 @@ impl<'t> Validator<'t> {
                             None
                         }
                     };
-                    let exists = match f.get("exists") {
-                        Some(e) => self.word(e, &child(&p, "exists")),
-                        None => Some(Exists::Override),
-                    };
+                    let exists = self.or_default(f.get("exists"), Exists::Override, |s, e| {
+                        s.word(e, &child(&p, "exists"))
+                    });
                     match (name, value, exists) {
                         (Some(name), Some(value), Some(exists)) => Some(HeaderOp::Set {
                             name,

@@ -41,10 +41,9 @@ impl<'t> Validator<'t> {
             &[],
             "from 400 to 599",
         );
-        let trust = match f.get("trust_forwarded_proto") {
-            Some(t) => self.boolean(t, "https_only.trust_forwarded_proto"),
-            None => Some(false),
-        };
+        let trust = self.or_default(f.get("trust_forwarded_proto"), false, |s, t| {
+            s.boolean(t, "https_only.trust_forwarded_proto")
+        });
         let mut hosts = Vec::new();
         let mut hosts_ok = true;
         match f.get("hosts") {
@@ -93,14 +92,10 @@ impl<'t> Validator<'t> {
         let max_age = self
             .required(&f, "hsts", "max_age")
             .and_then(|m| self.integer(m, "hsts.max_age", 0, u64::from(u32::MAX)));
-        let sub = match f.get("include_subdomains") {
-            Some(b) => self.boolean(b, "hsts.include_subdomains"),
-            None => Some(false),
-        };
-        let preload = match f.get("preload") {
-            Some(b) => self.boolean(b, "hsts.preload"),
-            None => Some(false),
-        };
+        let sub = self.or_default(f.get("include_subdomains"), false, |s, b| {
+            s.boolean(b, "hsts.include_subdomains")
+        });
+        let preload = self.or_default(f.get("preload"), false, |s, b| s.boolean(b, "hsts.preload"));
         let (max_age, sub, preload) = (max_age?, sub?, preload?);
         if preload && (max_age < 31_536_000 || !sub) {
             let span = f.get("preload").map_or(f.span, |p| p.span);

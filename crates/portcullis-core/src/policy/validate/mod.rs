@@ -110,6 +110,7 @@ const TOP: &[&str] = &[
     "request_headers",
     "response_headers",
     "hsts",
+    "provenance",
     "scopes",
 ];
 
@@ -131,28 +132,23 @@ impl<'t> Validator<'t> {
                 None
             }
         });
-        let groups = match f.get("address_groups") {
-            Some(g) => self.groups(g),
-            None => Some(BTreeMap::new()),
-        };
+        let groups = self.or_default(f.get("address_groups"), BTreeMap::new(), Self::groups);
         let groups_ok = groups.is_some();
         let groups = groups.unwrap_or_default();
-        let client_ip = match f.get("client_ip") {
-            Some(c) => self.client_ip(c, &groups),
-            None => Some(ClientIp {
-                from: ClientFrom::Peer,
-                trusted_proxies: AddrSet::default(),
-            }),
+        let peer = ClientIp {
+            from: ClientFrom::Peer,
+            trusted_proxies: AddrSet::default(),
         };
-        let network = match f.get("network") {
-            Some(n) => self.network(n, &groups).map(Some),
-            None => Some(None),
-        };
-        let https_only = match f.get("https_only") {
-            Some(h) => self.https_only(h).map(Some),
-            None => Some(None),
-        };
-        if let (Some(Some(h)), Some(c)) = (&https_only, &client_ip) {
+        // The optional `provenance` object (importers; see provenance.rs).
+        for (path, span, e) in f.get("provenance").map_or_else(Vec::new, |p| {
+            crate::provenance::check(p, &self.declared_groups)
+        }) {
+            self.err(&path, span, e);
+        }
+        let client_ip = self.or_default(f.get("client_ip"), peer, |s, c| s.client_ip(c, &groups));
+        let network = self.section(f.get("network"), |s, n| s.network(n, &groups));
+        let https_only = self.section(f.get("https_only"), Self::https_only);
+        if let (Ok(Some(h)), Some(c)) = (&https_only, &client_ip) {
             if h.trust_forwarded_proto && c.trusted_proxies.is_empty() {
                 let span = f.get("https_only").map(|v| v.span).unwrap_or_default();
                 self.err(
@@ -162,36 +158,28 @@ impl<'t> Validator<'t> {
                 );
             }
         }
-        let require_headers = match f.get("require_headers") {
-            Some(r) => self.require_headers(r),
-            None => Some(Vec::new()),
-        };
-        let request_headers = match f.get("request_headers") {
-            Some(r) => self.header_ops(r, "request_headers"),
-            None => Some(Vec::new()),
-        };
-        let response_headers = match f.get("response_headers") {
-            Some(r) => self.header_ops(r, "response_headers"),
-            None => Some(Vec::new()),
-        };
-        let hsts = match f.get("hsts") {
-            Some(h) => self.hsts(h).map(Some),
-            None => Some(None),
-        };
-        let scopes = match f.get("scopes") {
-            Some(s) => self.scopes(s, &groups, client_ip.as_ref(), &f),
-            None => Some(Vec::new()),
-        };
+        let require_headers =
+            self.or_default(f.get("require_headers"), Vec::new(), Self::require_headers);
+        let request_headers = self.or_default(f.get("request_headers"), Vec::new(), |s, r| {
+            s.header_ops(r, "request_headers")
+        });
+        let response_headers = self.or_default(f.get("response_headers"), Vec::new(), |s, r| {
+            s.header_ops(r, "response_headers")
+        });
+        let hsts = self.section(f.get("hsts"), Self::hsts);
+        let scopes = self.or_default(f.get("scopes"), Vec::new(), |s, v| {
+            s.scopes(v, &groups, client_ip.as_ref(), &f)
+        });
         Some(Policy {
             scopes: scopes?,
             name: name?,
             client_ip: client_ip?,
-            network: network?,
-            https_only: https_only?,
+            network: network.ok()?,
+            https_only: https_only.ok()?,
             require_headers: require_headers?,
             request_headers: request_headers?,
             response_headers: response_headers?,
-            hsts: hsts?,
+            hsts: hsts.ok()?,
             address_groups: if groups_ok { groups } else { return None },
         })
     }

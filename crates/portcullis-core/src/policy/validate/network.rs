@@ -68,14 +68,14 @@ impl<'t> Validator<'t> {
         groups: &BTreeMap<String, AddrSet>,
     ) -> Option<Network> {
         let f = self.fields(v, "network", &["rules", "default_access", "deny"])?;
-        let default_access = match f.get("default_access") {
-            Some(d) => self.word(d, "network.default_access"),
-            None => Some(Access::Deny),
-        };
-        let deny = match f.get("deny") {
-            Some(d) => self.deny(d),
-            None => Some((403, String::from("Forbidden\n"))),
-        };
+        let default_access = self.or_default(f.get("default_access"), Access::Deny, |s, d| {
+            s.word(d, "network.default_access")
+        });
+        let deny = self.or_default(
+            f.get("deny"),
+            (403, String::from("Forbidden\n")),
+            Self::deny,
+        );
         let rules_v = self.required(&f, "network", "rules");
         let mut rules = Vec::new();
         let mut ok = rules_v.is_some();
@@ -157,10 +157,9 @@ impl<'t> Validator<'t> {
             &[],
             "from 400 to 599",
         );
-        let body = match f.get("body") {
-            Some(b) => self.string(b, "network.deny.body").map(|s| s.to_string()),
-            None => Some(String::from("Forbidden\n")),
-        };
+        let body = self.or_default(f.get("body"), String::from("Forbidden\n"), |s, b| {
+            s.string(b, "network.deny.body").map(|s| s.to_string())
+        });
         Some((status?, body?))
     }
 
@@ -210,23 +209,17 @@ impl<'t> Validator<'t> {
             .and_then(|s| self.specs(s, &child(path, "source"), groups, Some(&mut source_text)));
         let source_ports = self.ports(f.get("source_ports"), &child(path, "source_ports"));
         let mut destination_text = Vec::new();
-        let destination = match f.get("destination") {
-            Some(d) => self.specs(
-                d,
-                &child(path, "destination"),
-                groups,
-                Some(&mut destination_text),
-            ),
-            None => Some(AddrSet::any()),
-        };
+        let destination = self.or_default(f.get("destination"), AddrSet::any(), |s, d| {
+            let p = child(path, "destination");
+            s.specs(d, &p, groups, Some(&mut destination_text))
+        });
         let destination_ports = self.ports(
             f.get("destination_ports"),
             &child(path, "destination_ports"),
         );
-        let protocol = match f.get("protocol") {
-            Some(p) => self.word(p, &child(path, "protocol")),
-            None => Some(Protocol::Any),
-        };
+        let protocol = self.or_default(f.get("protocol"), Protocol::Any, |s, p| {
+            s.word(p, &child(path, "protocol"))
+        });
         if let Some(d) = f.get("description") {
             self.string(d, &child(path, "description"));
         }

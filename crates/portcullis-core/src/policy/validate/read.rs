@@ -11,6 +11,10 @@ use crate::words::Words;
 use super::{child, Validator};
 
 /// An object's first occurrences of the allowed keys.
+/// A value that was present but invalid: its problem is recorded.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Reported;
+
 pub(super) struct Fields<'v> {
     pub(super) items: Vec<(&'v str, &'v Value)>,
     pub(super) span: Span,
@@ -156,6 +160,35 @@ impl<'t> Validator<'t> {
                 );
                 None
             }
+        }
+    }
+
+    /// An optional field with a default: what `read` makes of it when
+    /// present, `default` when absent, `None` when present but invalid (the
+    /// problem is recorded).
+    pub(super) fn or_default<'v, T>(
+        &mut self,
+        v: Option<&'v Value>,
+        default: T,
+        read: impl FnOnce(&mut Self, &'v Value) -> Option<T>,
+    ) -> Option<T> {
+        match v {
+            Some(v) => read(self, v),
+            None => Some(default),
+        }
+    }
+
+    /// An optional section, kept as an `Option` in the model: `Ok(None)`
+    /// when absent, `Err(Reported)` when present but invalid (the problem is
+    /// recorded).
+    pub(super) fn section<'v, T>(
+        &mut self,
+        v: Option<&'v Value>,
+        read: impl FnOnce(&mut Self, &'v Value) -> Option<T>,
+    ) -> Result<Option<T>, Reported> {
+        match v {
+            Some(v) => read(self, v).map(Some).ok_or(Reported),
+            None => Ok(None),
         }
     }
 

@@ -1,0 +1,181 @@
+//! `portcullis import` and `portcullis check --service-tags`, driven as a
+//! user would: real files from tests/import, policy on stdout or `-o`, the
+//! report on stderr.
+#![allow(clippy::unwrap_used)] // test helpers: a failure should stop the test loudly
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn portcullis(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(args)
+        .current_dir(root())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("portcullis-import-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+#[test]
+fn apim_policy_to_stdout_report_to_stderr() {
+    let o = portcullis(&["import", "apim", "tests/import/functions-behind-apim.xml"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let golden = std::fs::read_to_string(
+        root().join("tests/import/golden/functions-behind-apim.policy.json"),
+    )
+    .unwrap();
+    assert_eq!(out(&o), golden);
+    let e = err(&o);
+    assert!(e.contains("tests/import/functions-behind-apim.xml:15:71: unsupported: check-header@failed-check-error-message"), "{e}");
+    assert!(
+        e.contains(
+            "environment variables when it is loaded: CLIENT_KEY, CLIENT_KEY_NEXT, FUNCTION_KEY"
+        ),
+        "{e}"
+    );
+    assert!(
+        e.contains("14 mapped, 4 skipped, 1 unsupported, 0 errors"),
+        "{e}"
+    );
+}
+
+#[test]
+fn nsg_import_to_a_file_that_check_accepts() {
+    let p = tmp("layered.json");
+    let ps = p.to_str().unwrap();
+    let o = portcullis(&[
+        "import",
+        "nsg",
+        "tests/import/layered-security.az.json",
+        "--strict",
+        "-o",
+        ps,
+        "--name",
+        "layered-security",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(out(&o).is_empty());
+    let c = portcullis(&["check", ps]);
+    assert_eq!(c.status.code(), Some(0), "{}", out(&c));
+    assert!(
+        out(&c).contains("ok policy \"layered-security\", 9 rules"),
+        "{}",
+        out(&c)
+    );
+}
+
+#[test]
+fn json_report_and_strict_failure() {
+    let o = portcullis(&[
+        "import",
+        "apim",
+        "tests/import/apim-reported.xml",
+        "--strict",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(out(&o).is_empty(), "no policy on failure");
+    let v: serde_json::Value = serde_json::from_str(&err(&o)).unwrap();
+    assert_eq!(v["ok"], false);
+    let items = v["items"].as_array().unwrap();
+    let errors: Vec<(u64, &str)> = items
+        .iter()
+        .filter(|i| i["kind"] == "error")
+        .map(|i| (i["line"].as_u64().unwrap(), i["what"].as_str().unwrap()))
+        .collect();
+    assert!(errors.contains(&(10, "rate-limit")), "{errors:?}");
+    assert_eq!(errors.len(), 10);
+    assert!(items
+        .iter()
+        .any(|i| i["kind"] == "skipped" && i["what"] == "base"));
+}
+
+#[test]
+fn bad_inputs_are_clear_errors() {
+    let x = tmp("bad.xml");
+    std::fs::write(&x, "<policies>\n  <!DOCTYPE x>\n</policies>").unwrap();
+    let o = portcullis(&["import", "apim", x.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err(&o).contains("bad.xml:2:3: error: xml: a DTD"),
+        "{}",
+        err(&o)
+    );
+    let big = tmp("big.json");
+    std::fs::write(&big, vec![b' '; (1 << 20) + 1]).unwrap();
+    let o = portcullis(&["import", "nsg", big.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        err(&o).contains("1048577 bytes; an import input is read up to 1048576 bytes (1 MiB)"),
+        "{}",
+        err(&o)
+    );
+    let o = portcullis(&["import", "yaml", "x"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err(&o).contains("invalid value 'yaml'"), "{}", err(&o));
+    let o = portcullis(&[
+        "import",
+        "nsg",
+        "tests/import/gateway-nsg.rest.json",
+        "--service-tags",
+        "tests/import/layered-security.az.json",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        err(&o).contains("a service tags file is an object"),
+        "{}",
+        err(&o)
+    );
+}
+
+#[test]
+fn check_lists_what_each_service_tag_gained_and_lost() {
+    let p = tmp("gw.json");
+    let ps = p.to_str().unwrap();
+    let o = portcullis(&[
+        "import",
+        "nsg",
+        "tests/import/gateway-nsg.rest.json",
+        "--service-tags",
+        "tests/import/ServiceTags_Public_20261123.json",
+        "-o",
+        ps,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let same = portcullis(&[
+        "check",
+        ps,
+        "--service-tags",
+        "tests/import/ServiceTags_Public_20261123.json",
+    ]);
+    assert_eq!(same.status.code(), Some(0), "{}", out(&same));
+    assert!(out(&same).contains("every imported tag is current"));
+    let newer = portcullis(&[
+        "check",
+        ps,
+        "--service-tags",
+        "tests/import/ServiceTags_Discovery_20261130.json",
+    ]);
+    assert_eq!(newer.status.code(), Some(1));
+    let t = out(&newer);
+    assert!(t.contains("ApiManagement.WestEurope changed (changeNumber 12 -> 13): 1 gained, 1 lost\n  + 20.103.252.0/28\n  - 13.69.66.144/28"), "{t}");
+    assert!(t.contains("AzureFrontDoor.Backend unchanged"), "{t}");
+}

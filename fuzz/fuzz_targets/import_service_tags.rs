@@ -1,0 +1,13 @@
+//! Fuzz target `import_service_tags`: see `fuzz/src/import_checks.rs` and docs/import.md.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+#[path = "../src/import_checks.rs"]
+mod import_checks;
+
+fuzz_target!(|data: &[u8]| {
+    if let Err(e) = import_checks::check_service_tags(data) {
+        panic!("{e}");
+    }
+});
