@@ -2,7 +2,8 @@
 # Portcullis benchmarks, all in one run (`./build.sh bench` calls this after
 # setup and build). Never part of the tests: it only measures and reports.
 #
-#   1. core micro-benchmark: cargo bench -p portcullis-core --bench decide
+#   1. core micro-benchmark: cargo bench -p portcullis-core --bench decide,
+#      and the exact policy diff: cargo bench -p portcullis-diff --bench diff
 #   2. the policy test corpus through dist/portcullis_filter.wasm under
 #      wasmtime: release CLI `portcullis test --format json` (compile_ms, run_ms)
 #   3. sizes of the wasm binaries (filter, playground, the empty filter)
@@ -67,6 +68,8 @@ start=$(date +%s)
 # ---- 1. core
 log "core micro-benchmark (cargo bench -p portcullis-core --bench decide)"
 cargo bench -q -p portcullis-core --bench decide | tee "$out/core-decide.md"
+log "policy diff of two 10,000-CIDR policies (cargo bench -p portcullis-diff --bench diff)"
+cargo bench -q -p portcullis-diff --bench diff | tee "$out/diff.md"
 
 # ---- 2. corpus under wasmtime
 log "policy test corpus through the filter under wasmtime (release CLI)"

@@ -68,6 +68,7 @@ const state = {
   policy: '',
   request: structuredClone(DEFAULT_REQUEST),
   tests: { source: '', text: '' },
+  diff: { old: '' },
 };
 
 let manifest = { base: '../', samples: [], corpus: [] };
@@ -88,7 +89,7 @@ async function fetchText(url) {
 async function packState() {
   const json = JSON.stringify({
     v: 1, tab: state.tab, sample: state.sample, policy: state.policy, request: state.request,
-    tests: state.tests,
+    tests: state.tests, diff: state.diff,
   });
   const stream = new Blob([json]).stream().pipeThrough(new CompressionStream('deflate-raw'));
   const bytes = new Uint8Array(await new Response(stream).arrayBuffer());
@@ -341,8 +342,9 @@ function pipeline(r) {
     let note = '';
     if (i < at) { cls = configured[s] ? 'pass' : 'off'; note = configured[s] ? ' ✓' : ' (none)'; }
     else if (i === at) {
-      cls = r.verdict === 'forward' ? 'done' : r.verdict === 'redirect' ? 'redirect' : 'stop';
-      note = r.verdict === 'forward' ? ' ✓' : ` → ${r.status}`;
+      const v = r.would_verdict || r.verdict;
+      cls = v === 'forward' ? 'done' : v === 'redirect' ? 'redirect' : 'stop';
+      note = v === 'forward' ? ' ✓' : r.verdict === 'forward' ? ` → would ${r.would_status} (report mode)` : ` → ${r.status}`;
     } else cls = configured[s] ? '' : 'off';
     if (s === 'client_ip') label = `client address (${cfg.client_ip})`;
     if (s === 'scope' && configured.scope) label = r.scope_ambiguous ? 'scope (ambiguous path)' : `scope (${r.scope ?? 'top level'})`;
@@ -490,7 +492,11 @@ function renderResult(r, ms) {
     h('div', { class: 'verdict' },
       h('span', { class: `badge ${r.verdict}`, id: 'verdict' }, r.verdict.toUpperCase()),
       h('span', { class: 'status', id: 'status' }, r.status),
-      h('span', { class: 'muted' }, r.verdict === 'forward' ? 'the upstream answered (after the policy\'s response edits)' : 'answered by the gateway')),
+      h('span', { class: 'muted' }, r.verdict === 'forward' ? 'the upstream answered (after the policy\'s response edits)' : 'answered by the gateway'),
+      r.mode === 'report'
+        ? h('span', { class: `badge ${r.would_verdict}`, id: 'would', 'data-would': r.would_verdict },
+          r.would_verdict === 'forward' ? 'report mode: would forward' : `report mode: would ${r.would_verdict} ${r.would_status}`)
+        : ''),
     h('dl', { class: 'facts' }, facts.map(([k, v]) => [h('dt', {}, k), h('dd', { 'data-fact': k }, v)])),
     r.explain_agrees ? '' : h('p', { class: 'no' }, 'Engine inconsistency: the per-rule walk and the compiled matcher disagree. Please report this policy.'),
     h('h3', {}, 'Evaluation'), pipeline(r),
@@ -513,6 +519,7 @@ $('#copy-case').addEventListener('click', async () => {
   const c = { name: 'playground case', ...caseOf(state.request) };
   if (r && r.ok) {
     c.expect = { verdict: r.verdict, status: r.status, rule: r.rule, client_ip: r.client_ip ?? 'unknown' };
+    if (r.mode === 'report') Object.assign(c.expect, { would_verdict: r.would_verdict, would_status: r.would_status, step: r.step });
     if (r.location) c.expect.location = r.location;
   }
   await copy(JSON.stringify(c, null, 2), 'Test case copied');
@@ -537,11 +544,12 @@ $('#share').addEventListener('click', async () => {
 // ---------------------------------------------------------------- tabs
 
 function setTab(tab) {
-  state.tab = ['tests', 'import'].includes(tab) ? tab : 'evaluate';
+  state.tab = ['tests', 'import', 'diff'].includes(tab) ? tab : 'evaluate';
   for (const b of document.querySelectorAll('.tabs button')) b.setAttribute('aria-selected', String(b.dataset.tab === state.tab));
   $('#view-evaluate').hidden = state.tab !== 'evaluate';
   $('#view-tests').hidden = state.tab !== 'tests';
   $('#view-import').hidden = state.tab !== 'import';
+  $('#view-diff').hidden = state.tab !== 'diff';
   saveHashSoon();
 }
 for (const b of document.querySelectorAll('.tabs button')) b.addEventListener('click', () => setTab(b.dataset.tab));
@@ -740,6 +748,59 @@ $('#run-corpus').addEventListener('click', async () => {
     }));
 });
 
+// ---------------------------------------------------------------- diff
+
+const diffTa = $('#diff-old');
+diffTa.addEventListener('input', () => { state.diff.old = diffTa.value; saveHashSoon(); });
+$('#diff-from-editor').addEventListener('click', () => {
+  diffTa.value = ta.value;
+  state.diff.old = diffTa.value;
+  saveHashSoon();
+});
+
+const HEADINGS = {
+  'newly-allowed': 'Newly allowed', 'newly-denied': 'Newly denied', 'other-rule': 'Same verdict, other deciding rule',
+};
+const decider = (d) => (d.priority == null ? `${d.rule} (${d.access})` : `${d.rule} (priority ${d.priority}, ${d.access})`);
+
+function renderDiff(out) {
+  const box = $('#diff-results');
+  if (!out.ok) {
+    box.replaceChildren(h('div', { class: 'summary fail', id: 'diff-summary', 'data-changes': -1 }, 'A policy is not valid'),
+      h('ul', { class: 'errors' },
+        out.old_errors.map((e) => h('li', {}, `current ${e.line}:${e.column} ${e.path || '(document)'}: ${e.message}`)),
+        out.new_errors.map((e) => h('li', {}, `editor ${e.line}:${e.column} ${e.path || '(document)'}: ${e.message}`))));
+    return;
+  }
+  const net = out.report.network;
+  const changes = net.changes || [];
+  const summary = net.status === 'too-complex'
+    ? 'too many ranges: the comparison stopped'
+    : changes.length === 0 ? 'no change in who may call'
+      : `${changes.length} group${changes.length === 1 ? '' : 's'} of flows change${net.status === 'too-many-ranges' ? ` (too many ranges: ${net.ranges})` : ''}`;
+  const col = (v) => v.join(', ');
+  box.replaceChildren(
+    h('div', { class: `summary ${changes.length ? 'fail' : 'pass'}`, id: 'diff-summary', 'data-changes': changes.length }, summary),
+    ...changes.map((c) => h('div', { class: 'diff-group', 'data-kind': c.kind },
+      h('h3', {}, HEADINGS[c.kind] || c.kind),
+      h('p', { class: 'note' }, 'old: ', h('b', { 'data-side': 'old' }, decider(c.old)), ' · new: ', h('b', { 'data-side': 'new' }, decider(c.new))),
+      c.flows.length ? h('table', { class: 'rules' },
+        h('tr', {}, ['source', 'source ports', 'destination', 'destination ports', 'protocol'].map((t) => h('th', {}, t))),
+        c.flows.map((f) => h('tr', { class: 'flow' },
+          h('td', { 'data-field': 'source' }, col(f.source)), h('td', {}, col(f.source_ports)),
+          h('td', {}, col(f.destination)), h('td', { 'data-field': 'destination_ports' }, col(f.destination_ports)),
+          h('td', { 'data-field': 'protocol' }, f.protocol)))) : h('p', { class: 'muted' }, `${c.ranges} ranges (not listed)`))),
+    ...(out.report.settings.length ? [h('div', { class: 'diff-group', 'data-kind': 'settings' }, h('h3', {}, 'Settings'),
+      h('table', { class: 'rules' }, h('tr', {}, h('th', {}, 'field'), h('th', {}, 'current'), h('th', {}, 'editor')),
+        out.report.settings.map((st) => h('tr', { 'data-setting': st.field }, h('td', {}, st.field), h('td', {}, st.old), h('td', {}, st.new)))))] : []),
+    h('details', {}, h('summary', {}, 'as portcullis diff prints it'), h('pre', { id: 'diff-text' }, out.text)));
+}
+
+$('#run-diff').addEventListener('click', async () => {
+  const { data } = await call('diff_policies', diffTa.value, ta.value);
+  renderDiff(data);
+});
+
 // ---------------------------------------------------------------- start
 
 async function start() {
@@ -763,6 +824,8 @@ async function start() {
       state.request = { ...structuredClone(DEFAULT_REQUEST), ...(s.request || {}) };
       writeForm(state.request);
       setTests(s.tests?.source || '', String(s.tests?.text ?? ''));
+      state.diff = { old: String(s.diff?.old ?? '') };
+      diffTa.value = state.diff.old;
       setTab(s.tab);
       restored = true;
     } catch {

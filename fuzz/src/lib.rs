@@ -1013,7 +1013,7 @@ pub fn check_filter(
         .properties_set
         .iter()
         .rev()
-        .find(|(k, _)| k == portcullis_cli::TRACE_PROPERTY)
+        .find(|(k, _)| *k == p.trace_property())
         .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
         .ok_or("the filter set no trace")?;
     if trace != want_trace {

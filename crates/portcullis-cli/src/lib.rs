@@ -25,8 +25,11 @@ use portcullis_core::testfile::{
 use portcullis_core::{Policy, Trace, Transport};
 use portcullis_host::{HttpRequest, HttpResponse, LogLevel, Options};
 
-/// The property the filter sets with its trace line.
-pub const TRACE_PROPERTY: &str = "portcullis.trace";
+/// Whether a property the filter set is its text trace line:
+/// `portcullis.<policy>.trace` (see `Policy::trace_property`).
+pub fn is_trace_property(p: &str) -> bool {
+    p.starts_with("portcullis.") && p.ends_with(".trace")
+}
 
 /// Which engine runs the cases.
 #[allow(missing_debug_implementations)] // wasmtime's engine has no useful Debug
@@ -267,7 +270,7 @@ pub fn run_wasm(plugin: &mut portcullis_host::Plugin, c: &Case) -> Result<Outcom
         .properties_set
         .iter()
         .rev()
-        .find(|(p, _)| p == TRACE_PROPERTY)
+        .find(|(p, _)| is_trace_property(p))
         .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
         .ok_or("the filter set no trace property")?;
     let t = Trace::parse(&trace_line).ok_or_else(|| format!("unreadable trace {trace_line:?}"))?;
@@ -289,6 +292,13 @@ pub fn run_wasm(plugin: &mut portcullis_host::Plugin, c: &Case) -> Result<Outcom
         rule: t.rule,
         client_ip: t.client_ip,
         step: t.step.as_str().to_string(),
+        would_verdict: t.would.unwrap_or(t.verdict),
+        // A would-be reply's status is the trace's; otherwise the one seen.
+        would_status: if t.would.is_some() {
+            t.status
+        } else {
+            x.status
+        },
         scope: t.scope,
         trace: trace_line,
         location,

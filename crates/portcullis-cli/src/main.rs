@@ -34,6 +34,10 @@ enum Command {
     Check(cmd::check::Args),
     Test(cmd::test::Args),
     Explain(cmd::explain::Args),
+    /// Compare two policies: the exact flows whose network decision changes,
+    /// grouped by the rule deciding them in OLD and in NEW, and the other
+    /// sections before/after.
+    Diff(cmd::diff::DiffArgs),
     /// Import an APIM policy (XML) or NSG rules (JSON) as a policy-v1
     /// document; the report of what was mapped, skipped or unsupported goes
     /// to stderr.
@@ -63,6 +67,7 @@ fn main() -> ExitCode {
         Command::Test(a) => cmd::test::run(a, &style),
         Command::Explain(a) => cmd::explain::run(a, &style),
         Command::Import(a) => cmd::import::run(&a),
+        Command::Diff(a) => cmd::diff::run(&a),
         Command::Package(a) => cmd::package::run(a),
         Command::Completions(a) => cmd::completions::run(a, Cli::command()),
     };

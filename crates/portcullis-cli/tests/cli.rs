@@ -414,3 +414,27 @@ fn filter_overrides_the_embedded_module_and_the_cache_survives_corruption() {
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("cannot read the filter /nonexistent/x.wasm"));
 }
+
+#[test]
+fn explain_shows_what_a_report_mode_policy_would_do() {
+    let o = portcullis(&[
+        "explain",
+        "docs/rollout/candidate.json",
+        "--peer",
+        "127.0.0.8:5000",
+    ]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("decision forward at step forward (rule deny-batch)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("would    report mode: enforce would deny at step network, status 403"),
+        "{out}"
+    );
+    assert!(
+        out.contains("trace    would_deny 403 network peer 127.0.0.8 - deny-batch"),
+        "{out}"
+    );
+}

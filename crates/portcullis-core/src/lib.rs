@@ -80,7 +80,8 @@ pub mod testfile;
 mod words;
 
 pub use decide::{
-    Client, ClientSource, Decision, Headers, Reason, Request, Step, Trace, Verdict, NO_SCOPE,
+    Client, ClientSource, Decision, Headers, Reason, Request, Step, Trace, Verdict, Would,
+    NO_SCOPE, WOULD_PREFIX,
 };
 pub use edits::{apply_edits, Edit, EditOp};
 pub use error::{Error, Problem, Problems, RuleRef};

@@ -13,6 +13,11 @@
 //! - `expect.step`: the step that decided (`client_ip`, `scope`, `network`,
 //!   `https_only`, `require_headers`, `forward`);
 //! - `expect.body_contains`: a substring of the local reply's body;
+//! - `expect.would_verdict` / `expect.would_status`: the verdict and the
+//!   status enforce mode gives. For a report-mode policy (`"mode":
+//!   "report"`) `verdict` is `forward` and `status` the upstream's, while
+//!   these say what would have happened (`deny` 403, `redirect` 308, or
+//!   `forward`); `step` names the step that would have stopped it.
 //! - `expect.scope`: the scope that applied, or `null` for the top level.
 
 use alloc::string::{String, ToString};
@@ -109,6 +114,12 @@ pub struct Expect {
     pub location: Option<String>,
     /// Step that decided.
     pub step: Option<String>,
+    /// What enforce mode does (an extension for report-mode policies:
+    /// `deny` or `redirect` where the request is forwarded; for an
+    /// enforcing policy the verdict itself).
+    pub would_verdict: Option<Verdict>,
+    /// The status enforce mode gives the client (an extension, as above).
+    pub would_status: Option<u16>,
     /// Scope that applied, or `-` (JSON `null`) for the top level.
     pub scope: Option<String>,
     /// Substring of the local reply body.
@@ -156,8 +167,13 @@ pub struct Outcome {
     pub rule: String,
     /// Resolved client or `unknown`.
     pub client_ip: String,
-    /// Step that decided.
+    /// Step that decided (in report mode, the step that would have
+    /// stopped the request, as the trace says).
     pub step: String,
+    /// The verdict enforce mode gives.
+    pub would_verdict: Verdict,
+    /// The status enforce mode gives the client.
+    pub would_status: u16,
     /// Scope that applied, or `-`.
     pub scope: String,
     /// The whole trace line, for failure reports.
@@ -293,6 +309,16 @@ pub fn check(expect: &Expect, o: &Outcome) -> Vec<Mismatch> {
     field("step", expect.step.clone(), o.step.clone());
     field("scope", expect.scope.clone(), o.scope.clone());
     field(
+        "would_verdict",
+        expect.would_verdict.map(|v| v.as_str().to_string()),
+        o.would_verdict.as_str().to_string(),
+    );
+    field(
+        "would_status",
+        expect.would_status.map(|s| s.to_string()),
+        o.would_status.to_string(),
+    );
+    field(
         "location",
         expect.location.clone(),
         o.location.clone().unwrap_or_else(|| String::from("(none)")),
@@ -336,7 +362,9 @@ pub fn run_core(policy: &Policy, case: &Case) -> Outcome {
         status: d.status,
         rule: policy.rule_of(&d).to_string(),
         client_ip,
-        step: d.step.as_str().to_string(),
+        step: d.deciding_step().as_str().to_string(),
+        would_verdict: d.enforced_verdict(),
+        would_status: 0,
         scope: policy
             .scope_name(d.scope)
             .unwrap_or(crate::decide::NO_SCOPE)
@@ -373,6 +401,7 @@ pub fn run_core(policy: &Policy, case: &Case) -> Outcome {
             o.response_headers = resp;
         }
     }
+    o.would_status = d.would.as_ref().map_or(o.status, |w| w.status);
     o
 }
 
@@ -790,6 +819,8 @@ impl Reader<'_> {
                 "client_ip",
                 "location",
                 "step",
+                "would_verdict",
+                "would_status",
                 "scope",
                 "body_contains",
                 "upstream_headers",
@@ -817,12 +848,30 @@ impl Reader<'_> {
                 }
             }
         }
-        if let Some(st) = v.get("status") {
+        if let Some(w) = s(self, "would_verdict")? {
+            match Verdict::from_word(&w) {
+                Some(verdict) => e.would_verdict = Some(verdict),
+                None => {
+                    let x = v.get("would_verdict").unwrap_or(v);
+                    self.err(
+                        &alloc::format!("{path}.would_verdict"),
+                        x,
+                        Error::Invalid("would_verdict is forward, deny or redirect"),
+                    );
+                    return None;
+                }
+            }
+        }
+        for (key, dst) in [
+            ("status", &mut e.status),
+            ("would_status", &mut e.would_status),
+        ] {
+            let Some(st) = v.get(key) else { continue };
             match st.as_u64().and_then(|n| u16::try_from(n).ok()) {
-                Some(n) => e.status = Some(n),
+                Some(n) => *dst = Some(n),
                 None => {
                     self.err(
-                        &alloc::format!("{path}.status"),
+                        &alloc::format!("{path}.{key}"),
                         st,
                         Error::OutOfRange { min: 100, max: 599 },
                     );

@@ -16,7 +16,9 @@
 //!   `google.protobuf.StringValue`), or discovered from a file (ECDS,
 //!   [`Filter::Discovered`]) so it can be replaced without a restart;
 //! - an access log line per request carrying the filter's decision trace
-//!   (filter state `wasm.portcullis.trace`, see [`TRACE_FORMAT`]);
+//!   (filter state `wasm.portcullis.<policy>.trace`, see [`trace_format`]);
+//!   with [`Filter::Chain`] one trace per instance (a report-mode candidate
+//!   beside the enforcing policy, see `docs/rollout.md`);
 //! - the admin interface on loopback only.
 //!
 //! `deploy/envoy/envoy.yaml` is this template rendered by the
@@ -29,9 +31,17 @@ use std::path::PathBuf;
 
 use crate::module::Module;
 
-/// The access-log command operator that prints the filter's trace line
-/// (`verdict status step source client scope rule`, see `portcullis_core::Trace`).
-pub const TRACE_FORMAT: &str = "%FILTER_STATE(wasm.portcullis.trace:PLAIN)%";
+/// The access-log command operator that prints the trace line of the
+/// filter instance running policy `name` (`verdict status step source
+/// client scope rule`, see `portcullis_core::Trace`).
+pub fn trace_format(name: &str) -> String {
+    format!("%FILTER_STATE(wasm.portcullis.{name}.trace:PLAIN)%")
+}
+
+/// The same for the JSON trace (policies with `trace_json: true`).
+pub fn json_trace_format(name: &str) -> String {
+    format!("%FILTER_STATE(wasm.portcullis.{name}.trace_json:PLAIN)%")
+}
 
 /// The request header the tests use to find a request's access-log line and
 /// the backend's canned answer. Deployments do not log it.
@@ -69,11 +79,35 @@ pub enum Filter {
     /// [`EnvoyConfig::render_ecds_resource`]). Replacing the file by an
     /// atomic rename updates the policy without restarting Envoy.
     Discovered {
-        /// Resource name (also the filter name).
+        /// Resource name (also the filter name; the access log prints the
+        /// trace of the policy of this name).
         name: String,
         /// The watched file.
         path: PathBuf,
     },
+    /// Several Portcullis instances on the listener, in this order, each
+    /// with its policy inline (e.g. a report-mode candidate, then the
+    /// enforcing policy: the candidate forwards every request, so the
+    /// enforcing one sees them all).
+    Chain {
+        /// Policy documents, in filter order.
+        policies: Vec<String>,
+    },
+}
+
+impl Filter {
+    /// The names of the policies whose traces the access log prints.
+    pub fn policy_names(&self) -> Vec<String> {
+        let name = |p: &str| {
+            portcullis_core::Policy::name_of(p.as_bytes())
+                .unwrap_or_else(|| String::from("portcullis"))
+        };
+        match self {
+            Filter::Inline { policy } => vec![name(policy)],
+            Filter::Discovered { name, .. } => vec![name.clone()],
+            Filter::Chain { policies } => policies.iter().map(|p| name(p)).collect(),
+        }
+    }
 }
 
 /// One listener.
@@ -162,10 +196,16 @@ impl EnvoyConfig {
     /// The `envoy.extensions.filters.http.wasm.v3.Wasm` message (YAML
     /// mapping body) for a policy.
     pub fn wasm_filter_config(&self, policy: &str) -> String {
+        self.named_wasm_filter_config("portcullis", policy)
+    }
+
+    /// [`EnvoyConfig::wasm_filter_config`] with another plugin name (one
+    /// per instance when a listener runs several).
+    pub fn named_wasm_filter_config(&self, plugin: &str, policy: &str) -> String {
         format!(
             r#""@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
 config:
-  name: portcullis
+  name: {plugin}
   root_id: portcullis
   # A crashed VM fails closed: requests get a 503, never an unchecked pass.
   failure_policy: FAIL_CLOSED
@@ -174,6 +214,7 @@ config:
     "@type": type.googleapis.com/google.protobuf.StringValue
     value: {policy}
 "#,
+            plugin = yaml_str(plugin),
             vm = indent(&self.module.render_vm_config(), 4),
             policy = yaml_str(policy),
         )
@@ -189,22 +230,48 @@ config:
         )
     }
 
-    fn access_log(&self) -> String {
+    fn access_log(&self, names: &[String]) -> String {
+        let first = names.first().map_or("portcullis", String::as_str);
+        let many = names.len() > 1;
         match &self.access_log {
-            AccessLog::Stdout => format!(
-                r#"- name: envoy.access_loggers.stdout
+            AccessLog::Stdout => {
+                // One instance: `portcullis="..."`; several: each by name.
+                let traces = if many {
+                    let each = names
+                        .iter()
+                        .map(|n| format!("portcullis.{n}=\"{}\"", trace_format(n)));
+                    each.collect::<Vec<_>>().join(" ")
+                } else {
+                    format!("portcullis=\"{}\"", trace_format(first))
+                };
+                format!(
+                    r#"- name: envoy.access_loggers.stdout
   typed_config:
     "@type": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog
     log_format:
       text_format_source:
         inline_string: {}
 "#,
-                yaml_str(&format!(
-                    "[%START_TIME%] \"%REQ(:METHOD)% %REQ(:AUTHORITY)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" %RESPONSE_CODE% %DOWNSTREAM_REMOTE_ADDRESS% -> %DOWNSTREAM_LOCAL_ADDRESS% portcullis=\"{TRACE_FORMAT}\"\n"
-                ))
-            ),
-            AccessLog::JsonFile(path) => format!(
-                r#"- name: envoy.access_loggers.file
+                    yaml_str(&format!(
+                        "[%START_TIME%] \"%REQ(:METHOD)% %REQ(:AUTHORITY)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" %RESPONSE_CODE% %DOWNSTREAM_REMOTE_ADDRESS% -> %DOWNSTREAM_LOCAL_ADDRESS% {traces}\n"
+                    ))
+                )
+            }
+            AccessLog::JsonFile(path) => {
+                // Several instances: each trace under its policy's name too.
+                let mut more = String::new();
+                for n in names.iter().filter(|_| many) {
+                    let _ = write!(
+                        more,
+                        "        {}: {}\n        {}: {}\n",
+                        yaml_str(&format!("trace.{n}")),
+                        yaml_str(&trace_format(n)),
+                        yaml_str(&format!("trace_json.{n}")),
+                        yaml_str(&json_trace_format(n)),
+                    );
+                }
+                format!(
+                    r#"- name: envoy.access_loggers.file
   typed_config:
     "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
     path: {}
@@ -212,16 +279,17 @@ config:
       json_format:
         case: "%REQ({})%"
         trace: "{}"
-        status: "%RESPONSE_CODE%"
+{more}        status: "%RESPONSE_CODE%"
         peer: "%DOWNSTREAM_REMOTE_ADDRESS%"
         local: "%DOWNSTREAM_LOCAL_ADDRESS%"
         flags: "%RESPONSE_FLAGS%"
         details: "%RESPONSE_CODE_DETAILS%"
 "#,
-                yaml_str(&path.to_string_lossy()),
-                CASE_HEADER.to_ascii_uppercase(),
-                TRACE_FORMAT
-            ),
+                    yaml_str(&path.to_string_lossy()),
+                    CASE_HEADER.to_ascii_uppercase(),
+                    trace_format(first)
+                )
+            }
             AccessLog::Off => String::from("[]\n"),
         }
     }
@@ -234,6 +302,19 @@ config:
                 "- name: portcullis\n  typed_config:\n{}",
                 indent(&self.wasm_filter_config(policy), 4)
             ),
+            Filter::Chain { policies } => {
+                let mut out = String::new();
+                for (p, n) in policies.iter().zip(filter.policy_names()) {
+                    let plugin = format!("portcullis.{n}");
+                    let _ = write!(
+                        out,
+                        "- name: {}\n  typed_config:\n{}",
+                        yaml_str(&plugin),
+                        indent(&self.named_wasm_filter_config(&plugin, p), 4)
+                    );
+                }
+                out
+            }
             Filter::Discovered { name, path } => {
                 let dir = path
                     .parent()
@@ -319,7 +400,7 @@ config:
             name = yaml_str(&l.name),
             addr = socket(&l.address),
             stat = yaml_str(&format!("{}_{}", scheme, l.name)),
-            log = indent(&self.access_log(), 8),
+            log = indent(&self.access_log(&l.filter.policy_names()), 8),
             filter = indent(&filter, 8),
             tls = tls,
         )
@@ -438,6 +519,25 @@ pub fn deploy_example(policy: &str) -> EnvoyConfig {
         module: Module::local("/etc/envoy/portcullis_filter.wasm"),
         access_log: AccessLog::Stdout,
     }
+}
+
+/// The rollout example of `docs/rollout.md`: one listener with a
+/// report-mode `candidate` first (it forwards every request and records
+/// what it would have done) and the enforcing `current` policy second (it
+/// decides), otherwise as [`deploy_example`]'s plain listener. The Envoy
+/// test `envoy_rollout` runs this very filter chain, with loopback
+/// addresses, the test backend and a JSON access log swapped in. Print it
+/// with `cargo run -p portcullis-e2e --bin portcullis-envoy-config --
+/// rollout CURRENT CANDIDATE`.
+pub fn rollout_example(current: &str, candidate: &str) -> EnvoyConfig {
+    let mut cfg = deploy_example(current);
+    cfg.listeners.truncate(1);
+    if let Some(l) = cfg.listeners.first_mut() {
+        l.filter = Filter::Chain {
+            policies: vec![candidate.to_owned(), current.to_owned()],
+        };
+    }
+    cfg
 }
 
 /// The comment block at the top of `deploy/envoy/envoy.yaml`.

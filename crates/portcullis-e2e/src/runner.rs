@@ -324,6 +324,12 @@ pub fn run_case_envoy(
         rule: trace.rule.clone(),
         client_ip,
         step: trace.step.as_str().to_owned(),
+        would_verdict: trace.would.unwrap_or(trace.verdict),
+        would_status: if trace.would.is_some() {
+            trace.status
+        } else {
+            resp.status
+        },
         scope: trace.scope.clone(),
         trace: format!(
             "{line} (on loopback: peer {} -> {from}, local {} -> {})",

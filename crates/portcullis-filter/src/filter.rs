@@ -5,6 +5,7 @@ use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 
 use portcullis_core::addr::parse_socket;
+use portcullis_core::policy::Mode;
 use portcullis_core::{Decision, EditOp, Headers, Inputs, Policy, Request, Transport, Verdict};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
@@ -19,8 +20,9 @@ const DESTINATION_ADDRESS: &[u8] = b"destination\0address";
 const TLS_VERSION: &[u8] = b"connection\0tls_version";
 const PROTOCOL: &[u8] = b"request\0protocol";
 const PLUGIN_NAME: &[u8] = b"plugin_name";
-/// Where the trace goes: Envoy stores it as filter state `wasm.portcullis.trace`.
-pub const TRACE_PROPERTY: &[u8] = b"portcullis.trace";
+
+/// Counter ids of one would-be verdict: the total, per rule index, `default`.
+type WouldCounters = (Option<u32>, Vec<Option<u32>>, Option<u32>);
 
 /// A scope's counters.
 struct ScopeCounters {
@@ -42,6 +44,13 @@ struct Shared {
     default_rule: Option<u32>,
     /// Counter ids per scope (by index into `scopes`).
     scopes: Vec<ScopeCounters>,
+    /// Report mode: counter ids per would-be verdict (deny, redirect): the
+    /// total, then per rule index, then `default` (empty in enforce mode).
+    would: Vec<WouldCounters>,
+    /// `portcullis.<policy>.trace` (filter state `wasm.portcullis.<policy>.trace`).
+    trace_property: String,
+    /// `portcullis.<policy>.trace_json`, when the policy asks for it.
+    json_property: Option<String>,
     /// Whether the host wants debug logs (read once per configuration).
     debug: bool,
     /// The trace line, reused from request to request (one VM thread).
@@ -87,6 +96,27 @@ impl Shared {
                 .map(|i| define(stats::rule(&policy, Some(i))))
                 .collect(),
             default_rule: define(stats::rule(&policy, None)),
+            // Report mode at the top level or in some scope.
+            would: if policy.mode == Mode::Report
+                || policy.scopes.iter().any(|s| s.policy.mode == Mode::Report)
+            {
+                stats::WOULD
+                    .iter()
+                    .map(|&w| {
+                        (
+                            define(stats::would(&policy, w)),
+                            (0..rules)
+                                .map(|i| define(stats::would_rule(&policy, w, Some(i))))
+                                .collect(),
+                            define(stats::would_rule(&policy, w, None)),
+                        )
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            trace_property: policy.trace_property(),
+            json_property: policy.trace_json.then(|| policy.json_trace_property()),
             policy,
             debug,
             trace: core::cell::RefCell::new(String::with_capacity(128)),
@@ -109,6 +139,24 @@ impl Shared {
             .into_iter()
             .flatten()
         {
+            host::increment(id);
+        }
+        let Some(w) = &d.would else { return };
+        let Some((total, rules, default)) = stats::WOULD
+            .iter()
+            .position(|&x| x == w.verdict)
+            .and_then(|i| self.would.get(i))
+        else {
+            return;
+        };
+        // Per rule only for the top level's rules (a scope with its own
+        // `network` counts its rules under the scope).
+        let rule = match (d.rule, scope.is_some_and(|s| s.rules.is_some())) {
+            (_, true) => None,
+            (Some(i), false) => rules.get(i).copied().flatten(),
+            (None, false) => *default,
+        };
+        for id in [*total, rule].into_iter().flatten() {
             host::increment(id);
         }
     }
@@ -306,9 +354,13 @@ impl Http {
         };
         if let Ok(mut trace) = shared.trace.try_borrow_mut() {
             policy.trace_into(&d, &mut trace);
-            host::set_property(TRACE_PROPERTY, trace.as_bytes());
+            host::set_property(shared.trace_property.as_bytes(), trace.as_bytes());
             if shared.debug {
                 host::log(level::DEBUG, &format!("portcullis: {trace}"));
+            }
+            if let Some(p) = &shared.json_property {
+                policy.json_trace_into(&d, &mut trace);
+                host::set_property(p.as_bytes(), trace.as_bytes());
             }
         }
         shared.count(&d);

@@ -18,18 +18,25 @@
 //!
 //! Observability:
 //! - the trace line (`verdict status step source client scope rule`) is set as the
-//!   property `portcullis.trace`, which Envoy keeps as filter state
-//!   `wasm.portcullis.trace`: an access log prints it with
-//!   `%FILTER_STATE(wasm.portcullis.trace:PLAIN)%`; the same line is logged at
+//!   property `portcullis.<policy>.trace` (the policy's `name`), which Envoy
+//!   keeps as filter state `wasm.portcullis.<policy>.trace`: an access log
+//!   prints it with `%FILTER_STATE(wasm.portcullis.<policy>.trace:PLAIN)%`,
+//!   and two instances on one listener (an enforcing policy and a
+//!   report-mode candidate) keep their own; the same line is logged at
 //!   debug level when the host's log level for the plugin is debug or lower
-//!   at configuration time;
+//!   at configuration time. With `trace_json: true` the JSON form
+//!   ([`portcullis_core::Policy::json_trace`]) is also set, as
+//!   `portcullis.<policy>.trace_json` (one more host call per request);
 //! - counters `portcullis.<policy>.allowed|denied|redirected` and
-//!   `portcullis.<policy>.rule.<rule>` (`default` when no rule decided),
-//!   and for a request in a scope also
+//!   `portcullis.<policy>.rule.<rule>` (`default` when no rule decided);
+//!   in report mode (`"mode": "report"`: every request is forwarded) also
+//!   `portcullis.<policy>.would_deny|would_redirect` and
+//!   `portcullis.<policy>.would_deny|would_redirect.rule.<rule>`; for a
+//!   request in a scope also
 //!   `portcullis.<policy>.scope.<scope>.allowed|denied|redirected` (a scope
 //!   with its own `network` counts its rules as
 //!   `portcullis.<policy>.scope.<scope>.rule.<rule>` instead of the top
-//!   level's), names sanitized by [`stats::segment`]. Envoy lists them in `/stats`
+//!   level's); names sanitized by [`stats::segment`]. Envoy lists them in `/stats`
 //!   under its custom namespace (see `docs/filter.md`).
 //!
 //! Only the modules that do not touch the host build natively, so

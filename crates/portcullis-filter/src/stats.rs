@@ -89,15 +89,43 @@ pub fn own_rules(policy: &Policy, scope: usize) -> bool {
         .is_some_and(|s| s.restated.network && s.policy.network.is_some())
 }
 
+/// The would-be verdicts a report-mode policy counts, in counter order.
+pub const WOULD: [Verdict; 2] = [Verdict::Deny, Verdict::Redirect];
+
+/// Report mode: the counter of a would-be verdict,
+/// `portcullis.<policy>.would_deny|would_redirect`.
+pub fn would(policy: &Policy, v: Verdict) -> String {
+    format!(
+        "portcullis.{}.{}{}",
+        segment(&policy.name),
+        portcullis_core::WOULD_PREFIX,
+        v.as_str()
+    )
+}
+
+/// Report mode: the would-be verdict per deciding rule,
+/// `portcullis.<policy>.would_deny.rule.<rule>` (`default` when no rule
+/// decided).
+pub fn would_rule(policy: &Policy, v: Verdict, rule: Option<usize>) -> String {
+    format!(
+        "{}.rule.{}",
+        would(policy, v),
+        segment(policy.rule_name(rule))
+    )
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use portcullis_core::policy::Mode;
 
     /// Every counter a policy defines, in the order the filter defines
     /// them: the three verdicts, each rule by index, then `default`; then
     /// for each scope its three verdicts and, when it has its own
-    /// `network`, its rules and `default`.
+    /// `network`, its rules and `default`; for a report-mode policy then
+    /// each would-be verdict, followed by the same verdict per rule and
+    /// `default`.
     fn all(policy: &Policy) -> Vec<String> {
         let rules = policy.network.as_ref().map_or(0, |n| n.rules.len());
         let mut v: Vec<String> = Verdict::ALL.iter().map(|&x| verdict(policy, x)).collect();
@@ -115,6 +143,13 @@ mod tests {
                 v.push(scope_rule(policy, s, None));
             }
         }
+        if policy.mode == Mode::Report {
+            for w in WOULD {
+                v.push(would(policy, w));
+                v.extend((0..rules).map(|i| would_rule(policy, w, Some(i))));
+                v.push(would_rule(policy, w, None));
+            }
+        }
         v
     }
 
@@ -124,6 +159,26 @@ mod tests {
         assert_eq!(segment("a.b c/é"), "a_b_c__");
         assert_eq!(segment(""), "_");
         assert_eq!(segment(&"x".repeat(200)).len(), MAX_SEGMENT);
+    }
+
+    #[test]
+    fn report_mode_names() {
+        let p = Policy::parse(
+            br#"{"name":"cand","mode":"report","network":{"rules":[
+            {"name":"a b","priority":100,"access":"allow","source":["*"]}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            all(&p)[5..],
+            [
+                "portcullis.cand.would_deny",
+                "portcullis.cand.would_deny.rule.a_b",
+                "portcullis.cand.would_deny.rule.default",
+                "portcullis.cand.would_redirect",
+                "portcullis.cand.would_redirect.rule.a_b",
+                "portcullis.cand.would_redirect.rule.default",
+            ]
+        );
     }
 
     #[test]

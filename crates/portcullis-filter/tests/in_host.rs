@@ -158,7 +158,7 @@ fn play_and_compare(plugin: &mut Plugin, policy: &Policy, req: &HttpRequest) -> 
     let set: Vec<_> = ex
         .properties_set
         .iter()
-        .filter(|(k, _)| k == "portcullis.trace")
+        .filter(|(k, _)| *k == policy.trace_property())
         .collect();
     assert_eq!(
         set.len(),
@@ -546,4 +546,81 @@ fn the_trace_is_logged_at_debug_level_only() {
     let quiet = info.play(&req, &upstream()).unwrap();
     assert!(quiet.logs.is_empty(), "{:?}", quiet.logs);
     assert_eq!(quiet.host_calls + 1, ex.host_calls);
+}
+
+#[test]
+fn report_mode_forwards_counts_would_be_verdicts_and_keeps_its_own_trace() {
+    // layered-security as a report-mode candidate, with the JSON trace.
+    let text = String::from_utf8(sample("layered-security.json"))
+        .unwrap()
+        .replace(
+            "\"name\": \"layered-security\",",
+            "\"name\": \"layered-candidate\", \"mode\": \"report\", \"trace_json\": true,",
+        );
+    assert!(text.contains("\"mode\": \"report\""));
+    let policy = Policy::parse(text.as_bytes()).unwrap();
+    let mut plugin = configure(text.as_bytes(), LogLevel::Info);
+    let enforcing = sample("layered-security.json");
+    let mut current = configure(&enforcing, LogLevel::Info);
+    // (request, would-be verdict)
+    let cases = [
+        (request("65.52.10.20:1234", "10.0.0.2:443", true, &[]), None),
+        (
+            request("8.8.8.8:1234", "10.0.0.2:443", true, &[]),
+            Some("deny"),
+        ),
+        (
+            request("65.52.10.20:1234", "10.0.0.2:8443", true, &[]),
+            Some("deny"),
+        ),
+        (request("8.8.8.8:1234", "10.0.0.2:455", false, &[]), None),
+    ];
+    for (req, would) in &cases {
+        let ex = play_and_compare(&mut plugin, &policy, req);
+        assert!(ex.local_reply.is_none(), "report mode never stops: {ex:?}");
+        assert!(ex.upstream_request_headers.is_some());
+        let json: Vec<_> = ex
+            .properties_set
+            .iter()
+            .filter(|(k, _)| k == "portcullis.layered-candidate.trace_json")
+            .collect();
+        assert_eq!(json.len(), 1, "{:?}", ex.properties_set);
+        let json = String::from_utf8_lossy(&json[0].1);
+        assert!(json.starts_with(r#"{"policy":"layered-candidate","mode":"report","verdict":"forward","would_verdict":""#), "{json}");
+        assert!(
+            json.contains(&format!(
+                "\"would_verdict\":\"{}\"",
+                would.unwrap_or("forward")
+            )),
+            "{json}"
+        );
+        // The enforcing instance: same request, its own trace property. The
+        // candidate's host calls are the enforcing ones plus its JSON trace
+        // and, for a would-be deny, 2 would-be counters less the local reply.
+        let ex2 = current.play(req, &upstream()).unwrap();
+        assert!(ex2
+            .properties_set
+            .iter()
+            .all(|(k, _)| k == "portcullis.layered-security.trace"));
+        if would.is_some() {
+            assert!(ex2.local_reply.is_some());
+            assert_eq!(ex.host_calls, ex2.host_calls + 2, "{ex:?}\n{ex2:?}");
+        } else {
+            assert_eq!(ex.host_calls, ex2.host_calls + 1, "{ex:?}\n{ex2:?}");
+        }
+    }
+    let count = |n: &str| {
+        plugin
+            .metric(&format!("portcullis.layered-candidate.{n}"))
+            .map(|m| m.value)
+    };
+    assert_eq!(count("allowed"), Some(4));
+    assert_eq!(count("denied"), Some(0));
+    assert_eq!(count("would_deny"), Some(2));
+    assert_eq!(count("would_redirect"), Some(0));
+    assert_eq!(count("would_deny.rule.default"), Some(2));
+    assert_eq!(count("would_deny.rule.allow-https-fe1ase"), Some(0));
+    assert_eq!(count("rule.default"), Some(2));
+    assert_eq!(count("rule.allow-https-fe1ase"), Some(1));
+    assert_eq!(count("rule.allow-azure-mgmt"), Some(1));
 }

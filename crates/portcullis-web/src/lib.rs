@@ -69,6 +69,45 @@ pub fn check_policy(text: &str) -> String {
     to_json(&out)
 }
 
+/// Compares two policies (`portcullis diff OLD NEW`): `{ok, old_errors,
+/// new_errors, report, text}` where `report` is the diff's JSON form and
+/// `text` what the CLI prints.
+#[wasm_bindgen]
+pub fn diff_policies(old_text: &str, new_text: &str) -> String {
+    #[derive(Serialize)]
+    struct Out {
+        ok: bool,
+        old_errors: Vec<ProblemOut>,
+        new_errors: Vec<ProblemOut>,
+        report: Option<portcullis_diff::Report>,
+        text: String,
+    }
+    let (old, new) = (
+        Policy::parse(old_text.as_bytes()),
+        Policy::parse(new_text.as_bytes()),
+    );
+    let out = match (&old, &new) {
+        (Ok(a), Ok(b)) => {
+            let report = portcullis_diff::diff(a, b);
+            Out {
+                ok: true,
+                old_errors: Vec::new(),
+                new_errors: Vec::new(),
+                text: report.to_string(),
+                report: Some(report),
+            }
+        }
+        _ => Out {
+            ok: false,
+            old_errors: old.as_ref().err().map(problems).unwrap_or_default(),
+            new_errors: new.as_ref().err().map(problems).unwrap_or_default(),
+            report: None,
+            text: String::new(),
+        },
+    };
+    to_json(&out)
+}
+
 /// A header for display: the value as text, escaped when not UTF-8.
 #[derive(Debug, Serialize)]
 struct HeaderOut {
@@ -208,7 +247,16 @@ pub fn evaluate(policy_text: &str, case_json: &str) -> String {
         ok: bool,
         verdict: &'static str,
         status: u16,
+        /// The deciding step (in report mode, the one that would have
+        /// stopped the request).
         step: &'static str,
+        /// `enforce` or `report`.
+        mode: &'static str,
+        /// What enforce mode does: `verdict` itself, or in report mode the
+        /// verdict of a request it forwards instead.
+        would_verdict: &'static str,
+        /// The status enforce mode gives.
+        would_status: u16,
         rule: String,
         rule_index: Option<usize>,
         rule_line: Option<u32>,
@@ -323,7 +371,10 @@ pub fn evaluate(policy_text: &str, case_json: &str) -> String {
         ok: true,
         verdict: d.verdict.as_str(),
         status: outcome.status,
-        step: d.step.as_str(),
+        step: d.deciding_step().as_str(),
+        mode: policy.mode.as_str(),
+        would_verdict: outcome.would_verdict.as_str(),
+        would_status: outcome.would_status,
         rule: outcome.rule.clone(),
         rule_index: d.rule,
         rule_line,
@@ -634,6 +685,28 @@ mod tests {
 
     fn eval(case: Value) -> Value {
         parse(evaluate(POLICY, &case.to_string()))
+    }
+
+    #[test]
+    fn diff_policies_reports_the_changed_flows() {
+        let moved = POLICY.replace("\"priority\": 100", "\"priority\": 250");
+        let out = parse(diff_policies(POLICY, &moved));
+        assert_eq!(out["ok"], true);
+        let c = &out["report"]["network"]["changes"][0];
+        assert_eq!(c["kind"], "newly-allowed");
+        assert_eq!(c["old"]["rule"], "deny-bad");
+        assert_eq!(c["new"]["rule"], "web");
+        assert_eq!(c["flows"][0]["source"][0], "10.9.0.0/16");
+        assert!(out["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("newly allowed:\n"));
+        let same = parse(diff_policies(POLICY, POLICY));
+        assert_eq!(same["text"], "no change in who may call\n");
+        let bad = parse(diff_policies(POLICY, "{"));
+        assert_eq!(bad["ok"], false);
+        assert_eq!(bad["old_errors"].as_array().unwrap().len(), 0);
+        assert_eq!(bad["new_errors"][0]["line"], 1);
     }
 
     #[test]

@@ -223,6 +223,15 @@ pub(crate) fn run(args: Args, style: &Style) -> Outcome {
             String::new()
         }
     );
+    if let Some(w) = &d.would {
+        println!(
+            "{} report mode: enforce would {} at step {}, status {}",
+            style.bold("would   "),
+            style.red(w.verdict.as_str()),
+            w.reason.step().as_str(),
+            w.status
+        );
+    }
     println!("{} {}", style.bold("trace   "), policy.trace(&d));
     let show = |e: &portcullis_core::Edit<'_>| match e.op {
         EditOp::Remove => format!("    - {}", e.name),

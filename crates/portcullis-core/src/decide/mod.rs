@@ -15,7 +15,7 @@ use core::fmt;
 use core::net::SocketAddr;
 
 use crate::addr;
-use crate::policy::{Access, HttpsAction, Policy};
+use crate::policy::{Access, HttpsAction, Mode, Policy};
 use crate::rule::{Flow, Transport};
 use crate::words::words;
 
@@ -26,7 +26,7 @@ mod trace;
 
 pub use client::{Client, ClientSource};
 pub use scope::{scope_host, scope_path, Ambiguous, ScopeField};
-pub use trace::{Trace, NO_SCOPE};
+pub use trace::{Trace, NO_SCOPE, WOULD_PREFIX};
 
 /// Request headers as a host holds them. Names are matched
 /// case-insensitively; values are bytes and need not be UTF-8.
@@ -205,9 +205,60 @@ pub struct Decision {
     pub secure: bool,
     /// The `Location` of a redirect.
     pub location: Option<Vec<u8>>,
+    /// Report mode only: what enforce mode would have done to a request
+    /// that is forwarded instead (`None` when nothing would have stopped it,
+    /// and always `None` in enforce mode). `rule` is the deciding rule
+    /// either way.
+    pub would: Option<Would>,
+}
+
+/// What a report-mode policy would have done (see [`Decision::would`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Would {
+    /// `deny` or `redirect`.
+    pub verdict: Verdict,
+    /// The status of the local reply it would have sent.
+    pub status: u16,
+    /// Why: the step that would have stopped the request.
+    pub reason: Reason,
+    /// The `Location` of the redirect it would have sent.
+    pub location: Option<Vec<u8>>,
 }
 
 impl Decision {
+    /// The verdict enforce mode gives: `would`'s when there is one.
+    pub fn enforced_verdict(&self) -> Verdict {
+        self.would.as_ref().map_or(self.verdict, |w| w.verdict)
+    }
+
+    /// The step that decided, as the trace names it: in report mode the
+    /// step that would have stopped the request.
+    pub fn deciding_step(&self) -> Step {
+        self.would.as_ref().map_or(self.step, |w| w.reason.step())
+    }
+
+    /// In report mode, turns a stopping decision into a forwarded one that
+    /// remembers what would have happened; any other decision is kept.
+    fn report(self, mode: Mode) -> Decision {
+        if mode == Mode::Enforce || self.verdict == Verdict::Forward {
+            return self;
+        }
+        Decision {
+            would: Some(Would {
+                verdict: self.verdict,
+                status: self.status,
+                reason: self.reason,
+                location: self.location,
+            }),
+            verdict: Verdict::Forward,
+            status: 0,
+            reason: Reason::Passed,
+            step: Step::Forward,
+            location: None,
+            ..self
+        }
+    }
+
     /// The status of the local reply, or `None` when the request is
     /// forwarded (the upstream gives the status).
     pub fn reply_status(&self) -> Option<u16> {
@@ -226,6 +277,7 @@ impl Decision {
             reason: Reason::Passed,
             secure,
             location: None,
+            would: None,
         }
     }
 
@@ -254,7 +306,8 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 
 impl Policy {
     /// Decides a request: steps 1 to 5 of the spec. Never panics, whatever
-    /// the bytes.
+    /// the bytes. In report mode a request that would be stopped is
+    /// forwarded, and [`Decision::would`] says what would have happened.
     ///
     /// ```
     /// use portcullis_core::{Policy, Reason, Request, Step, Transport, Verdict};
@@ -299,6 +352,14 @@ impl Policy {
     /// assert_eq!((d.status, d.reason), (401, Reason::RequiredHeader(0)));
     /// ```
     pub fn decide(&self, req: &Request<'_>) -> Decision {
+        let d = self.decide_enforced(req);
+        // The mode of the scope that applied (a scope may say its own).
+        let mode = self.scoped(d.scope).mode;
+        d.report(mode)
+    }
+
+    /// Steps 1 to 5 as enforce mode takes them.
+    fn decide_enforced(&self, req: &Request<'_>) -> Decision {
         let client = self.client(req);
         let d = Decision::pass(client, false);
         match self.choose_scope(req) {
@@ -380,7 +441,8 @@ impl Policy {
     }
 
     /// The decision for a request whose client the host cannot name (no
-    /// usable peer or local address): denied like an unknown client.
+    /// usable peer or local address): denied like an unknown client
+    /// (forwarded, with [`Decision::would`], in report mode).
     pub fn deny_unknown_client(&self, secure: bool) -> Decision {
         let client = Client {
             ip: None,
@@ -388,7 +450,7 @@ impl Policy {
         };
         let d = Decision::pass(client, secure);
         let status = self.network.as_ref().map_or(403, |n| n.deny_status);
-        d.stop(Reason::UnknownClient, status)
+        d.stop(Reason::UnknownClient, status).report(self.mode)
     }
 
     /// The first rule (index into `network.rules`) matching a flow.

@@ -58,6 +58,17 @@ words! {
     }
 }
 
+words! {
+    /// `mode`: whether the policy stops requests (`enforce`) or only says
+    /// what it would have done (`report`, spec "Report mode").
+    pub enum Mode {
+        /// Deny, redirect and reject as decided.
+        Enforce = "enforce",
+        /// Decide and record everything, forward every request.
+        Report = "report",
+    }
+}
+
 /// The `client_ip` section.
 #[derive(Debug, Clone)]
 pub struct ClientIp {
@@ -197,6 +208,11 @@ pub struct Policy {
     pub hsts: Option<Hsts>,
     /// Address groups by name, resolved.
     pub address_groups: BTreeMap<String, AddrSet>,
+    /// `enforce` (default) or `report`.
+    pub mode: Mode,
+    /// `trace_json: true` (an extension): hosts also publish the JSON form
+    /// of the trace ([`Policy::trace_json`]) for access logs.
+    pub trace_json: bool,
     /// Scopes in document order, each with its effective policy (empty in
     /// an effective policy itself).
     pub scopes: Vec<Scope>,

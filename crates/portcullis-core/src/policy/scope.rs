@@ -32,6 +32,8 @@ pub struct Restated {
     pub https_only: bool,
     /// `hsts`
     pub hsts: bool,
+    /// `mode`
+    pub mode: bool,
     /// `require_headers`
     pub require_headers: bool,
     /// `request_headers`
@@ -290,9 +292,10 @@ impl Policy {
     }
 
     /// Merges each scope's own sections with the top level's, once, at
-    /// load: `network`, `https_only` and `hsts` replace the top level's,
-    /// the three lists run after the top level's; with `inherit: false`
-    /// whatever the scope does not restate is dropped.
+    /// load: `network`, `https_only`, `hsts` and `mode` replace the top
+    /// level's, the three lists run after the top level's; with `inherit:
+    /// false` whatever the scope does not restate is dropped (`mode` falls
+    /// back to `enforce`).
     pub(super) fn merge_scopes(&mut self) {
         let mut scopes = core::mem::take(&mut self.scopes);
         for s in &mut scopes {
@@ -301,6 +304,7 @@ impl Policy {
             p.name.clone_from(&self.name);
             p.client_ip = self.client_ip.clone();
             p.address_groups.clone_from(&self.address_groups);
+            p.trace_json = self.trace_json;
             if s.inherit {
                 if !r.network {
                     p.network.clone_from(&self.network);
@@ -310,6 +314,9 @@ impl Policy {
                 }
                 if !r.hsts {
                     p.hsts.clone_from(&self.hsts);
+                }
+                if !r.mode {
+                    p.mode = self.mode;
                 }
                 prepend(&self.require_headers, &mut p.require_headers);
                 prepend(&self.request_headers, &mut p.request_headers);

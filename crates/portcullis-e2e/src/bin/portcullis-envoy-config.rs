@@ -3,6 +3,9 @@
 //! ```text
 //! portcullis-envoy-config deploy
 //!     the operator's example (deploy/envoy/envoy.yaml) on stdout
+//! portcullis-envoy-config rollout CURRENT CANDIDATE
+//!     the rollout example of docs/rollout.md: a report-mode CANDIDATE
+//!     beside the enforcing CURRENT policy on one listener
 //! portcullis-envoy-config demo POLICY OUT_DIR BACKEND_ADDR
 //!     the demo: POLICY moved onto loopback (every address literal of the
 //!     policy gets a 127.x.y.z stand-in), a plain and a TLS listener on
@@ -16,7 +19,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use portcullis_e2e::config::{
-    deploy_example, AccessLog, EnvoyConfig, Filter, Listener, Upstream, DEPLOY_POLICY,
+    deploy_example, rollout_example, AccessLog, EnvoyConfig, Filter, Listener, Upstream,
+    DEPLOY_POLICY,
 };
 use portcullis_e2e::module::Module;
 use portcullis_e2e::{net, paths, tls, translate};
@@ -84,7 +88,14 @@ fn main() -> ExitCode {
                 .map(|text| print!("{}", deploy_header() + &deploy_example(&text).render()))
         }
         ["demo", policy, out, backend] => demo(policy, out, backend),
-        _ => Err("usage: portcullis-envoy-config deploy | demo POLICY OUT_DIR BACKEND_ADDR".into()),
+        ["rollout", current, candidate] => std::fs::read_to_string(current)
+            .and_then(|c| Ok((c, std::fs::read_to_string(candidate)?)))
+            .map_err(|e| format!("{current} / {candidate}: {e}"))
+            .map(|(c, n)| print!("{}", rollout_example(&c, &n).render())),
+        _ => Err(
+            "usage: portcullis-envoy-config deploy | demo POLICY OUT_DIR BACKEND_ADDR | rollout CURRENT CANDIDATE"
+                .into(),
+        ),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -17,7 +17,7 @@ use crate::error::{Error, Problem, Problems};
 use crate::json::Value;
 
 use super::syntax::is_name;
-use super::{ClientFrom, ClientIp, Policy};
+use super::{ClientFrom, ClientIp, Mode, Policy};
 
 mod addresses;
 mod client_ip;
@@ -111,6 +111,8 @@ const TOP: &[&str] = &[
     "response_headers",
     "hsts",
     "provenance",
+    "mode",
+    "trace_json",
     "scopes",
 ];
 
@@ -167,10 +169,18 @@ impl<'t> Validator<'t> {
             s.header_ops(r, "response_headers")
         });
         let hsts = self.section(f.get("hsts"), Self::hsts);
+        let mode = self.or_default(f.get("mode"), Mode::Enforce, |s, m| {
+            s.word::<Mode>(m, "mode")
+        });
+        let trace_json = self.or_default(f.get("trace_json"), false, |s, t| {
+            s.boolean(t, "trace_json")
+        });
         let scopes = self.or_default(f.get("scopes"), Vec::new(), |s, v| {
             s.scopes(v, &groups, client_ip.as_ref(), &f)
         });
         Some(Policy {
+            mode: mode?,
+            trace_json: trace_json?,
             scopes: scopes?,
             name: name?,
             client_ip: client_ip?,

@@ -13,7 +13,7 @@ use crate::json::{Kind, Value};
 
 use super::super::scope::{HostPattern, PathPattern, Restated, Scope, MAX_SCOPES};
 use super::super::syntax::{is_name, is_token};
-use super::super::{ClientFrom, ClientIp, Policy};
+use super::super::{ClientFrom, ClientIp, Mode, Policy};
 use super::read::Fields;
 use super::{child, index, Validator};
 
@@ -27,6 +27,7 @@ const SCOPE: &[&str] = &[
     "request_headers",
     "response_headers",
     "hsts",
+    "mode",
 ];
 
 const MATCH: &[&str] = &["hosts", "paths", "methods"];
@@ -48,12 +49,14 @@ fn join(prefix: &str, path: &str) -> String {
     }
 }
 
-/// Whether the top level holds this section (a list: a non-empty one), so
-/// `inherit: false` has something to drop.
+/// Whether the top level holds this section (a list: a non-empty one;
+/// `mode`: another than `enforce`), so `inherit: false` has something to
+/// drop.
 fn holds(top: &Fields<'_>, key: &str) -> bool {
     match top.get(key).map(|v| &v.kind) {
         None => false,
         Some(Kind::Array(a)) => !a.is_empty(),
+        Some(Kind::String(m)) if key == "mode" => !m.eq_ignore_ascii_case("enforce"),
         Some(_) => true,
     }
 }
@@ -152,6 +155,7 @@ impl<'t> Validator<'t> {
             network: f.get("network").is_some(),
             https_only: f.get("https_only").is_some(),
             hsts: f.get("hsts").is_some(),
+            mode: f.get("mode").is_some(),
             require_headers: f.get("require_headers").is_some(),
             request_headers: f.get("request_headers").is_some(),
             response_headers: f.get("response_headers").is_some(),
@@ -161,6 +165,7 @@ impl<'t> Validator<'t> {
                 ("network", restated.network),
                 ("https_only", restated.https_only),
                 ("hsts", restated.hsts),
+                ("mode", restated.mode),
                 ("require_headers", restated.require_headers),
                 ("request_headers", restated.request_headers),
                 ("response_headers", restated.response_headers),
@@ -206,6 +211,10 @@ impl<'t> Validator<'t> {
             Some(h) => self.nested(p, |s| s.hsts(h)).map(Some),
             None => Some(None),
         };
+        let mode = match f.get("mode") {
+            Some(m) => self.word::<Mode>(m, &child(p, "mode")),
+            None => Some(Mode::Enforce),
+        };
         let (hosts, paths, methods) = matched?;
         Some(Scope {
             name: name?,
@@ -227,6 +236,8 @@ impl<'t> Validator<'t> {
                 request_headers: request_headers?,
                 response_headers: response_headers?,
                 hsts: hsts?,
+                mode: mode?,
+                trace_json: false,
                 address_groups: BTreeMap::new(),
                 scopes: Vec::new(),
             }),

@@ -1,0 +1,190 @@
+//! Intervals as address and port specs, and the report as text.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt::{self, Write};
+use core::net::{Ipv4Addr, Ipv6Addr};
+
+use crate::space::{Iv, MAPPED_HI, MAPPED_LO};
+use crate::{Change, Decider, FlowSet, Flows, Report};
+
+/// The prefix length when `[lo, hi]` is exactly one prefix of a `bits`-bit
+/// family.
+fn prefix(lo: u128, hi: u128, bits: u32) -> Option<u32> {
+    (0..=bits).find(|&len| {
+        let host = if len >= 128 {
+            0
+        } else {
+            (u128::MAX >> len) >> (128 - bits)
+        };
+        lo & host == 0 && hi == lo | host
+    })
+}
+
+fn addr(f: u8, v: u128) -> String {
+    if f == 0 {
+        alloc::format!("{}", Ipv4Addr::from(v as u32))
+    } else {
+        alloc::format!("{}", Ipv6Addr::from(v))
+    }
+}
+
+/// One interval as the shortest address spec: an address, a CIDR, or a
+/// range. An IPv6 interval that ends at the IPv4-mapped block (which holds
+/// no IPv6 flow) may take the block in when that makes it one prefix.
+fn spec((lo, hi): Iv) -> String {
+    let (f, bits) = (lo.0, if lo.0 == 0 { 32 } else { 128 });
+    let mut tries = alloc::vec![(lo.1, hi.1)];
+    if f == 1 {
+        let lo2 = if lo.1 == MAPPED_HI + 1 {
+            MAPPED_LO
+        } else {
+            lo.1
+        };
+        let hi2 = if hi.1 == MAPPED_LO - 1 {
+            MAPPED_HI
+        } else {
+            hi.1
+        };
+        tries.extend([(lo.1, hi2), (lo2, hi.1), (lo2, hi2)]);
+    }
+    for &(l, h) in &tries {
+        match prefix(l, h, bits) {
+            Some(len) if len == bits => return addr(f, l),
+            Some(len) => return alloc::format!("{}/{len}", addr(f, l)),
+            None => {}
+        }
+    }
+    alloc::format!("{}-{}", addr(f, lo.1), addr(f, hi.1))
+}
+
+pub(crate) fn interval_specs(v: &[Iv]) -> Vec<String> {
+    v.iter().map(|&iv| spec(iv)).collect()
+}
+
+pub(crate) fn port_specs(v: &[Iv]) -> Vec<String> {
+    v.iter()
+        .map(|&((_, lo), (_, hi))| {
+            if lo == hi {
+                alloc::format!("{lo}")
+            } else {
+                alloc::format!("{lo}-{hi}")
+            }
+        })
+        .collect()
+}
+
+impl fmt::Display for Decider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.priority {
+            Some(p) => write!(f, "{} (priority {p}, {})", self.rule, self.access),
+            None => write!(f, "{} ({})", self.rule, self.access),
+        }
+    }
+}
+
+impl fmt::Display for FlowSet {
+    /// `source 10.0.0.0/8 destination_ports 443 protocol tcp`: the source
+    /// always, the other fields when they are not `*`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "source {}", self.source.join(", "))?;
+        for (name, v) in [
+            ("source_ports", &self.source_ports),
+            ("destination", &self.destination),
+            ("destination_ports", &self.destination_ports),
+        ] {
+            if v.as_slice() != ["*"] {
+                write!(f, "  {name} {}", v.join(", "))?;
+            }
+        }
+        if self.protocol != "*" {
+            write!(f, "  protocol {}", self.protocol)?;
+        }
+        Ok(())
+    }
+}
+
+fn groups(f: &mut fmt::Formatter<'_>, changes: &[Change], flows: bool) -> fmt::Result {
+    let mut kind = None;
+    for c in changes {
+        if kind != Some(c.kind) {
+            writeln!(f, "{}:", c.kind.heading())?;
+            kind = Some(c.kind);
+        }
+        if flows {
+            writeln!(f, "  old {}, new {}:", c.old, c.new)?;
+            for fl in &c.flows {
+                writeln!(f, "    {fl}")?;
+            }
+        } else {
+            let s = if c.ranges == 1 { "" } else { "s" };
+            writeln!(f, "  old {}, new {}: {} range{s}", c.old, c.new, c.ranges)?;
+        }
+    }
+    Ok(())
+}
+
+impl fmt::Display for Report {
+    /// The text form `portcullis diff` prints.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.network {
+            Flows::Exact { changes } if changes.is_empty() => {
+                writeln!(f, "no change in who may call")?
+            }
+            Flows::Exact { changes } => groups(f, changes, true)?,
+            Flows::TooManyRanges {
+                ranges,
+                limit,
+                changes,
+            } => {
+                writeln!(
+                    f,
+                    "too many ranges: {ranges} (the report lists at most {limit}); per group:"
+                )?;
+                groups(f, changes, false)?;
+            }
+            Flows::TooComplex { limit } => writeln!(
+                f,
+                "too many ranges: the comparison stopped after {limit} cells; \
+                 every flow may have changed"
+            )?,
+        }
+        if !self.settings.is_empty() {
+            writeln!(f, "settings:")?;
+            for s in &self.settings {
+                writeln!(f, "  {}: {} -> {}", s.field, s.old, s.new)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `a, b` without allocating per item.
+pub(crate) fn join<I: IntoIterator<Item = S>, S: AsRef<str>>(items: I, sep: &str) -> String {
+    let mut s = String::new();
+    for (i, it) in items.into_iter().enumerate() {
+        if i > 0 {
+            s.push_str(sep);
+        }
+        let _ = s.write_str(it.as_ref());
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs() {
+        let v4 = |a: u32, b: u32| ((0, u128::from(a)), (0, u128::from(b)));
+        assert_eq!(spec(v4(0x0a00_0000, 0x0aff_ffff)), "10.0.0.0/8");
+        assert_eq!(spec(v4(0x0a00_0001, 0x0a00_0001)), "10.0.0.1");
+        assert_eq!(spec(v4(0x0a00_0001, 0x0a00_0005)), "10.0.0.1-10.0.0.5");
+        assert_eq!(spec(v4(0, u32::MAX)), "0.0.0.0/0");
+        assert_eq!(spec(((1, 0), (1, u128::MAX))), "::/0");
+        // ::/80 less the mapped block it holds is still printed as ::/80.
+        assert_eq!(spec(((1, 0), (1, MAPPED_LO - 1))), "::/80");
+        assert_eq!(spec(((1, 1), (1, 1))), "::1");
+    }
+}
