@@ -211,11 +211,16 @@ pub(crate) fn run(args: Args, style: &Style) -> Outcome {
         Verdict::Forward => style.green("forward"),
         _ => style.red(d.verdict.as_str()),
     };
+    // The scope is named when the policy has scopes.
+    let scope = match (policy.scopes.is_empty(), policy.scope_name(d.scope)) {
+        (true, _) => String::new(),
+        (false, Some(name)) => format!("scope {name}, "),
+        (false, None) => String::from("top level, "),
+    };
     println!(
-        "{} {verdict} at step {} (scope {}, rule {}){}",
+        "{} {verdict} at step {} ({scope}rule {}){}",
         style.bold("decision"),
         d.step.as_str(),
-        policy.scope_name(d.scope).unwrap_or("- (top level)"),
         policy.rule_of(&d),
         if d.status != 0 {
             format!(", status {}", d.status)
