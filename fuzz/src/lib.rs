@@ -758,14 +758,21 @@ pub fn check_decision(
         Verdict::Redirect => check_redirect(p, &d)?,
     }
     // The client.
-    if d.client.ip.is_none() && (d.verdict != Verdict::Deny || d.step != Step::ClientIp) {
+    if d.client.ip.is_none()
+        && (d.enforced_verdict() != Verdict::Deny || d.deciding_step() != Step::ClientIp)
+    {
         return Err(format!("an unknown client was not denied: {d:?}"));
     }
     // The scope: the first whose match holds; an ambiguous path is refused
     // with 400 before any scope is chosen.
+    // What enforce mode does (report mode forwards it and remembers it).
+    let (reason, status) = d
+        .would
+        .as_ref()
+        .map_or((d.reason, d.status), |w| (w.reason, w.status));
     match p.choose_scope(req) {
-        Ok(scope) if scope == d.scope && d.reason != Reason::AmbiguousPath => {}
-        Err(_) if d.scope.is_none() && d.reason == Reason::AmbiguousPath && d.status == 400 => {}
+        Ok(scope) if scope == d.scope && reason != Reason::AmbiguousPath => {}
+        Err(_) if d.scope.is_none() && reason == Reason::AmbiguousPath && status == 400 => {}
         other => {
             return Err(format!(
                 "choose_scope says {other:?}, decide says {:?} ({})",
@@ -792,12 +799,13 @@ pub fn check_decision(
         ));
     }
     // The deciding rule's access is obeyed.
-    if let (Some(net), Some(_), false) = (&p.network, d.client.ip, d.step == Step::Scope) {
+    if let (Some(net), Some(_), false) = (&p.network, d.client.ip, d.deciding_step() == Step::Scope)
+    {
         let access = d
             .rule
             .and_then(|i| net.rules.get(i))
             .map_or(net.default_access, |r| r.access);
-        let denied_here = d.step == Step::Network;
+        let denied_here = d.deciding_step() == Step::Network;
         if (access == portcullis_core::policy::Access::Deny) != denied_here {
             return Err(format!(
                 "rule {} has access {access:?} but the step is {:?}",
@@ -806,8 +814,8 @@ pub fn check_decision(
             ));
         }
     }
-    // Required headers really present when forwarded.
-    if d.verdict == Verdict::Forward {
+    // Required headers really present when forwarded (by enforce mode).
+    if d.enforced_verdict() == Verdict::Forward {
         for r in &p.require_headers {
             let mut ok = false;
             req.headers
@@ -828,8 +836,9 @@ pub fn check_decision(
         .ip
         .map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
     if t.verdict != d.verdict
-        || t.status != d.status
-        || t.step != d.step
+        || t.would != d.would.as_ref().map(|w| w.verdict)
+        || t.status != status
+        || t.step != d.deciding_step()
         || t.rule != p.rule_name(d.rule)
         || t.client_ip != client
         || t.scope != top.scope_name(d.scope).unwrap_or(NO_SCOPE)
