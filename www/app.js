@@ -500,7 +500,7 @@ function renderResult(r, ms) {
     h('dl', { class: 'facts' }, facts.map(([k, v]) => [h('dt', {}, k), h('dd', { 'data-fact': k }, v)])),
     r.explain_agrees ? '' : h('p', { class: 'no' }, 'Engine inconsistency: the per-rule walk and the compiled matcher disagree. Please report this policy.'),
     h('h3', {}, 'Evaluation'), pipeline(r),
-    r.scopes.length || r.scope_ambiguous ? [h('h3', {}, 'Scopes, in document order'), scopesTable(r)] : '',
+    ...(r.scopes.length || r.scope_ambiguous ? [h('h3', {}, 'Scopes, in document order'), scopesTable(r)] : []),
     h('h3', {}, r.scope ? `Network rules of scope ${r.scope}, in priority order` : 'Network rules, in priority order'), rulesTable(r),
     h('div', { class: 'two' },
       r.request_headers_after
