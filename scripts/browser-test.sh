@@ -14,7 +14,7 @@ rm -rf "$snap"
 mkdir -p "$snap/tests"
 cp -r tests/corpus "$snap/tests/corpus"
 cp -r policy-samples "$snap/policy-samples"
-node scripts/web-manifest.mjs "$snap" > "$snap/manifest.json"
+cargo run -q -p portcullis-web --example manifest -- "$snap" > "$snap/manifest.json"
 cargo run -q -p portcullis-web --example corpus -- "$snap" > target/artifacts/corpus-native.json
 CORPUS_SNAPSHOT="$snap" NATIVE_CORPUS="$PWD/target/artifacts/corpus-native.json" \
     node --test --test-reporter=spec tests/browser/playground.test.mjs

@@ -24,5 +24,6 @@ wasm="$out/portcullis_web_bg.wasm"
     "$wasm" -o "$wasm.opt"
 mv "$wasm.opt" "$wasm"
 
-node scripts/web-manifest.mjs > "$out/manifest.json"
+# The corpus as every engine finds it (portcullis_harness::corpus).
+cargo run -q -p portcullis-web --example manifest -- "$root" > "$out/manifest.json"
 echo "playground: $(stat -c %s "$wasm") bytes of wasm ($(gzip -9c "$wasm" | wc -c) gzipped) in www/pkg"

@@ -20,6 +20,9 @@ root=$PWD
 policy=${DEMO_POLICY:-policy-samples/functions-behind-apim.json}
 backend_addr=${DEMO_BACKEND:-127.0.0.1:7071}
 key=${DEMO_KEY:-K-test}
+# The policy reads the key with value_from: Envoy passes its own
+# FUNCTION_KEY to the filter's VM (host_env_keys), never through the config.
+export FUNCTION_KEY="$key"
 out=$root/target/demo
 
 # --- install what is missing (version-guarded: a second run costs nothing)

@@ -1,4 +1,6 @@
-// Portcullis playground: the page (main thread). It owns the UI and the
+// Portcullis playground: the page (main thread). One file of ~900 lines on
+// purpose: plain JS with no build step, one section per tab.
+// It owns the UI and the
 // state; every decision, explanation and test check comes from the engine
 // (portcullis-core compiled to wasm) in worker.js. State lives in the URL
 // hash (#z=<base64url(deflate-raw(JSON))>) so a link reproduces the page.
@@ -70,6 +72,23 @@ const state = {
   tests: { source: '', text: '' },
   diff: { old: '' },
 };
+
+// The environment panel (value_from / values_from): in memory only, never
+// packed into the URL hash.
+let envVars = {};
+function envJson() { return JSON.stringify(envVars); }
+function readEnvPanel() {
+  envVars = {};
+  for (const line of $('#env').value.split('\n')) {
+    const i = line.indexOf('=');
+    if (i > 0) envVars[line.slice(0, i).trim()] = line.slice(i + 1);
+  }
+}
+function setEnvPanel(vars) {
+  envVars = { ...vars };
+  $('#env').value = Object.entries(envVars).map(([k, v]) => `${k}=${v}`).join('\n');
+  if (Object.keys(envVars).length) $('#env-panel').open = true;
+}
 
 let manifest = { base: '../', samples: [], corpus: [] };
 const repoUrl = (path) => new URL(manifest.base + path, location.href);
@@ -188,10 +207,19 @@ ta.addEventListener('input', () => {
 
 const form = $('#request');
 
+/**
+ * One header row. A value is text, or {hex: "..."} for bytes that are not
+ * UTF-8 (as in test files): the row then holds the hex digits with its
+ * "hex" box ticked, so nothing is lost between a test case and the builder.
+ */
 function headerRow(kind, name = '', value = '') {
+  const isHex = value !== null && typeof value === 'object' && typeof value.hex === 'string';
+  const hex = h('input', { type: 'checkbox', 'data-k': 'hex', title: 'the value is hex bytes', 'aria-label': `${kind} header value is hex` });
+  hex.checked = isHex;
   const row = h('div', { class: 'row' },
     h('input', { 'data-k': 'name', placeholder: 'name', value: name, 'aria-label': `${kind} header name` }),
-    h('input', { 'data-k': 'value', placeholder: 'value', value, 'aria-label': `${kind} header value` }),
+    h('input', { 'data-k': 'value', placeholder: 'value', value: isHex ? value.hex : String(value), 'aria-label': `${kind} header value` }),
+    h('label', { class: 'hex' }, hex, 'hex'),
     h('button', { type: 'button', title: 'remove', 'aria-label': 'remove header',
       onclick: () => { row.remove(); onRequestChange(); } }, '×'));
   return row;
@@ -211,8 +239,11 @@ function writeForm(r) {
 function readForm() {
   const f = form.elements;
   const rows = (kind) => [...$(`[data-rows="${kind}"]`, form).children]
-    .map((row) => [$('[data-k=name]', row).value, $('[data-k=value]', row).value])
-    .filter(([n, v]) => n !== '' || v !== '');
+    .map((row) => {
+      const v = $('[data-k=value]', row).value;
+      return [$('[data-k=name]', row).value, $('[data-k=hex]', row).checked ? { hex: v } : v];
+    })
+    .filter(([n, v]) => n !== '' || (typeof v === 'string' ? v !== '' : v.hex !== ''));
   return {
     client_ip: f.client_ip.value.trim(), client_port: Number(f.client_port.value || 0),
     local_ip: f.local_ip.value.trim(), local_port: Number(f.local_port.value || 0),
@@ -235,26 +266,25 @@ function caseOf(r) {
   };
 }
 
-/** A test case's request as builder state (the inverse of caseOf). */
-function requestOfCase(c) {
-  const rq = c.request || {};
-  const split = (s, dflt) => {
-    const m = /^\[(.*)\]:(\d+)$/.exec(s || '') || /^([^:]*):(\d+)$/.exec(s || '');
-    return m ? [m[1], Number(m[2])] : dflt;
+/**
+ * A test case's request as builder state (the inverse of caseOf), read by
+ * the engine's own test-file reader so every default is the one test files
+ * get; null when the case's request is not readable.
+ */
+async function requestOfCase(c) {
+  const { data } = await call('read_request', JSON.stringify({ request: c.request, upstream: c.upstream }));
+  if (!data.ok) return null;
+  const rq = data.request;
+  const split = (s) => {
+    const m = /^\[(.*)\]:(\d+)$/.exec(s) || /^([^:]*):(\d+)$/.exec(s);
+    return [m[1], Number(m[2])];
   };
-  const tls = rq.tls !== false;
-  const [client_ip, client_port] = split(rq.peer, ['127.0.0.1', 50000]);
-  const [local_ip, local_port] = split(rq.local, ['127.0.0.1', tls ? 443 : 80]);
-  const text = (v) => (typeof v === 'string' ? v
-    : v && typeof v.hex === 'string'
-      ? new TextDecoder().decode(Uint8Array.from(v.hex.match(/../g) || [], (x) => parseInt(x, 16)))
-      : String(v));
-  const pairs = (l) => (Array.isArray(l) ? l.map(([n, v]) => [String(n), text(v)]) : []);
+  const [client_ip, client_port] = split(rq.peer);
+  const [local_ip, local_port] = split(rq.local);
   return {
-    client_ip, client_port, local_ip, local_port, tls, protocol: rq.protocol || 'tcp',
-    method: rq.method || 'GET', authority: rq.authority ?? 'localhost', path: rq.path || '/',
-    headers: pairs(rq.headers), upstream_status: (c.upstream && c.upstream.status) || 200,
-    upstream: pairs(c.upstream && c.upstream.headers),
+    client_ip, client_port, local_ip, local_port, tls: rq.tls, protocol: rq.protocol,
+    method: rq.method, authority: rq.authority, path: rq.path, headers: rq.headers,
+    upstream_status: data.upstream.status, upstream: data.upstream.headers,
   };
 }
 
@@ -295,7 +325,7 @@ async function refresh() {
   let chk;
   let ev;
   try {
-    [chk, ev] = await Promise.all([call('check_policy', policy), call('evaluate', policy, caseJson)]);
+    [chk, ev] = await Promise.all([call('check_policy', policy, envJson()), call('evaluate', policy, caseJson, envJson())]);
   } catch (e) {
     showFatal(String(e.message || e));
     return;
@@ -483,6 +513,7 @@ function renderResult(r, ms) {
     ['step', r.step],
     ['scope', r.scope ?? (r.scope_ambiguous ? 'none (ambiguous path)' : 'top level')],
     ['client', `${r.client_ip ?? 'unknown'} (from ${r.client_source})`],
+    ...(r.client_source === 'peer' ? [] : [['client detail', r.client_detail]]),
     ['secure', r.secure ? 'yes (TLS or trusted X-Forwarded-Proto)' : 'no'],
   ];
   if (r.location) facts.push(['location', r.location]);
@@ -567,8 +598,11 @@ async function loadSample(name) {
     const testText = await fetchText(repoUrl(s.tests[0]));
     setTests(s.tests[0], testText);
     try {
+      // The sample's test file says what environment its policy needs.
+      setEnvPanel(JSON.parse(testText).env || {});
       const first = (JSON.parse(testText).cases || [])[0];
-      if (first) { state.request = requestOfCase(first); writeForm(state.request); }
+      const rq = first && await requestOfCase(first);
+      if (rq) { state.request = rq; writeForm(state.request); }
     } catch {
       // The Tests tab reports a malformed file when it runs.
     }
@@ -687,7 +721,8 @@ async function openCase(file, text, c) {
     state.sample = sample ? sample.name : '';
     $('#sample').value = state.sample;
   }
-  state.request = requestOfCase(c);
+  const rq = await requestOfCase(c);
+  if (rq) state.request = rq;
   writeForm(state.request);
   setTab('evaluate');
   refresh();
@@ -797,7 +832,7 @@ function renderDiff(out) {
 }
 
 $('#run-diff').addEventListener('click', async () => {
-  const { data } = await call('diff_policies', diffTa.value, ta.value);
+  const { data } = await call('diff_policies', diffTa.value, ta.value, envJson());
   renderDiff(data);
 });
 
@@ -891,3 +926,5 @@ $('#import-to-editor').addEventListener('click', async () => {
 });
 
 start();
+
+$('#env').addEventListener('input', () => { readEnvPanel(); refresh(); });

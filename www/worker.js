@@ -3,7 +3,7 @@
 // Every function of the wasm takes strings and returns a JSON string.
 import init, * as engine from './pkg/portcullis_web.js';
 
-const CALLS = new Set(['check_policy', 'evaluate', 'run_tests', 'import_policy', 'diff_policies', 'version']);
+const CALLS = new Set(['check_policy', 'evaluate', 'read_request', 'run_tests', 'import_policy', 'diff_policies', 'version']);
 const ready = init({ module_or_path: new URL('./pkg/portcullis_web_bg.wasm', import.meta.url) });
 
 self.onmessage = async (ev) => {

@@ -2,6 +2,10 @@
 //! (`crates/portcullis-cli/tests/robustness.rs` includes this file by path,
 //! so `cargo test --workspace` replays every committed input without nightly).
 //!
+//! Why one file over 800 lines: the replay test includes the fuzz checks by
+//! path (see below), so they stay one module it can include without the
+//! fuzz crate's own build.
+//!
 //! Nothing here decides anything: requests go to `portcullis_core` natively
 //! and to the shipped filter under `portcullis_host`, and the results are
 //! held to invariants and compared with each other.
@@ -15,14 +19,19 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use portcullis_core::testfile::{
-    run_core, Case, CaseRequest, Expect, HeaderList, Outcome, Upstream,
-};
 use portcullis_core::{
     apply_edits, Decision, EditOp, Policy, Reason, Request, Step, Trace, Transport, Verdict,
     NO_SCOPE,
 };
-use portcullis_host::{HttpRequest, HttpResponse, LogLevel, Options};
+use portcullis_harness::native::run_core;
+use portcullis_harness::{
+    corpus, run_file, Case, CaseRequest, CaseRun, Expect, FileReport, HeaderList, Loaded, Outcome,
+    PolicyLoad, Rejection, Suite, Upstream,
+};
+use portcullis_host::{HttpRequest, HttpResponse};
+
+#[path = "client_addr.rs"]
+pub mod client_addr;
 
 /// Header name/value pairs as bytes.
 pub type HeaderPairs = Vec<(Vec<u8>, Vec<u8>)>;
@@ -485,6 +494,7 @@ impl Gen {
                 headers: list(&self.response),
             },
             expect: Expect::default(),
+            env: None,
         }
     }
 
@@ -513,7 +523,7 @@ impl Gen {
 
 /// Shows bytes for failure reports, cut to a readable length.
 pub fn show(b: &[u8]) -> String {
-    let s = portcullis_core::testfile::show_bytes(&b[..b.len().min(200)]);
+    let s = portcullis_harness::show_bytes(&b[..b.len().min(200)]);
     if b.len() > 200 {
         format!("{s}...({} bytes)", b.len())
     } else {
@@ -531,6 +541,8 @@ pub struct Named {
     pub policy: Policy,
     /// Its dictionary for the generator.
     pub words: Vec<Vec<u8>>,
+    /// The host environment it is loaded with (its test file's `env`).
+    pub env: Vec<(String, String)>,
 }
 
 /// The repository root, from a crate's manifest directory.
@@ -542,23 +554,10 @@ pub fn root_from(manifest_dir: &str, up: usize) -> PathBuf {
     p
 }
 
-/// Every test file of the shared corpus: `tests/corpus/*.json` and
-/// `policy-samples/*.tests.json`, sorted.
+/// Every test file of the shared corpus (the one discovery every engine
+/// uses: [`portcullis_harness::corpus::files`]).
 pub fn test_files(root: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for (dir, suffix) in [("tests/corpus", ".json"), ("policy-samples", ".tests.json")] {
-        let Ok(rd) = std::fs::read_dir(root.join(dir)) else {
-            continue;
-        };
-        let mut v: Vec<PathBuf> = rd
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.to_string_lossy().ends_with(suffix))
-            .collect();
-        v.sort();
-        out.extend(v);
-    }
-    out
+    corpus::files(root)
 }
 
 /// The fixed policy set of the `decide`, `filter_wasm` and `differential`
@@ -567,19 +566,7 @@ pub fn test_files(root: &Path) -> Vec<PathBuf> {
 /// in a stable order.
 pub fn policies(root: &Path) -> Vec<Named> {
     let mut out = Vec::new();
-    let mut samples: Vec<PathBuf> = std::fs::read_dir(root.join("policy-samples"))
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.path())
-                .filter(|p| {
-                    let s = p.to_string_lossy();
-                    s.ends_with(".json") && !s.ends_with(".tests.json")
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    samples.sort();
-    for p in samples {
+    for p in corpus::sample_policies(root) {
         if let Ok(text) = std::fs::read_to_string(&p) {
             if let Ok(policy) = Policy::parse(text.as_bytes()) {
                 out.push(Named {
@@ -587,26 +574,35 @@ pub fn policies(root: &Path) -> Vec<Named> {
                     words: words(&policy),
                     text,
                     policy,
+                    env: Vec::new(),
                 });
             }
         }
     }
     for f in test_files(root) {
-        if f.starts_with(root.join("policy-samples")) {
-            continue;
-        }
-        let Ok((tf, text)) = portcullis_cli::load(&f) else {
+        // A sample that loads without an environment is in already; one
+        // that reads value_from comes in with its test file's env.
+        let sample = f.starts_with(root.join("policy-samples"));
+        let Ok(Suite {
+            file: tf,
+            policy: text,
+            ..
+        }) = Suite::read(&f)
+        else {
             continue;
         };
-        if tf.expect_policy_error.is_some() {
+        if tf.expect_policy_error.is_some()
+            || (sample && out.iter().any(|n: &Named| n.text == text))
+        {
             continue;
         }
-        if let Ok(policy) = Policy::parse(text.as_bytes()) {
+        if let Ok(policy) = Policy::parse_with_env(text.as_bytes(), &tf.env) {
             out.push(Named {
                 source: f.display().to_string(),
                 words: words(&policy),
                 text,
                 policy,
+                env: tf.env.clone(),
             });
         }
     }
@@ -622,19 +618,7 @@ pub fn filter_path(root: &Path) -> PathBuf {
 
 /// Compiles the filter (once per process, by the caller).
 pub fn filter_engine(root: &Path) -> Result<portcullis_host::Engine, String> {
-    let path = filter_path(root);
-    let wasm = std::fs::read(&path).map_err(|e| {
-        format!(
-            "cannot read {}: {e} (build it with scripts/build-filter.sh)",
-            path.display()
-        )
-    })?;
-    let opts = Options {
-        log_level: LogLevel::Info,
-        ..Options::default()
-    };
-    portcullis_host::Engine::with_options(&wasm, opts)
-        .map_err(|e| format!("{}: {e}", path.display()))
+    portcullis_cli::compile_filter(&filter_path(root))
 }
 
 /// A fixed request for policies that only need to be decided once.
@@ -733,6 +717,25 @@ pub fn check_decision(
     if d != again {
         return Err(format!("decide is not deterministic: {d:?} then {again:?}"));
     }
+    // Report mode never stops a request; the invariants below hold for the
+    // decision enforce mode would have made, which `would` carries.
+    let d = match d.would.clone() {
+        None => d,
+        Some(w) => {
+            if d.verdict != Verdict::Forward || p.local_reply(&d).is_some() {
+                return Err(format!("a report-mode decision stopped the request: {d:?}"));
+            }
+            portcullis_core::Decision {
+                verdict: w.verdict,
+                status: w.status,
+                step: w.reason.step(),
+                reason: w.reason,
+                location: w.location,
+                would: None,
+                ..d
+            }
+        }
+    };
     let reply = p.local_reply(&d);
     if reply.is_some() != (d.verdict != Verdict::Forward) {
         return Err(format!(
@@ -1023,10 +1026,20 @@ pub fn check_filter(
         .iter()
         .rev()
         .find(|(k, _)| *k == p.trace_property())
-        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-        .ok_or("the filter set no trace")?;
-    if trace != want_trace {
-        return Err(format!("filter trace {trace:?}, core {want_trace:?}"));
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned());
+    // The policy's `trace` switch says which decisions publish one.
+    match (p.trace.selects(&d), trace) {
+        (true, None) => return Err("the filter set no trace".into()),
+        (false, Some(t)) => {
+            return Err(format!(
+                "the filter set trace {t:?}, which `trace: {}` leaves out",
+                p.trace.as_str()
+            ))
+        }
+        (true, Some(t)) if t != want_trace => {
+            return Err(format!("filter trace {t:?}, core {want_trace:?}"));
+        }
+        _ => {}
     }
     let strip = |h: &[(Vec<u8>, Vec<u8>)]| -> Vec<(Vec<u8>, Vec<u8>)> {
         h.iter()
@@ -1170,6 +1183,51 @@ pub fn check_differential(
     Ok(())
 }
 
+/// The fuzz checks as an engine of the one runner: a file's policy must
+/// be one of the fixture's (or be rejected by the core, for
+/// `expect_policy_error` files); each case must encode and decode
+/// losslessly and hold the `decide`, `filter_wasm` and `differential`
+/// checks, and the core's outcome is then checked against the case's
+/// expectations like any engine's.
+pub fn run_corpus_file(
+    f: &Fixture,
+    plugins: &mut [portcullis_host::Plugin],
+    suite: &Suite,
+) -> FileReport {
+    let load = |p: PolicyLoad<'_>| match Policy::parse_with_env(p.text.as_bytes(), &p.env) {
+        Err(e) => Loaded::Rejected(Rejection::from_problems(&e)),
+        Ok(_) => match f.policies.iter().position(|n| n.text == p.text) {
+            Some(idx) => Loaded::Policy(idx),
+            None => Loaded::Failed("policy not in the fuzz set".into()),
+        },
+    };
+    let run = |idx: &mut usize, _: usize, c: &Case| {
+        let idx = *idx;
+        let (Some(named), Some(plugin)) = (f.policies.get(idx), plugins.get_mut(idx)) else {
+            return CaseRun::Error(format!("no policy {idx} in the fixture"));
+        };
+        let g = Gen::from_case(idx, c);
+        // The seed encoding is lossless for the corpus.
+        let back = f.decode(&g.encode());
+        if back != g {
+            return CaseRun::Error(format!("encode/decode changed it: {back:?}"));
+        }
+        let p = &named.policy;
+        let checks = [
+            check_core(p, &g),
+            check_filter(plugin, p, &g),
+            check_differential(plugin, p, &g),
+        ];
+        let errors: Vec<String> = checks.into_iter().filter_map(Result::err).collect();
+        if errors.is_empty() {
+            CaseRun::Ran(run_core(p, c))
+        } else {
+            CaseRun::Error(errors.join("; "))
+        }
+    };
+    run_file(suite, load, run)
+}
+
 /// What the targets load once per process: the policy set, and (for the
 /// wasm targets) the compiled filter with one configured plugin per policy.
 pub struct Fixture {
@@ -1199,6 +1257,7 @@ impl Fixture {
             for n in &policies {
                 plugins.push(
                     engine
+                        .with_environment(n.env.clone())
                         .configure(n.text.as_bytes())
                         .map_err(|e| format!("{}: the filter refused it: {e}", n.source))?,
                 );
@@ -1229,11 +1288,14 @@ impl Fixture {
         if target == Target::PolicyParse {
             return check_parse(data);
         }
+        if target == Target::ClientAddr {
+            return client_addr::check(data);
+        }
         let g = self.decode(data);
         let n = self.policies.get(g.policy).ok_or("no policy")?;
         let ctx = |e: String| format!("{} on {}: {e}", target.name(), n.source);
         match target {
-            Target::PolicyParse => Ok(()),
+            Target::PolicyParse | Target::ClientAddr => Ok(()),
             Target::Decide => check_core(&n.policy, &g).map_err(ctx),
             Target::FilterWasm | Target::Differential => {
                 let mut plugins = self.plugins.lock().map_err(|_| "plugin lock poisoned")?;
@@ -1261,15 +1323,18 @@ pub enum Target {
     FilterWasm,
     /// Core and filter side by side on generated test cases.
     Differential,
+    /// Raw bytes as client-address header lines (`client_addr.rs`).
+    ClientAddr,
 }
 
 impl Target {
     /// All of them.
-    pub const ALL: [Target; 4] = [
+    pub const ALL: [Target; 5] = [
         Target::PolicyParse,
         Target::Decide,
         Target::FilterWasm,
         Target::Differential,
+        Target::ClientAddr,
     ];
     /// The target's (and its corpus directory's) name.
     pub fn name(self) -> &'static str {
@@ -1278,6 +1343,7 @@ impl Target {
             Target::Decide => "decide",
             Target::FilterWasm => "filter_wasm",
             Target::Differential => "differential",
+            Target::ClientAddr => "client_addr",
         }
     }
 }

@@ -192,7 +192,12 @@ test('fixing the policy lets the client in', async () => {
 
 test('header edits show as before/after diffs', async () => {
   const apim = readFileSync(join(dataRoot, 'policy-samples/functions-behind-apim.gateway.json'), 'utf8');
+  // The gateway injects the key it reads with value_from: give it one in the
+  // environment panel (which stays out of the shared URL).
+  await page.evaluate(() => { document.querySelector('#env-panel').open = true; });
+  await page.locator('#env').fill('FUNCTION_KEY=K-test');
   await setPolicy(page, apim);
+  await page.waitForSelector('#policy-status:not(.bad)');
   // 203.0.113.0/24 is documentation space, not Internet: use a global address.
   await setField(page, 'client_ip', '20.30.40.50');
   await setField(page, 'authority', 'api.contoso.net');
@@ -215,6 +220,8 @@ test('header edits show as before/after diffs', async () => {
   await setField(page, 'local_port', 80);
   await setField(page, 'path', '/orders?top=5');
   await verdictIs(page, 'redirect');
+  // The redirect may show before the new path is evaluated: wait for it.
+  await page.waitForFunction(() => document.querySelector('[data-fact="location"]')?.textContent === 'https://api.contoso.net/orders?top=5');
   assert.equal(await page.locator('[data-fact="location"]').textContent(), 'https://api.contoso.net/orders?top=5');
   assert.equal(await page.locator('#status').textContent(), '308');
   await page.locator('#request [name="tls"]').check();
@@ -357,6 +364,38 @@ test('a case opens in the evaluator with the same decision', async () => {
   await page.waitForFunction((r) => document.querySelector('[data-fact="rule"]')?.textContent.split(' ')[0] === r, c.expect.rule);
 });
 
+test('a case with non-UTF-8 header bytes opens in the evaluator with every byte', async () => {
+  const manifest = JSON.parse(readFileSync(dataRoot === root ? join(root, 'www/pkg/manifest.json') : join(dataRoot, 'manifest.json'), 'utf8'));
+  const isHex = (v) => v && typeof v === 'object' && typeof v.hex === 'string';
+  // A byte 0xff is never UTF-8, so such a value must stay hex all the way.
+  const notUtf8 = (v) => isHex(v) && (v.hex.replace(/\s/g, '').toLowerCase().match(/../g) || []).includes('ff');
+  const onlyBinary = (hs) => hs.some(([, v]) => isHex(v)) && hs.every(([, v]) => !isHex(v) || notUtf8(v));
+  let found = null;
+  for (const f of manifest.corpus) {
+    const cases = JSON.parse(readFileSync(join(dataRoot, f), 'utf8')).cases || [];
+    const i = cases.findIndex((c) => onlyBinary((c.request && c.request.headers) || []));
+    if (i >= 0) { found = { f, i, c: cases[i] }; break; }
+  }
+  assert.ok(found, 'no corpus case with a {"hex": ...} header value');
+  await runTestFileInPage(found.f);
+  await page.locator('.case').nth(found.i).locator('button').click();
+  await page.waitForSelector('#view-evaluate:not([hidden])');
+  // The builder holds the bytes as hex (the engine read them; nothing decoded lossily).
+  const want = found.c.request.headers.map(([n, v]) => [n, isHex(v) ? { hex: v.hex.replace(/\s/g, '').toLowerCase() } : v]);
+  await page.waitForFunction((w) => JSON.stringify(window.portcullis.state.request.headers) === JSON.stringify(w), want);
+  const k = want.findIndex(([, v]) => isHex(v));
+  const row = page.locator('[data-rows="headers"] .row').nth(k);
+  assert.equal(await row.locator('[data-k="hex"]').isChecked(), true);
+  assert.equal(await row.locator('[data-k="value"]').inputValue(), want[k][1].hex);
+  await page.waitForFunction((n) => (window.portcullis.lastResult?.request_headers_before || [])[n]?.binary === true, k);
+  // Leave the builder without these headers for the tests that follow.
+  for (const kind of ['headers', 'upstream']) {
+    while (await page.locator(`[data-rows="${kind}"] .row`).count()) {
+      await page.locator(`[data-rows="${kind}"] .row button`).first().click();
+    }
+  }
+});
+
 test('the shared URL reproduces the state', async () => {
   // A distinctive state: a policy with an explicit deny, a request, the Evaluate tab.
   await page.locator('#tab-evaluate').click();
@@ -369,6 +408,8 @@ test('the shared URL reproduces the state', async () => {
   await page.locator('[data-rows="headers"] .row:last-child [data-k="name"]').fill('x-trace');
   await page.locator('[data-rows="headers"] .row:last-child [data-k="value"]').fill('abc 123');
   await page.waitForFunction(() => document.querySelector('[data-fact="rule"]')?.textContent.startsWith('allow-http-fe3ase'));
+  // The header does not change the rule: wait until the result includes it too.
+  await page.waitForFunction(() => (window.portcullis.lastResult?.request_headers_before || []).some((x) => x.name === 'x-trace' && x.value === 'abc 123'));
   await page.locator('#share').click();
   await page.waitForFunction(() => document.querySelector('#share-note').textContent !== '');
   const url = page.url();
@@ -543,6 +584,26 @@ test('the evaluation view names the scope and why earlier scopes did not apply',
   assert.equal(await page.locator('#status').textContent(), '400');
   assert.equal(await page.locator('[data-fact="scope"]').textContent(), 'none (ambiguous path)');
   await shot(page, 'scopes');
+});
+
+test('the client detail says which entry was taken, or why the client is unknown', async () => {
+  await page.locator('#tab-evaluate').click();
+  await setPolicy(page, JSON.stringify({
+    name: 'xff', client_ip: { from: 'x-forwarded-for', trusted_proxies: ['10.0.0.4'] },
+  }));
+  await setField(page, 'client_ip', '10.0.0.4');
+  await page.locator('#request [name="tls"]').check();
+  await page.locator('[data-add="headers"]').click();
+  const row = page.locator('[data-rows="headers"] .row:last-child');
+  await row.locator('[data-k="name"]').fill('x-forwarded-for');
+  await row.locator('[data-k="value"]').fill('65.52.10.20:5100');
+  await verdictIs(page, 'forward');
+  await page.waitForFunction(() => document.querySelector('[data-fact="client detail"]')?.textContent
+    === '65.52.10.20 from x-forwarded-for entry 0 (the rightmost)');
+  await row.locator('[data-k="value"]').fill('65.52.10.20:99999');
+  await verdictIs(page, 'deny');
+  assert.equal(await page.locator('[data-fact="client detail"]').textContent(),
+    'unknown: x-forwarded-for entry 0 (the rightmost) is malformed: "65.52.10.20:99999"');
 });
 
 test('no console errors', () => {

@@ -161,6 +161,29 @@ fn peak_memory(wasm: &[u8], config: &[u8]) -> Result<usize, String> {
     Ok(hi * page)
 }
 
+/// Load time of one policy in the filter under wasmtime: `configure`
+/// (instantiate, start, `proxy_on_configure` with the policy) on a compiled
+/// engine, median of 3, with the peak linear memory after it.
+fn load_time(wasm: &[u8], config: &[u8]) -> Result<(f64, f64, f64, usize), String> {
+    let options = Options {
+        log_level: LogLevel::Warn,
+        ..Options::default()
+    };
+    let engine = Engine::with_options(wasm, options).map_err(|e| e.to_string())?;
+    let mut ms = Vec::new();
+    let mut memory = 0;
+    for _ in 0..3 {
+        let t0 = std::time::Instant::now();
+        let plugin = engine
+            .configure(config)
+            .map_err(|e| format!("configure: {e}"))?;
+        ms.push(t0.elapsed().as_secs_f64() * 1e3);
+        memory = plugin.memory_size();
+    }
+    ms.sort_by(f64::total_cmp);
+    Ok((ms[1], ms[0], ms[2], memory))
+}
+
 fn run() -> Result<(), String> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     // --no-check: any policy, for attributing costs (no header checks).
@@ -176,9 +199,16 @@ fn run() -> Result<(), String> {
     } else {
         None
     };
+    // --load POLICY.json: also time loading that policy under wasmtime.
+    let load = if args.first().map(String::as_str) == Some("--load") {
+        args.remove(0);
+        Some(args.remove(0))
+    } else {
+        None
+    };
     let [filter, empty, policies @ ..] = args.as_slice() else {
         return Err(
-            "usage: portcullis-bench-hostcalls [--no-check] [--memory POLICY.json] FILTER.wasm EMPTY.wasm POLICY.json..."
+            "usage: portcullis-bench-hostcalls [--no-check] [--memory POLICY.json] [--load POLICY.json] FILTER.wasm EMPTY.wasm POLICY.json..."
                 .into(),
         );
     };
@@ -192,6 +222,15 @@ fn run() -> Result<(), String> {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| p.clone());
         println!("{}", measure(&label, &filter_wasm, &read(p)?, true, check)?);
+    }
+    if let Some(p) = load {
+        let text = read(&p)?;
+        let (median, min, max, memory) = load_time(&filter_wasm, &text)?;
+        println!(
+            "{{\"load\":{},\"bytes\":{},\"wasmtime_ms\":{median:.1},\"wasmtime_ms_min\":{min:.1},\"wasmtime_ms_max\":{max:.1},\"linear_bytes\":{memory}}}",
+            json_str(&p),
+            text.len()
+        );
     }
     if let Some(p) = memory {
         let empty_peak = peak_memory(&empty_wasm, b"")?;

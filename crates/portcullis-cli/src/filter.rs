@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
-use portcullis_host::{CacheOutcome, LogLevel, ModuleCache, Options};
+use portcullis_host::{CacheOutcome, ModuleCache};
 use sha2::{Digest, Sha256};
 
 use crate::Engine;
@@ -126,11 +126,7 @@ pub fn wasm_engine(
     filter: &Filter,
     cache: Option<&ModuleCache>,
 ) -> Result<(Engine, Option<CacheOutcome>), String> {
-    let opts = Options {
-        // As in Envoy's default: the filter's debug lines are not needed.
-        log_level: LogLevel::Info,
-        ..Options::default()
-    };
+    let opts = crate::wasm_options();
     let label = || {
         format!(
             "filter {} (sha256:{})",

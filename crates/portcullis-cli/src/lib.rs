@@ -7,8 +7,9 @@
 //!   host, exactly as Envoy would run it: the module embedded at build time
 //!   or another one (see [`filter`]), its compiled form cached on disk.
 //!
-//! Both turn a case into a [`portcullis_core::testfile::Outcome`] and compare
-//! with [`portcullis_core::testfile::check`]; nothing here decides anything.
+//! Both are closures for the one runner, [`portcullis_harness::run_file`],
+//! which reads, checks and tallies; this crate only plays cases through the
+//! filter ([`run_wasm`]) and turns reports into [`CaseResult`]s for output.
 
 pub mod filter;
 pub mod oci;
@@ -18,11 +19,11 @@ pub use filter::VERSION;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use portcullis_core::testfile::{
-    check, missing_policy_errors, run_core, Case, HeaderList, Mismatch, Outcome, PolicySource,
-    TestFile,
+use portcullis_core::{Trace, Transport};
+use portcullis_harness::{
+    native, run_file as run_suite, Case, CaseRun, CaseStatus, FileReport, HeaderList, Loaded,
+    Mismatch, Outcome, Rejection, Suite,
 };
-use portcullis_core::{Policy, Trace, Transport};
 use portcullis_host::{HttpRequest, HttpResponse, LogLevel, Options};
 
 /// Whether a property the filter set is its text trace line:
@@ -30,6 +31,12 @@ use portcullis_host::{HttpRequest, HttpResponse, LogLevel, Options};
 pub fn is_trace_property(p: &str) -> bool {
     p.starts_with("portcullis.") && p.ends_with(".trace")
 }
+/// How the filter's debug log line of a trace starts.
+const TRACE_LOG_PREFIX: &str = "portcullis: ";
+
+/// Expands files and directories into test files (the harness's one rule,
+/// [`portcullis_harness::corpus::collect`]).
+pub use portcullis_harness::corpus::collect;
 
 /// Which engine runs the cases.
 #[allow(missing_debug_implementations)] // wasmtime's engine has no useful Debug
@@ -40,23 +47,21 @@ pub enum Engine {
     Wasm(portcullis_host::Engine),
 }
 
+/// The wasmtime host's options for running the filter on test cases.
+pub fn wasm_options() -> Options {
+    Options {
+        // Debug, so the filter logs every decision's trace line: a policy
+        // with `trace: "deny"` or `"none"` sets no trace property for some
+        // requests, and the cases still check their rule.
+        log_level: LogLevel::Debug,
+        ..Options::default()
+    }
+}
+
 impl Engine {
     /// Loads and compiles the filter.
     pub fn wasm(path: &Path) -> Result<Engine, String> {
-        let bytes = std::fs::read(path).map_err(|e| {
-            format!(
-                "cannot read the filter {}: {e} (build it with ./build.sh build)",
-                path.display()
-            )
-        })?;
-        let opts = Options {
-            // As in Envoy's default: the filter's debug lines are not needed.
-            log_level: LogLevel::Info,
-            ..Options::default()
-        };
-        portcullis_host::Engine::with_options(&bytes, opts)
-            .map(Engine::Wasm)
-            .map_err(|e| format!("{}: {e}", path.display()))
+        compile_filter(path).map(Engine::Wasm)
     }
 
     /// The engine's name for reports.
@@ -66,6 +71,19 @@ impl Engine {
             Engine::Wasm(_) => "wasm",
         }
     }
+}
+
+/// Reads and compiles the filter at `path` for the wasmtime host, with the
+/// filter's log at info level (as in Envoy's default).
+pub fn compile_filter(path: &Path) -> Result<portcullis_host::Engine, String> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        format!(
+            "cannot read the filter {}: {e} (build it with scripts/build-filter.sh)",
+            path.display()
+        )
+    })?;
+    portcullis_host::Engine::with_options(&bytes, wasm_options())
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// One case's result.
@@ -92,134 +110,117 @@ impl CaseResult {
     }
 }
 
-/// Reads a test file and the policy text it names.
-pub fn load(file: &Path) -> Result<(TestFile, String), String> {
-    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    let tf = TestFile::parse(&text).map_err(|e| {
-        let mut s = String::new();
-        for p in &e.0 {
-            let _ = writeln!(s, "{}:{p}", file.display());
-        }
-        s.trim_end().to_string()
-    })?;
-    let policy = match &tf.policy {
-        PolicySource::Inline(t) => t.clone(),
-        PolicySource::Path(p) => {
-            let path = file.parent().unwrap_or(Path::new(".")).join(p);
-            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?
-        }
-    };
-    Ok((tf, policy))
-}
-
-/// Runs every case of a test file on an engine.
+/// Runs every case of a test file on an engine (one [`CaseResult`] per
+/// case; a rejected-policy file, or a file that could not run, gives one).
 pub fn run_file(engine: &Engine, file: &Path) -> Vec<CaseResult> {
-    let result =
-        |line: u32, name: &str, error: Option<String>, mismatches: Vec<Mismatch>, trace: String| {
-            CaseResult {
-                file: file.to_path_buf(),
-                line,
-                name: name.to_string(),
-                mismatches,
-                trace,
-                error,
-            }
-        };
-    let (tf, policy_text) = match load(file) {
-        Ok(x) => x,
-        Err(e) => return vec![result(0, "(test file)", Some(e), Vec::new(), String::new())],
-    };
-    if let Some(want) = &tf.expect_policy_error {
-        return vec![check_rejection(engine, &policy_text, want, file)];
-    }
-    match engine {
-        Engine::Core => {
-            let policy = match Policy::parse(policy_text.as_bytes()) {
-                Ok(p) => p,
-                Err(e) => {
-                    return vec![result(
-                        0,
-                        "(policy)",
-                        Some(format!("policy rejected:\n{e}")),
-                        Vec::new(),
-                        String::new(),
-                    )]
-                }
-            };
-            tf.cases
-                .iter()
-                .map(|c| {
-                    let o = run_core(&policy, c);
-                    result(c.line, &c.name, None, check(&c.expect, &o), o.trace)
-                })
-                .collect()
+    let suite = match Suite::read(file) {
+        Ok(s) => s,
+        Err(e) => {
+            return vec![CaseResult::of_file(
+                file,
+                "(test file)",
+                Some(e.to_string()),
+            )]
         }
-        Engine::Wasm(e) => {
-            let mut plugin = match e.configure(policy_text.as_bytes()) {
-                Ok(p) => p,
-                Err(err) => {
-                    return vec![result(
-                        0,
-                        "(policy)",
-                        Some(format!("the filter refused the policy: {err}")),
-                        Vec::new(),
-                        String::new(),
-                    )]
+    };
+    let report = match engine {
+        Engine::Core => run_suite(&suite, native::load, native::run),
+        Engine::Wasm(e) => run_suite(
+            &suite,
+            |policy| {
+                if policy.env.is_empty() {
+                    load_wasm(e, policy.text)
+                } else {
+                    // The test file's `env` is the VM's environment, as
+                    // Envoy's vm_config.environment_variables would give it.
+                    load_wasm(&e.with_environment(policy.env.to_vec()), policy.text)
                 }
-            };
-            tf.cases
-                .iter()
-                .map(|c| match run_wasm(&mut plugin, c) {
-                    Ok(o) => result(c.line, &c.name, None, check(&c.expect, &o), o.trace),
-                    Err(err) => result(c.line, &c.name, Some(err), Vec::new(), String::new()),
-                })
-                .collect()
+            },
+            |plugin, _, c| match run_wasm(plugin, c) {
+                Ok(o) => CaseRun::Ran(o),
+                Err(e) => CaseRun::Error(e),
+            },
+        ),
+    };
+    results(file, report)
+}
+
+/// Loads a policy into the filter: a refusal is read back from the
+/// problems it logs (`... rejected: LINE:COL: PATH: message`).
+pub fn load_wasm(
+    engine: &portcullis_host::Engine,
+    policy: &str,
+) -> Loaded<portcullis_host::Plugin> {
+    match engine.configure(policy.as_bytes()) {
+        Ok(p) => Loaded::Policy(p),
+        Err(err) => {
+            let logs: Vec<&str> = err.logs().iter().map(|(_, l)| l.as_str()).collect();
+            let r = Rejection::from_log(&logs, "rejected: ");
+            if r.paths.is_empty() {
+                Loaded::Failed(format!("the filter refused the policy: {err}"))
+            } else {
+                Loaded::Rejected(r)
+            }
         }
     }
 }
 
-fn check_rejection(engine: &Engine, policy: &str, want: &[String], file: &Path) -> CaseResult {
-    let mut r = CaseResult {
-        file: file.to_path_buf(),
-        line: 0,
-        name: "(policy must be rejected)".into(),
-        mismatches: Vec::new(),
-        trace: String::new(),
-        error: None,
-    };
-    match engine {
-        Engine::Core => match Policy::parse(policy.as_bytes()) {
-            Ok(_) => r.error = Some("the policy was accepted".into()),
-            Err(problems) => {
-                for m in missing_policy_errors(want, &problems) {
+impl CaseResult {
+    fn of_file(file: &Path, name: &str, error: Option<String>) -> CaseResult {
+        CaseResult {
+            file: file.to_path_buf(),
+            line: 0,
+            name: name.into(),
+            mismatches: Vec::new(),
+            trace: String::new(),
+            error,
+        }
+    }
+}
+
+/// A report as the CLI prints it: one result per case that ran, or one
+/// for the whole file.
+fn results(file: &Path, report: FileReport) -> Vec<CaseResult> {
+    if let Some(e) = &report.error {
+        return vec![CaseResult::of_file(file, "(policy)", Some(e.to_string()))];
+    }
+    if let Some(rc) = &report.rejection {
+        let mut r = CaseResult::of_file(file, "(policy must be rejected)", None);
+        match &rc.rejection {
+            None => r.error = Some("the policy was accepted".into()),
+            Some(rej) => {
+                for m in &rc.missing {
                     r.mismatches.push(Mismatch {
                         field: "policy error".into(),
-                        expected: m.to_string(),
-                        seen: problems.to_string(),
+                        expected: m.clone(),
+                        seen: rej.text.clone(),
                     });
                 }
             }
-        },
-        Engine::Wasm(e) => match e.configure(policy.as_bytes()) {
-            Ok(_) => r.error = Some("the filter accepted the policy".into()),
-            Err(err) => {
-                // The filter logs one line per problem: `...: <path>: <message>`.
-                let logs: Vec<String> = err.logs().iter().map(|(_, l)| l.clone()).collect();
-                for w in want {
-                    // An empty path is the document itself.
-                    let needle = format!(": {}: ", if w.is_empty() { "(document)" } else { w });
-                    if !logs.iter().any(|l| l.contains(&needle)) {
-                        r.mismatches.push(Mismatch {
-                            field: "policy error".into(),
-                            expected: w.clone(),
-                            seen: logs.join("\n"),
-                        });
-                    }
-                }
-            }
-        },
+        }
+        return vec![r];
     }
-    r
+    report
+        .cases
+        .into_iter()
+        .filter_map(|c| {
+            let (mismatches, error) = match c.status {
+                CaseStatus::Passed => (Vec::new(), None),
+                CaseStatus::Failed(m) => (m, None),
+                CaseStatus::Error(e) => (Vec::new(), Some(e)),
+                // Neither engine skips; a skip is not a result to print.
+                CaseStatus::Skipped(_) => return None,
+            };
+            Some(CaseResult {
+                file: file.to_path_buf(),
+                line: c.line,
+                name: c.name,
+                mismatches,
+                trace: c.trace,
+                error,
+            })
+        })
+        .collect()
 }
 
 /// Plays one case through the filter and reads back what it did.
@@ -272,7 +273,17 @@ pub fn run_wasm(plugin: &mut portcullis_host::Plugin, c: &Case) -> Result<Outcom
         .rev()
         .find(|(p, _)| is_trace_property(p))
         .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-        .ok_or("the filter set no trace property")?;
+        .or_else(|| {
+            // Not published (the policy's `trace` left it out): the same
+            // line from the filter's debug log.
+            x.logs.iter().rev().find_map(|(level, line)| {
+                (*level == LogLevel::Debug)
+                    .then(|| line.strip_prefix(TRACE_LOG_PREFIX))
+                    .flatten()
+                    .map(str::to_owned)
+            })
+        })
+        .ok_or("the filter set no trace property and logged no trace")?;
     let t = Trace::parse(&trace_line).ok_or_else(|| format!("unreadable trace {trace_line:?}"))?;
     let to_list = |h: &[(Vec<u8>, Vec<u8>)]| -> HeaderList {
         h.iter()
@@ -291,7 +302,7 @@ pub fn run_wasm(plugin: &mut portcullis_host::Plugin, c: &Case) -> Result<Outcom
         status: x.status,
         rule: t.rule,
         client_ip: t.client_ip,
-        step: t.step.as_str().to_string(),
+        step: t.step,
         would_verdict: t.would.unwrap_or(t.verdict),
         // A would-be reply's status is the trace's; otherwise the one seen.
         would_status: if t.would.is_some() {
@@ -299,42 +310,12 @@ pub fn run_wasm(plugin: &mut portcullis_host::Plugin, c: &Case) -> Result<Outcom
         } else {
             x.status
         },
-        scope: t.scope,
         trace: trace_line,
         location,
         upstream_headers: x.upstream_request_headers.as_deref().map(to_list),
         response_headers,
         body: x.local_reply.map(|l| l.body).unwrap_or_default(),
     })
-}
-
-/// Expands files and directories into test files (`*.json` in directories,
-/// skipping policy documents that are not test files: those without
-/// `"cases"` or `"expect_policy_error"`).
-pub fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
-    let mut out = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(p)
-                .map_err(|e| format!("{}: {e}", p.display()))?
-                .flatten()
-                .map(|e| e.path())
-                .filter(|f| f.extension().is_some_and(|x| x == "json"))
-                .filter(|f| {
-                    std::fs::read_to_string(f).is_ok_and(|t| {
-                        t.contains("\"cases\"") || t.contains("\"expect_policy_error\"")
-                    })
-                })
-                .collect();
-            found.sort();
-            out.extend(found);
-        } else if p.exists() {
-            out.push(p.clone());
-        } else {
-            return Err(format!("{}: no such file or directory", p.display()));
-        }
-    }
-    Ok(out)
 }
 
 /// A failing case as text: name, each expected field and what was seen,

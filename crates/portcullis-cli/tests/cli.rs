@@ -14,6 +14,7 @@ fn portcullis(args: &[&str]) -> Output {
         .current_dir(root())
         .env("NO_COLOR", "1")
         .env("PORTCULLIS_CACHE_DIR", root().join("target/cli-test/cache"))
+        .env("FUNCTION_KEY", "K-test")
         .env_remove("PORTCULLIS_FILTER")
         .output()
         .unwrap()
@@ -436,5 +437,62 @@ fn explain_shows_what_a_report_mode_policy_would_do() {
     assert!(
         out.contains("trace    would_deny 403 network peer 127.0.0.8 - deny-batch"),
         "{out}"
+    );
+}
+
+#[test]
+fn explain_says_where_the_client_came_from_and_why_it_is_unknown() {
+    let o = portcullis(&[
+        "explain",
+        "policy-samples/behind-app-gateway.json",
+        "--peer",
+        "10.20.1.5:50000",
+        "-H",
+        "x-forwarded-for: 65.52.10.20:51234, 10.20.1.6:80",
+    ]);
+    let t = text(&o);
+    println!("{t}");
+    assert!(
+        t.contains("client  65.52.10.20 from x-forwarded-for entry 1 (0 is the rightmost)"),
+        "{t}"
+    );
+    assert!(
+        t.contains("forward 0 forward x-forwarded-for[1] 65.52.10.20"),
+        "{t}"
+    );
+
+    let o = portcullis(&[
+        "explain",
+        "policy-samples/behind-app-gateway.json",
+        "--peer",
+        "10.20.1.5:50000",
+        "-H",
+        "x-forwarded-for: 65.52.10.20:70000",
+    ]);
+    let t = text(&o);
+    println!("{t}");
+    assert!(
+        t.contains(
+            "client  unknown: x-forwarded-for entry 0 (the rightmost) is malformed: \"65.52.10.20:70000\""
+        ),
+        "{t}"
+    );
+    assert!(t.contains("not evaluated: the client is unknown"), "{t}");
+
+    let o = portcullis(&[
+        "explain",
+        "policy-samples/behind-front-door.json",
+        "--peer",
+        "147.243.12.34:40000",
+    ]);
+    let t = text(&o);
+    println!("{t}");
+    assert!(
+        t.contains("unknown: the trusted peer sent no header"),
+        "{t}"
+    );
+    assert!(
+        t.contains("deny 403 client_ip header[0] unknown:no-entry - default"),
+        "{t}"
     );
 }

@@ -58,6 +58,8 @@ fn the_installed_binary_works_from_any_directory() {
             .args(args)
             .current_dir(&work)
             .env("NO_COLOR", "1")
+            // The sample reads its key from the environment (value_from).
+            .env("FUNCTION_KEY", "K-test")
             .env("PORTCULLIS_CACHE_DIR", &cache)
             .env_remove("PORTCULLIS_FILTER")
             .output()

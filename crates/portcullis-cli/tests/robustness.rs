@@ -1,6 +1,9 @@
 //! Robustness: no input, however hostile, crashes the filter, bypasses a
 //! rule, or loses a request.
 //!
+//! Why one file over 800 lines: one test binary for every hostile-input
+//! check, so wasmtime and the filter are compiled once for all of them.
+//!
 //! - replays every committed fuzz input (`fuzz/corpus/*`, `fuzz/regressions/*`)
 //!   through the same checks as the fuzz targets (`fuzz/src/lib.rs`, compiled
 //!   here by path, so this runs on stable in `cargo test --workspace`);
@@ -22,8 +25,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
-use harness::{check_core, check_differential, check_filter, Fixture, Gen, Target};
+use harness::{check_core, check_differential, check_filter, client_addr, Fixture, Gen, Target};
 use portcullis_core::{Policy, Request, Transport, Verdict};
+use portcullis_harness::{Suite, Tally};
 
 fn root() -> PathBuf {
     harness::root_from(env!("CARGO_MANIFEST_DIR"), 2)
@@ -158,10 +162,14 @@ fn every_committed_fuzz_input_replays_clean() {
 
 /// Every case of every test file, with the index of its policy in the
 /// fixture (`None` for files whose policy must be rejected).
-fn corpus_cases(f: &Fixture) -> Vec<(usize, portcullis_core::testfile::Case, String)> {
+fn corpus_cases(f: &Fixture) -> Vec<(usize, portcullis_harness::Case, String)> {
     let mut out = Vec::new();
     for file in harness::test_files(&root()) {
-        let (tf, text) = portcullis_cli::load(&file).unwrap();
+        let Suite {
+            file: tf,
+            policy: text,
+            ..
+        } = Suite::read(&file).unwrap();
         if tf.expect_policy_error.is_some() {
             continue;
         }
@@ -177,39 +185,22 @@ fn corpus_cases(f: &Fixture) -> Vec<(usize, portcullis_core::testfile::Case, Str
     out
 }
 
+/// The whole corpus through the one runner, with the fuzz checks as the
+/// engine (`harness::run_corpus_file`).
 #[test]
 fn every_corpus_case_holds_the_fuzz_invariants_on_both_engines() {
     let f = fixture();
-    let cases = corpus_cases(f);
-    assert!(cases.len() >= 200, "only {} cases", cases.len());
     let mut plugins = f.plugins.lock().unwrap();
+    let mut tally = Tally::default();
     let mut failures = Vec::new();
-    for (idx, c, file) in &cases {
-        let g = Gen::from_case(*idx, c);
-        // The seed encoding is lossless for the corpus.
-        let back = f.decode(&g.encode());
-        if back != g {
-            failures.push(format!(
-                "{file}: {}: encode/decode changed it: {back:?}",
-                c.name
-            ));
-        }
-        let p = &f.policies[*idx].policy;
-        let plugin = &mut plugins[*idx];
-        for r in [
-            check_core(p, &g),
-            check_filter(plugin, p, &g),
-            check_differential(plugin, p, &g),
-        ] {
-            if let Err(e) = r {
-                failures.push(format!("{file}: {}: {e}", c.name));
-            }
-        }
+    for file in harness::test_files(&root()) {
+        let suite = Suite::read(&file).unwrap();
+        let report = harness::run_corpus_file(f, &mut plugins, &suite);
+        tally.add(&report);
+        failures.extend(report.failures());
     }
-    println!(
-        "{} corpus cases through decide, filter_wasm and differential",
-        cases.len()
-    );
+    println!("corpus through decide, filter_wasm and differential: {tally}");
+    assert!(tally.cases >= 200, "only {} cases", tally.cases);
     assert_none(&failures);
 }
 
@@ -246,7 +237,7 @@ fn write_seed_corpora() {
     }
     // policy_parse: every policy text of the corpus, valid or not.
     for file in harness::test_files(&root()) {
-        let (_, text) = portcullis_cli::load(&file).unwrap();
+        let text = Suite::read(&file).unwrap().policy;
         let stem = file
             .file_name()
             .unwrap()
@@ -268,6 +259,10 @@ fn write_seed_corpora() {
                 g.encode(),
             )
             .unwrap();
+        }
+        for (j, seed) in client_addr::seeds(c).into_iter().enumerate() {
+            let name = format!("{stem}-{k:03}-{j}");
+            std::fs::write(dir.join("client_addr").join(name), seed).unwrap();
         }
     }
 }
@@ -846,7 +841,7 @@ fn policies_are_checked_for_parse_invariants() {
     let mut failures = Vec::new();
     let mut n = 0;
     for file in harness::test_files(&root()) {
-        let (_, text) = portcullis_cli::load(&file).unwrap();
+        let text = Suite::read(&file).unwrap().policy;
         let b = text.as_bytes();
         for cut in (0..=b.len()).step_by((b.len() / 40).max(1)) {
             n += 1;
@@ -985,49 +980,49 @@ fn hostile_requests_get_these_decisions() {
             "client-ip-xff",
             "X-Forwarded-For entry with a non-UTF-8 byte",
             |g| g.headers = vec![(b"x-forwarded-for".to_vec(), b"65.52.10.20\xff".to_vec())],
-            "deny 403 client_ip x-forwarded-for unknown - default",
+            "deny 403 client_ip x-forwarded-for[0] unknown:malformed:\"65.52.10.20\\xff\" - default",
             None,
         ),
         (
             "client-ip-xff",
             "empty X-Forwarded-For",
             |g| g.headers = vec![(b"x-forwarded-for".to_vec(), Vec::new())],
-            "deny 403 client_ip x-forwarded-for unknown - default",
+            "deny 403 client_ip x-forwarded-for[0] unknown:malformed:\"\" - default",
             None,
         ),
         (
             "client-ip-xff",
             "only trusted entries",
             |g| g.headers = vec![(b"x-forwarded-for".to_vec(), b"10.0.0.7, 10.0.0.8".to_vec())],
-            "deny 403 client_ip x-forwarded-for unknown - default",
+            "deny 403 client_ip x-forwarded-for unknown:all-trusted - default",
             None,
         ),
         (
             "client-ip-xff",
             "entry with a port",
             |g| g.headers = vec![(b"x-forwarded-for".to_vec(), b"65.52.10.20:443".to_vec())],
-            "deny 403 client_ip x-forwarded-for unknown - default",
+            "forward 0 forward x-forwarded-for[0] 65.52.10.20 - allow-internet",
             None,
         ),
         (
             "client-ip-xff",
             "bracketed IPv6 entry",
             |g| g.headers = vec![(b"x-forwarded-for".to_vec(), b"[2603:1000::1]".to_vec())],
-            "deny 403 client_ip x-forwarded-for unknown - default",
+            "forward 0 forward x-forwarded-for[0] 2603:1000::1 - allow-internet",
             None,
         ),
         (
             "client-ip-xff",
             "leading zeros",
             |g| g.headers = vec![(b"x-forwarded-for".to_vec(), b"065.52.10.20".to_vec())],
-            "deny 403 client_ip x-forwarded-for unknown - default",
+            "deny 403 client_ip x-forwarded-for[0] unknown:malformed:\"065.52.10.20\" - default",
             None,
         ),
         (
             "client-ip-xff",
             "zone id",
             |g| g.headers = vec![(b"x-forwarded-for".to_vec(), b"fe80::1%eth0".to_vec())],
-            "deny 403 client_ip x-forwarded-for unknown - default",
+            "deny 403 client_ip x-forwarded-for[0] unknown:malformed:\"fe80::1%eth0\" - default",
             None,
         ),
         (
@@ -1039,7 +1034,7 @@ fn hostile_requests_get_these_decisions() {
                     b"\xff\x00garbage, 65.52.10.20".to_vec(),
                 )]
             },
-            "forward 0 forward x-forwarded-for 65.52.10.20 - allow-internet",
+            "forward 0 forward x-forwarded-for[0] 65.52.10.20 - allow-internet",
             None,
         ),
         (
@@ -1059,7 +1054,7 @@ fn hostile_requests_get_these_decisions() {
                 g.peer = "[::ffff:10.0.0.4]:1".parse().unwrap();
                 g.headers = vec![(b"x-forwarded-for".to_vec(), b"::ffff:65.52.10.20".to_vec())];
             },
-            "forward 0 forward x-forwarded-for 65.52.10.20 - allow-internet",
+            "forward 0 forward x-forwarded-for[0] 65.52.10.20 - allow-internet",
             None,
         ),
         (
@@ -1136,7 +1131,7 @@ fn the_filter_accepts_exactly_the_policies_the_core_accepts() {
         }
     }
     for file in harness::test_files(&root()).iter().step_by(4) {
-        let (_, text) = portcullis_cli::load(file).unwrap();
+        let text = Suite::read(file).unwrap().policy;
         let b = text.as_bytes();
         for cut in (0..b.len()).step_by((b.len() / 6).max(1)) {
             docs.push((

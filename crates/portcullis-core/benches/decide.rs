@@ -88,7 +88,35 @@ fn time_per_op(mut f: impl FnMut() -> usize, ops: usize, budget: Duration) -> f6
     start.elapsed().as_nanos() as f64 / (passes as f64 * ops as f64)
 }
 
+/// `--largest PATH`: parse + compile time of one policy file (the bench's
+/// largest legal policy), median of 3, native.
+fn load_time(path: &str) {
+    let text = std::fs::read(path).expect("read the policy");
+    let mut ms = Vec::new();
+    let mut rules = 0;
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        let policy = Policy::parse(&text).expect("the policy is valid");
+        ms.push(t0.elapsed().as_secs_f64() * 1e3);
+        let net = policy.network.as_ref().expect("a network section");
+        rules = net.rules.len();
+        black_box(policy);
+    }
+    println!(
+        "\nLargest policy ({path}: {} bytes, {rules} rules): parse + compile natively {:.1} ms (median of 3; min {:.1}, max {:.1}).",
+        text.len(),
+        median(ms.clone()),
+        ms.iter().copied().fold(f64::INFINITY, f64::min),
+        ms.iter().copied().fold(0.0, f64::max)
+    );
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--largest") {
+        load_time(args.get(i + 1).expect("--largest PATH"));
+        return;
+    }
     let quick = std::env::args().any(|a| a == "--quick");
     let budget = Duration::from_millis(if quick { 60 } else { 300 });
     let sizes = [10usize, 1_000, 10_000, 100_000];

@@ -205,6 +205,14 @@ pub enum Error {
         /// The bound.
         limit: usize,
     },
+    /// A `value_from` / `values_from` variable that cannot be used. Names
+    /// the variable, never its value.
+    Env {
+        /// The variable's name.
+        var: String,
+        /// What is wrong with it.
+        problem: EnvProblem,
+    },
     /// A test-file field whose value is wrong for a reason given.
     Invalid(&'static str),
     /// A `scopes[].match.hosts` entry that is not a host pattern.
@@ -235,6 +243,18 @@ pub enum Error {
     /// `inherit: false` on a scope that would drop nothing: the top level
     /// has no section the scope does not restate.
     NothingToInherit,
+}
+
+/// What is wrong with an environment variable a policy reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EnvProblem {
+    /// The host environment does not define it.
+    Missing,
+    /// It is defined but empty.
+    Empty,
+    /// Its value holds CR, LF or NUL, so it cannot be a header value.
+    BadValue,
 }
 
 impl fmt::Display for Error {
@@ -318,6 +338,17 @@ impl fmt::Display for Error {
                 f,
                 "the rules need {entries} match-table entries, above the limit of {limit}; merge overlapping rules"
             ),
+            Error::Env { var, problem } => match problem {
+                EnvProblem::Missing => write!(
+                    f,
+                    "environment variable {var:?} is not set in the host environment"
+                ),
+                EnvProblem::Empty => write!(f, "environment variable {var:?} is empty"),
+                EnvProblem::BadValue => write!(
+                    f,
+                    "environment variable {var:?} holds CR, LF or NUL, so it cannot be a header value"
+                ),
+            },
             Error::Invalid(m) => f.write_str(m),
             Error::BadHostPattern { text, why } => {
                 write!(f, "invalid host pattern {text:?}: {why}")

@@ -10,7 +10,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::addr;
-use crate::decide::{scope_host, Ambiguous, Request, ScopeField};
+use crate::decide::{scope_host, Ambiguous, Client, ClientSource, Request, ScopeField, Unknown};
 use crate::policy::Policy;
 use crate::rule::{Flow, Rule};
 use crate::words::words;
@@ -241,6 +241,78 @@ impl Flow {
             Some(Field::Protocol)
         } else {
             None
+        }
+    }
+}
+
+impl Client {
+    /// Where the client came from and, for an unknown one, why, in words:
+    /// `65.52.10.20 from x-forwarded-for entry 1 (0 is the rightmost)`, or
+    /// `unknown: x-forwarded-for entry 0 (the rightmost) is malformed:
+    /// "65.52.10.20:99999"`. Used by the CLI's `explain` and the playground.
+    ///
+    /// ```
+    /// use portcullis_core::{Policy, Request, Transport};
+    /// let p = Policy::parse(br#"{"name":"p","client_ip":{"from":"x-forwarded-for","trusted_proxies":["10.0.0.1"]}}"#).unwrap();
+    /// let headers = [("x-forwarded-for", "65.52.10.20:99999")];
+    /// let req = Request {
+    ///     peer: "10.0.0.1:5000".parse().unwrap(), local: "10.0.0.2:443".parse().unwrap(),
+    ///     tls: true, transport: Transport::Tcp, method: b"GET", authority: b"a", path: b"/",
+    ///     headers: &headers,
+    /// };
+    /// assert_eq!(
+    ///     p.client(&req).describe(),
+    ///     "unknown: x-forwarded-for entry 0 (the rightmost) is malformed: \"65.52.10.20:99999\""
+    /// );
+    /// ```
+    pub fn describe(&self) -> String {
+        let what = match self.source {
+            ClientSource::Peer => "peer",
+            ClientSource::XForwardedFor => "x-forwarded-for entry",
+            ClientSource::Forwarded => "forwarded element",
+            ClientSource::Header => "header",
+        };
+        let at = |i: u32| match i {
+            0 => alloc::format!("{what} 0 (the rightmost)"),
+            _ => alloc::format!("{what} {i} (0 is the rightmost)"),
+        };
+        let Some(why) = self.why else {
+            let ip = self
+                .ip
+                .map_or_else(|| String::from("unknown"), |ip| alloc::format!("{ip}"));
+            return match (self.source, self.entry) {
+                (ClientSource::Peer, _) => alloc::format!("{ip} from the peer"),
+                (ClientSource::Header, _) => alloc::format!("{ip} from the client header"),
+                (_, Some(i)) => alloc::format!("{ip} from {}", at(i)),
+                (s, None) => alloc::format!("{ip} from {}", s.as_str()),
+            };
+        };
+        let place = match self.entry {
+            Some(i) if self.source != ClientSource::Header => at(i),
+            _ => String::from(self.source.as_str()),
+        };
+        let src = self.source.as_str();
+        match why {
+            Unknown::NoEntry => alloc::format!("unknown: the trusted peer sent no {src}"),
+            Unknown::AllTrusted => {
+                alloc::format!("unknown: every {src} entry is a trusted proxy")
+            }
+            Unknown::Malformed(Some(e)) => alloc::format!("unknown: {place} is malformed: {e}"),
+            Unknown::Malformed(None) => {
+                alloc::format!("unknown: {place} is malformed (a credential header: not shown)")
+            }
+            Unknown::ForUnknown => alloc::format!("unknown: {place} says for=unknown"),
+            Unknown::Obfuscated(e) => {
+                alloc::format!("unknown: {place} is an obfuscated identifier {e}")
+            }
+            Unknown::NoFor => alloc::format!("unknown: {place} has no for= parameter"),
+            Unknown::SeveralLines => {
+                String::from("unknown: the client header came on several lines")
+            }
+            Unknown::SeveralEntries => {
+                String::from("unknown: the client header holds several entries")
+            }
+            Unknown::NoPeer => String::from("unknown: the host did not report the peer"),
         }
     }
 }

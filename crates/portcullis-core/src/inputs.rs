@@ -16,9 +16,10 @@ pub struct Inputs {
     pub tls: bool,
     /// The transport: some rule is limited to `tcp` or `udp` (HTTP/3).
     pub protocol: bool,
-    /// Request headers (`client_ip` from X-Forwarded-For,
-    /// `trust_forwarded_proto`, `require_headers`, a request op with
-    /// `exists: skip`). Hosts should read them lazily, on the first
+    /// Request headers (`client_ip` from X-Forwarded-For, `Forwarded` or a
+    /// header, `trust_forwarded_proto`, `require_headers`, a request `set`
+    /// op: the `_` twins of set or required headers are looked for among
+    /// the names). Hosts should read them lazily, on the first
     /// [`crate::Headers::each_value`] call.
     pub request_headers: bool,
     /// Response headers (a response op with `exists: skip`).
@@ -87,7 +88,10 @@ mod tests {
     use super::*;
 
     fn inputs(json: &str) -> Inputs {
-        Policy::parse(json.as_bytes()).unwrap().inputs()
+        // The samples read their key with value_from.
+        Policy::parse_with_env(json.as_bytes(), &[("FUNCTION_KEY", "k")])
+            .unwrap()
+            .inputs()
     }
 
     #[test]

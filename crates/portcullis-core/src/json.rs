@@ -146,6 +146,86 @@ pub fn line_col(text: &str, offset: usize) -> (u32, u32) {
     (line, col)
 }
 
+/// Line and column ([`line_col`]'s numbering) of many offsets of one text,
+/// without rescanning it: the line starts are found once, a line is a
+/// binary search, and a column is counted from the last position asked for
+/// when that was earlier on the same line (as it is when positions are
+/// asked for in document order). So positioning every value of a document,
+/// even a one-line document, costs time linear in its size.
+///
+/// ```
+/// use portcullis_core::json::{line_col, LineIndex};
+///
+/// let text = "{\n  \"é\": [1,\n 2]}";
+/// let mut idx = LineIndex::new(text);
+/// for off in [0, 5, 9, 14, 3] {
+///     assert_eq!(idx.line_col(off), line_col(text, off));
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct LineIndex<'t> {
+    text: &'t str,
+    /// Byte offset where each line starts (the first is 0).
+    starts: Vec<usize>,
+    /// The last position computed: (offset, its line's start, its column).
+    last: (usize, usize, u32),
+    scanned: usize,
+}
+
+impl<'t> LineIndex<'t> {
+    /// Indexes the lines of `text` (one pass).
+    pub fn new(text: &'t str) -> LineIndex<'t> {
+        let mut starts = alloc::vec![0];
+        starts.extend(
+            text.bytes()
+                .enumerate()
+                .filter(|(_, b)| *b == b'\n')
+                .map(|(i, _)| i.saturating_add(1)),
+        );
+        LineIndex {
+            text,
+            starts,
+            last: (0, 0, 1),
+            scanned: text.len(),
+        }
+    }
+
+    /// The line and column of byte `offset` (clamped to the text).
+    pub fn line_col(&mut self, offset: usize) -> (u32, u32) {
+        let offset = offset.min(self.text.len());
+        // Lines whose start is at or before the offset (at least the first).
+        let n = self.starts.partition_point(|s| *s <= offset);
+        let start = n
+            .checked_sub(1)
+            .and_then(|i| self.starts.get(i))
+            .copied()
+            .unwrap_or(0);
+        let (from, col) = match self.last {
+            (o, s, c) if s == start && o <= offset => (o, c),
+            _ => (start, 1),
+        };
+        let chars = self
+            .text
+            .as_bytes()
+            .get(from..offset)
+            .unwrap_or_default()
+            .iter()
+            // The first byte of each character.
+            .filter(|b| (**b & 0xC0) != 0x80)
+            .count();
+        self.scanned = self.scanned.saturating_add(offset.saturating_sub(from));
+        let col = col.saturating_add(u32::try_from(chars).unwrap_or(u32::MAX));
+        self.last = (offset, start, col);
+        (u32::try_from(n.max(1)).unwrap_or(u32::MAX), col)
+    }
+
+    /// Bytes of the text read so far (indexing included): for tests that
+    /// hold a reader to linear time by counting, not by the clock.
+    pub fn scanned(&self) -> usize {
+        self.scanned
+    }
+}
+
 struct Parser<'a> {
     s: &'a [u8],
     text: &'a str,

@@ -7,9 +7,8 @@
 //! bad one with every problem at once ([`Policy::parse`]), and decides any
 //! request ([`Policy::decide`]), returning the decision with its trace, the
 //! header edits for the request and the response, and hardened local replies.
-//! It also reads and checks policy test files ([`testfile`]), so every engine
-//! (this crate natively, the Envoy filter, the CLI, the playground) runs the
-//! same corpus through the same comparison.
+//! Policy test files (policy-tests-v1) are read and run by
+//! `portcullis-harness`, which calls this crate as one of its engines.
 //!
 //! Where things live:
 //! - [`policy`]: the compiled model ([`Policy`] and its sections), its
@@ -25,8 +24,7 @@
 //! - [`edits`] (header edits and [`apply_edits`]), [`reply`] (local
 //!   replies), [`explain`] (scope by scope and rule by rule, in words),
 //!   [`lint`];
-//! - [`addr`], [`json`]: addresses and the position-keeping JSON reader;
-//!   [`testfile`]: policy test files.
+//! - [`addr`], [`json`]: addresses and the position-keeping JSON reader.
 //!
 //! What this crate does *not* do:
 //! - no I/O, no clock, no logging, no globals: hosts feed it requests and
@@ -65,6 +63,7 @@ extern crate alloc;
 pub mod addr;
 pub mod decide;
 pub mod edits;
+mod env;
 mod error;
 pub mod eval;
 pub mod explain;
@@ -76,15 +75,15 @@ pub mod policy;
 mod provenance;
 pub mod reply;
 pub mod rule;
-pub mod testfile;
 mod words;
 
 pub use decide::{
     Client, ClientSource, Decision, Headers, Reason, Request, Step, Trace, Verdict, Would,
     NO_SCOPE, WOULD_PREFIX,
 };
-pub use edits::{apply_edits, Edit, EditOp};
-pub use error::{Error, Problem, Problems, RuleRef};
+pub use edits::{apply_edits, Edit, EditOp, HeaderEntry};
+pub use env::{Env, NoEnv};
+pub use error::{EnvProblem, Error, Problem, Problems, RuleRef};
 pub use explain::{Field, RuleCheck, ScopeCheck};
 pub use inputs::Inputs;
 pub use policy::Policy;

@@ -57,6 +57,11 @@ pub enum LintKind {
         /// `*` or `Internet`.
         tag: &'static str,
     },
+    /// A header that looks like a credential (`*-key`, `authorization`,
+    /// `*token*`, `*secret*`) is given an inline value: it then sits in
+    /// every copy of the policy (Envoy configs, manifests, repositories).
+    /// `value_from` / `values_from` read it from the host instead.
+    InlineCredential,
     /// Too many rules for the pairwise checks.
     Skipped {
         /// Rules in the policy.
@@ -110,6 +115,9 @@ impl fmt::Display for Lint {
             LintKind::CatchAllAllow { rule, tag } => write!(
                 f,
                 "rule {rule:?} allows every {tag} address on every port: allow rules after it are moot"
+            ),
+            LintKind::InlineCredential => f.write_str(
+                "this header looks like a credential and its value is inline: read it from the host with value_from / values_from",
             ),
             LintKind::Skipped { rules } => write!(
                 f,
@@ -180,7 +188,16 @@ impl Policy {
     /// Warnings about the network rules (the top level's and each scope's
     /// own) and the scopes.
     pub fn lints(&self) -> Vec<Lint> {
-        let mut out = self.network_lints();
+        let mut out: Vec<Lint> = self
+            .inline_credentials
+            .iter()
+            .map(|(path, line)| Lint {
+                path: path.clone(),
+                line: *line,
+                kind: LintKind::InlineCredential,
+            })
+            .collect();
+        out.extend(self.network_lints());
         for (i, s) in self.scopes.iter().enumerate() {
             let path = alloc::format!("scopes[{i}]");
             if s.restated.network {

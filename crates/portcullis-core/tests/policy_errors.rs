@@ -191,7 +191,8 @@ fn lints_find_shadowed_rules_overlaps_and_empty_allowlists() {
             env!("CARGO_MANIFEST_DIR")
         ))
         .unwrap();
-        let l = Policy::parse(&text).unwrap().lints();
+        let env = [("FUNCTION_KEY", "k")];
+        let l = Policy::parse_with_env(&text, &env).unwrap().lints();
         assert!(l.is_empty(), "{s}: {l:#?}");
     }
 }
@@ -257,4 +258,147 @@ fn a_rejected_document_still_has_its_name_when_well_formed() {
     );
     assert_eq!(Policy::name_of(br#"{"name":"bad name"}"#), None);
     assert_eq!(Policy::name_of(b"{oops"), None);
+}
+
+/// Paths with the line and column each must be reported at.
+type Positions = &'static [(&'static str, u32, u32)];
+
+#[test]
+fn client_ip_and_framing_mistakes_have_paths_and_positions() {
+    let cases: [(&str, Positions, &str); 5] = [
+        (
+            "{\n  \"name\": \"p\",\n  \"client_ip\": { \"from\": \"header\", \"trusted_proxies\": [\"10.0.0.1\"] }\n}",
+            &[("client_ip", 3, 16)],
+            "missing required field \"header\"",
+        ),
+        (
+            "{\n  \"name\": \"p\",\n  \"client_ip\": { \"from\": \"forwarded\",\n    \"header\": \"x-azure-clientip\", \"trusted_proxies\": [\"10.0.0.1\"] }\n}",
+            &[("client_ip.header", 4, 15)],
+            "only read with",
+        ),
+        (
+            "{\n  \"name\": \"p\",\n  \"client_ip\": { \"from\": \"header\", \"header\": \"x client\", \"trusted_proxies\": [] }\n}",
+            &[("client_ip.header", 3, 46)],
+            "HTTP token",
+        ),
+        (
+            "{ \"name\": \"p\", \"client_ip\": { \"from\": \"forwarded\" } }",
+            &[("client_ip", 1, 29)],
+            "trusted_proxies",
+        ),
+        (
+            "{ \"name\": \"p\",\n  \"request_headers\": [ { \"set\": \"Content-Length\", \"value\": \"0\" } ],\n  \"response_headers\": [ { \"remove\": \"expect\" } ] }",
+            &[("request_headers[0].set", 2, 33), ("response_headers[0].remove", 3, 37)],
+            "framing headers",
+        ),
+    ];
+    for (doc, want, message) in cases {
+        let problems = Policy::parse(doc.as_bytes()).unwrap_err();
+        let got: Vec<(String, u32, u32)> = problems
+            .0
+            .iter()
+            .map(|p| (p.path.clone(), p.line, p.column))
+            .collect();
+        for &(path, line, col) in want {
+            assert!(
+                got.iter()
+                    .any(|(p, l, c)| p == path && *l == line && *c == col),
+                "{doc}: missing {path} at {line}:{col}; got {got:?}"
+            );
+        }
+        assert!(problems.to_string().contains(message), "{problems}");
+    }
+}
+
+#[test]
+fn trace_switch_is_a_word_with_a_position() {
+    use portcullis_core::policy::TraceWhen;
+    let p = Policy::parse(br#"{"name":"p"}"#).unwrap();
+    assert_eq!(p.trace, TraceWhen::All, "the default");
+    for (word, want) in [
+        ("deny", TraceWhen::Deny),
+        ("none", TraceWhen::Off),
+        ("ALL", TraceWhen::All),
+    ] {
+        let text = format!(r#"{{"name":"p","trace":"{word}"}}"#);
+        assert_eq!(Policy::parse(text.as_bytes()).unwrap().trace, want);
+    }
+    let problems = Policy::parse(b"{\"name\": \"p\",\n  \"trace\": \"sometimes\"}")
+        .unwrap_err()
+        .0;
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    let p = &problems[0];
+    assert_eq!((p.path.as_str(), p.line, p.column), ("trace", 2, 12));
+    let text = p.to_string();
+    assert!(
+        text.contains("sometimes") && text.contains("deny"),
+        "{text}"
+    );
+    let p = Policy::parse(br#"{"name":"p","trace":true}"#)
+        .unwrap_err()
+        .0;
+    assert_eq!(p[0].path, "trace");
+}
+
+#[test]
+fn trace_when_selects_by_verdict() {
+    use portcullis_core::policy::TraceWhen;
+    use portcullis_core::{Request, Transport};
+    let p = Policy::parse(
+        br#"{"name":"p","network":{"rules":[
+        {"name":"lan","priority":100,"access":"allow","source":["10.0.0.0/8"]}]}}"#,
+    )
+    .unwrap();
+    let req = |peer: &str| {
+        p.decide(&Request {
+            peer: peer.parse().unwrap(),
+            local: "10.0.0.1:80".parse().unwrap(),
+            tls: false,
+            transport: Transport::Tcp,
+            method: b"GET",
+            authority: b"a",
+            path: b"/",
+            headers: &Vec::<(Vec<u8>, Vec<u8>)>::new(),
+        })
+    };
+    let (fwd, deny) = (req("10.0.0.9:1"), req("8.8.8.8:1"));
+    assert!(TraceWhen::All.selects(&fwd) && TraceWhen::All.selects(&deny));
+    assert!(!TraceWhen::Deny.selects(&fwd) && TraceWhen::Deny.selects(&deny));
+    assert!(!TraceWhen::Off.selects(&fwd) && !TraceWhen::Off.selects(&deny));
+}
+
+#[test]
+fn parse_for_decisions_keeps_no_source_texts_and_decides_alike() {
+    let text = br#"{"name":"p","address_groups":{"g":["65.52.0.0/16"]},"network":{"rules":[
+        {"name":"a","priority":100,"access":"allow","source":["g","10.0.0.0/8","Loopback"]},
+        {"name":"b","priority":200,"access":"deny","source":["*"]}]}}"#;
+    let full = Policy::parse(text).unwrap();
+    let lean = Policy::parse_for_decisions(text, &portcullis_core::NoEnv).unwrap();
+    let rules = |p: &Policy| p.network.as_ref().unwrap().rules.clone();
+    assert_eq!(rules(&full)[0].source_text, ["g", "10.0.0.0/8", "Loopback"]);
+    assert!(rules(&lean).iter().all(|r| r.source_text.is_empty()));
+    for peer in ["65.52.1.1:1", "10.9.9.9:1", "127.0.0.1:1", "8.8.8.8:1"] {
+        let req = portcullis_core::Request {
+            peer: peer.parse().unwrap(),
+            local: "10.0.0.1:80".parse().unwrap(),
+            tls: false,
+            transport: portcullis_core::Transport::Tcp,
+            method: b"GET",
+            authority: b"a",
+            path: b"/",
+            headers: &Vec::<(Vec<u8>, Vec<u8>)>::new(),
+        };
+        assert_eq!(
+            full.trace(&full.decide(&req)),
+            lean.trace(&lean.decide(&req))
+        );
+    }
+    // The same problems either way.
+    let bad = br#"{"name":"p","network":{"rules":[{"name":"a","priority":100,"access":"allow","source":["10.1.2.3/8"]}]}}"#;
+    assert_eq!(
+        Policy::parse(bad).unwrap_err().to_string(),
+        Policy::parse_for_decisions(bad, &portcullis_core::NoEnv)
+            .unwrap_err()
+            .to_string()
+    );
 }

@@ -7,7 +7,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use portcullis_core::policy::{ClientFrom, Exists, HeaderOp, HttpsAction, Policy};
+use portcullis_core::policy::{HeaderOp, HttpsAction, Policy};
 
 use crate::render::{interval_specs, join};
 
@@ -24,9 +24,9 @@ pub struct Setting {
 }
 
 fn client_ip(p: &Policy) -> String {
-    let from = match p.client_ip.from {
-        ClientFrom::Peer => "peer",
-        ClientFrom::XForwardedFor => "x-forwarded-for",
+    let from = match &p.client_ip.header {
+        Some(h) => alloc::format!("{} {h}", p.client_ip.from.as_str()),
+        None => String::from(p.client_ip.from.as_str()),
     };
     let mut ivs = Vec::new();
     let t = &p.client_ip.trusted_proxies;
@@ -36,7 +36,7 @@ fn client_ip(p: &Policy) -> String {
     );
     ivs.extend(t.v6.iter().map(|&(l, h)| ((1u8, l), (1u8, h))));
     if ivs.is_empty() {
-        String::from(from)
+        from
     } else {
         alloc::format!(
             "{from}, trusted_proxies {}",
@@ -84,14 +84,7 @@ fn require_headers(p: &Policy) -> String {
 fn op(o: &HeaderOp) -> String {
     match o {
         HeaderOp::Remove(n) => alloc::format!("remove {n}"),
-        HeaderOp::Set { name, exists, .. } => alloc::format!(
-            "set {name} {}",
-            match exists {
-                Exists::Override => "override",
-                Exists::Skip => "skip",
-                Exists::Append => "append",
-            }
-        ),
+        HeaderOp::Set { name, exists, .. } => alloc::format!("set {name} {}", exists.as_str()),
     }
 }
 

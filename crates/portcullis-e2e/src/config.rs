@@ -165,6 +165,80 @@ pub struct EnvoyConfig {
     pub access_log: AccessLog,
 }
 
+/// How the HTTP connection manager treats client addresses and header
+/// names: the parts of the bootstrap that depend on where Envoy sits.
+/// [`EnvoyConfig::render`] uses the default (an edge proxy).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HttpOptions {
+    /// Where Envoy sits.
+    pub position: Position,
+    /// `headers_with_underscores_action`.
+    pub underscores: Underscores,
+}
+
+/// Where Envoy sits in front of the backend.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Position {
+    /// Clients connect to Envoy directly: the peer is the client
+    /// (`use_remote_address: true`, no trusted hops), and Envoy sets
+    /// `X-Forwarded-Proto` from its own connection.
+    #[default]
+    Edge,
+    /// Behind a TLS-terminating proxy: `use_remote_address: false`, so Envoy
+    /// keeps the proxy's `X-Forwarded-Proto` (and
+    /// `https_only.trust_forwarded_proto` can work), with Envoy's XFF
+    /// original-IP detection trusting only `detection_cidrs`. Envoy replaces
+    /// `source.address` with the client it detects from a peer inside them,
+    /// which hides the proxy from the policy (its `trusted_proxies` and
+    /// `trust_forwarded_proto` then see the client as the peer): the shipped
+    /// behind-a-proxy file trusts no peer here ([`TRUST_NO_PEER`]), so
+    /// `source.address` stays the TCP peer and the policy's
+    /// `trusted_proxies` decide (docs/filter.md).
+    BehindProxy {
+        /// `a.b.c.d/n` or `v6/n` strings for `xff_trusted_cidrs`.
+        detection_cidrs: Vec<String>,
+    },
+}
+
+/// The `detection_cidrs` of the shipped behind-a-proxy configuration: an
+/// address no TCP peer can have, so Envoy's detection never replaces the
+/// peer.
+pub const TRUST_NO_PEER: &str = "255.255.255.255/32";
+
+/// `headers_with_underscores_action`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Underscores {
+    /// Refuse a request whose header names hold `_` with a 400 (Envoy's
+    /// edge recommendation, and the shipped stand; see docs/filter.md).
+    #[default]
+    RejectRequest,
+    /// Pass such headers to the filter (which removes the `_` twins of the
+    /// headers its policy sets or requires): the corpus runs this way, to
+    /// prove the filter's own guard.
+    Allow,
+}
+
+impl Underscores {
+    fn word(self) -> &'static str {
+        match self {
+            Underscores::RejectRequest => "REJECT_REQUEST",
+            Underscores::Allow => "ALLOW",
+        }
+    }
+}
+
+/// Splits `a.b.c.d/n` into Envoy's `CidrRange` fields.
+fn cidr(c: &str) -> String {
+    let (ip, len) = c
+        .split_once('/')
+        .unwrap_or((c, if c.contains(':') { "128" } else { "32" }));
+    format!(
+        "{{ address_prefix: {}, prefix_len: {} }}",
+        yaml_str(ip),
+        len.parse::<u32>().unwrap_or(0)
+    )
+}
+
 /// Quotes a string as a YAML double-quoted scalar. JSON string escapes are a
 /// subset of YAML's, so a JSON-encoded string is a valid YAML scalar.
 pub fn yaml_str(s: &str) -> String {
@@ -340,7 +414,7 @@ config:
         }
     }
 
-    fn listener(&self, l: &Listener) -> String {
+    fn listener(&self, l: &Listener, opts: &HttpOptions) -> String {
         let filter = self.render_http_filter(&l.filter);
         let tls = match &l.tls {
             None => String::new(),
@@ -377,9 +451,13 @@ config:
         "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
         stat_prefix: {stat}
         codec_type: AUTO
-        # The client is the TCP peer; X-Forwarded-For from clients is never trusted.
-        use_remote_address: true
-        xff_num_trusted_hops: 0
+{position}        # Envoy never appends to X-Forwarded-For: the policy walks what the client
+        # or proxy sent (docs/filter.md).
+        skip_xff_append: true
+        # Header names with "_" (x_functions_key beside x-functions-key) are
+        # read as "-" by some backends: refuse them (docs/filter.md).
+        common_http_protocol_options:
+          headers_with_underscores_action: {underscores}
         # Do not add "server: envoy"; pass the upstream's through (the policy removes it).
         server_header_transformation: PASS_THROUGH
         access_log:
@@ -403,6 +481,8 @@ config:
             log = indent(&self.access_log(&l.filter.policy_names()), 8),
             filter = indent(&filter, 8),
             tls = tls,
+            position = indent(&position(&opts.position), 8),
+            underscores = opts.underscores.word(),
         )
     }
 
@@ -451,8 +531,13 @@ config:
         }
     }
 
-    /// Renders the bootstrap as YAML.
+    /// Renders the bootstrap as YAML, for an edge proxy.
     pub fn render(&self) -> String {
+        self.render_with(&HttpOptions::default())
+    }
+
+    /// Renders the bootstrap as YAML with these connection-manager options.
+    pub fn render_with(&self, opts: &HttpOptions) -> String {
         let mut out = String::from(
             "# Envoy bootstrap for Portcullis, rendered by portcullis-e2e (src/config.rs).\n",
         );
@@ -467,7 +552,7 @@ config:
             socket(&self.admin)
         );
         for l in &self.listeners {
-            out.push_str(&indent(&self.listener(l), 2));
+            out.push_str(&indent(&self.listener(l, opts), 2));
         }
         out.push_str("  clusters:\n");
         out.push_str(&indent(&self.cluster(), 2));
@@ -475,6 +560,37 @@ config:
             out.push_str(&indent(&c, 2));
         }
         out
+    }
+}
+
+/// The connection manager's client-address settings.
+fn position(p: &Position) -> String {
+    match p {
+        Position::Edge => String::from(
+            "# The client is the TCP peer; X-Forwarded-For from clients is never trusted.\n\
+             use_remote_address: true\n\
+             xff_num_trusted_hops: 0\n",
+        ),
+        Position::BehindProxy { detection_cidrs } => {
+            let mut out = String::from(
+                "# Behind a trusted proxy: Envoy keeps the proxy's X-Forwarded-Proto\n\
+                 # (use_remote_address: false) and the policy's trusted_proxies judge\n\
+                 # it. Envoy's own XFF detection trusts no peer, so source.address\n\
+                 # stays the TCP peer (docs/filter.md).\n\
+                 use_remote_address: false\n\
+                 original_ip_detection_extensions:\n\
+                 - name: envoy.extensions.http.original_ip_detection.xff\n  \
+                 typed_config:\n    \
+                 \"@type\": type.googleapis.com/envoy.extensions.http.original_ip_detection.xff.v3.XffConfig\n    \
+                 skip_xff_append: true\n    \
+                 xff_trusted_cidrs:\n      \
+                 cidrs:\n",
+            );
+            for c in detection_cidrs {
+                let _ = writeln!(out, "      - {}", cidr(c));
+            }
+            out
+        }
     }
 }
 
@@ -516,7 +632,15 @@ pub fn deploy_example(policy: &str) -> EnvoyConfig {
             host: "func-orders.azurewebsites.net".into(),
             port: 443,
         },
-        module: Module::local("/etc/envoy/portcullis_filter.wasm"),
+        module: Module {
+            // The sample reads the function key with value_from: Envoy hands
+            // its own FUNCTION_KEY to the VM (never inline in this file).
+            env: crate::module::VmEnv {
+                host_env_keys: vec![crate::deploy::BACKEND_KEY_ENV.into()],
+                key_values: Vec::new(),
+            },
+            ..Module::local("/etc/envoy/portcullis_filter.wasm")
+        },
         access_log: AccessLog::Stdout,
     }
 }
@@ -539,6 +663,40 @@ pub fn rollout_example(current: &str, candidate: &str) -> EnvoyConfig {
     }
     cfg
 }
+
+/// The operator's starting point behind a TLS-terminating proxy,
+/// `deploy/envoy/envoy-behind-proxy.yaml`: the Application Gateway sample
+/// (`policy-samples/behind-app-gateway.json`) on the same listeners as
+/// [`deploy_example`], rendered with [`Position::BehindProxy`] trusting no
+/// peer in Envoy's own detection ([`TRUST_NO_PEER`]).
+pub fn deploy_behind_proxy(policy: &str) -> String {
+    let opts = HttpOptions {
+        position: Position::BehindProxy {
+            detection_cidrs: vec![TRUST_NO_PEER.into()],
+        },
+        underscores: Underscores::RejectRequest,
+    };
+    format!(
+        "{DEPLOY_BEHIND_PROXY_HEADER}{}",
+        deploy_example(policy).render_with(&opts)
+    )
+}
+
+/// The sample policy `deploy/envoy/envoy-behind-proxy.yaml` is rendered with.
+pub const DEPLOY_BEHIND_PROXY_POLICY: &str = "policy-samples/behind-app-gateway.json";
+
+/// The comment block at the top of `deploy/envoy/envoy-behind-proxy.yaml`.
+pub const DEPLOY_BEHIND_PROXY_HEADER: &str = "\
+# GENERATED: do not edit by hand. Regenerate with
+#   cargo run -q -p portcullis-e2e --bin portcullis-envoy-config -- deploy-behind-proxy > deploy/envoy/envoy-behind-proxy.yaml
+# (crates/portcullis-e2e/tests/envoy_front_doors.rs fails when this file is stale).
+#
+# Portcullis in Envoy behind a TLS-terminating proxy (e.g. Azure Application
+# Gateway): policy-samples/behind-app-gateway.json inline. Envoy keeps the
+# proxy's X-Forwarded-Proto and X-Forwarded-For; the policy's
+# client_ip.trusted_proxies decide whom to believe. Only the proxy should be
+# able to reach these listeners. See docs/filter.md.
+";
 
 /// The comment block at the top of `deploy/envoy/envoy.yaml`.
 pub const DEPLOY_HEADER: &str = "\

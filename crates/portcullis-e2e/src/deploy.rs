@@ -26,7 +26,7 @@ use crate::paths;
 
 /// The variable the VM takes from its host for the backend key (Envoy
 /// `host_env_keys`, Istio `vmConfig.env` with `valueFrom: HOST`).
-pub const BACKEND_KEY_ENV: &str = "PORTCULLIS_FUNCTION_KEY";
+pub const BACKEND_KEY_ENV: &str = "FUNCTION_KEY";
 /// The Envoy cluster that reaches the module server.
 pub const MODULE_CLUSTER: &str = "artifacts";
 /// Where the module file sits on an Envoy host.

@@ -19,6 +19,15 @@ use crate::{http1, net, paths};
 /// This is a failure deadline, not a wait: readiness is polled.
 const READY_DEADLINE: Duration = Duration::from_secs(90);
 
+/// The Portcullis filter keeps its counters in the VM and hands them to
+/// Envoy on a 1 s tick (`FLUSH_PERIOD_MS` in the filter): a request's counts
+/// show up in `/stats` within this period.
+pub const COUNTER_FLUSH: Duration = Duration::from_millis(1000);
+
+/// How long to wait for a counter before giving up: a failure deadline, the
+/// value is polled.
+const COUNTER_DEADLINE: Duration = Duration::from_secs(15);
+
 /// A running Envoy; dropping it kills the process.
 #[derive(Debug)]
 pub struct Envoy {
@@ -239,6 +248,49 @@ impl Envoy {
             .into_iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v))
+    }
+
+    /// A filter counter once it holds what `want` says (polled, so the
+    /// filter's next tick can hand it over); the last value read when that
+    /// does not happen before the deadline, for the caller's assertion.
+    pub fn stat_when(
+        &self,
+        name: &str,
+        want: impl Fn(Option<u64>) -> bool,
+    ) -> Result<Option<u64>, String> {
+        let end = Instant::now() + COUNTER_DEADLINE;
+        loop {
+            let v = self.stat(name)?;
+            if want(v) || Instant::now() >= end {
+                return Ok(v);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until the `wasmcustom.portcullis.` counters have not moved for
+    /// longer than one flush period (the filter's tick has handed over every
+    /// count of the requests already answered), up to a deadline.
+    pub fn settle_counters(&self) -> Result<(), String> {
+        let sum = || -> Result<u64, String> {
+            Ok(self
+                .stats_matching("wasmcustom.portcullis.")?
+                .iter()
+                .map(|(_, v)| v)
+                .sum())
+        };
+        let end = Instant::now() + COUNTER_DEADLINE;
+        let mut last = sum()?;
+        let mut since = Instant::now();
+        while since.elapsed() <= COUNTER_FLUSH + COUNTER_FLUSH / 4 && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = sum()?;
+            if now != last {
+                last = now;
+                since = Instant::now();
+            }
+        }
+        Ok(())
     }
 
     /// Wasm failure counters that are not zero: stats whose name contains

@@ -23,9 +23,10 @@
 //! - [`net`]: loopback client addresses, free ports below the ephemeral
 //!   range, connecting from a chosen source address.
 //! - [`translate`]: moves a policy and its test cases onto loopback.
-//! - [`runner`]: runs policy test files through Envoy
-//!   ([`runner::run_case_envoy`]) and compares with
-//!   `portcullis_core::testfile::check`.
+//! - [`runner`]: Envoy as an engine of the one policy-tests runner
+//!   (`portcullis_harness::run_file`): [`runner::run_case_envoy`] plays a
+//!   case, the harness compares and reports (cases that cannot be expressed
+//!   on loopback are skips).
 //!
 //! The integration tests (`cargo test -p portcullis-e2e`) need Envoy
 //! (`./build.sh setup`) and the filter (`./build.sh build`); they fail, not

@@ -47,8 +47,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use portcullis_core::addr::{self, AddrSet, Key, Tag};
 use portcullis_core::policy::parse_port_spec;
-use portcullis_core::testfile::Case;
 use portcullis_core::Transport;
+use portcullis_harness::Case;
 use serde_json::Value;
 
 use crate::net::free_port;

@@ -155,7 +155,10 @@ fn the_documented_wasm_plugin_is_sound_and_carries_a_policy_the_core_accepts() {
     assert_eq!(check_wasm_plugin(&plugin, &d), Vec::<String>::new());
     // What Istio hands the module as its configuration is a valid policy.
     let config = plugin.pointer("/spec/pluginConfig").unwrap().to_string();
-    Policy::parse(config.as_bytes()).unwrap_or_else(|p| panic!("pluginConfig rejected:\n{p}"));
+    // (its key read from the host, as the WasmPlugin's vmConfig.env says).
+    let env = [(portcullis_e2e::deploy::BACKEND_KEY_ENV, "from-the-host")];
+    Policy::parse_with_env(config.as_bytes(), &env)
+        .unwrap_or_else(|p| panic!("pluginConfig rejected:\n{p}"));
     // The backend key comes from the host, the same variable Envoy's
     // remote snippet hands the VM.
     let remote = block(&doc, "envoy-remote");
@@ -181,7 +184,13 @@ fn the_documented_envoy_snippets_validate_in_a_bootstrap() {
     let dir = paths::scratch("docs-validate");
     // Local file (the docs' path pointed at this checkout's module), then
     // remote (its cluster on loopback; validate mode fetches nothing).
-    cfg.module = Module::local(&wasm);
+    // The sample reads its key from Envoy's environment (host_env_keys): the
+    // validating Envoy inherits this process's.
+    std::env::set_var(portcullis_e2e::deploy::BACKEND_KEY_ENV, "validate-only");
+    cfg.module = Module {
+        env: cfg.module.env.clone(),
+        ..Module::local(&wasm)
+    };
     envoy::validate(&dir, &cfg.render()).unwrap_or_else(|e| panic!("{e}"));
     cfg.module = d.module(Some(net::localhost(9)));
     envoy::validate(&dir, &cfg.render()).unwrap_or_else(|e| panic!("{e}"));

@@ -12,26 +12,11 @@ use portcullis_core::Policy;
 use portcullis_e2e::envoy::expect_refused;
 use portcullis_e2e::paths;
 use portcullis_e2e::runner::{prepare, require_tools, run_files, Harness, Prepared};
+use portcullis_harness::{corpus, run_file, CaseRun, FileReport, Loaded, Rejection, Suite, Tally};
 
+/// The corpus, as every engine finds it.
 fn corpus_files() -> Vec<PathBuf> {
-    let root = paths::workspace();
-    let mut files = Vec::new();
-    for (dir, suffix) in [("tests/corpus", ".json"), ("policy-samples", ".tests.json")] {
-        let Ok(rd) = std::fs::read_dir(root.join(dir)) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.ends_with(suffix))
-            {
-                files.push(p);
-            }
-        }
-    }
-    files.sort();
-    files
+    corpus::files(&paths::workspace())
 }
 
 #[test]
@@ -51,9 +36,9 @@ fn corpus_through_envoy() {
         }
     }
     // Files with cases whose policy the core accepts run together.
-    let (runnable, rest): (Vec<&Prepared>, Vec<&Prepared>) = prepared
-        .iter()
-        .partition(|p| p.translation.is_some() && Policy::parse(p.policy.as_bytes()).is_ok());
+    let (runnable, rest): (Vec<&Prepared>, Vec<&Prepared>) = prepared.iter().partition(|p| {
+        p.translation.is_some() && Policy::parse_with_env(p.policy.as_bytes(), &p.file.env).is_ok()
+    });
     for p in &rest {
         if p.file.expect_policy_error.is_none() {
             broken.push(format!(
@@ -88,18 +73,19 @@ fn corpus_through_envoy() {
 }
 
 /// Every rejected-policy file: Envoy refuses the configuration, exits
-/// non-zero, and its log names each JSON path the file expects.
+/// non-zero, and its log names each JSON path the file expects (checked by
+/// the one runner, with Envoy as the engine that loads the policy).
 #[test]
 fn corpus_rejected_policies_are_refused_by_envoy() {
     let (_, wasm) = require_tools();
-    let files: Vec<Prepared> = corpus_files()
+    let files: Vec<Suite> = corpus_files()
         .iter()
-        .filter_map(|f| prepare(f).ok())
-        .filter(|p| p.file.expect_policy_error.is_some())
+        .filter_map(|f| Suite::read(f).ok())
+        .filter(|s| s.file.expect_policy_error.is_some())
         .collect();
     // Two Envoys at a time (one per core); each must refuse and exit.
-    let results: Vec<(bool, Vec<String>)> = std::thread::scope(|s| {
-        let chunks: Vec<Vec<&Prepared>> = vec![
+    let reports: Vec<FileReport> = std::thread::scope(|s| {
+        let chunks: Vec<Vec<&Suite>> = vec![
             files.iter().step_by(2).collect(),
             files.iter().skip(1).step_by(2).collect(),
         ];
@@ -110,7 +96,13 @@ fn corpus_rejected_policies_are_refused_by_envoy() {
                 s.spawn(move || {
                     chunk
                         .into_iter()
-                        .map(|p| check_refused(&wasm, p))
+                        .map(|suite| {
+                            run_file(
+                                suite,
+                                |policy| load_refused(&wasm, policy.text),
+                                |_: &mut (), _, _| CaseRun::Error("no cases".into()),
+                            )
+                        })
                         .collect::<Vec<_>>()
                 })
             })
@@ -120,17 +112,21 @@ fn corpus_rejected_policies_are_refused_by_envoy() {
             .flat_map(|h| h.join().unwrap_or_default())
             .collect()
     });
-    let refused = results.iter().filter(|(r, _)| *r).count();
-    let failures: Vec<String> = results.into_iter().flat_map(|(_, f)| f).collect();
-    println!("rejected policies refused by Envoy: {refused}");
-    assert!(refused > 0, "no rejected-policy file in the corpus");
+    let tally = Tally::of(&reports);
+    let failures: Vec<String> = reports.iter().flat_map(FileReport::failures).collect();
+    println!("rejected policies refused by Envoy: {tally}");
+    assert!(
+        tally.rejections > 0,
+        "no rejected-policy file in the corpus"
+    );
+    assert_eq!(tally.rejections, files.len());
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
-/// Runs one rejected-policy file: (Envoy refused it, problems found).
-fn check_refused(wasm: &std::path::Path, p: &Prepared) -> (bool, Vec<String>) {
-    let mut failures = Vec::new();
-    let paths_expected = p.file.expect_policy_error.clone().unwrap_or_default();
+/// Envoy as the engine that loads a policy: one Envoy with one listener
+/// holding it, which must refuse to start; the problems are read back from
+/// its log (`... rejected: LINE:COL: PATH: message`).
+fn load_refused(wasm: &std::path::Path, policy: &str) -> Loaded<()> {
     let dir = paths::scratch("refused");
     let config = portcullis_e2e::config::EnvoyConfig {
         admin: portcullis_e2e::net::any_port(),
@@ -139,7 +135,7 @@ fn check_refused(wasm: &std::path::Path, p: &Prepared) -> (bool, Vec<String>) {
             address: portcullis_e2e::net::any_port(),
             tls: None,
             filter: portcullis_e2e::config::Filter::Inline {
-                policy: p.policy.clone(),
+                policy: policy.to_owned(),
             },
         }],
         upstream: portcullis_e2e::config::Upstream::Static(std::net::SocketAddr::from((
@@ -149,31 +145,12 @@ fn check_refused(wasm: &std::path::Path, p: &Prepared) -> (bool, Vec<String>) {
         module: portcullis_e2e::module::Module::local(wasm),
         access_log: portcullis_e2e::config::AccessLog::Stdout,
     };
-    let err = match expect_refused(&dir, &config.render()) {
-        Err(e) => return (false, vec![format!("{}: {e}", p.name)]),
-        Ok(err) => err,
-    };
-    if err.exit_code == Some(0) {
-        failures.push(format!("{}: Envoy exited 0", p.name));
-    }
-    for want in &paths_expected {
-        // The core prints the document root's empty path as `(document)`.
-        let shown = if want.is_empty() {
-            "(document)"
-        } else {
-            want.as_str()
-        };
-        let needle = format!(": {shown}: ");
-        if !err
-            .log
-            .lines()
-            .any(|l| l.contains("rejected:") && l.contains(&needle))
-        {
-            failures.push(format!(
-                "{}: Envoy's log does not name {want}:\n{}",
-                p.name, err
-            ));
+    match expect_refused(&dir, &config.render()) {
+        Err(e) => Loaded::Failed(e),
+        Ok(err) if err.exit_code == Some(0) => Loaded::Failed(format!("Envoy exited 0:\n{err}")),
+        Ok(err) => {
+            let lines: Vec<&str> = err.log.lines().collect();
+            Loaded::Rejected(Rejection::from_log(&lines, "rejected: "))
         }
     }
-    (true, failures)
 }

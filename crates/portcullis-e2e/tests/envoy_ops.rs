@@ -122,7 +122,9 @@ fn ecds_hot_update_changes_the_decision_without_restart() {
     assert_eq!(status(&dir, other, listen), 200);
     assert!(envoy.running(), "Envoy stopped");
     assert_eq!(envoy.pid(), pid, "Envoy was restarted");
-    let denied = envoy.stat("wasmcustom.portcullis.ecds-v2.denied").unwrap();
+    let denied = envoy
+        .stat_when("wasmcustom.portcullis.ecds-v2.denied", |v| v == Some(1))
+        .unwrap();
     assert_eq!(denied, Some(1), "the v2 policy's counter");
     println!(
         "ECDS stats: {:?}",
@@ -266,6 +268,8 @@ fn deploy_config_is_current_and_valid() {
         .replace("/etc/envoy/portcullis_filter.wasm", &wasm.to_string_lossy())
         .replace("/etc/envoy/tls/cert.pem", &cert.cert.to_string_lossy())
         .replace("/etc/envoy/tls/key.pem", &cert.key.to_string_lossy());
+    // The sample's key comes from Envoy's environment (host_env_keys).
+    std::env::set_var(portcullis_e2e::deploy::BACKEND_KEY_ENV, "validate-only");
     portcullis_e2e::envoy::validate(&paths::scratch("deploy"), &local)
         .unwrap_or_else(|e| panic!("{e}"));
 }

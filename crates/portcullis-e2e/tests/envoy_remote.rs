@@ -60,6 +60,14 @@ fn stat(envoy: &Envoy, name: &str) -> u64 {
     envoy.stat(name).unwrap().unwrap_or(0)
 }
 
+/// A filter counter, waiting for the tick that hands it to Envoy.
+fn counter(envoy: &Envoy, name: &str, want: u64) -> u64 {
+    envoy
+        .stat_when(name, |v| v == Some(want))
+        .unwrap()
+        .unwrap_or(0)
+}
+
 fn status(envoy: &Envoy, from: Ipv4Addr, port: u16) -> u16 {
     send(
         &envoy.dir,
@@ -94,8 +102,11 @@ fn remote_module_with_its_sha256_is_fetched_once_and_decides_requests() {
     );
     assert_eq!(status(&envoy, Ipv4Addr::new(127, 0, 0, 7), port), 200);
     assert_eq!(status(&envoy, Ipv4Addr::new(127, 0, 0, 8), port), 403);
-    assert_eq!(stat(&envoy, "wasmcustom.portcullis.remote.allowed"), 1);
-    assert_eq!(stat(&envoy, "wasmcustom.portcullis.remote.denied"), 1);
+    assert_eq!(
+        counter(&envoy, "wasmcustom.portcullis.remote.allowed", 1),
+        1
+    );
+    assert_eq!(counter(&envoy, "wasmcustom.portcullis.remote.denied", 1), 1);
     assert_eq!(
         backend.requests().len(),
         1,

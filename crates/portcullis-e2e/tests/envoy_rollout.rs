@@ -176,6 +176,8 @@ fn a_report_mode_candidate_records_the_would_be_decisions_beside_the_enforcing_p
         "{want:?}"
     );
     assert!(want.contains_key("orders-current.denied"), "{want:?}");
+    // Counters reach Envoy on the filter's tick: wait for them.
+    envoy.settle_counters().unwrap();
     let stats: BTreeMap<String, u64> = envoy
         .stats_matching("wasmcustom.portcullis.")
         .unwrap()

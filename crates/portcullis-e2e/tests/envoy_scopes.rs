@@ -9,12 +9,12 @@
 
 use std::collections::BTreeMap;
 
-use portcullis_core::testfile::run_core;
-use portcullis_core::Policy;
+use portcullis_core::{Policy, Trace};
 use portcullis_e2e::client::{send, ClientRequest, Version};
 use portcullis_e2e::config::CASE_HEADER;
 use portcullis_e2e::paths;
 use portcullis_e2e::runner::{prepare, require_tools, run_files, Harness};
+use portcullis_harness::native::run_core;
 
 #[test]
 fn two_apis_scopes_in_envoy() {
@@ -37,24 +37,22 @@ fn two_apis_scopes_in_envoy() {
 
     // 2. The per-scope counters say what the core decided, case by case.
     let text = std::fs::read(paths::workspace().join("policy-samples/two-apis.json")).unwrap();
-    let policy = Policy::parse(&text).unwrap();
+    let policy = Policy::parse_with_env(&text, &p.file.env).unwrap();
     let mut want: BTreeMap<String, u64> = BTreeMap::new();
     for case in &p.file.cases {
         let o = run_core(&policy, case);
-        if o.scope != "-" {
-            let word = match o.verdict.as_str() {
-                "forward" => "allowed",
-                "deny" => "denied",
-                _ => "redirected",
-            };
+        let scope = Trace::parse(&o.trace).unwrap().scope;
+        if scope != portcullis_core::NO_SCOPE {
             *want
                 .entry(format!(
-                    "wasmcustom.portcullis.two-apis.scope.{}.{word}",
-                    o.scope
+                    "wasmcustom.portcullis.two-apis.scope.{scope}.{}",
+                    o.verdict.counter_word()
                 ))
                 .or_default() += 1;
         }
     }
+    // The counts reach Envoy on the filter's tick.
+    h.envoy.settle_counters().unwrap_or_else(|e| panic!("{e}"));
     assert!(want.len() >= 6, "the sample reaches every scope: {want:?}");
     let seen: BTreeMap<String, u64> = h
         .envoy
@@ -82,7 +80,7 @@ fn two_apis_scopes_in_envoy() {
     let tricky = "/x/..//orders/./42/%6cines?next=%2F..%2Fadmin";
     let id = h.next_id();
     let mut req = ClientRequest::get(frontend, tls_ep.bind, true, "Orders.Contoso.NET:443")
-        .header("x-functions-key", b"K-orders")
+        .header("x-functions-key", b"orders-test-key-not-a-secret")
         .header(CASE_HEADER, id.as_bytes());
     req.path = tricky.into();
     let r = send(&h.dir, &req).unwrap_or_else(|e| panic!("{e}"));

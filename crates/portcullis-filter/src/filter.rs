@@ -5,11 +5,13 @@ use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 
 use portcullis_core::addr::parse_socket;
+use portcullis_core::edits::is_twin;
 use portcullis_core::policy::Mode;
 use portcullis_core::{Decision, EditOp, Headers, Inputs, Policy, Request, Transport, Verdict};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 
+use crate::edit;
 use crate::host::{self, level};
 use crate::stats;
 use crate::wire::{self, HeaderMap};
@@ -22,29 +24,36 @@ const PROTOCOL: &[u8] = b"request\0protocol";
 const PLUGIN_NAME: &[u8] = b"plugin_name";
 
 /// Counter ids of one would-be verdict: the total, per rule index, `default`.
-type WouldCounters = (Option<u32>, Vec<Option<u32>>, Option<u32>);
+type WouldCounters = (stats::Counter, Vec<stats::Counter>, stats::Counter);
 
 /// A scope's counters.
 struct ScopeCounters {
     /// allowed, denied, redirected.
-    verdicts: [Option<u32>; 3],
+    verdicts: [stats::Counter; 3],
     /// Its own rules and `default`, when it states `network`.
-    rules: Option<(Vec<Option<u32>>, Option<u32>)>,
+    rules: Option<(Vec<stats::Counter>, stats::Counter)>,
 }
+
+/// How often the counters kept in the VM are handed to the host.
+pub const FLUSH_PERIOD_MS: u32 = 1000;
 
 /// Everything the HTTP contexts share: the compiled policy and its counters.
 struct Shared {
     policy: Policy,
     needs: Inputs,
-    /// Counter ids for allowed, denied, redirected.
-    verdicts: [Option<u32>; 3],
-    /// Counter id per rule index.
-    rules: Vec<Option<u32>>,
-    /// Counter id for `default`.
-    default_rule: Option<u32>,
-    /// Counter ids per scope (by index into `scopes`).
+    /// Every counter, accumulated in the VM (see [`stats::Counters`]).
+    counters: stats::Counters,
+    /// Counters for allowed, denied, redirected.
+    verdicts: [stats::Counter; 3],
+    /// Counter per rule index.
+    rules: Vec<stats::Counter>,
+    /// Counter for `default`.
+    default_rule: stats::Counter,
+    /// Counters per scope (by index into `scopes`).
     scopes: Vec<ScopeCounters>,
-    /// Report mode: counter ids per would-be verdict (deny, redirect): the
+    /// The host has no tick: hand the counts over after every request.
+    flush_each_request: bool,
+    /// Report mode: counters per would-be verdict (deny, redirect): the
     /// total, then per rule index, then `default` (empty in enforce mode).
     would: Vec<WouldCounters>,
     /// `portcullis.<policy>.trace` (filter state `wasm.portcullis.<policy>.trace`).
@@ -58,18 +67,26 @@ struct Shared {
 }
 
 impl Shared {
-    fn new(policy: Policy, debug: bool) -> Shared {
+    fn new(policy: Policy, debug: bool, flush_each_request: bool) -> Shared {
         let rules = policy.network.as_ref().map_or(0, |n| n.rules.len());
-        let define = |name: String| {
-            let id = host::define_counter(&name);
-            if id.is_none() {
-                host::log(
-                    level::WARN,
-                    &format!("portcullis: cannot define counter {name}"),
-                );
-            }
-            id
+        let mut counters = stats::Counters::default();
+        let mut define = |name: String| {
+            counters.define(&name, |name| {
+                let id = host::define_counter(name);
+                if id.is_none() {
+                    host::log(
+                        level::WARN,
+                        &format!("portcullis: cannot define counter {name}"),
+                    );
+                }
+                id
+            })
         };
+        let verdicts = Verdict::ALL.map(|v| define(stats::verdict(&policy, v)));
+        let rule_counters = (0..rules)
+            .map(|i| define(stats::rule(&policy, Some(i))))
+            .collect();
+        let default_rule = define(stats::rule(&policy, None));
         let scopes = (0..policy.scopes.len())
             .map(|s| ScopeCounters {
                 verdicts: Verdict::ALL.map(|v| define(stats::scope_verdict(&policy, s, v))),
@@ -88,33 +105,34 @@ impl Shared {
                 }),
             })
             .collect();
+        // Report mode at the top level or in some scope.
+        let would = if policy.mode == Mode::Report
+            || policy.scopes.iter().any(|s| s.policy.mode == Mode::Report)
+        {
+            stats::WOULD
+                .iter()
+                .map(|&w| {
+                    (
+                        define(stats::would(&policy, w)),
+                        (0..rules)
+                            .map(|i| define(stats::would_rule(&policy, w, Some(i))))
+                            .collect(),
+                        define(stats::would_rule(&policy, w, None)),
+                    )
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         Shared {
-            scopes,
             needs: policy.inputs(),
-            verdicts: Verdict::ALL.map(|v| define(stats::verdict(&policy, v))),
-            rules: (0..rules)
-                .map(|i| define(stats::rule(&policy, Some(i))))
-                .collect(),
-            default_rule: define(stats::rule(&policy, None)),
-            // Report mode at the top level or in some scope.
-            would: if policy.mode == Mode::Report
-                || policy.scopes.iter().any(|s| s.policy.mode == Mode::Report)
-            {
-                stats::WOULD
-                    .iter()
-                    .map(|&w| {
-                        (
-                            define(stats::would(&policy, w)),
-                            (0..rules)
-                                .map(|i| define(stats::would_rule(&policy, w, Some(i))))
-                                .collect(),
-                            define(stats::would_rule(&policy, w, None)),
-                        )
-                    })
-                    .collect()
-            } else {
-                Vec::new()
-            },
+            counters,
+            verdicts,
+            rules: rule_counters,
+            default_rule,
+            scopes,
+            flush_each_request,
+            would,
             trace_property: policy.trace_property(),
             json_property: policy.trace_json.then(|| policy.json_trace_property()),
             policy,
@@ -123,42 +141,54 @@ impl Shared {
         }
     }
 
+    /// Counts a decision, in the VM.
     fn count(&self, d: &Decision) {
         let v = d.verdict.index();
+        if let Some(&c) = self.verdicts.get(v) {
+            self.counters.add(c);
+        }
         let scope = d.scope.and_then(|s| self.scopes.get(s));
+        // A scope with its own `network` counts its rules under the scope.
         let (rules, default) = match scope.and_then(|s| s.rules.as_ref()) {
             Some((rules, default)) => (rules, *default),
             None => (&self.rules, self.default_rule),
         };
         let rule = match d.rule {
-            Some(i) => rules.get(i).copied().flatten(),
-            None => default,
+            Some(i) => rules.get(i).copied(),
+            None => Some(default),
         };
-        let in_scope = scope.and_then(|s| s.verdicts.get(v).copied().flatten());
-        for id in [self.verdicts.get(v).copied().flatten(), rule, in_scope]
-            .into_iter()
-            .flatten()
-        {
-            host::increment(id);
+        if let Some(c) = rule {
+            self.counters.add(c);
         }
-        let Some(w) = &d.would else { return };
-        let Some((total, rules, default)) = stats::WOULD
-            .iter()
-            .position(|&x| x == w.verdict)
-            .and_then(|i| self.would.get(i))
-        else {
-            return;
-        };
-        // Per rule only for the top level's rules (a scope with its own
-        // `network` counts its rules under the scope).
-        let rule = match (d.rule, scope.is_some_and(|s| s.rules.is_some())) {
-            (_, true) => None,
-            (Some(i), false) => rules.get(i).copied().flatten(),
-            (None, false) => *default,
-        };
-        for id in [*total, rule].into_iter().flatten() {
-            host::increment(id);
+        if let Some(&c) = scope.and_then(|s| s.verdicts.get(v)) {
+            self.counters.add(c);
         }
+        if let Some(w) = &d.would {
+            let would = stats::WOULD
+                .iter()
+                .position(|&x| x == w.verdict)
+                .and_then(|i| self.would.get(i));
+            if let Some((total, rules, default)) = would {
+                self.counters.add(*total);
+                // Per rule only for the top level's rules.
+                let rule = match (d.rule, scope.is_some_and(|s| s.rules.is_some())) {
+                    (_, true) => None,
+                    (Some(i), false) => rules.get(i).copied(),
+                    (None, false) => Some(*default),
+                };
+                if let Some(c) = rule {
+                    self.counters.add(c);
+                }
+            }
+        }
+        if self.flush_each_request {
+            self.flush();
+        }
+    }
+
+    /// Hands the pending counts to the host.
+    fn flush(&self) {
+        self.counters.flush(host::increment);
     }
 }
 
@@ -166,15 +196,51 @@ impl Shared {
 #[derive(Default)]
 pub struct Root {
     shared: Option<Rc<Shared>>,
+    /// Earlier configurations still used by streams that started under them:
+    /// flushed on every tick until the last stream is gone.
+    retired: Vec<Rc<Shared>>,
+    /// Whether the tick is set (the first configuration sets it).
+    ticking: Option<bool>,
 }
 
-impl Context for Root {}
+impl Root {
+    /// Flushes every configuration's counts and forgets the retired ones no
+    /// stream uses any more.
+    fn flush_all(&mut self) {
+        if let Some(s) = &self.shared {
+            s.flush();
+        }
+        self.retired.retain(|s| {
+            s.flush();
+            Rc::strong_count(s) > 1
+        });
+    }
+}
+
+impl Context for Root {
+    /// The plugin is going away (drain, or its configuration was removed):
+    /// the last counts go to the host now.
+    fn on_done(&mut self) -> bool {
+        self.flush_all();
+        true
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, size: usize) -> bool {
         // A failed reconfiguration leaves no policy behind: contexts created
-        // from now on deny until a valid one is configured.
-        self.shared = None;
+        // from now on deny until a valid one is configured. The old
+        // configuration's counts are flushed now and, while streams still
+        // use it, on every tick.
+        if let Some(old) = self.shared.take() {
+            old.flush();
+            if Rc::strong_count(&old) > 1 {
+                self.retired.push(old);
+            }
+        }
+        let ticking = *self
+            .ticking
+            .get_or_insert_with(|| host::set_tick_period(FLUSH_PERIOD_MS));
         let Some(bytes) = host::plugin_configuration(size) else {
             host::log(
                 level::ERROR,
@@ -182,14 +248,23 @@ impl RootContext for Root {
             );
             return false;
         };
-        match Policy::parse(&bytes) {
+        // `value_from` variables: Envoy's `vm_config.environment_variables`,
+        // read once here, never per request.
+        let env = host::environment().unwrap_or_default();
+        match Policy::parse_for_decisions(&bytes, &env) {
             Ok(policy) => {
                 let debug = host::log_level().is_some_and(|l| l <= level::DEBUG);
                 host::log(
                     level::INFO,
                     &format!("portcullis: policy \"{}\" loaded", policy.name),
                 );
-                self.shared = Some(Rc::new(Shared::new(policy, debug)));
+                if !ticking {
+                    host::log(
+                        level::WARN,
+                        "portcullis: the host refused a tick; counters are sent per request",
+                    );
+                }
+                self.shared = Some(Rc::new(Shared::new(policy, debug, !ticking)));
                 true
             }
             Err(problems) => {
@@ -205,10 +280,14 @@ impl RootContext for Root {
         }
     }
 
+    fn on_tick(&mut self) {
+        self.flush_all();
+    }
+
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Http {
             shared: self.shared.clone(),
-            respond: Respond::No,
+            respond: Respond::Undecided,
         }))
     }
 
@@ -232,7 +311,11 @@ fn policy_label(bytes: &[u8]) -> String {
 /// What to do with the response headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Respond {
-    /// Nothing (no request seen, or our own local reply).
+    /// The filter never decided the request (Envoy answered it itself, e.g.
+    /// a 400 or 404 of its own, before or without our request hook): harden
+    /// it anyway, secure when the connection is TLS.
+    Undecided,
+    /// Nothing: our own local reply, already hardened by the core.
     No,
     /// Apply the response edits of a forwarded request (of its scope).
     Edit {
@@ -273,6 +356,10 @@ impl LazyHeaders {
 impl Headers for LazyHeaders {
     fn each_value(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
         self.get().each_value(name, f);
+    }
+
+    fn each_name(&self, f: &mut dyn FnMut(&[u8])) {
+        self.get().each_name(f);
     }
 }
 
@@ -352,15 +439,23 @@ impl Http {
                 policy.deny_unknown_client(tls)
             }
         };
-        if let Ok(mut trace) = shared.trace.try_borrow_mut() {
-            policy.trace_into(&d, &mut trace);
-            host::set_property(shared.trace_property.as_bytes(), trace.as_bytes());
-            if shared.debug {
-                host::log(level::DEBUG, &format!("portcullis: {trace}"));
-            }
-            if let Some(p) = &shared.json_property {
-                policy.json_trace_into(&d, &mut trace);
-                host::set_property(p.as_bytes(), trace.as_bytes());
+        // The trace line: set as a property only for the decisions the
+        // policy's `trace` selects; logged whenever debug logging is on.
+        let publish = policy.trace.selects(&d);
+        if publish || shared.debug {
+            if let Ok(mut trace) = shared.trace.try_borrow_mut() {
+                policy.trace_into(&d, &mut trace);
+                if publish {
+                    host::set_property(shared.trace_property.as_bytes(), trace.as_bytes());
+                }
+                if shared.debug {
+                    host::log(level::DEBUG, &format!("portcullis: {trace}"));
+                }
+                // The JSON form for the same decisions, when asked for.
+                if let (true, Some(p)) = (publish, &shared.json_property) {
+                    policy.json_trace_into(&d, &mut trace);
+                    host::set_property(p.as_bytes(), trace.as_bytes());
+                }
             }
         }
         shared.count(&d);
@@ -380,7 +475,13 @@ impl Http {
             None => {
                 let mut edits = Vec::new();
                 policy.scoped(d.scope).request_edits(&headers, &mut edits);
-                apply(host::REQUEST_HEADERS, &edits);
+                // Removing a header the map read for the decision does not
+                // have is a wasted host call.
+                let edits = match headers.0.get() {
+                    Some(map) => edit::without_absent_removes(map, &edits),
+                    None => edits,
+                };
+                apply(host::REQUEST_HEADERS, &edits, Some(&headers));
                 self.respond = Respond::Edit {
                     secure: d.secure,
                     scope: d.scope,
@@ -391,13 +492,31 @@ impl Http {
     }
 }
 
-/// Applies edits to a header map, in order.
-fn apply(map: u32, edits: &[portcullis_core::Edit<'_>]) {
+/// Applies edits to a header map, in order. `names` holds the map's
+/// headers as read before the edits, for [`EditOp::RemoveTwins`] (which the
+/// core only returns after reading them).
+fn apply(map: u32, edits: &[portcullis_core::Edit<'_>], names: Option<&dyn Headers>) {
     for e in edits {
         let ok = match e.op {
             EditOp::Remove => host::remove_header(map, e.name),
             EditOp::Replace => host::replace_header(map, e.name, e.value),
             EditOp::Append => host::add_header(map, e.name, e.value),
+            EditOp::RemoveTwins => {
+                let mut twins: Vec<Vec<u8>> = Vec::new();
+                if let Some(h) = names {
+                    h.each_name(&mut |n| {
+                        let lower = n.to_ascii_lowercase();
+                        if is_twin(&lower, e.name) && !twins.contains(&lower) {
+                            twins.push(lower);
+                        }
+                    });
+                }
+                // Names from the host are tokens; a name that is not UTF-8
+                // cannot be one, and cannot be removed by name either.
+                twins
+                    .iter()
+                    .all(|t| core::str::from_utf8(t).is_ok_and(|t| host::remove_header(map, t)))
+            }
         };
         if !ok {
             host::log(
@@ -417,19 +536,51 @@ impl HttpContext for Http {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let (Respond::Edit { secure, scope }, Some(shared)) = (self.respond, self.shared.as_ref())
-        else {
+        let Some(shared) = self.shared.as_ref() else {
             return Action::Continue;
         };
+        let (secure, scope) = match self.respond {
+            Respond::No => return Action::Continue,
+            Respond::Edit { secure, scope } => (secure, scope),
+            // Only the connection can say: a proxy's X-Forwarded-Proto was
+            // never weighed by the policy for this request.
+            Respond::Undecided => (
+                shared.needs.tls && host::property(TLS_VERSION).is_some_and(|v| !v.is_empty()),
+                None,
+            ),
+        };
         let policy = shared.policy.scoped(scope);
-        let headers = if shared.needs.response_headers {
-            HeaderMap::parse(host::header_map(host::RESPONSE_HEADERS).unwrap_or_default())
+        let read = shared.needs.response_headers;
+        let read_map =
+            || HeaderMap::parse(host::header_map(host::RESPONSE_HEADERS).unwrap_or_default());
+        let headers = if read {
+            read_map()
         } else {
             HeaderMap::default()
         };
         let mut edits = Vec::new();
         policy.response_edits(secure, &headers, &mut edits);
-        apply(host::RESPONSE_HEADERS, &edits);
+        if edits.is_empty() || (!read && edits.len() == 1) || cfg!(feature = "edits-each") {
+            // Nothing to batch: one call at most.
+            apply(host::RESPONSE_HEADERS, &edits, None);
+            return Action::Continue;
+        }
+        // Several edits: read the map (if the core did not already need it)
+        // and make them in one rewrite; removals of absent headers vanish.
+        let headers = if read { headers } else { read_map() };
+        match edit::plan(&headers, &edits) {
+            edit::Plan::Nothing => {}
+            edit::Plan::Each(each) => apply(host::RESPONSE_HEADERS, &each, Some(&headers)),
+            edit::Plan::Rewrite(pairs) => {
+                if !host::set_header_map(host::RESPONSE_HEADERS, &pairs) {
+                    host::log(
+                        level::WARN,
+                        "portcullis: response header rewrite failed; editing one by one",
+                    );
+                    apply(host::RESPONSE_HEADERS, &edits, Some(&headers));
+                }
+            }
+        }
         Action::Continue
     }
 }

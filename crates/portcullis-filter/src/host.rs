@@ -51,6 +51,7 @@ extern "C" {
         return_map_data: *mut *mut u8,
         return_map_size: *mut usize,
     ) -> u32;
+    fn proxy_set_header_map_pairs(map_type: u32, map_data: *const u8, map_size: usize) -> u32;
     fn proxy_add_header_map_value(
         map_type: u32,
         key_data: *const u8,
@@ -95,6 +96,54 @@ extern "C" {
         return_id: *mut u32,
     ) -> u32;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+    fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
+}
+
+// Envoy hands `vm_config.environment_variables` to a module through these
+// two WASI calls (it provides them to every module, WASI build or not).
+#[link(wasm_import_module = "wasi_snapshot_preview1")]
+extern "C" {
+    fn environ_sizes_get(count: *mut usize, buf_size: *mut usize) -> u16;
+    fn environ_get(environ: *mut *mut u8, buf: *mut u8) -> u16;
+}
+
+/// Most bytes of environment the filter reads (names, values and
+/// separators); a host that offers more gets none of it read.
+const MAX_ENVIRONMENT: usize = 1 << 20;
+
+/// The VM's environment as `(name, value)` pairs (Envoy:
+/// `vm_config.environment_variables`, `host_env_keys` and `key_values`).
+/// Entries that are not `NAME=VALUE` in UTF-8 are skipped; `None` when the
+/// host refuses or offers more than [`MAX_ENVIRONMENT`] bytes.
+pub fn environment() -> Option<Vec<(String, String)>> {
+    let (mut count, mut size) = (0usize, 0usize);
+    // SAFETY: valid out pointers.
+    if unsafe { environ_sizes_get(&mut count, &mut size) } != 0 {
+        return None;
+    }
+    if size > MAX_ENVIRONMENT || count > size {
+        return None;
+    }
+    let mut ptrs: Vec<*mut u8> = vec![null_mut(); count];
+    let mut buf: Vec<u8> = vec![0u8; size];
+    // SAFETY: `ptrs` has room for `count` pointers and `buf` for `size`
+    // bytes, the sizes the host just reported.
+    if unsafe { environ_get(ptrs.as_mut_ptr(), buf.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // The host wrote NUL-terminated `NAME=VALUE` strings back to back into
+    // `buf`; read them from the buffer itself rather than through the
+    // pointers, so a bad pointer cannot make us read outside it.
+    let mut out = Vec::with_capacity(count);
+    for entry in buf.split(|&b| b == 0).take(count) {
+        let Ok(text) = core::str::from_utf8(entry) else {
+            continue;
+        };
+        if let Some((k, v)) = text.split_once('=') {
+            out.push((k.into(), v.into()));
+        }
+    }
+    Some(out)
 }
 
 /// Takes ownership of a buffer the host allocated through the SDK's
@@ -170,6 +219,13 @@ pub fn header_map(map: u32) -> Option<Vec<u8>> {
     }
 }
 
+/// Replaces a whole header map with serialized pairs (see [`crate::wire`]).
+/// False on failure.
+pub fn set_header_map(map: u32, pairs: &[u8]) -> bool {
+    // SAFETY: valid slice.
+    unsafe { proxy_set_header_map_pairs(map, pairs.as_ptr(), pairs.len()) == OK }
+}
+
 /// Adds one more value of a header. False on failure.
 pub fn add_header(map: u32, name: &str, value: &[u8]) -> bool {
     // SAFETY: valid slices.
@@ -223,10 +279,17 @@ pub fn define_counter(name: &str) -> Option<u32> {
     (status == OK).then_some(id)
 }
 
-/// Adds one to a counter; failures are ignored.
-pub fn increment(id: u32) {
+/// Adds `n` to a counter; failures are ignored.
+pub fn increment(id: u32, n: u64) {
+    let n = i64::try_from(n).unwrap_or(i64::MAX);
     // SAFETY: no pointers.
     unsafe {
-        proxy_increment_metric(id, 1);
+        proxy_increment_metric(id, n);
     }
+}
+
+/// Asks for `proxy_on_tick` every `ms` milliseconds. False if refused.
+pub fn set_tick_period(ms: u32) -> bool {
+    // SAFETY: no pointers.
+    unsafe { proxy_set_tick_period_milliseconds(ms) == OK }
 }

@@ -22,13 +22,17 @@
 //!   keeps as filter state `wasm.portcullis.<policy>.trace`: an access log
 //!   prints it with `%FILTER_STATE(wasm.portcullis.<policy>.trace:PLAIN)%`,
 //!   and two instances on one listener (an enforcing policy and a
-//!   report-mode candidate) keep their own; the same line is logged at
+//!   report-mode candidate) keep their own. The policy's `trace` says for
+//!   which requests (`all`, the default; `deny`: only those it stops or, in
+//!   report mode, would stop; `none`); the same line is logged at
 //!   debug level when the host's log level for the plugin is debug or lower
 //!   at configuration time. With `trace_json: true` the JSON form
 //!   ([`portcullis_core::Policy::json_trace`]) is also set, as
 //!   `portcullis.<policy>.trace_json` (one more host call per request);
 //! - counters `portcullis.<policy>.allowed|denied|redirected` and
-//!   `portcullis.<policy>.rule.<rule>` (`default` when no rule decided);
+//!   `portcullis.<policy>.rule.<rule>` (`default` when no rule decided),
+//!   accumulated in the VM and handed to the host once a second (see
+//!   [`stats::Counters`]);
 //!   in report mode (`"mode": "report"`: every request is forwarded) also
 //!   `portcullis.<policy>.would_deny|would_redirect` and
 //!   `portcullis.<policy>.would_deny|would_redirect.rule.<rule>`; for a
@@ -51,6 +55,7 @@
     )
 )]
 
+pub mod edit;
 pub mod stats;
 pub mod wire;
 

@@ -1,7 +1,81 @@
-//! Counter names. Envoy shows proxy-wasm counters in `/stats` under its
-//! custom-stat namespace; see the crate docs for the exact names.
+//! Counters: their names, and [`Counters`], which accumulates them in the
+//! VM so that a request makes no host call for them. Envoy shows proxy-wasm
+//! counters in `/stats` under its custom-stat namespace; see the crate docs
+//! for the exact names.
+//!
+//! This module does not talk to the host itself: defining a counter and
+//! flushing the pending counts go through closures the filter passes in
+//! (`proxy_define_metric`, `proxy_increment_metric`), so it builds and is
+//! tested natively.
+
+use core::cell::Cell;
 
 use portcullis_core::{Policy, Verdict};
+
+/// One counter defined in a [`Counters`] set (an index into it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counter(usize);
+
+/// A set of counters whose increments are kept in the VM and handed to the
+/// host in one batch by [`Counters::flush`] (the filter flushes on its tick,
+/// on a reconfiguration and when the plugin is done).
+///
+/// Every counter the filter keeps goes through this one API, so none of
+/// them costs a host call per request.
+///
+/// ```
+/// use portcullis_filter::stats::Counters;
+/// let mut c = Counters::default();
+/// let hits = c.define("portcullis.p.allowed", |_| Some(7));
+/// c.add(hits);
+/// c.add(hits);
+/// let mut sent = Vec::new();
+/// c.flush(|id, n| sent.push((id, n)));
+/// assert_eq!(sent, [(7, 2)]);
+/// c.flush(|id, n| sent.push((id, n)));
+/// assert_eq!(sent.len(), 1, "nothing pending, nothing sent");
+/// ```
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// The host's id of each counter (`None`: the host refused to define it).
+    ids: Vec<Option<u32>>,
+    /// Increments not yet handed to the host.
+    pending: Vec<Cell<u64>>,
+}
+
+impl Counters {
+    /// Defines a counter through `define` (the host call) and returns its
+    /// handle. A counter the host refused still gets a handle; its counts
+    /// are dropped at flush time.
+    pub fn define(&mut self, name: &str, define: impl FnOnce(&str) -> Option<u32>) -> Counter {
+        self.ids.push(define(name));
+        self.pending.push(Cell::new(0));
+        Counter(self.pending.len() - 1)
+    }
+
+    /// Counts one, in the VM.
+    pub fn add(&self, c: Counter) {
+        if let Some(p) = self.pending.get(c.0) {
+            p.set(p.get().saturating_add(1));
+        }
+    }
+
+    /// Increments not yet flushed, over all counters.
+    pub fn pending(&self) -> u64 {
+        self.pending.iter().map(Cell::get).sum()
+    }
+
+    /// Hands every pending count to `increment(id, n)` (one host call per
+    /// counter that moved since the last flush) and clears them.
+    pub fn flush(&self, mut increment: impl FnMut(u32, u64)) {
+        for (id, p) in self.ids.iter().zip(&self.pending) {
+            let n = p.replace(0);
+            if let (Some(id), true) = (id, n > 0) {
+                increment(*id, n);
+            }
+        }
+    }
+}
 
 /// Longest name segment kept from a policy or rule name.
 const MAX_SEGMENT: usize = 64;
@@ -29,12 +103,7 @@ pub fn segment(name: &str) -> String {
 
 /// The counter for a verdict: `portcullis.<policy>.allowed|denied|redirected`.
 pub fn verdict(policy: &Policy, v: Verdict) -> String {
-    let word = match v {
-        Verdict::Forward => "allowed",
-        Verdict::Deny => "denied",
-        Verdict::Redirect => "redirected",
-    };
-    format!("portcullis.{}.{}", segment(&policy.name), word)
+    format!("portcullis.{}.{}", segment(&policy.name), v.counter_word())
 }
 
 /// The counter for the rule that decided (by index), or `default`:
@@ -60,12 +129,7 @@ fn scope_prefix(policy: &Policy, scope: usize) -> String {
 /// `portcullis.<policy>.scope.<scope>.allowed|denied|redirected`. The
 /// policy-wide verdict counters count the request too.
 pub fn scope_verdict(policy: &Policy, scope: usize, v: Verdict) -> String {
-    let word = match v {
-        Verdict::Forward => "allowed",
-        Verdict::Deny => "denied",
-        Verdict::Redirect => "redirected",
-    };
-    format!("{}.{word}", scope_prefix(policy, scope))
+    format!("{}.{}", scope_prefix(policy, scope), v.counter_word())
 }
 
 /// The counter for a rule of a scope's own `network` (or its `default`):
@@ -154,6 +218,37 @@ mod tests {
     }
 
     #[test]
+    fn counters_accumulate_and_flush_once_per_moved_counter() {
+        let mut c = Counters::default();
+        let mut next = 10;
+        let mut def = |_: &str| {
+            next += 1;
+            Some(next)
+        };
+        let a = c.define("a", &mut def);
+        let b = c.define("b", &mut def);
+        let refused = c.define("c", |_| None);
+        let untouched = c.define("d", &mut def);
+        for _ in 0..5 {
+            c.add(a);
+        }
+        c.add(b);
+        c.add(refused);
+        assert_eq!(c.pending(), 7);
+        let mut sent = Vec::new();
+        c.flush(|id, n| sent.push((id, n)));
+        // The refused counter's count is dropped; the untouched one sends nothing.
+        assert_eq!(sent, [(11, 5), (12, 1)]);
+        assert_eq!(c.pending(), 0);
+        c.add(untouched);
+        sent.clear();
+        c.flush(|id, n| sent.push((id, n)));
+        assert_eq!(sent, [(13, 1)]);
+        // A handle from another set is ignored, not a panic.
+        Counters::default().add(a);
+    }
+
+    #[test]
     fn segments_are_safe() {
         assert_eq!(segment("allow-apim"), "allow-apim");
         assert_eq!(segment("a.b c/é"), "a_b_c__");
@@ -183,9 +278,10 @@ mod tests {
 
     #[test]
     fn sample_names() {
-        let p = Policy::parse(include_bytes!(
-            "../../../policy-samples/functions-behind-apim.json"
-        ))
+        let p = Policy::parse_with_env(
+            include_bytes!("../../../policy-samples/functions-behind-apim.json"),
+            &[("FUNCTION_KEY", "k")],
+        )
         .unwrap();
         assert_eq!(
             all(&p),

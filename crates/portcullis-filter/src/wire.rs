@@ -126,6 +126,12 @@ impl Headers for HeaderMap {
             }
         }
     }
+
+    fn each_name(&self, f: &mut dyn FnMut(&[u8])) {
+        for (n, _) in self.iter() {
+            f(n);
+        }
+    }
 }
 
 /// Serializes pairs in the same layout, for `proxy_send_local_response`.

@@ -3,6 +3,10 @@
 //! the per-request host calls stay at the documented minimum, a bad policy is
 //! rejected with every problem logged, and hostile header bytes are harmless.
 //!
+//! Why one file of ~800 lines: every test shares the filter build, the
+//! engines per log level and `play_and_compare`; split into several test
+//! binaries they would each compile and link wasmtime again.
+//!
 //! The module is built here with cargo (profile `wasm`, no wasm-opt) into
 //! `target/portcullis-filter-test`, so it always matches the source; the
 //! wasm-opt'd `dist/` artefact is covered in real Envoy by crates/portcullis-e2e.
@@ -120,8 +124,15 @@ fn upstream() -> HttpResponse {
     }
 }
 
+/// The VM environment the samples' `value_from` reads (Envoy's
+/// `vm_config.environment_variables`).
+fn sample_env() -> Vec<(String, String)> {
+    vec![("FUNCTION_KEY".to_string(), "K-test".to_string())]
+}
+
 fn configure(policy: &[u8], level: LogLevel) -> Plugin {
     engine(level)
+        .with_environment(sample_env())
         .configure(policy)
         .unwrap_or_else(|e| panic!("{e}"))
 }
@@ -160,13 +171,17 @@ fn play_and_compare(plugin: &mut Plugin, policy: &Policy, req: &HttpRequest) -> 
         .iter()
         .filter(|(k, _)| *k == policy.trace_property())
         .collect();
-    assert_eq!(
-        set.len(),
-        1,
-        "one trace per request: {:?}",
-        ex.properties_set
-    );
-    assert_eq!(String::from_utf8_lossy(&set[0].1), trace);
+    // One trace per request the policy's `trace` selects, none otherwise.
+    let want: Vec<&str> = if policy.trace.selects(&d) {
+        vec![trace.as_str()]
+    } else {
+        Vec::new()
+    };
+    let got: Vec<String> = set
+        .iter()
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    assert_eq!(got, want, "traces set: {:?}", ex.properties_set);
     match (policy.local_reply(&d), &ex.local_reply) {
         (Some(want), Some(got)) => {
             assert_eq!(got.status, want.status, "{trace}");
@@ -203,7 +218,7 @@ const APIM: &str = "40.112.72.205:50000";
 #[test]
 fn functions_behind_apim_matches_the_core_with_minimal_host_calls() {
     let text = sample("functions-behind-apim.json");
-    let policy = Policy::parse(&text).unwrap();
+    let policy = Policy::parse_with_env(&text, &sample_env()).unwrap();
     let mut plugin = configure(&text, LogLevel::Info);
     let all4 = [
         "source.address",
@@ -213,26 +228,26 @@ fn functions_behind_apim_matches_the_core_with_minimal_host_calls() {
     ];
     // (request, host calls, what it is)
     let cases: Vec<(HttpRequest, u64, &str)> = vec![
-        // 4 properties, trace, 2 counters, local reply; no header read.
+        // 4 properties, trace, local reply; no header read, no counter.
         (
             request("203.0.113.9:40000", "10.0.0.2:443", true, &[]),
-            8,
+            6,
             "network deny",
         ),
         // + the header map, for the redirect's pseudo-headers.
         (
             request(APIM, "10.0.0.2:80", false, &[]),
-            9,
+            7,
             "plain: redirect",
         ),
         // + the header map, for the required header.
         (
             request(APIM, "10.0.0.2:443", true, &[(b"x-functions-key", b"nope")]),
-            9,
+            7,
             "missing key",
         ),
-        // 4 properties, header map, trace, 2 counters; then the 5 response
-        // edits (3 removes, nosniff, HSTS).
+        // 4 properties, header map, trace; then the 5 response edits (3
+        // removes, nosniff, HSTS) as the response map read and rewritten.
         (
             request(
                 APIM,
@@ -240,7 +255,7 @@ fn functions_behind_apim_matches_the_core_with_minimal_host_calls() {
                 true,
                 &[(b"x-functions-key", b"K-test")],
             ),
-            13,
+            8,
             "forward",
         ),
     ];
@@ -250,6 +265,14 @@ fn functions_behind_apim_matches_the_core_with_minimal_host_calls() {
         assert_eq!(ex.host_calls, *calls, "{what}: {ex:?}");
         eprintln!("functions-behind-apim {what}: {} host calls", ex.host_calls);
     }
+    // The counts wait in the VM for the tick.
+    assert_eq!(
+        plugin.tick_period(),
+        Some(std::time::Duration::from_millis(1000))
+    );
+    let allowed = "portcullis.functions-behind-apim.allowed";
+    assert_eq!(plugin.metric(allowed).map(|m| m.value), Some(0));
+    plugin.tick().unwrap();
     let count = |n: &str| {
         plugin
             .metric(&format!("portcullis.functions-behind-apim.{n}"))
@@ -288,13 +311,13 @@ fn scopes_read_the_pseudo_headers_once_and_count_per_scope() {
         r
     };
     // (request, host calls, what it is). Every request: source.address,
-    // the header map (for the pseudo-headers), trace, 3 counters (verdict,
-    // rule, scope verdict; 2 outside any scope), then a local reply or
-    // nothing to edit.
+    // the header map (for the pseudo-headers), trace, then a local reply or
+    // nothing to edit; no counter call (they wait in the VM for the tick),
+    // so a request in a scope costs what one outside any scope costs.
     let cases: Vec<(HttpRequest, u64, &str)> = vec![
         (
             with("10.1.2.3:1000", b"api.contoso.net", b"/admin/x", &[]),
-            6,
+            3,
             "admin from the management range",
         ),
         (
@@ -304,7 +327,7 @@ fn scopes_read_the_pseudo_headers_once_and_count_per_scope() {
                 b"/x/../admin/x",
                 &[],
             ),
-            7,
+            4,
             "admin from outside: denied",
         ),
         (
@@ -314,22 +337,22 @@ fn scopes_read_the_pseudo_headers_once_and_count_per_scope() {
                 b"/api/orders/1",
                 &[(b"x-key", b"K")],
             ),
-            6,
+            3,
             "orders with the key",
         ),
         (
             with("65.52.10.20:1000", b"a", b"/api/orders/1", &[]),
-            7,
+            4,
             "orders without the key",
         ),
         (
             with("65.52.10.20:1000", b"a", b"/elsewhere", &[]),
-            5,
+            3,
             "no scope",
         ),
         (
             with("65.52.10.20:1000", b"a", b"/api%2Forders/1", &[]),
-            6,
+            4,
             "ambiguous path: 400",
         ),
     ];
@@ -339,6 +362,7 @@ fn scopes_read_the_pseudo_headers_once_and_count_per_scope() {
         assert_eq!(ex.host_calls, *calls, "{what}: {ex:?}");
         eprintln!("scopes {what}: {} host calls", ex.host_calls);
     }
+    plugin.tick().unwrap();
     let count = |n: &str| {
         plugin
             .metric(&format!("portcullis.gw.{n}"))
@@ -364,12 +388,12 @@ fn layered_security_reads_no_headers_and_no_tls() {
     let policy = Policy::parse(&text).unwrap();
     let mut plugin = configure(&text, LogLevel::Info);
     let cases = [
-        // source, destination, protocol; trace, 2 counters (+ local reply).
-        (request("65.52.10.20:1234", "10.0.0.2:443", true, &[]), 6),
-        (request("65.52.10.20:1234", "10.0.0.2:8443", true, &[]), 7),
-        (request("70.37.40.50:1234", "10.0.0.2:80", false, &[]), 6),
-        (request("8.8.8.8:1234", "10.0.0.2:455", false, &[]), 6),
-        (request("10.0.0.7:1234", "10.0.0.2:455", false, &[]), 7),
+        // source, destination, protocol; trace (+ local reply).
+        (request("65.52.10.20:1234", "10.0.0.2:443", true, &[]), 4),
+        (request("65.52.10.20:1234", "10.0.0.2:8443", true, &[]), 5),
+        (request("70.37.40.50:1234", "10.0.0.2:80", false, &[]), 4),
+        (request("8.8.8.8:1234", "10.0.0.2:455", false, &[]), 4),
+        (request("10.0.0.7:1234", "10.0.0.2:455", false, &[]), 5),
     ];
     for (req, calls) in &cases {
         let ex = play_and_compare(&mut plugin, &policy, req);
@@ -549,6 +573,154 @@ fn the_trace_is_logged_at_debug_level_only() {
 }
 
 #[test]
+fn counters_wait_in_the_vm_and_are_flushed_on_tick_and_done() {
+    let text = sample("layered-security.json");
+    let mut plugin = configure(&text, LogLevel::Info);
+    let value = |p: &Plugin, n: &str| {
+        p.metric(&format!("portcullis.layered-security.{n}"))
+            .map(|m| m.value)
+    };
+    let allowed = request("65.52.10.20:1234", "10.0.0.2:443", true, &[]);
+    let denied = request("8.8.8.8:1234", "10.0.0.2:443", true, &[]);
+    for _ in 0..3 {
+        plugin.play(&allowed, &upstream()).unwrap();
+    }
+    plugin.play(&denied, &upstream()).unwrap();
+    // Defined at configuration, nothing sent yet.
+    assert_eq!(value(&plugin, "allowed"), Some(0));
+    assert_eq!(value(&plugin, "denied"), Some(0));
+    plugin.tick().unwrap();
+    assert_eq!(value(&plugin, "allowed"), Some(3));
+    assert_eq!(value(&plugin, "denied"), Some(1));
+    assert_eq!(value(&plugin, "rule.default"), Some(1));
+    // A tick with nothing pending changes nothing; the plugin going away
+    // hands over what the last tick did not see.
+    plugin.tick().unwrap();
+    assert_eq!(value(&plugin, "allowed"), Some(3));
+    plugin.play(&denied, &upstream()).unwrap();
+    assert!(plugin.done().unwrap());
+    assert_eq!(value(&plugin, "denied"), Some(2));
+    assert_eq!(value(&plugin, "allowed"), Some(3));
+}
+
+#[test]
+fn the_trace_switch_sets_the_property_only_for_the_selected_decisions() {
+    let base = String::from_utf8(sample("functions-behind-apim.json")).unwrap();
+    let deny = request("203.0.113.9:40000", "10.0.0.2:443", true, &[]);
+    let forward = request(
+        APIM,
+        "10.0.0.2:443",
+        true,
+        &[(b"x-functions-key", b"K-test")],
+    );
+    let mut calls = Vec::new();
+    for word in ["all", "deny", "none"] {
+        let text = base.replacen('{', &format!("{{ \"trace\": \"{word}\","), 1);
+        let policy = Policy::parse_with_env(text.as_bytes(), &sample_env()).unwrap();
+        assert_eq!(policy.trace.as_str(), word);
+        let mut plugin = configure(text.as_bytes(), LogLevel::Info);
+        // play_and_compare checks the property against the switch.
+        let d = play_and_compare(&mut plugin, &policy, &deny);
+        let f = play_and_compare(&mut plugin, &policy, &forward);
+        assert_eq!(f.status, 200);
+        calls.push((word, d.host_calls, f.host_calls));
+    }
+    // One host call less per request the switch leaves out.
+    assert_eq!(calls, [("all", 6, 8), ("deny", 6, 7), ("none", 5, 7)]);
+}
+
+/// The policy scripts/bench/envoy_bench.py generates (`policy_json`), at 10
+/// CIDRs with the allowed client 127.0.0.1 last.
+fn bench_policy(trace: Option<&str>) -> String {
+    let trace = trace.map_or(String::new(), |t| format!(r#""trace": "{t}","#));
+    format!(
+        r#"{{"name": "bench-10", {trace}
+      "network": {{"default_access": "deny", "rules": [{{"name": "allow-list", "priority": 100,
+        "access": "allow", "source": ["65.52.0.0/16", "20.1.2.0/24", "40.0.0.0/20", "52.3.4.5/32",
+        "13.0.0.0/22", "104.5.0.0/16", "23.8.9.0/24", "51.1.0.0/28", "191.2.3.4/32", "127.0.0.1/32"]}}]}},
+      "response_headers": [{{"remove": "X-Powered-By"}}, {{"remove": "X-AspNet-Version"}},
+        {{"remove": "Server"}},
+        {{"set": "Strict-Transport-Security", "value": "max-age=31536000; includeSubDomains", "exists": "override"}}]}}"#
+    )
+}
+
+/// The upstream answer of the Envoy bench: an IIS/ASP.NET fingerprint.
+fn bench_upstream() -> HttpResponse {
+    HttpResponse {
+        status: 200,
+        headers: vec![
+            (b"server".to_vec(), b"Microsoft-IIS/10.0".to_vec()),
+            (b"x-powered-by".to_vec(), b"ASP.NET".to_vec()),
+            (b"x-aspnet-version".to_vec(), b"4.0.30319".to_vec()),
+            (
+                b"content-type".to_vec(),
+                b"text/plain; charset=utf-8".to_vec(),
+            ),
+            (b"content-length".to_vec(), b"33".to_vec()),
+        ],
+    }
+}
+
+#[test]
+fn host_call_budget_of_the_bench_policy() {
+    let bench_request = |peer: &str| {
+        let mut r = request(peer, "127.0.0.1:10000", false, &[(b"user-agent", b"wrk")]);
+        r.headers[1].1 = b"127.0.0.1:10000".to_vec();
+        r.headers[2].1 = b"/bench".to_vec();
+        r
+    };
+    // (trace switch, forward budget, deny budget): the published budget is
+    // the default's, a forward in at most 4 host calls, a deny in at most 3.
+    for (trace, forward_max, deny_max) in [(None, 4, 3), (Some("deny"), 3, 3), (Some("none"), 3, 2)]
+    {
+        let text = bench_policy(trace);
+        let policy = Policy::parse(text.as_bytes()).unwrap();
+        assert_eq!(policy.trace.as_str(), trace.unwrap_or("all"));
+        let mut plugin = configure(text.as_bytes(), LogLevel::Warn);
+        for _ in 0..2 {
+            let fwd = plugin
+                .play(&bench_request("127.0.0.1:40000"), &bench_upstream())
+                .unwrap();
+            assert_eq!(fwd.status, 200);
+            let names: Vec<&[u8]> = fwd
+                .response_headers
+                .iter()
+                .map(|(n, _)| n.as_slice())
+                .collect();
+            assert_eq!(
+                names,
+                [
+                    &b"content-type"[..],
+                    b"content-length",
+                    b"strict-transport-security"
+                ],
+                "{trace:?}"
+            );
+            assert_eq!(fwd.properties_read, ["source.address"]);
+            assert!(fwd.host_calls <= forward_max, "{trace:?} forward: {fwd:?}");
+            let deny = plugin
+                .play(&bench_request("127.0.0.2:40000"), &bench_upstream())
+                .unwrap();
+            assert_eq!(deny.status, 403);
+            assert!(deny.host_calls <= deny_max, "{trace:?} deny: {deny:?}");
+            eprintln!(
+                "bench policy, trace {trace:?}: forward {} host calls, deny {}",
+                fwd.host_calls, deny.host_calls
+            );
+        }
+        // Nothing was counted through a host call; the tick hands it over.
+        plugin.tick().unwrap();
+        let count = |n: &str| {
+            plugin
+                .metric(&format!("portcullis.bench-10.{n}"))
+                .map(|m| m.value)
+        };
+        assert_eq!(count("allowed"), Some(2));
+        assert_eq!(count("denied"), Some(2));
+    }
+}
+
+#[test]
 fn report_mode_forwards_counts_would_be_verdicts_and_keeps_its_own_trace() {
     // layered-security as a report-mode candidate, with the JSON trace.
     let text = String::from_utf8(sample("layered-security.json"))
@@ -596,7 +768,8 @@ fn report_mode_forwards_counts_would_be_verdicts_and_keeps_its_own_trace() {
         );
         // The enforcing instance: same request, its own trace property. The
         // candidate's host calls are the enforcing ones plus its JSON trace
-        // and, for a would-be deny, 2 would-be counters less the local reply.
+        // and, for a would-be deny, less the local reply (its would-be
+        // counters are kept in the VM, like every counter).
         let ex2 = current.play(req, &upstream()).unwrap();
         assert!(ex2
             .properties_set
@@ -604,11 +777,12 @@ fn report_mode_forwards_counts_would_be_verdicts_and_keeps_its_own_trace() {
             .all(|(k, _)| k == "portcullis.layered-security.trace"));
         if would.is_some() {
             assert!(ex2.local_reply.is_some());
-            assert_eq!(ex.host_calls, ex2.host_calls + 2, "{ex:?}\n{ex2:?}");
+            assert_eq!(ex.host_calls, ex2.host_calls, "{ex:?}\n{ex2:?}");
         } else {
             assert_eq!(ex.host_calls, ex2.host_calls + 1, "{ex:?}\n{ex2:?}");
         }
     }
+    plugin.tick().unwrap();
     let count = |n: &str| {
         plugin
             .metric(&format!("portcullis.layered-candidate.{n}"))
@@ -623,4 +797,107 @@ fn report_mode_forwards_counts_would_be_verdicts_and_keeps_its_own_trace() {
     assert_eq!(count("rule.default"), Some(2));
     assert_eq!(count("rule.allow-https-fe1ase"), Some(1));
     assert_eq!(count("rule.allow-azure-mgmt"), Some(1));
+}
+
+#[test]
+fn a_reply_the_host_sends_before_the_request_hook_is_hardened_on_tls_only() {
+    let policy = sample("behind-front-door.json");
+    let mut plugin = configure(&policy, LogLevel::Info);
+    let envoy_404 = HttpResponse {
+        status: 404,
+        headers: vec![
+            (b"server".to_vec(), b"envoy".to_vec()),
+            (b"strict-transport-security".to_vec(), b"max-age=5".to_vec()),
+        ],
+    };
+    let get = |x: &Exchange, n: &str| -> Vec<Vec<u8>> {
+        x.response_headers
+            .iter()
+            .filter(|(k, _)| k.as_slice() == n.as_bytes())
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    // TLS: the response ops and HSTS apply, though nothing was decided (no
+    // trace is set: the request hook never ran).
+    let x = plugin
+        .play_host_reply(
+            &request("147.243.12.34:40000", "10.1.0.4:443", true, &[]),
+            &envoy_404,
+        )
+        .unwrap();
+    assert_eq!(x.status, 404);
+    assert!(
+        x.properties_set.is_empty(),
+        "no decision, no trace: {:?}",
+        x.properties_set
+    );
+    assert_eq!(
+        get(&x, "strict-transport-security"),
+        [b"max-age=31536000; includeSubDomains".to_vec()]
+    );
+    assert_eq!(get(&x, "x-content-type-options"), [b"nosniff".to_vec()]);
+    assert!(get(&x, "server").is_empty());
+    // Plain: the response ops apply, and HSTS is removed.
+    let x = plugin
+        .play_host_reply(
+            &request("147.243.12.34:40000", "10.1.0.4:80", false, &[]),
+            &envoy_404,
+        )
+        .unwrap();
+    assert!(get(&x, "strict-transport-security").is_empty());
+    assert_eq!(get(&x, "x-content-type-options"), [b"nosniff".to_vec()]);
+}
+/// `value_from` / `values_from`: the key comes from the VM environment
+/// (Envoy's `vm_config.environment_variables`, here the host's WASI
+/// `environ_get`), read once at configure; a missing variable rejects the
+/// policy with its path and name, never a value.
+#[test]
+fn keys_come_from_the_vm_environment() {
+    let policy = br#"{
+        "name": "env-keys",
+        "require_headers": [{"name": "x-api-key", "values": ["inline-old"],
+                             "values_from": [{"env": "API_KEY_NEW"}]}],
+        "request_headers": [{"set": "x-functions-key", "value_from": {"env": "FUNCTION_KEY"}}]
+    }"#;
+    let env = vec![
+        ("FUNCTION_KEY".to_string(), "K-from-env".to_string()),
+        ("API_KEY_NEW".to_string(), "new-key".to_string()),
+        ("UNRELATED".to_string(), "x=y".to_string()),
+    ];
+    let core = Policy::parse_with_env(policy, &env).unwrap();
+    let mut plugin = engine(LogLevel::Info)
+        .with_environment(env.clone())
+        .configure(policy)
+        .unwrap_or_else(|e| panic!("{e}"));
+    for (key, forwarded) in [
+        (&b"new-key"[..], true),
+        (b"inline-old", true),
+        (b"K-from-env", false),
+    ] {
+        let req = request(APIM, "10.0.0.4:443", true, &[(b"x-api-key", key)]);
+        let ex = play_and_compare(&mut plugin, &core, &req);
+        let up = ex.upstream_request_headers.as_ref();
+        assert_eq!(up.is_some(), forwarded, "{}", String::from_utf8_lossy(key));
+        if let Some(up) = up {
+            let set: Vec<_> = up
+                .iter()
+                .filter(|(k, _)| k == b"x-functions-key")
+                .map(|(_, v)| v.as_slice())
+                .collect();
+            assert_eq!(set, [&b"K-from-env"[..]]);
+        }
+    }
+    // No such variable in the VM: refused, naming the path and the variable.
+    let err = engine(LogLevel::Info)
+        .with_environment(vec![("API_KEY_NEW".into(), "new-key".into())])
+        .configure(policy)
+        .unwrap_err();
+    let logs: Vec<&str> = err.logs().iter().map(|(_, m)| m.as_str()).collect();
+    assert!(
+        logs.iter()
+            .any(|m| m.contains("request_headers[0].value_from.env")
+                && m.contains("\"FUNCTION_KEY\" is not set")),
+        "{logs:?}"
+    );
+    assert!(!logs.iter().any(|m| m.contains("new-key")), "{logs:?}");
 }

@@ -1,6 +1,9 @@
 //! The functions the host exposes to the filter (`env.proxy_*`, and the few
 //! `wasi_snapshot_preview1` functions a `wasm32-wasip1` build imports).
 //!
+//! Why one file over 800 lines: one function per ABI call, each short, kept
+//! beside the linking code and the list of calls it must match.
+//!
 //! Conventions: pointers and sizes are wasm32 `i32`s read as unsigned; a
 //! pointer outside linear memory or a malformed serialized map makes the
 //! call trap with [`HostError::Misuse`]; calls Portcullis does not implement
@@ -814,6 +817,59 @@ fn random_get(c: &mut C<'_>, ptr: i32, len: i32) -> R {
     Ok(WASI_SUCCESS)
 }
 
+/// The environment as WASI hands it over: `NAME=VALUE\0` per variable.
+fn environ_entries(c: &C<'_>) -> Vec<Vec<u8>> {
+    c.data()
+        .opts
+        .environment
+        .iter()
+        .map(|(k, v)| {
+            let mut e = Vec::with_capacity(k.len() + v.len() + 2);
+            e.extend_from_slice(k.as_bytes());
+            e.push(b'=');
+            e.extend_from_slice(v.as_bytes());
+            e.push(0);
+            e
+        })
+        .collect()
+}
+
+/// `environ_sizes_get(count_ptr, buf_size_ptr)`: what Envoy answers from
+/// `vm_config.environment_variables`.
+fn environ_sizes_get(c: &mut C<'_>, count_ptr: i32, size_ptr: i32) -> R {
+    const CALL: &str = "wasi_snapshot_preview1.environ_sizes_get";
+    let entries = environ_entries(c);
+    let size: usize = entries.iter().map(Vec::len).sum();
+    let (Ok(count), Ok(size)) = (u32::try_from(entries.len()), u32::try_from(size)) else {
+        return Ok(WASI_INVAL);
+    };
+    write_u32(c, CALL, count_ptr, count)?;
+    write_u32(c, CALL, size_ptr, size)?;
+    Ok(WASI_SUCCESS)
+}
+
+/// `environ_get(environ_ptr, buf_ptr)`: one pointer per variable into
+/// `environ`, the `NAME=VALUE\0` strings back to back into `buf`.
+fn environ_get(c: &mut C<'_>, environ: i32, buf: i32) -> R {
+    const CALL: &str = "wasi_snapshot_preview1.environ_get";
+    // wasm32 addresses: u32 arithmetic, refused on overflow.
+    let mut slot = environ as u32;
+    let mut at = buf as u32;
+    for e in environ_entries(c) {
+        write_u32(c, CALL, slot as i32, at)?;
+        write(c, CALL, at as i32, &e)?;
+        let (Some(next_slot), Some(next_at)) = (
+            slot.checked_add(4),
+            u32::try_from(e.len()).ok().and_then(|l| at.checked_add(l)),
+        ) else {
+            return Ok(WASI_INVAL);
+        };
+        slot = next_slot;
+        at = next_at;
+    }
+    Ok(WASI_SUCCESS)
+}
+
 fn two_zeros(c: &mut C<'_>, call: &str, a: i32, b: i32) -> R {
     write_u32(c, call, a, 0)?;
     write_u32(c, call, b, 0)?;
@@ -958,12 +1014,10 @@ pub(crate) fn define(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     wrap!(linker, "wasi_snapshot_preview1", "fd_write", fd_write, (a: i32, b: i32, d: i32, e: i32));
     wrap!(linker, "wasi_snapshot_preview1", "clock_time_get", clock_time_get, (a: i32, b: i64, d: i32));
     wrap!(linker, "wasi_snapshot_preview1", "random_get", random_get, (a: i32, b: i32));
-    wrap!(linker, "wasi_snapshot_preview1", "environ_sizes_get",
-        |c: &mut C<'_>, a, b| two_zeros(c, "wasi_snapshot_preview1.environ_sizes_get", a, b), (a: i32, b: i32));
+    wrap!(linker, "wasi_snapshot_preview1", "environ_sizes_get", environ_sizes_get, (a: i32, b: i32));
     wrap!(linker, "wasi_snapshot_preview1", "args_sizes_get",
         |c: &mut C<'_>, a, b| two_zeros(c, "wasi_snapshot_preview1.args_sizes_get", a, b), (a: i32, b: i32));
-    wrap!(linker, "wasi_snapshot_preview1", "environ_get",
-        |_: &mut C<'_>, _: i32, _: i32| Ok(WASI_SUCCESS), (a: i32, b: i32));
+    wrap!(linker, "wasi_snapshot_preview1", "environ_get", environ_get, (a: i32, b: i32));
     wrap!(linker, "wasi_snapshot_preview1", "args_get",
         |_: &mut C<'_>, _: i32, _: i32| Ok(WASI_SUCCESS), (a: i32, b: i32));
     wrap!(

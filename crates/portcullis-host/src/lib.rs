@@ -2,6 +2,10 @@
 //! proxy-wasm HTTP filter — the exact `.wasm` that ships to Envoy — outside
 //! Envoy: in unit tests of policies (`portcullis test`) and in fuzzing.
 //!
+//! Why one file over 800 lines: the ABI's call sequence (configure, play an
+//! exchange, ticks, restarts) is one state machine, and its doc comments
+//! are the host's user documentation.
+//!
 //! [proxy-wasm]: https://github.com/proxy-wasm/spec
 //!
 //! # What it does
@@ -58,7 +62,8 @@
 //!
 //! Every `env` import of ABI 0.2.1 is defined. Implemented:
 //! `proxy_log`, `proxy_get_log_level`, `proxy_get_current_time_nanoseconds`,
-//! `proxy_set_tick_period_milliseconds` (recorded; see [`Plugin::tick`]),
+//! `proxy_set_tick_period_milliseconds` (recorded; see [`Plugin::tick`] and
+//! [`Plugin::done`]),
 //! `proxy_get_buffer_bytes`, `proxy_set_buffer_bytes`,
 //! `proxy_get_buffer_status`, all seven header-map calls,
 //! `proxy_get_property`, `proxy_set_property`, `proxy_get_shared_data`,
@@ -67,8 +72,10 @@
 //! `proxy_set_effective_context`, `proxy_done` (always NotFound),
 //! `proxy_define_metric`, `proxy_increment_metric`, `proxy_record_metric`,
 //! `proxy_get_metric`; and from `wasi_snapshot_preview1`: `fd_write` (logs),
-//! `clock_time_get`, `random_get` (deterministic), `environ_*`/`args_*`
-//! (empty), `sched_yield`, `proc_exit` (an error).
+//! `clock_time_get`, `random_get` (deterministic), `environ_sizes_get` and
+//! `environ_get` ([`Options::environment`], as Envoy's
+//! `vm_config.environment_variables`), `args_*` (empty), `sched_yield`,
+//! `proc_exit` (an error).
 //!
 //! Not supported — calling them fails the exchange with
 //! [`HostError::Unsupported`] naming the call: `proxy_http_call`, the gRPC
@@ -322,6 +329,9 @@ pub struct Options {
     pub plugin_root_id: String,
     /// `plugin_vm_id` property. Default empty.
     pub plugin_vm_id: String,
+    /// The VM's environment, as Envoy's `vm_config.environment_variables`
+    /// gives it (WASI `environ_get`). Default empty.
+    pub environment: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -333,6 +343,7 @@ impl Default for Options {
             plugin_name: "portcullis".to_string(),
             plugin_root_id: String::new(),
             plugin_vm_id: String::new(),
+            environment: Vec::new(),
         }
     }
 }
@@ -448,6 +459,14 @@ impl Engine {
         self.start(plugin_config.to_vec(), Carried::default(), 0)
     }
 
+    /// The same compiled filter with another VM environment (what Envoy's
+    /// `vm_config.environment_variables` sets); cheap, nothing is compiled.
+    pub fn with_environment(&self, environment: Vec<(String, String)>) -> Engine {
+        let mut e = self.clone();
+        e.options.environment = environment;
+        e
+    }
+
     fn start(
         &self,
         config: Vec<u8>,
@@ -497,6 +516,7 @@ impl Engine {
             poisoned: false,
             restarts,
             last_failure_logs: Vec::new(),
+            host_reply: false,
         };
         plugin.boot()?;
         Ok(plugin)
@@ -576,6 +596,8 @@ pub struct Plugin {
     poisoned: bool,
     restarts: u32,
     last_failure_logs: Vec<(LogLevel, String)>,
+    /// Set by [`Plugin::play_host_reply`]: the request hooks are skipped.
+    host_reply: bool,
 }
 
 impl fmt::Debug for Plugin {
@@ -723,6 +745,21 @@ impl Plugin {
         Ok(exchange)
     }
 
+    /// Plays a stream the host answers itself after the filter chain exists
+    /// but before the filter's request hooks run (as Envoy does for some of
+    /// its own replies): the request hooks are not called, and `reply` goes
+    /// through `proxy_on_response_headers` as the response.
+    pub fn play_host_reply(
+        &mut self,
+        req: &HttpRequest,
+        reply: &HttpResponse,
+    ) -> Result<Exchange, HostError> {
+        self.host_reply = true;
+        let r = self.play(req, reply);
+        self.host_reply = false;
+        r
+    }
+
     fn set_fuel(&mut self) -> Result<(), HostError> {
         let fuel = self.fuel_limit;
         self.store
@@ -796,6 +833,23 @@ impl Plugin {
         upstream: &HttpResponse,
         out: &mut Exchange,
     ) -> Result<(), HostError> {
+        if !self.host_reply {
+            self.request_phases(ctx, req, out)?;
+            if out.local_reply.is_some() || out.reset {
+                return Ok(());
+            }
+        }
+        self.response_phases(ctx, upstream, out)
+    }
+
+    /// Request headers and body. Leaves `out.local_reply` / `out.reset` set
+    /// when the filter stopped the stream.
+    fn request_phases(
+        &mut self,
+        ctx: i32,
+        req: &HttpRequest,
+        out: &mut Exchange,
+    ) -> Result<(), HostError> {
         const PAUSE: Option<i32> = Some(1);
         // Request headers.
         self.stage(Stage::RequestHeaders);
@@ -833,8 +887,17 @@ impl Plugin {
             }
             out.upstream_request_body = body;
         }
+        Ok(())
+    }
 
-        // Response headers.
+    /// Response headers.
+    fn response_phases(
+        &mut self,
+        ctx: i32,
+        upstream: &HttpResponse,
+        out: &mut Exchange,
+    ) -> Result<(), HostError> {
+        const PAUSE: Option<i32> = Some(1);
         self.stage(Stage::ResponseHeaders);
         let mut map = headers::HeaderMap::default();
         map.add(b":status", upstream.status.to_string().as_bytes());
@@ -917,11 +980,37 @@ impl Plugin {
         self.call("proxy_on_tick", &[ROOT_ID as i32]).map(|_| ())
     }
 
+    /// Calls `proxy_on_done` on the root context, as Envoy does when it
+    /// drains the plugin (its configuration is removed or replaced); returns
+    /// the filter's answer (`false`: it wants to finish asynchronously with
+    /// `proxy_done`, which this host never waits for). The plugin stays
+    /// usable afterwards, so a test can still play and read metrics.
+    pub fn done(&mut self) -> Result<bool, HostError> {
+        if self.poisoned {
+            self.restart()?;
+        }
+        self.set_fuel()?;
+        self.store.data_mut().stage = Stage::Root;
+        self.call("proxy_on_done", &[ROOT_ID as i32])
+            .map(|r| r.is_none_or(|v| v != 0))
+    }
+
     /// The period the filter asked for with
     /// `proxy_set_tick_period_milliseconds`, if any.
     pub fn tick_period(&self) -> Option<Duration> {
         let ms = self.store.data().tick_ms;
         (ms > 0).then(|| Duration::from_millis(u64::from(ms)))
+    }
+
+    /// The guest's linear memory now, in bytes. Wasm memory only grows, so
+    /// after `configure` this is the configuration's high-water mark, which
+    /// stays resident in every Envoy worker's VM (Envoy reports the same
+    /// figure as the VM's memory size).
+    pub fn memory_size(&self) -> usize {
+        self.store
+            .data()
+            .memory
+            .map_or(0, |m| m.data_size(&self.store))
     }
 
     /// Root-context log lines (start-up, configuration, ticks), in order.

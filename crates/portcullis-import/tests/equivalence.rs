@@ -7,8 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
-use portcullis_core::testfile::{run_core, Case, TestFile};
 use portcullis_core::Policy;
+use portcullis_harness::native::run_core;
+use portcullis_harness::{corpus, Case, Suite};
 use portcullis_import::{nsg, Options};
 
 fn root() -> PathBuf {
@@ -26,19 +27,13 @@ fn imported(file: &str) -> Policy {
     Policy::parse(policy.as_bytes()).unwrap()
 }
 
+/// Every case of the corpus (the one discovery every engine uses; the
+/// sample's own test file among them).
 fn cases() -> Vec<(String, Case)> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("tests/corpus"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
-    files.insert(0, root().join("policy-samples/layered-security.tests.json"));
     let mut out = Vec::new();
-    for f in files {
-        let text = std::fs::read_to_string(&f).unwrap();
-        let tf = TestFile::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
-        for c in tf.cases {
+    for f in corpus::files(&root()) {
+        let suite = Suite::read(&f).unwrap_or_else(|e| panic!("{e}"));
+        for c in suite.file.cases {
             out.push((
                 format!("{}: {}", f.file_name().unwrap().to_string_lossy(), c.name),
                 c,
@@ -62,7 +57,7 @@ fn decide(p: &Policy, c: &Case) -> (String, u16, String, String, String) {
     (
         o.verdict.as_str().to_string(),
         o.status,
-        o.step,
+        o.step.as_str().to_string(),
         o.client_ip,
         rule,
     )

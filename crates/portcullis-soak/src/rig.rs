@@ -163,6 +163,10 @@ impl Rig {
     /// Reads the final stats, then stops Envoy and the backend.
     pub fn finish(mut self, errors: &mut Vec<String>) -> EnvoyEnd {
         let envoy = &mut self.envoy;
+        // The filter hands its counters over on a tick: let the last one pass.
+        if let Err(e) = envoy.settle_counters() {
+            errors.push(e);
+        }
         let vm_failures = envoy.wasm_failures().unwrap_or_else(|e| {
             errors.push(e.clone());
             vec![(format!("stats unreadable: {e}"), 1)]

@@ -10,24 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// Every test file of the corpus (same selection as the core's corpus test
-/// and scripts/web-manifest.mjs), as repo-relative paths, sorted per folder.
-fn corpus_files(root: &Path) -> Vec<String> {
-    let mut files = Vec::new();
-    for (dir, suffix) in [("tests/corpus", ".json"), ("policy-samples", ".tests.json")] {
-        let Ok(rd) = std::fs::read_dir(root.join(dir)) else {
-            continue;
-        };
-        let mut names: Vec<String> = rd
-            .flatten()
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|n| n.ends_with(suffix))
-            .collect();
-        names.sort();
-        files.extend(names.into_iter().map(|n| format!("{dir}/{n}")));
-    }
-    files
-}
+use portcullis_harness::{corpus, PolicySource, TestFile};
 
 fn main() -> ExitCode {
     let root = std::env::args()
@@ -35,7 +18,8 @@ fn main() -> ExitCode {
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."));
     let mut out: BTreeMap<String, serde_json::Value> = BTreeMap::new();
-    for f in corpus_files(&root) {
+    // The one discovery every engine uses, as repo-relative paths.
+    for f in corpus::manifest(&root).corpus {
         let path = root.join(&f);
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
@@ -47,12 +31,14 @@ fn main() -> ExitCode {
         // The page does the same: a policy named by path is read next to the
         // test file and handed over under the name the file uses.
         let mut policies = BTreeMap::new();
-        if let Ok(serde_json::Value::Object(m)) = serde_json::from_str(&text) {
-            if let Some(serde_json::Value::String(p)) = m.get("policy") {
-                let dir = path.parent().unwrap_or(&root);
-                if let Ok(t) = std::fs::read_to_string(dir.join(p)) {
-                    policies.insert(p.clone(), t);
-                }
+        if let Ok(TestFile {
+            policy: PolicySource::Path(p),
+            ..
+        }) = TestFile::parse(&text)
+        {
+            let dir = path.parent().unwrap_or(&root);
+            if let Ok(t) = std::fs::read_to_string(dir.join(&p)) {
+                policies.insert(p, t);
             }
         }
         let policies_json = serde_json::to_string(&policies).unwrap_or_default();

@@ -1,19 +1,27 @@
 //! The browser playground's engine.
 //!
+//! Why one file over 800 lines: it is the whole wasm-bindgen surface (one
+//! exported function per playground call) and its unit tests; each export
+//! is a thin adapter over the core, the harness, the diff or the importers.
+//!
 //! A thin wasm-bindgen shell: every exported function takes JSON (or policy
 //! text), calls [`portcullis_core`] and returns JSON for the page to render.
-//! Parsing, decisions, header edits, rule explanations and test comparisons
-//! all happen in the core; this crate only converts.
+//! Parsing, decisions, header edits and rule explanations happen in the
+//! core; reading and running test files in the one runner
+//! (`portcullis-harness`, the same code every other engine runs); this
+//! crate only converts.
 //!
 //! The functions are plain Rust (`&str` in, `String` out), so the native
 //! corpus example and the unit tests call exactly what the page calls.
 
 use std::collections::BTreeMap;
 
-use portcullis_core::testfile::{
-    check, missing_policy_errors, run_core, show_bytes, Case, HeaderList, PolicySource, TestFile,
-};
 use portcullis_core::{Field, Policy, Problems};
+use portcullis_harness::native::{self, run_core};
+use portcullis_harness::{
+    run_file, show_bytes, Case, CaseStatus, FileError, HeaderList, LoadError, PolicySource, Suite,
+    TestFile,
+};
 use serde::Serialize;
 use wasm_bindgen::prelude::wasm_bindgen;
 
@@ -42,9 +50,21 @@ fn to_json<T: Serialize>(v: &T) -> String {
         .unwrap_or_else(|e| format!("{{\"ok\":false,\"fatal\":{:?}}}", e.to_string()))
 }
 
+/// The environment panel's variables (`{"NAME": "value"}`), for
+/// `value_from` / `values_from`. They stay in the page: never in the URL,
+/// never in results.
+fn env_of(env_json: Option<String>) -> Vec<(String, String)> {
+    env_json
+        .and_then(|j| serde_json::from_str::<std::collections::BTreeMap<String, String>>(&j).ok())
+        .map(|m| m.into_iter().collect())
+        .unwrap_or_default()
+}
+
 /// Validates a policy: `{ok, name, rules, errors: [{line, column, path, message}]}`.
+/// `env_json`: the environment panel (`{"NAME": "value"}`).
 #[wasm_bindgen]
-pub fn check_policy(text: &str) -> String {
+pub fn check_policy(text: &str, env_json: Option<String>) -> String {
+    let env = env_of(env_json);
     #[derive(Serialize)]
     struct Out {
         ok: bool,
@@ -52,7 +72,7 @@ pub fn check_policy(text: &str) -> String {
         rules: usize,
         errors: Vec<ProblemOut>,
     }
-    let out = match Policy::parse(text.as_bytes()) {
+    let out = match Policy::parse_with_env(text.as_bytes(), &env) {
         Ok(p) => Out {
             ok: true,
             rules: p.network.as_ref().map_or(0, |n| n.rules.len()),
@@ -73,7 +93,8 @@ pub fn check_policy(text: &str) -> String {
 /// new_errors, report, text}` where `report` is the diff's JSON form and
 /// `text` what the CLI prints.
 #[wasm_bindgen]
-pub fn diff_policies(old_text: &str, new_text: &str) -> String {
+pub fn diff_policies(old_text: &str, new_text: &str, env_json: Option<String>) -> String {
+    let env = env_of(env_json);
     #[derive(Serialize)]
     struct Out {
         ok: bool,
@@ -83,8 +104,8 @@ pub fn diff_policies(old_text: &str, new_text: &str) -> String {
         text: String,
     }
     let (old, new) = (
-        Policy::parse(old_text.as_bytes()),
-        Policy::parse(new_text.as_bytes()),
+        Policy::parse_with_env(old_text.as_bytes(), &env),
+        Policy::parse_with_env(new_text.as_bytes(), &env),
     );
     let out = match (&old, &new) {
         (Ok(a), Ok(b)) => {
@@ -215,6 +236,69 @@ fn read_case(case_json: &str) -> Result<Case, Vec<ProblemOut>> {
     }
 }
 
+/// A header value as a test file writes it: text, or `{"hex": ...}` for
+/// bytes that are not UTF-8 (so nothing is lost on the way to the page and
+/// back).
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum ValueOut {
+    Text(String),
+    Hex { hex: String },
+}
+
+fn pairs_out(list: &HeaderList) -> Vec<(String, ValueOut)> {
+    list.iter()
+        .map(|(n, v)| {
+            let value = match std::str::from_utf8(v) {
+                Ok(s) => ValueOut::Text(s.to_owned()),
+                Err(_) => ValueOut::Hex {
+                    hex: v.iter().map(|b| format!("{b:02x}")).collect(),
+                },
+            };
+            (n.clone(), value)
+        })
+        .collect()
+}
+
+/// Reads a test case's `{"request": {...}, "upstream": {...}}` as the
+/// test-file reader does, every default filled in, for the request builder:
+/// `{ok: true, request: {peer, local, tls, protocol, method, authority,
+/// path, headers: [[name, value]]}, upstream: {status, headers}}` (a value
+/// is a string or `{"hex": ...}`), or `{ok: false, request_errors}`.
+#[wasm_bindgen]
+pub fn read_request(case_json: &str) -> String {
+    #[derive(Serialize)]
+    struct UpstreamOut {
+        status: u16,
+        headers: Vec<(String, ValueOut)>,
+    }
+    #[derive(Serialize)]
+    struct Out {
+        ok: bool,
+        request: Option<CaseOut>,
+        upstream: Option<UpstreamOut>,
+        request_errors: Vec<ProblemOut>,
+    }
+    let out = match read_case(case_json) {
+        Ok(c) => Out {
+            ok: true,
+            request: Some(CaseOut::of(&c)),
+            upstream: Some(UpstreamOut {
+                status: c.upstream.status,
+                headers: pairs_out(&c.upstream.headers),
+            }),
+            request_errors: Vec::new(),
+        },
+        Err(request_errors) => Out {
+            ok: false,
+            request: None,
+            upstream: None,
+            request_errors,
+        },
+    };
+    to_json(&out)
+}
+
 /// Which parts of the policy exist, for the evaluation pipeline view.
 #[derive(Debug, Serialize)]
 struct Configured {
@@ -235,7 +319,8 @@ struct Configured {
 /// request_errors}` for a bad request, else the decision, the per-rule
 /// explanation and the headers before and after the policy's edits.
 #[wasm_bindgen]
-pub fn evaluate(policy_text: &str, case_json: &str) -> String {
+pub fn evaluate(policy_text: &str, case_json: &str, env_json: Option<String>) -> String {
+    let env = env_of(env_json);
     #[derive(Serialize)]
     struct Fail {
         ok: bool,
@@ -268,6 +353,8 @@ pub fn evaluate(policy_text: &str, case_json: &str) -> String {
         scope_ambiguous: bool,
         client_ip: Option<String>,
         client_source: &'static str,
+        /// Where the client came from and, when unknown, why, in words.
+        client_detail: String,
         secure: bool,
         location: Option<String>,
         trace: String,
@@ -281,7 +368,7 @@ pub fn evaluate(policy_text: &str, case_json: &str) -> String {
         response_headers_after: Vec<HeaderOut>,
         case: CaseOut,
     }
-    let policy = match Policy::parse(policy_text.as_bytes()) {
+    let policy = match Policy::parse_with_env(policy_text.as_bytes(), &env) {
         Ok(p) => p,
         Err(e) => {
             return to_json(&Fail {
@@ -383,6 +470,7 @@ pub fn evaluate(policy_text: &str, case_json: &str) -> String {
         scope_ambiguous,
         client_ip: client_ip.map(|ip| ip.to_string()),
         client_source: d.client.source.as_str(),
+        client_detail: d.client.describe(),
         secure: d.secure,
         location: outcome.location.clone(),
         trace: outcome.trace.clone(),
@@ -403,20 +491,12 @@ pub fn evaluate(policy_text: &str, case_json: &str) -> String {
         request_headers_after: outcome.upstream_headers.as_ref().map(headers_out),
         response_headers_before: forwarded.then(|| headers_out(&case.upstream.headers)),
         response_headers_after: headers_out(&outcome.response_headers),
-        case: CaseOut {
-            peer: case.request.peer.to_string(),
-            local: case.request.local.to_string(),
-            tls: case.request.tls,
-            protocol: case.request.transport.as_str(),
-            method: case.request.method.clone(),
-            authority: case.request.authority.clone(),
-            path: case.request.path.clone(),
-        },
+        case: CaseOut::of(&case),
     };
     to_json(&out)
 }
 
-/// The request as the core read it (defaults filled in).
+/// The request as the test-file reader read it (defaults filled in).
 #[derive(Debug, Serialize)]
 struct CaseOut {
     peer: String,
@@ -426,6 +506,22 @@ struct CaseOut {
     method: String,
     authority: String,
     path: String,
+    headers: Vec<(String, ValueOut)>,
+}
+
+impl CaseOut {
+    fn of(c: &Case) -> CaseOut {
+        CaseOut {
+            peer: c.request.peer.to_string(),
+            local: c.request.local.to_string(),
+            tls: c.request.tls,
+            protocol: c.request.transport.as_str(),
+            method: c.request.method.clone(),
+            authority: c.request.authority.clone(),
+            path: c.request.path.clone(),
+            headers: pairs_out(&c.request.headers),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -474,13 +570,6 @@ pub fn run_tests(test_file_text: &str, policies_json: &str) -> String {
         failed: usize,
     }
     let mut out = Out::default();
-    let tf = match TestFile::parse(test_file_text) {
-        Ok(tf) => tf,
-        Err(e) => {
-            out.errors = problems(&e);
-            return to_json(&out);
-        }
-    };
     let policies: BTreeMap<String, String> = if policies_json.trim().is_empty() {
         BTreeMap::new()
     } else {
@@ -497,80 +586,84 @@ pub fn run_tests(test_file_text: &str, policies_json: &str) -> String {
             }
         }
     };
-    let policy_text = match &tf.policy {
-        PolicySource::Inline(t) => {
-            out.policy = Some("(inline)".into());
-            t.clone()
+    let suite = Suite::from_text("test file", test_file_text, |p| {
+        policies
+            .get(p)
+            .cloned()
+            .ok_or_else(|| (p.to_owned(), format!("policy file {p:?} was not provided")))
+    });
+    let suite = match suite {
+        Ok(s) => s,
+        Err(LoadError::Invalid { problems: e, .. }) => {
+            out.errors = problems(&e);
+            return to_json(&out);
         }
-        PolicySource::Path(p) => {
-            out.policy = Some(p.clone());
-            match policies.get(p) {
-                Some(t) => t.clone(),
-                None => {
-                    out.errors.push(ProblemOut {
-                        line: 0,
-                        column: 0,
-                        path: "policy".into(),
-                        message: format!("policy file {p:?} was not provided"),
-                    });
-                    return to_json(&out);
-                }
-            }
+        Err(LoadError::Policy { path, error }) => {
+            out.policy = Some(path);
+            out.errors.push(ProblemOut {
+                line: 0,
+                column: 0,
+                path: "policy".into(),
+                message: error,
+            });
+            return to_json(&out);
         }
-    };
-    out.ok = true;
-    let parsed = Policy::parse(policy_text.as_bytes());
-    if let Some(want) = &tf.expect_policy_error {
-        let check = match &parsed {
-            Ok(_) => PolicyErrorCheck {
-                expected: want.clone(),
-                missing: want.clone(),
-                accepted: true,
-                errors: Vec::new(),
-            },
-            Err(e) => PolicyErrorCheck {
-                expected: want.clone(),
-                missing: missing_policy_errors(want, e)
-                    .into_iter()
-                    .map(String::from)
-                    .collect(),
-                accepted: false,
-                errors: problems(e),
-            },
-        };
-        out.pass = !check.accepted && check.missing.is_empty();
-        out.expect_policy_error = Some(check);
-        return to_json(&out);
-    }
-    let policy = match parsed {
-        Ok(p) => p,
         Err(e) => {
-            out.policy_errors = problems(&e);
+            out.errors.push(ProblemOut {
+                line: 0,
+                column: 0,
+                path: String::new(),
+                message: e.to_string(),
+            });
             return to_json(&out);
         }
     };
-    for case in &tf.cases {
-        let outcome = run_core(&policy, case);
-        let mismatches: Vec<MismatchOut> = check(&case.expect, &outcome)
-            .into_iter()
-            .map(|m| MismatchOut {
-                field: m.field,
-                expected: m.expected,
-                seen: m.seen,
-            })
-            .collect();
-        let pass = mismatches.is_empty();
+    out.policy = Some(match &suite.file.policy {
+        PolicySource::Inline(_) => "(inline)".into(),
+        PolicySource::Path(p) => p.clone(),
+    });
+    out.ok = true;
+    let report = run_file(&suite, native::load, native::run);
+    let problems_of =
+        |r: &portcullis_harness::Rejection| r.problems.as_ref().map(problems).unwrap_or_default();
+    if let Some(rc) = &report.rejection {
+        out.pass = rc.passed();
+        out.expect_policy_error = Some(PolicyErrorCheck {
+            expected: rc.expected.clone(),
+            missing: rc.missing.clone(),
+            accepted: rc.rejection.is_none(),
+            errors: rc.rejection.as_ref().map(problems_of).unwrap_or_default(),
+        });
+        return to_json(&out);
+    }
+    if let Some(FileError::PolicyRejected(r)) = &report.error {
+        out.policy_errors = problems_of(r);
+        return to_json(&out);
+    }
+    for c in report.cases {
+        let pass = c.passed();
+        let mismatches = match c.status {
+            CaseStatus::Failed(m) => m
+                .into_iter()
+                .map(|m| MismatchOut {
+                    field: m.field,
+                    expected: m.expected,
+                    seen: m.seen,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
         if pass {
             out.passed += 1;
         } else {
             out.failed += 1;
         }
         out.cases.push(CaseResult {
-            name: case.name.clone(),
-            line: case.line,
+            name: c.name,
+            line: c.line,
             pass,
             mismatches,
-            trace: outcome.trace,
+            trace: c.trace,
         });
     }
     out.pass = out.failed == 0;
@@ -684,13 +777,13 @@ mod tests {
     }
 
     fn eval(case: Value) -> Value {
-        parse(evaluate(POLICY, &case.to_string()))
+        parse(evaluate(POLICY, &case.to_string(), None))
     }
 
     #[test]
     fn diff_policies_reports_the_changed_flows() {
         let moved = POLICY.replace("\"priority\": 100", "\"priority\": 250");
-        let out = parse(diff_policies(POLICY, &moved));
+        let out = parse(diff_policies(POLICY, &moved, None));
         assert_eq!(out["ok"], true);
         let c = &out["report"]["network"]["changes"][0];
         assert_eq!(c["kind"], "newly-allowed");
@@ -701,25 +794,49 @@ mod tests {
             .as_str()
             .unwrap()
             .starts_with("newly allowed:\n"));
-        let same = parse(diff_policies(POLICY, POLICY));
+        let same = parse(diff_policies(POLICY, POLICY, None));
         assert_eq!(same["text"], "no change in who may call\n");
-        let bad = parse(diff_policies(POLICY, "{"));
+        let bad = parse(diff_policies(POLICY, "{", None));
         assert_eq!(bad["ok"], false);
         assert_eq!(bad["old_errors"].as_array().unwrap().len(), 0);
         assert_eq!(bad["new_errors"][0]["line"], 1);
     }
 
     #[test]
+    fn the_environment_panel_feeds_value_from() {
+        let policy = r#"{"name": "p", "request_headers": [
+            {"set": "x-functions-key", "value_from": {"env": "FUNCTION_KEY"}}]}"#;
+        let missing = parse(check_policy(policy, None));
+        assert_eq!(missing["ok"], false);
+        assert_eq!(
+            missing["errors"][0]["path"],
+            "request_headers[0].value_from.env"
+        );
+        let ok = parse(check_policy(
+            policy,
+            Some(r#"{"FUNCTION_KEY": "k-1"}"#.into()),
+        ));
+        assert_eq!(ok["ok"], true, "{ok}");
+        let case = r#"{"request": {"peer": "10.0.0.1:1"}}"#;
+        let out = parse(evaluate(
+            policy,
+            case,
+            Some(r#"{"FUNCTION_KEY": "k-1"}"#.into()),
+        ));
+        assert_eq!(out["verdict"], "forward", "{out}");
+    }
+
+    #[test]
     fn check_policy_reports_line_and_path() {
-        let ok = parse(check_policy(POLICY));
+        let ok = parse(check_policy(POLICY, None));
         assert_eq!(ok["ok"], true);
         assert_eq!(ok["rules"], 3);
         let bad = POLICY.replace("\"priority\": 200", "\"priority\": 5");
-        let out = parse(check_policy(&bad));
+        let out = parse(check_policy(&bad, None));
         assert_eq!(out["ok"], false);
         assert_eq!(out["errors"][0]["path"], "network.rules[1].priority");
         assert_eq!(out["errors"][0]["line"], 6);
-        let syntax = parse(check_policy("{\n  \"name\": \"x\",,\n}"));
+        let syntax = parse(check_policy("{\n  \"name\": \"x\",,\n}", None));
         assert_eq!(syntax["errors"][0]["line"], 2);
         assert_eq!(syntax["errors"][0]["path"], "");
     }
@@ -733,7 +850,7 @@ mod tests {
              "network": {"rules": [{"name": "mgmt", "priority": 100, "access": "allow", "source": ["10.0.0.0/8"]}]}},
             {"name": "orders", "match": {"paths": ["/orders/*"], "methods": ["GET"]}}
           ]}"#;
-        let ev = |case: Value| parse(evaluate(policy, &case.to_string()));
+        let ev = |case: Value| parse(evaluate(policy, &case.to_string(), None));
         let out = ev(json!({"request": {"peer": "10.1.2.3:5000", "path": "/x/../orders/1"}}));
         assert_eq!(out["scope"], "orders");
         assert_eq!(out["scope_ambiguous"], false);
@@ -819,12 +936,43 @@ mod tests {
         let out = eval(json!({"request": {"peer": "10.1.2.3"}}));
         assert_eq!(out["ok"], false);
         assert_eq!(out["request_errors"][0]["path"], "request.peer");
-        let out = parse(evaluate(POLICY, "{\"request\": {}}]}, {\"x\": 1"));
+        let out = parse(evaluate(POLICY, "{\"request\": {}}]}, {\"x\": 1", None));
         assert_eq!(out["ok"], false);
         assert_eq!(out["request_errors"][0]["path"], "");
-        let out = parse(evaluate("{", "{}"));
+        let out = parse(evaluate("{", "{}", None));
         assert_eq!(out["ok"], false);
         assert_eq!(out["errors"][0]["line"], 1);
+    }
+
+    #[test]
+    fn read_request_fills_defaults_and_keeps_bytes() {
+        let out = parse(read_request(
+            &json!({"request": {"peer": "[2001:db8::1]:7", "tls": false,
+                                "headers": [["x-bin", {"hex": "c328ff"}], ["a", "b"]]},
+                    "expect": {"verdict": "deny"}})
+            .to_string(),
+        ));
+        assert_eq!(out["ok"], true);
+        let r = &out["request"];
+        assert_eq!(r["peer"], "[2001:db8::1]:7");
+        assert_eq!(r["local"], "127.0.0.1:80");
+        assert_eq!(
+            (
+                r["method"].clone(),
+                r["authority"].clone(),
+                r["path"].clone()
+            ),
+            (json!("GET"), json!("localhost"), json!("/"))
+        );
+        assert_eq!(r["protocol"], "tcp");
+        assert_eq!(
+            r["headers"],
+            json!([["x-bin", {"hex": "c328ff"}], ["a", "b"]])
+        );
+        assert_eq!(out["upstream"], json!({"status": 200, "headers": []}));
+        let bad = parse(read_request("{\"request\": {\"peer\": \"nope\"}}"));
+        assert_eq!(bad["ok"], false);
+        assert_eq!(bad["request_errors"][0]["path"], "request.peer");
     }
 
     #[test]

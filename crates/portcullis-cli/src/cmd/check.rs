@@ -2,8 +2,6 @@
 
 use std::path::PathBuf;
 
-use portcullis_core::Policy;
-
 use crate::style::Style;
 use crate::Outcome;
 
@@ -26,7 +24,7 @@ pub(crate) fn run(args: Args, style: &Style) -> Outcome {
     for path in &args.policies {
         let f = path.display();
         let bytes = std::fs::read(path).map_err(|e| format!("{f}: {e}"))?;
-        match Policy::parse(&bytes) {
+        match super::parse_policy(&bytes) {
             Ok(p) => {
                 let lints = p.lints();
                 for l in &lints {

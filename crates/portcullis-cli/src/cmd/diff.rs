@@ -55,12 +55,12 @@ impl FailOn {
     }
 }
 
-/// Reads and checks one policy: `Err` when the file cannot be read (exit 2),
-/// `Ok(Err(..))` with the problems when it is not a valid policy (exit 1).
-fn load(path: &PathBuf) -> Result<Result<Policy, String>, String> {
+/// Reads and checks one policy; the message says what is wrong (an
+/// unreadable file, or every problem of an invalid policy).
+fn load(path: &PathBuf) -> Result<Policy, String> {
     let f = path.display();
     let bytes = std::fs::read(path).map_err(|e| format!("{f}: {e}"))?;
-    Ok(Policy::parse(&bytes).map_err(|problems| {
+    super::parse_policy(&bytes).map_err(|problems| {
         let mut s = format!("{f}: not a valid policy (run `portcullis check {f}`):");
         for p in &problems.0 {
             s.push_str(&format!(
@@ -69,13 +69,13 @@ fn load(path: &PathBuf) -> Result<Result<Policy, String>, String> {
             ));
         }
         s
-    }))
+    })
 }
 
 /// Runs the command: 0 when nothing fires, 1 when `--fail-on` fires or a
-/// policy is invalid, 2 when a file cannot be read.
+/// policy cannot be read or is invalid (2 is clap's, for usage errors).
 pub(crate) fn run(a: &DiffArgs) -> crate::Outcome {
-    let (old, new) = match (load(&a.old)?, load(&a.new)?) {
+    let (old, new) = match (load(&a.old), load(&a.new)) {
         (Ok(o), Ok(n)) => (o, n),
         (Err(e), _) | (_, Err(e)) => {
             eprintln!("portcullis diff: {e}");

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use portcullis_core::addr::parse_socket;
-use portcullis_core::{EditOp, Policy, Request, Transport, Verdict};
+use portcullis_core::{EditOp, Request, Transport, Verdict};
 
 use crate::style::Style;
 use crate::Outcome;
@@ -86,7 +86,7 @@ pub(crate) fn run(args: Args, style: &Style) -> Outcome {
     let local =
         local.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], if tls { 443 } else { 80 })));
     let bytes = std::fs::read(&policy_path).map_err(|e| format!("{policy_file}: {e}"))?;
-    let policy = match Policy::parse(&bytes) {
+    let policy = match super::parse_policy(&bytes) {
         Ok(p) => p,
         Err(problems) => {
             for p in &problems.0 {
@@ -124,17 +124,9 @@ pub(crate) fn run(args: Args, style: &Style) -> Outcome {
         },
         if tls { "tls" } else { "plain" }
     );
-    match d.client.ip {
-        Some(ip) => println!(
-            "{} {ip} (from {})",
-            style.bold("client "),
-            d.client.source.as_str()
-        ),
-        None => println!(
-            "{} unknown (from {}): denied whatever the rules say",
-            style.bold("client "),
-            d.client.source.as_str()
-        ),
+    println!("{} {}", style.bold("client "), d.client.describe());
+    if d.client.ip.is_none() {
+        println!("         an unknown client is denied whatever the rules say");
     }
     if !policy.scopes.is_empty() {
         println!("{}", style.bold("scopes, in document order:"));
@@ -180,6 +172,9 @@ pub(crate) fn run(args: Args, style: &Style) -> Outcome {
             None => println!("{}", style.bold("rules, in priority order:")),
         }
         let checks = policy.explain(&req);
+        if d.client.ip.is_none() {
+            println!("  not evaluated: the client is unknown");
+        }
         for c in &checks {
             let Some(r) = net.rules.get(c.index) else {
                 continue;
@@ -242,6 +237,7 @@ pub(crate) fn run(args: Args, style: &Style) -> Outcome {
         EditOp::Remove => format!("    - {}", e.name),
         EditOp::Replace => format!("    = {}: {}", e.name, String::from_utf8_lossy(e.value)),
         EditOp::Append => format!("    + {}: {}", e.name, String::from_utf8_lossy(e.value)),
+        EditOp::RemoveTwins => format!("    - {} (its `_` twins)", e.name.replace('-', "_")),
     };
     match policy.local_reply(&d) {
         Some(reply) => {

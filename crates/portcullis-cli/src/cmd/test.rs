@@ -12,8 +12,9 @@ use serde::Serialize;
 use crate::style::Style;
 use crate::Outcome;
 
-/// The test files run when none are given (when they exist here).
-const DEFAULT_PATHS: [&str; 2] = ["tests/corpus", "policy-samples"];
+/// The test files run when none are given (when they exist here): the
+/// corpus folders, as every engine finds them.
+const DEFAULT_PATHS: [&str; 2] = portcullis_harness::corpus::FOLDERS;
 
 /// Run policy test files (policy-tests-v1) against the shipping filter under
 /// wasmtime (default) or the native core.

@@ -20,11 +20,12 @@ use crate::rule::{Flow, Transport};
 use crate::words::words;
 
 mod client;
+pub mod forwarded;
 mod https;
 mod scope;
 mod trace;
 
-pub use client::{Client, ClientSource};
+pub use client::{parse_entry, Client, ClientSource, Excerpt, Unknown, EXCERPT_BYTES};
 pub use scope::{scope_host, scope_path, Ambiguous, ScopeField};
 pub use trace::{Trace, NO_SCOPE, WOULD_PREFIX};
 
@@ -33,6 +34,11 @@ pub use trace::{Trace, NO_SCOPE, WOULD_PREFIX};
 pub trait Headers {
     /// Calls `f` with every value of `name` (given lowercase), in order.
     fn each_value(&self, name: &str, f: &mut dyn FnMut(&[u8]));
+
+    /// Calls `f` with the name of every header, in order, as the host has
+    /// it (any case; repeated names once per line). The core asks only when
+    /// the policy sets or requires a header (to find `_` twins).
+    fn each_name(&self, f: &mut dyn FnMut(&[u8]));
 
     /// Whether the header is present.
     fn has(&self, name: &str) -> bool {
@@ -50,17 +56,31 @@ impl<N: AsRef<[u8]>, V: AsRef<[u8]>> Headers for [(N, V)] {
             }
         }
     }
+
+    fn each_name(&self, f: &mut dyn FnMut(&[u8])) {
+        for (n, _) in self {
+            f(n.as_ref());
+        }
+    }
 }
 
 impl<N: AsRef<[u8]>, V: AsRef<[u8]>, const K: usize> Headers for [(N, V); K] {
     fn each_value(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
         self.as_slice().each_value(name, f);
     }
+
+    fn each_name(&self, f: &mut dyn FnMut(&[u8])) {
+        self.as_slice().each_name(f);
+    }
 }
 
 impl<N: AsRef<[u8]>, V: AsRef<[u8]>> Headers for Vec<(N, V)> {
     fn each_value(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
         self.as_slice().each_value(name, f);
+    }
+
+    fn each_name(&self, f: &mut dyn FnMut(&[u8])) {
+        self.as_slice().each_name(f);
     }
 }
 
@@ -105,6 +125,18 @@ words! {
         Deny = "deny",
         /// Answered locally with a redirect to HTTPS.
         Redirect = "redirect",
+    }
+}
+
+impl Verdict {
+    /// The word hosts count this verdict under (`allowed`, `denied`,
+    /// `redirected`): the filter's `portcullis.<policy>.<word>` counters.
+    pub const fn counter_word(self) -> &'static str {
+        match self {
+            Verdict::Forward => "allowed",
+            Verdict::Deny => "denied",
+            Verdict::Redirect => "redirected",
+        }
     }
 }
 
@@ -447,6 +479,8 @@ impl Policy {
         let client = Client {
             ip: None,
             source: ClientSource::Peer,
+            entry: None,
+            why: Some(Unknown::NoPeer),
         };
         let d = Decision::pass(client, secure);
         let status = self.network.as_ref().map_or(403, |n| n.deny_status);

@@ -16,6 +16,12 @@ impl Policy {
     /// In report mode a request that would have been stopped is traced with
     /// `would_deny` / `would_redirect` and the status and step it would
     /// have had: `would_deny 403 network peer 10.0.0.9 - default`.
+    ///
+    /// A client taken from an entry names its index in the walk after the
+    /// source (`x-forwarded-for[1]`: the second entry from the right); an
+    /// unknown client says why after the word (`unknown:no-entry`,
+    /// `unknown:malformed:"65.52.10.20:99999"`; see [`crate::Unknown`]),
+    /// never with a space.
     pub fn trace(&self, d: &Decision) -> String {
         let mut s = String::new();
         self.trace_into(d, &mut s);
@@ -43,6 +49,11 @@ impl Policy {
         s.push_str(step.as_str());
         s.push(' ');
         s.push_str(d.client.source.as_str());
+        if let Some(i) = d.client.entry {
+            s.push('[');
+            push_u32(s, i);
+            s.push(']');
+        }
         s.push(' ');
         match d.client.ip {
             Some(IpAddr::V4(a)) => {
@@ -58,7 +69,14 @@ impl Policy {
                 // Writing to a String cannot fail.
                 let _ = write!(s, "{ip}");
             }
-            None => s.push_str("unknown"),
+            None => {
+                use core::fmt::Write;
+                s.push_str("unknown");
+                if let Some(why) = &d.client.why {
+                    // Writing to a String cannot fail.
+                    let _ = write!(s, ":{why}");
+                }
+            }
         }
         s.push(' ');
         s.push_str(self.scope_name(d.scope).unwrap_or(NO_SCOPE));
@@ -84,7 +102,8 @@ impl Policy {
     /// `{"policy":"p","mode":"report","verdict":"forward","would_verdict":"deny",
     /// "status":403,"step":"network","scope":null,"rule":"default",
     /// "client":"10.0.0.9","source":"peer"}` (`scope`: the scope's name, or
-    /// `null`; `mode` is the mode that applied, the scope's own). `would_verdict` is what enforce mode does (the
+    /// `null`; `mode` is the mode that applied, the scope's own).
+    /// `would_verdict` is what enforce mode does (the
     /// verdict itself in enforce mode); `status` and `step` are those of
     /// `would_verdict`, as in the text trace. No header value, no secret.
     pub fn json_trace(&self, d: &Decision) -> String {
@@ -189,10 +208,16 @@ pub struct Trace {
     pub status: u16,
     /// Step.
     pub step: Step,
-    /// `peer` or `x-forwarded-for`.
+    /// Where the client came from: `peer`, `x-forwarded-for`, `forwarded`
+    /// or `header`.
     pub source: String,
+    /// The index in the walk of the entry taken (or of the one that left
+    /// the client unknown), if any.
+    pub entry: Option<u32>,
     /// Client address or `unknown`.
     pub client_ip: String,
+    /// Why the client is unknown (`malformed:"..."`), or empty.
+    pub why: String,
     /// Scope name, or [`NO_SCOPE`].
     pub scope: String,
     /// Rule name or `default`.
@@ -211,13 +236,27 @@ impl Trace {
             },
             None => (Verdict::from_word(word)?, None),
         };
+        let status = it.next()?.parse().ok()?;
+        let step = Step::from_word(it.next()?)?;
+        let src = it.next()?;
+        let (source, entry) = match src.split_once('[') {
+            Some((src, i)) => (src, Some(i.strip_suffix(']')?.parse().ok()?)),
+            None => (src, None),
+        };
+        let client = it.next()?;
+        let (client_ip, why) = match client.strip_prefix("unknown:") {
+            Some(why) => ("unknown", why),
+            None => (client, ""),
+        };
         Some(Trace {
             verdict,
             would,
-            status: it.next()?.parse().ok()?,
-            step: Step::from_word(it.next()?)?,
-            source: String::from(it.next()?),
-            client_ip: String::from(it.next()?),
+            status,
+            step,
+            source: String::from(source),
+            entry,
+            client_ip: String::from(client_ip),
+            why: String::from(why),
             scope: String::from(it.next()?),
             rule: String::from(it.next()?),
         })

@@ -11,6 +11,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use crate::addr::AddrSet;
+use crate::env::{Env, NoEnv};
 use crate::error::{Error, Problem, Problems};
 use crate::json;
 use crate::matcher::Table;
@@ -55,6 +56,10 @@ words! {
         Peer = "peer",
         /// X-Forwarded-For, from trusted proxies only.
         XForwardedFor = "x-forwarded-for",
+        /// RFC 7239 `Forwarded`, from trusted proxies only.
+        Forwarded = "forwarded",
+        /// One header a trusted proxy sets (`client_ip.header`).
+        Header = "header",
     }
 }
 
@@ -69,13 +74,45 @@ words! {
     }
 }
 
+words! {
+    /// `trace` (an extension of policy-v1): which decisions a host publishes
+    /// as its trace property (Envoy: filter state for the access log). Every
+    /// decision still has a trace ([`Policy::trace`]); this only says which
+    /// ones are worth a host call to hand over.
+    pub enum TraceWhen {
+        /// Every request (the default).
+        All = "all",
+        /// Requests the policy stops (deny, redirect, reject) or, in report
+        /// mode, would have stopped: the ones an operator looks into.
+        /// Forwarded requests cost no trace call.
+        Deny = "deny",
+        /// None: no trace property at all.
+        Off = "none",
+    }
+}
+
+impl TraceWhen {
+    /// Whether a decision's trace is published under this setting.
+    pub fn selects(self, d: &crate::Decision) -> bool {
+        match self {
+            TraceWhen::All => true,
+            // In report mode: also what the policy would have stopped.
+            TraceWhen::Deny => d.verdict != crate::Verdict::Forward || d.would.is_some(),
+            TraceWhen::Off => false,
+        }
+    }
+}
+
 /// The `client_ip` section.
 #[derive(Debug, Clone)]
 pub struct ClientIp {
     /// Source of the address.
     pub from: ClientFrom,
-    /// Proxies whose X-Forwarded-For (and X-Forwarded-Proto) are believed.
+    /// Proxies whose X-Forwarded-For, `Forwarded` or client header (and
+    /// X-Forwarded-Proto) are believed.
     pub trusted_proxies: AddrSet,
+    /// With `from: header`: the header's lowercased name.
+    pub header: Option<String>,
 }
 
 words! {
@@ -117,8 +154,11 @@ pub struct HttpsOnly {
 pub struct RequiredHeader {
     /// Lowercased name.
     pub name: String,
-    /// Accepted values.
+    /// Accepted values: the inline `values`, then those of `values_from`.
     pub values: Vec<Vec<u8>>,
+    /// The environment variables of `values_from`, in order (their values
+    /// are the last `env.len()` entries of `values`).
+    pub env: Vec<String>,
     /// Status when missing or wrong.
     pub status: u16,
 }
@@ -132,6 +172,7 @@ impl core::fmt::Debug for RequiredHeader {
                 "values",
                 &alloc::format!("<{} redacted>", self.values.len()),
             )
+            .field("env", &self.env)
             .field("status", &self.status)
             .finish()
     }
@@ -150,7 +191,7 @@ words! {
 }
 
 /// A header op.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum HeaderOp {
     /// Remove every value of the (lowercased) name.
     Remove(String),
@@ -162,7 +203,33 @@ pub enum HeaderOp {
         value: String,
         /// What to do when it exists.
         exists: Exists,
+        /// The environment variable the value was read from
+        /// (`value_from`), if it was not inline.
+        from_env: Option<String>,
     },
+}
+
+impl core::fmt::Debug for HeaderOp {
+    // A value read from the environment is a secret: never printed.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            HeaderOp::Remove(n) => f.debug_tuple("Remove").field(n).finish(),
+            HeaderOp::Set {
+                name,
+                value,
+                exists,
+                from_env,
+            } => {
+                let mut d = f.debug_struct("Set");
+                d.field("name", name);
+                match from_env {
+                    Some(var) => d.field("value", &alloc::format!("<from env {var}>")),
+                    None => d.field("value", value),
+                };
+                d.field("exists", exists).finish()
+            }
+        }
+    }
 }
 
 impl HeaderOp {
@@ -216,10 +283,17 @@ pub struct Policy {
     /// Scopes in document order, each with its effective policy (empty in
     /// an effective policy itself).
     pub scopes: Vec<Scope>,
+    /// Where a header that looks like a credential is given an inline value
+    /// (path and line), for the `inline-credential` lint.
+    pub inline_credentials: Vec<(String, u32)>,
+    /// Which decisions hosts publish as a trace property (`trace`, default
+    /// `all`).
+    pub trace: TraceWhen,
 }
 
 impl Policy {
-    /// Parses and validates a policy document.
+    /// Parses and validates a policy document with no host environment
+    /// (a `value_from` or `values_from` is then reported as missing).
     ///
     /// A document that breaks any rule of the spec is rejected as a whole,
     /// with every problem, each with its JSON path, line and column:
@@ -251,6 +325,25 @@ impl Policy {
     /// ]);
     /// ```
     pub fn parse(bytes: &[u8]) -> Result<Policy, Problems> {
+        Policy::parse_with(bytes, &NoEnv, true)
+    }
+
+    /// Parses and validates a policy document, reading `value_from` and
+    /// `values_from` variables from `env` (see [`Env`]).
+    pub fn parse_with_env(bytes: &[u8], env: &dyn Env) -> Result<Policy, Problems> {
+        Policy::parse_with(bytes, env, true)
+    }
+
+    /// [`Policy::parse_with_env`] for a host that only decides: the same
+    /// checks and decisions, but rules do not keep their source specs as
+    /// written ([`Rule::source_text`] stays empty; only `explain` shows
+    /// them), which saves a copy of every address string in the document.
+    /// The Envoy filter loads policies this way.
+    pub fn parse_for_decisions(bytes: &[u8], env: &dyn Env) -> Result<Policy, Problems> {
+        Policy::parse_with(bytes, env, false)
+    }
+
+    fn parse_with(bytes: &[u8], env: &dyn Env, texts: bool) -> Result<Policy, Problems> {
         if bytes.len() > MAX_POLICY_BYTES {
             return Err(Problems(alloc::vec![Problem {
                 path: String::new(),
@@ -276,7 +369,7 @@ impl Policy {
             }
         };
         let value = json::parse(text).map_err(|e| Problems::syntax(text, &e))?;
-        let policy = Policy::validate(&value, text)?;
+        let policy = Policy::validate(&value, text, env, texts)?;
         drop(value);
         policy.compile()
     }
@@ -332,7 +425,8 @@ impl Policy {
     /// Whether deciding a request needs any request header (beyond the
     /// pseudo-headers used for redirects). Lets hosts skip reading them.
     pub fn reads_request_headers(&self) -> bool {
-        self.client_ip.from == ClientFrom::XForwardedFor
+        self.client_ip.from != ClientFrom::Peer
+            || self.guarded_names().next().is_some()
             || self
                 .https_only
                 .as_ref()
@@ -347,6 +441,17 @@ impl Policy {
                     }
                 )
             })
+    }
+
+    /// The headers the policy sets on requests or requires, whose `_`
+    /// twins (`x_functions_key` beside `x-functions-key`) are removed from
+    /// requests (see [`Policy::request_edits`]). May repeat a name.
+    pub fn guarded_names(&self) -> impl Iterator<Item = &str> {
+        let sets = self.request_headers.iter().filter_map(|op| match op {
+            HeaderOp::Set { name, .. } => Some(name.as_str()),
+            HeaderOp::Remove(_) => None,
+        });
+        sets.chain(self.require_headers.iter().map(|r| r.name.as_str()))
     }
 
     /// Whether response edits depend on the response's headers (a `skip`

@@ -18,6 +18,10 @@ pub(crate) const HOP_BY_HOP: &[&str] = &[
     "proxy-connection",
 ];
 
+/// Framing headers: ops on them could make the proxy and the backend
+/// disagree on where a request ends (request smuggling).
+pub(crate) const FRAMING: &[&str] = &["content-length", "expect"];
+
 pub(crate) fn is_name(s: &str, max: usize) -> bool {
     !s.is_empty()
         && s.len() <= max

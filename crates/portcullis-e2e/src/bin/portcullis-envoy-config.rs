@@ -6,6 +6,9 @@
 //! portcullis-envoy-config rollout CURRENT CANDIDATE
 //!     the rollout example of docs/rollout.md: a report-mode CANDIDATE
 //!     beside the enforcing CURRENT policy on one listener
+//! portcullis-envoy-config deploy-behind-proxy
+//!     the same behind a TLS-terminating proxy
+//!     (deploy/envoy/envoy-behind-proxy.yaml) on stdout
 //! portcullis-envoy-config demo POLICY OUT_DIR BACKEND_ADDR
 //!     the demo: POLICY moved onto loopback (every address literal of the
 //!     policy gets a 127.x.y.z stand-in), a plain and a TLS listener on
@@ -19,15 +22,19 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use portcullis_e2e::config::{
-    deploy_example, rollout_example, AccessLog, EnvoyConfig, Filter, Listener, Upstream,
-    DEPLOY_POLICY,
+    deploy_behind_proxy, deploy_example, rollout_example, AccessLog, EnvoyConfig, Filter, Listener,
+    Upstream, DEPLOY_BEHIND_PROXY_POLICY, DEPLOY_POLICY,
 };
 use portcullis_e2e::module::Module;
 use portcullis_e2e::{net, paths, tls, translate};
 
 fn demo(policy_path: &str, out: &str, backend: &str) -> Result<(), String> {
     let text = std::fs::read_to_string(policy_path).map_err(|e| format!("{policy_path}: {e}"))?;
-    portcullis_core::Policy::parse(text.as_bytes()).map_err(|p| format!("{policy_path}:\n{p}"))?;
+    // value_from reads this process's environment, as Envoy's VM will read
+    // Envoy's (host_env_keys).
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    portcullis_core::Policy::parse_with_env(text.as_bytes(), &env)
+        .map_err(|p| format!("{policy_path}:\n{p}"))?;
     let backend: SocketAddr = backend
         .parse()
         .map_err(|e| format!("backend {backend}: {e}"))?;
@@ -59,7 +66,15 @@ fn demo(policy_path: &str, out: &str, backend: &str) -> Result<(), String> {
         admin: net::any_port(),
         listeners,
         upstream: Upstream::Static(backend),
-        module: Module::local(wasm),
+        // The sample reads the function key with value_from: the VM takes
+        // FUNCTION_KEY from Envoy's own environment (scripts/demo.sh sets it).
+        module: Module {
+            env: portcullis_e2e::module::VmEnv {
+                host_env_keys: vec![portcullis_e2e::deploy::BACKEND_KEY_ENV.into()],
+                key_values: Vec::new(),
+            },
+            ..Module::local(wasm)
+        },
         access_log: AccessLog::Stdout,
     };
     std::fs::write(out.join("envoy.yaml"), config.render()).map_err(|e| e.to_string())?;
@@ -87,13 +102,19 @@ fn main() -> ExitCode {
                 .map_err(|e| format!("{}: {e}", p.display()))
                 .map(|text| print!("{}", deploy_header() + &deploy_example(&text).render()))
         }
+        ["deploy-behind-proxy"] => {
+            let p = paths::workspace().join(DEPLOY_BEHIND_PROXY_POLICY);
+            std::fs::read_to_string(&p)
+                .map_err(|e| format!("{}: {e}", p.display()))
+                .map(|text| print!("{}", deploy_behind_proxy(&text)))
+        }
         ["demo", policy, out, backend] => demo(policy, out, backend),
         ["rollout", current, candidate] => std::fs::read_to_string(current)
             .and_then(|c| Ok((c, std::fs::read_to_string(candidate)?)))
             .map_err(|e| format!("{current} / {candidate}: {e}"))
             .map(|(c, n)| print!("{}", rollout_example(&c, &n).render())),
         _ => Err(
-            "usage: portcullis-envoy-config deploy | demo POLICY OUT_DIR BACKEND_ADDR | rollout CURRENT CANDIDATE"
+            "usage: portcullis-envoy-config deploy | deploy-behind-proxy | demo POLICY OUT_DIR BACKEND_ADDR | rollout CURRENT CANDIDATE"
                 .into(),
         ),
     };

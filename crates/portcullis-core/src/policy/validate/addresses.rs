@@ -165,17 +165,29 @@ impl<'t> Validator<'t> {
         }
         let mut set = AddrSet::default();
         let mut ok = true;
+        let want_texts = texts.is_some();
         let mut t = Vec::new();
         for (i, it) in items.iter().enumerate() {
-            let p = index(path, i);
-            match self.string(it, &p) {
-                Some(s) => {
+            // The common case first, without building the element's path
+            // (a large list has 10^5 of them): a string that is an address
+            // literal, not a tag or group name.
+            if let Some(s) = it.as_str() {
+                if want_texts {
                     t.push(s.to_string());
-                    match self.spec(s, it.span, &p, groups) {
-                        Some(g) => set.extend(&g),
-                        None => ok = false,
+                }
+                if Tag::from_name(s).is_none() && !groups.contains_key(s) {
+                    if let Ok(g) = addr::parse_literal(s) {
+                        set.extend(&g);
+                        continue;
                     }
                 }
+            }
+            let p = index(path, i);
+            match self.string(it, &p) {
+                Some(s) => match self.spec(s, it.span, &p, groups) {
+                    Some(g) => set.extend(&g),
+                    None => ok = false,
+                },
                 None => ok = false,
             }
         }

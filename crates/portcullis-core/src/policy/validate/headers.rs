@@ -4,10 +4,11 @@
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
-use crate::error::Error;
+use crate::env::is_var_name;
+use crate::error::{EnvProblem, Error};
 use crate::json::Value;
 
-use super::super::syntax::{is_token, HOP_BY_HOP};
+use super::super::syntax::{is_token, FRAMING, HOP_BY_HOP};
 use super::super::{Exists, HeaderOp, RequiredHeader};
 use super::{child, index, Validator};
 
@@ -42,6 +43,17 @@ impl<'t> Validator<'t> {
                 );
                 return None;
             }
+            if FRAMING.contains(&lower.as_str()) {
+                self.err(
+                    path,
+                    v.span,
+                    Error::ForbiddenHeader {
+                        name: lower,
+                        why: "framing headers belong to the proxy (changing them can split one request into two)",
+                    },
+                );
+                return None;
+            }
             if lower == "host" {
                 self.err(
                     path,
@@ -72,17 +84,23 @@ impl<'t> Validator<'t> {
         let mut ok = true;
         for (i, it) in items.iter().enumerate() {
             let p = index(path, i);
-            let Some(f) = self.fields(it, &p, &["remove", "set", "value", "exists"]) else {
+            let Some(f) = self.fields(it, &p, &["remove", "set", "value", "value_from", "exists"])
+            else {
                 ok = false;
                 continue;
             };
             let op = match (f.get("remove"), f.get("set")) {
                 (Some(r), None) => {
-                    if f.get("value").is_some() || f.get("exists").is_some() {
+                    if f.get("value").is_some()
+                        || f.get("value_from").is_some()
+                        || f.get("exists").is_some()
+                    {
                         self.err(
                             &p,
                             it.span,
-                            Error::Conflict("\"remove\" takes no \"value\" or \"exists\""),
+                            Error::Conflict(
+                                "\"remove\" takes no \"value\", \"value_from\" or \"exists\"",
+                            ),
                         );
                         None
                     } else {
@@ -92,11 +110,26 @@ impl<'t> Validator<'t> {
                 }
                 (None, Some(s)) => {
                     let name = self.header_name(s, &child(&p, "set"), true);
-                    let value = match f.get("value") {
-                        Some(v) => self.header_value(v, &child(&p, "value")),
-                        None => {
+                    let (value, from_env) = match (f.get("value"), f.get("value_from")) {
+                        (Some(v), None) => {
+                            self.note_inline_credential(s, v, &child(&p, "value"));
+                            (self.header_value(v, &child(&p, "value")), None)
+                        }
+                        (None, Some(v)) => match self.value_from(v, &child(&p, "value_from")) {
+                            Some((var, value)) => (Some(value), Some(var)),
+                            None => (None, None),
+                        },
+                        (Some(_), Some(_)) => {
+                            self.err(
+                                &p,
+                                it.span,
+                                Error::Conflict("give \"value\" or \"value_from\", not both"),
+                            );
+                            (None, None)
+                        }
+                        (None, None) => {
                             self.err(&p, it.span, Error::MissingField("value"));
-                            None
+                            (None, None)
                         }
                     };
                     let exists = self.or_default(f.get("exists"), Exists::Override, |s, e| {
@@ -107,6 +140,7 @@ impl<'t> Validator<'t> {
                             name,
                             value,
                             exists,
+                            from_env,
                         }),
                         _ => None,
                     }
@@ -130,7 +164,7 @@ impl<'t> Validator<'t> {
         let mut ok = true;
         for (i, it) in items.iter().enumerate() {
             let p = index("require_headers", i);
-            let Some(f) = self.fields(it, &p, &["name", "values", "status"]) else {
+            let Some(f) = self.fields(it, &p, &["name", "values", "values_from", "status"]) else {
                 ok = false;
                 continue;
             };
@@ -144,32 +178,33 @@ impl<'t> Validator<'t> {
                 &[],
                 "from 400 to 599",
             );
-            let values = self.required(&f, &p, "values").and_then(|vs| {
-                let vp = child(&p, "values");
-                let list = self.array(vs, &vp)?;
-                if list.is_empty() {
-                    self.err(&vp, vs.span, Error::Empty);
-                    return None;
+            let inline = f.get("values").map(|vs| {
+                if let Some(n) = f.get("name") {
+                    self.note_inline_credential(n, vs, &child(&p, "values"));
                 }
-                let mut out = Vec::new();
-                let mut ok = true;
-                for (j, x) in list.iter().enumerate() {
-                    let xp = index(&vp, j);
-                    match self.header_value(x, &xp) {
-                        Some(s) if s.is_empty() => {
-                            self.err(&xp, x.span, Error::Empty);
-                            ok = false;
-                        }
-                        Some(s) => out.push(s.into_bytes()),
-                        None => ok = false,
-                    }
-                }
-                ok.then_some(out)
+                self.required_values(vs, &child(&p, "values"))
             });
+            let from_env = f
+                .get("values_from")
+                .map(|vs| self.values_from(vs, &child(&p, "values_from")));
+            let values = match (inline, from_env) {
+                (None, None) => {
+                    self.err(&p, it.span, Error::MissingField("values"));
+                    None
+                }
+                (Some(Some(values)), None) => Some((values, Vec::new())),
+                (None, Some(Some((env, values)))) => Some((values, env)),
+                (Some(Some(mut values)), Some(Some((env, more)))) => {
+                    values.extend(more);
+                    Some((values, env))
+                }
+                _ => None,
+            };
             match (name, values, status) {
-                (Some(name), Some(values), Some(status)) => out.push(RequiredHeader {
+                (Some(name), Some((values, env)), Some(status)) => out.push(RequiredHeader {
                     name,
                     values,
+                    env,
                     status,
                 }),
                 _ => ok = false,
@@ -177,4 +212,113 @@ impl<'t> Validator<'t> {
         }
         ok.then_some(out)
     }
+
+    /// `values` of a `require_headers` entry: a non-empty list of non-empty
+    /// header values.
+    fn required_values(&mut self, vs: &Value, vp: &str) -> Option<Vec<Vec<u8>>> {
+        let list = self.array(vs, vp)?;
+        if list.is_empty() {
+            self.err(vp, vs.span, Error::Empty);
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (j, x) in list.iter().enumerate() {
+            let xp = index(vp, j);
+            match self.header_value(x, &xp) {
+                Some(s) if s.is_empty() => {
+                    self.err(&xp, x.span, Error::Empty);
+                    ok = false;
+                }
+                Some(s) => out.push(s.into_bytes()),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    /// `values_from`: a non-empty list of `{"env": NAME}`; the variable names
+    /// and their values.
+    fn values_from(&mut self, vs: &Value, vp: &str) -> Option<(Vec<String>, Vec<Vec<u8>>)> {
+        let list = self.array(vs, vp)?;
+        if list.is_empty() {
+            self.err(vp, vs.span, Error::Empty);
+            return None;
+        }
+        let (mut names, mut values) = (Vec::new(), Vec::new());
+        let mut ok = true;
+        for (j, x) in list.iter().enumerate() {
+            match self.value_from(x, &index(vp, j)) {
+                Some((name, value)) => {
+                    names.push(name);
+                    values.push(value.into_bytes());
+                }
+                None => ok = false,
+            }
+        }
+        ok.then_some((names, values))
+    }
+
+    /// `{"env": NAME}`: the variable's name and its value, read from the
+    /// host environment now. Missing, empty or unusable values are errors
+    /// that name the variable, never the value.
+    fn value_from(&mut self, v: &Value, path: &str) -> Option<(String, String)> {
+        let f = self.fields(v, path, &["env"])?;
+        let ep = child(path, "env");
+        let name = self.required(&f, path, "env")?;
+        let var = self.string(name, &ep)?;
+        if !is_var_name(var) {
+            self.err(
+                &ep,
+                name.span,
+                Error::BadName {
+                    pattern: "[A-Za-z_][A-Za-z0-9_]{0,127}",
+                },
+            );
+            return None;
+        }
+        let problem = match self.env.var(var) {
+            None => Some(EnvProblem::Missing),
+            Some(value) if value.is_empty() => Some(EnvProblem::Empty),
+            Some(value) if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) => {
+                Some(EnvProblem::BadValue)
+            }
+            Some(value) => return Some((var.to_string(), value)),
+        };
+        if let Some(problem) = problem {
+            self.err(
+                &ep,
+                name.span,
+                Error::Env {
+                    var: var.to_string(),
+                    problem,
+                },
+            );
+        }
+        None
+    }
+
+    /// Remembers an inline value given to a header whose name looks like a
+    /// credential (`*-key`, `authorization`, `*token*`, `*secret*`), for the
+    /// `inline-credential` lint: such values belong in the host environment.
+    fn note_inline_credential(&mut self, name: &Value, value: &Value, path: &str) {
+        let Some(name) = name.as_str() else {
+            return;
+        };
+        if looks_like_credential(name) {
+            let (line, _) = self.lines.line_col(value.span.start);
+            self.inline_credentials.push((path.to_string(), line));
+        }
+    }
+}
+
+/// Whether a header name looks like it carries a credential.
+pub(crate) fn looks_like_credential(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n.ends_with("-key")
+        || n.ends_with("_key")
+        || n == "authorization"
+        || n == "proxy-authorization"
+        || n.contains("token")
+        || n.contains("secret")
 }

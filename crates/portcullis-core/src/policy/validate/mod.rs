@@ -13,11 +13,12 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use crate::addr::AddrSet;
+use crate::env::Env;
 use crate::error::{Error, Problem, Problems};
-use crate::json::Value;
+use crate::json::{LineIndex, Value};
 
 use super::syntax::is_name;
-use super::{ClientFrom, ClientIp, Mode, Policy};
+use super::{ClientFrom, ClientIp, Mode, Policy, TraceWhen};
 
 mod addresses;
 mod client_ip;
@@ -29,8 +30,16 @@ mod scopes;
 
 impl Policy {
     /// Every check but the matcher's own bound.
-    pub(super) fn validate(value: &Value, text: &str) -> Result<Policy, Problems> {
+    pub(super) fn validate(
+        value: &Value,
+        text: &str,
+        env: &dyn Env,
+        texts: bool,
+    ) -> Result<Policy, Problems> {
         let mut v = Validator {
+            env,
+            inline_credentials: Vec::new(),
+            texts,
             lines: LineIndex::new(text),
             problems: Vec::new(),
             declared_groups: Vec::new(),
@@ -43,36 +52,6 @@ impl Policy {
                 Err(Problems(v.problems))
             }
         }
-    }
-}
-
-/// Byte offset to line and column, in O(log n).
-struct LineIndex<'t> {
-    text: &'t str,
-    starts: Vec<usize>,
-}
-
-impl<'t> LineIndex<'t> {
-    fn new(text: &'t str) -> Self {
-        let mut starts = alloc::vec![0];
-        for (i, b) in text.bytes().enumerate() {
-            if b == b'\n' {
-                starts.push(i + 1);
-            }
-        }
-        LineIndex { text, starts }
-    }
-    fn at(&self, off: usize) -> (u32, u32) {
-        let line = self.starts.partition_point(|&s| s <= off).max(1);
-        let ls = self.starts.get(line - 1).copied().unwrap_or(0);
-        let col = self
-            .text
-            .get(ls..off.min(self.text.len()))
-            .map_or(1, |s| s.chars().count() + 1);
-        (
-            u32::try_from(line).unwrap_or(u32::MAX),
-            u32::try_from(col).unwrap_or(u32::MAX),
-        )
     }
 }
 
@@ -93,6 +72,12 @@ fn index(path: &str, i: usize) -> String {
 }
 
 struct Validator<'t> {
+    /// Where `value_from` / `values_from` variables are read.
+    env: &'t dyn Env,
+    /// Inline values of credential-looking headers (path, line).
+    inline_credentials: Vec<(String, u32)>,
+    /// Whether rules keep their source specs as written (`Rule::source_text`).
+    texts: bool,
     lines: LineIndex<'t>,
     problems: Vec<Problem>,
     /// Every address group name declared, resolved or not: a reference to a
@@ -114,6 +99,7 @@ const TOP: &[&str] = &[
     "mode",
     "trace_json",
     "scopes",
+    "trace",
 ];
 
 impl<'t> Validator<'t> {
@@ -140,6 +126,7 @@ impl<'t> Validator<'t> {
         let peer = ClientIp {
             from: ClientFrom::Peer,
             trusted_proxies: AddrSet::default(),
+            header: None,
         };
         // The optional `provenance` object (importers; see provenance.rs).
         for (path, span, e) in f.get("provenance").map_or_else(Vec::new, |p| {
@@ -178,7 +165,12 @@ impl<'t> Validator<'t> {
         let scopes = self.or_default(f.get("scopes"), Vec::new(), |s, v| {
             s.scopes(v, &groups, client_ip.as_ref(), &f)
         });
+        let trace = match f.get("trace") {
+            Some(t) => self.word::<TraceWhen>(t, "trace"),
+            None => Some(TraceWhen::All),
+        };
         Some(Policy {
+            trace: trace?,
             mode: mode?,
             trace_json: trace_json?,
             scopes: scopes?,
@@ -191,6 +183,7 @@ impl<'t> Validator<'t> {
             response_headers: response_headers?,
             hsts: hsts.ok()?,
             address_groups: if groups_ok { groups } else { return None },
+            inline_credentials: core::mem::take(&mut self.inline_credentials),
         })
     }
 }

@@ -137,7 +137,9 @@ impl<'t> Validator<'t> {
         rules.sort_by_key(|r| r.priority);
         // The matcher is compiled by `Policy::compile`, once the JSON tree
         // can be dropped: the peak memory of a large policy is lower then.
-        let (line, column) = self.lines.at(rules_v.map_or(v.span, |r| r.span).start);
+        let (line, column) = self
+            .lines
+            .line_col(rules_v.map_or(v.span, |r| r.span).start);
         Some(Network {
             rules,
             default_access,
@@ -204,9 +206,10 @@ impl<'t> Validator<'t> {
             .required(&f, path, "access")
             .and_then(|a| self.word(a, &child(path, "access")));
         let mut source_text = Vec::new();
-        let source = self
-            .required(&f, path, "source")
-            .and_then(|s| self.specs(s, &child(path, "source"), groups, Some(&mut source_text)));
+        let source = self.required(&f, path, "source").and_then(|s| {
+            let texts = self.texts.then_some(&mut source_text);
+            self.specs(s, &child(path, "source"), groups, texts)
+        });
         let source_ports = self.ports(f.get("source_ports"), &child(path, "source_ports"));
         let mut destination_text = Vec::new();
         let destination = self.or_default(f.get("destination"), AddrSet::any(), |s, d| {
@@ -223,7 +226,7 @@ impl<'t> Validator<'t> {
         if let Some(d) = f.get("description") {
             self.string(d, &child(path, "description"));
         }
-        let (line, _) = self.lines.at(v.span.start);
+        let (line, _) = self.lines.line_col(v.span.start);
         Some(Rule {
             name: name?,
             priority: u16::try_from(priority?).ok()?,

@@ -28,7 +28,7 @@ impl<'v> Fields<'v> {
 
 impl<'t> Validator<'t> {
     pub(super) fn err(&mut self, path: &str, span: Span, error: Error) {
-        let (line, column) = self.lines.at(span.start);
+        let (line, column) = self.lines.line_col(span.start);
         self.problems.push(Problem {
             path: path.to_string(),
             line,

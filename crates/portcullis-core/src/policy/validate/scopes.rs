@@ -13,7 +13,7 @@ use crate::json::{Kind, Value};
 
 use super::super::scope::{HostPattern, PathPattern, Restated, Scope, MAX_SCOPES};
 use super::super::syntax::{is_name, is_token};
-use super::super::{ClientFrom, ClientIp, Mode, Policy};
+use super::super::{ClientFrom, ClientIp, Mode, Policy, TraceWhen};
 use super::read::Fields;
 use super::{child, index, Validator};
 
@@ -223,12 +223,13 @@ impl<'t> Validator<'t> {
             methods,
             inherit: inherit?,
             restated,
-            line: self.lines.at(v.span.start).0,
+            line: self.lines.line_col(v.span.start).0,
             policy: Box::new(Policy {
                 name: String::new(),
                 client_ip: ClientIp {
                     from: ClientFrom::Peer,
                     trusted_proxies: AddrSet::default(),
+                    header: None,
                 },
                 network: network?,
                 https_only: https_only?,
@@ -238,8 +239,10 @@ impl<'t> Validator<'t> {
                 hsts: hsts?,
                 mode: mode?,
                 trace_json: false,
+                trace: TraceWhen::All,
                 address_groups: BTreeMap::new(),
                 scopes: Vec::new(),
+                inline_credentials: Vec::new(),
             }),
         })
     }
