@@ -352,6 +352,7 @@ function renderPolicyStatus(c) {
 
 const STEPS = [
   ['client_ip', 'client address'],
+  ['scope', 'scope'],
   ['network', 'network rules'],
   ['https_only', 'HTTPS only'],
   ['require_headers', 'required headers'],
@@ -362,7 +363,8 @@ function pipeline(r) {
   const at = STEPS.findIndex(([s]) => s === r.step);
   const cfg = r.configured;
   const configured = {
-    client_ip: true, network: cfg.network, https_only: cfg.https_only,
+    client_ip: true, scope: r.scopes.length > 0 || r.scope_ambiguous,
+    network: cfg.network, https_only: cfg.https_only,
     require_headers: cfg.require_headers > 0, forward: true,
   };
   return h('ol', { class: 'pipeline', 'aria-label': 'evaluation steps' }, STEPS.map(([s, label], i) => {
@@ -375,8 +377,33 @@ function pipeline(r) {
       note = v === 'forward' ? ' ✓' : r.verdict === 'forward' ? ` → would ${r.would_status} (report mode)` : ` → ${r.status}`;
     } else cls = configured[s] ? '' : 'off';
     if (s === 'client_ip') label = `client address (${cfg.client_ip})`;
+    if (s === 'scope' && configured.scope) label = r.scope_ambiguous ? 'scope (ambiguous path)' : `scope (${r.scope ?? 'top level'})`;
     return h('li', { class: cls, 'data-step': s }, label + note);
   }));
+}
+
+function scopesTable(r) {
+  if (r.scope_ambiguous) {
+    return h('p', { class: 'no', 'data-scope-ambiguous': 'true' }, 'The path holds %2F, %5C, \\, a NUL or a malformed escape, and some scope names paths: refused with 400 before any scope is chosen.');
+  }
+  const rows = r.scopes.map((x) => {
+    let res;
+    if (!x.reached) res = h('span', { class: 'muted' }, `not reached${x.matched ? ' (would match)' : ''}`);
+    else if (x.matched) res = h('span', { class: 'yes' }, `✓ ${x.why}`);
+    else res = h('span', { class: 'no' }, `✗ ${x.why}`);
+    return h('tr', {
+      class: [x.chosen ? 'decided allow' : '', x.reached ? '' : 'unreached'].join(' ').trim() || null,
+      'data-scope': x.name, 'data-matched': String(x.matched), 'data-chosen': String(x.chosen),
+    },
+    h('td', {}, h('a', { class: 'line', title: `line ${x.line}`, onclick: () => jumpToLine(x.line) }, x.name)),
+    h('td', { class: 'why' }, res));
+  });
+  const none = r.scope === null ? h('p', { class: 'muted' }, 'No scope matched: the top level applies.') : '';
+  return h('div', {},
+    h('table', { class: 'scopes' },
+      h('thead', {}, h('tr', {}, h('th', {}, 'Scope'), h('th', {}, 'Match'))),
+      h('tbody', {}, rows)),
+    none);
 }
 
 function rulesTable(r) {
@@ -484,6 +511,7 @@ function renderResult(r, ms) {
       ? h('a', { class: 'line', onclick: () => jumpToLine(r.rule_line) }, `${r.rule} (line ${r.rule_line})`)
       : r.rule],
     ['step', r.step],
+    ['scope', r.scope ?? (r.scope_ambiguous ? 'none (ambiguous path)' : 'top level')],
     ['client', `${r.client_ip ?? 'unknown'} (from ${r.client_source})`],
     ...(r.client_source === 'peer' ? [] : [['client detail', r.client_detail]]),
     ['secure', r.secure ? 'yes (TLS or trusted X-Forwarded-Proto)' : 'no'],
@@ -503,7 +531,8 @@ function renderResult(r, ms) {
     h('dl', { class: 'facts' }, facts.map(([k, v]) => [h('dt', {}, k), h('dd', { 'data-fact': k }, v)])),
     r.explain_agrees ? '' : h('p', { class: 'no' }, 'Engine inconsistency: the per-rule walk and the compiled matcher disagree. Please report this policy.'),
     h('h3', {}, 'Evaluation'), pipeline(r),
-    h('h3', {}, 'Network rules, in priority order'), rulesTable(r),
+    ...(r.scopes.length || r.scope_ambiguous ? [h('h3', {}, 'Scopes, in document order'), scopesTable(r)] : []),
+    h('h3', {}, r.scope ? `Network rules of scope ${r.scope}, in priority order` : 'Network rules, in priority order'), rulesTable(r),
     h('div', { class: 'two' },
       r.request_headers_after
         ? diffTable('Request headers to the backend', r.request_headers_before, r.request_headers_after, 'No headers.')

@@ -20,7 +20,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use portcullis_core::{
-    apply_edits, Decision, EditOp, Policy, Request, Step, Trace, Transport, Verdict,
+    apply_edits, Decision, EditOp, Policy, Reason, Request, Step, Trace, Transport, Verdict,
+    NO_SCOPE,
 };
 use portcullis_harness::native::run_core;
 use portcullis_harness::{
@@ -317,6 +318,36 @@ pub fn words(p: &Policy) -> Vec<Vec<u8>> {
         w.push(op.name().as_bytes().to_vec());
         if let portcullis_core::policy::HeaderOp::Set { value, .. } = op {
             w.push(value.as_bytes().to_vec());
+        }
+    }
+    // Scopes: their hosts (with case, port and dot variants), their paths
+    // (with the tricks normalization must see through) and methods, and
+    // the words of each scope's own sections.
+    for s in &p.scopes {
+        for h in &s.hosts {
+            let name = match h {
+                portcullis_core::policy::HostPattern::Exact(n) => n.clone(),
+                portcullis_core::policy::HostPattern::Wildcard(suffix) => format!("a{suffix}"),
+            };
+            w.push(name.as_bytes().to_vec());
+            w.push(format!("{}.:8443", name.to_ascii_uppercase()).into_bytes());
+            w.push(format!("x{name}").into_bytes());
+        }
+        for path in &s.paths {
+            let base = path.base();
+            w.push(base.as_bytes().to_vec());
+            w.push(format!("{base}/x?q=1").into_bytes());
+            w.push(format!("{base}X").into_bytes());
+            w.push(format!("/y/..{base}").into_bytes());
+            w.push(format!("/%2e%2e/{}", base.trim_start_matches('/')).into_bytes());
+            w.push(format!("/{base}/.%2E/z").into_bytes());
+            w.push(format!("{base}%2Fx").into_bytes());
+            w.push(format!("{base}\\x").into_bytes());
+            w.push(format!("{base}/%zz").into_bytes());
+        }
+        w.extend(s.methods.iter().map(|m| m.as_bytes().to_vec()));
+        if s.restated.https_only || s.restated.require_headers {
+            w.extend(words(&s.policy));
         }
     }
     w
@@ -730,11 +761,34 @@ pub fn check_decision(
         Verdict::Redirect => check_redirect(p, &d)?,
     }
     // The client.
-    if d.client.ip.is_none() && (d.verdict != Verdict::Deny || d.step != Step::ClientIp) {
+    if d.client.ip.is_none()
+        && (d.enforced_verdict() != Verdict::Deny || d.deciding_step() != Step::ClientIp)
+    {
         return Err(format!("an unknown client was not denied: {d:?}"));
     }
+    // The scope: the first whose match holds; an ambiguous path is refused
+    // with 400 before any scope is chosen.
+    // What enforce mode does (report mode forwards it and remembers it).
+    let (reason, status) = d
+        .would
+        .as_ref()
+        .map_or((d.reason, d.status), |w| (w.reason, w.status));
+    match p.choose_scope(req) {
+        Ok(scope) if scope == d.scope && reason != Reason::AmbiguousPath => {}
+        Err(_) if d.scope.is_none() && reason == Reason::AmbiguousPath && status == 400 => {}
+        other => {
+            return Err(format!(
+                "choose_scope says {other:?}, decide says {:?} ({})",
+                d.scope,
+                p.trace(&d)
+            ))
+        }
+    }
+    let top = p;
+    // Every section below is the scope's (its effective policy).
+    let p = p.scoped(d.scope);
     // explain() walks the rules one by one; the compiled table must agree.
-    let checks = p.explain(req);
+    let checks = top.explain(req);
     let decided: Vec<usize> = checks
         .iter()
         .filter(|c| c.decided)
@@ -744,16 +798,17 @@ pub fn check_decision(
         return Err(format!(
             "explain says rule {decided:?} decides, decide says {:?} ({})",
             d.rule,
-            p.trace(&d)
+            top.trace(&d)
         ));
     }
     // The deciding rule's access is obeyed.
-    if let (Some(net), Some(_)) = (&p.network, d.client.ip) {
+    if let (Some(net), Some(_), false) = (&p.network, d.client.ip, d.deciding_step() == Step::Scope)
+    {
         let access = d
             .rule
             .and_then(|i| net.rules.get(i))
             .map_or(net.default_access, |r| r.access);
-        let denied_here = d.step == Step::Network;
+        let denied_here = d.deciding_step() == Step::Network;
         if (access == portcullis_core::policy::Access::Deny) != denied_here {
             return Err(format!(
                 "rule {} has access {access:?} but the step is {:?}",
@@ -762,8 +817,8 @@ pub fn check_decision(
             ));
         }
     }
-    // Required headers really present when forwarded.
-    if d.verdict == Verdict::Forward {
+    // Required headers really present when forwarded (by enforce mode).
+    if d.enforced_verdict() == Verdict::Forward {
         for r in &p.require_headers {
             let mut ok = false;
             req.headers
@@ -777,17 +832,19 @@ pub fn check_decision(
         }
     }
     // The trace reads back.
-    let line = p.trace(&d);
+    let line = top.trace(&d);
     let t = Trace::parse(&line).ok_or_else(|| format!("unreadable trace {line:?}"))?;
     let client = d
         .client
         .ip
         .map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
     if t.verdict != d.verdict
-        || t.status != d.status
-        || t.step != d.step
+        || t.would != d.would.as_ref().map(|w| w.verdict)
+        || t.status != status
+        || t.step != d.deciding_step()
         || t.rule != p.rule_name(d.rule)
         || t.client_ip != client
+        || t.scope != top.scope_name(d.scope).unwrap_or(NO_SCOPE)
     {
         return Err(format!("trace {line:?} does not read back as {d:?}"));
     }
@@ -857,7 +914,8 @@ pub fn check_decision(
     Ok(())
 }
 
-fn check_redirect(p: &Policy, d: &Decision) -> Result<(), String> {
+fn check_redirect(top: &Policy, d: &Decision) -> Result<(), String> {
+    let p = top.scoped(d.scope);
     let h = p
         .https_only
         .as_ref()
@@ -881,7 +939,7 @@ fn check_redirect(p: &Policy, d: &Decision) -> Result<(), String> {
     if loc.iter().any(|&b| b < 0x20 || b == 0x7f) {
         return Err(format!("Location {} has control bytes", show(loc)));
     }
-    let reply = p.local_reply(d).ok_or("no reply")?;
+    let reply = top.local_reply(d).ok_or("no reply")?;
     let header: Vec<&Vec<u8>> = reply
         .headers
         .iter()
@@ -1024,7 +1082,7 @@ pub fn check_filter(
         (None, None) => {
             let mut want_up = host_view.clone();
             let mut edits = Vec::new();
-            p.request_edits(&host_view, &mut edits);
+            p.scoped(d.scope).request_edits(&host_view, &mut edits);
             apply_edits(&mut want_up, &edits);
             let got_up = x
                 .upstream_request_headers
@@ -1040,7 +1098,8 @@ pub fn check_filter(
             let resp_view = lower(&g.response);
             let mut want_resp = resp_view.clone();
             edits.clear();
-            p.response_edits(d.secure, &resp_view, &mut edits);
+            p.scoped(d.scope)
+                .response_edits(d.secure, &resp_view, &mut edits);
             apply_edits(&mut want_resp, &edits);
             let got_resp = strip(&x.response_headers);
             if got_resp != strip(&want_resp) {

@@ -146,7 +146,7 @@ def largest_policy(rules=3997, per_rule=50, seed=20261201):
 # ---------------------------------------------------------------- Envoy configs
 
 # Variants that load the Portcullis filter.
-PORTCULLIS = ("c", "cnone", "cnet", "ctrace", "cedits")
+PORTCULLIS = ("c", "cnone", "cnet", "ctrace", "cedits", "cscopes")
 # Variants that load the empty filter, with the call groups it makes
 # (bench/empty-filter): the attribution of the filter's host calls.
 EMPTY_CALLS = {
@@ -278,6 +278,16 @@ def proxy_config(variant, cidrs, admin_port, port, upstream_port, filter_wasm, e
                 # Attribution: the trace property only for denied requests.
                 d = json.loads(doc)
                 d["trace"] = "deny"
+                doc = json.dumps(d)
+            elif variant == "cscopes":
+                # Issue 12: the same policy with 20 scopes (host, path and
+                # method) that the bench's requests never match, so every
+                # request normalizes its host and path and tries all 20
+                # before the top level decides, exactly as (c) does.
+                d = json.loads(doc)
+                d["scopes"] = [{"name": f"api{i}", "match": {
+                    "hosts": [f"api{i}.bench.test"], "paths": [f"/v{i}/*"], "methods": ["GET", "POST"]}}
+                    for i in range(20)]
                 doc = json.dumps(d)
             cfg["configuration"] = {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": doc}
         elif EMPTY_CALLS[variant]:
@@ -414,7 +424,7 @@ def check_variant(key, variant, port):
                 problems.append(f"{name} not removed")
         if h.get("strict-transport-security") != HSTS:
             problems.append(f"HSTS is {h.get('strict-transport-security')!r}")
-    if variant in ("b1", "b2", "c", "cnet", "ctrace", "cedits"):
+    if variant in ("b1", "b2", "c", "cnet", "ctrace", "cedits", "cscopes"):
         denied, _ = get(port, DENIED)
         if denied != 403:
             problems.append(f"client {DENIED} (not listed) got {denied}, want 403")
@@ -571,6 +581,7 @@ LABELS = {
     "cnet": "(cN) Portcullis, network rule only",
     "ctrace": "(cT) Portcullis, trace: deny",
     "cedits": "(cE) Portcullis built with one call per response edit",
+    "cscopes": "(cS) Portcullis, the same policy with 20 scopes (none matches: all tried)",
 }
 
 
@@ -723,7 +734,7 @@ def main():
     # Attribution of (c) - (d): the filter with an empty policy (its fixed
     # cost per request), and with the network rule but no header ops.
     att = 10000 if 10000 in sizes else sizes[-1]
-    order += ["dH", "dC", "dT", "dE", "dB", "dN", "cnone", f"cnet@{att}", f"ctrace@{att}"]
+    order += ["dH", "dC", "dT", "dE", "dB", "dN", "cnone", f"cnet@{att}", f"ctrace@{att}", f"cscopes@{att}"]
     global FILTER_EACH
     if a.filter_each:
         FILTER_EACH = os.path.abspath(a.filter_each)

@@ -522,7 +522,7 @@ test('a report-mode policy forwards and shows the would-be verdict', async () =>
   await page.waitForFunction(() => document.querySelector('#would')?.dataset.would === 'deny');
   assert.equal(await page.locator('#would').textContent(), 'report mode: would deny 403');
   assert.match(await page.locator('[data-fact="rule"]').textContent(), /^deny-batch/);
-  assert.equal(await page.locator('[data-fact="trace"]').textContent(), 'would_deny 403 network peer 127.0.0.8 deny-batch');
+  assert.equal(await page.locator('[data-fact="trace"]').textContent(), 'would_deny 403 network peer 127.0.0.8 - deny-batch');
   await shot(page, 'report-mode');
 });
 
@@ -556,6 +556,34 @@ test('the Diff tab shows exactly the flows a change lets in and locks out', asyn
   await page.waitForFunction(() => document.querySelector('#diff-summary')?.dataset.changes === '-1');
   assert.match(await page.locator('#diff-results .errors').textContent(), /^editor 1:2/);
   await page.locator('#tab-evaluate').click();
+});
+
+test('the evaluation view names the scope and why earlier scopes did not apply', async () => {
+  await page.locator('#sample').selectOption('two-apis');
+  const text = readFileSync(join(dataRoot, 'policy-samples/two-apis.json'), 'utf8');
+  await page.waitForFunction((t) => document.querySelector('#policy').value === t, text);
+  await page.locator('#tab-evaluate').click();
+  await setField(page, 'client_ip', '52.168.1.10');
+  await setField(page, 'client_port', 40000);
+  await setField(page, 'local_ip', '10.1.0.4');
+  await setField(page, 'local_port', 443);
+  await setField(page, 'authority', 'ORDERS.contoso.net:443');
+  await setField(page, 'path', '/status/../admin/users');
+  await page.waitForFunction(() => document.querySelector('[data-fact="scope"]')?.textContent === 'orders-admin');
+  await verdictIs(page, 'deny');
+  assert.equal(await page.locator('#status').textContent(), '404');
+  assert.equal(await page.locator('tr[data-scope="orders-status"] .why').textContent(),
+    '✗ path /admin/users (as sent: /status/../admin/users) is not in paths [/status]');
+  assert.equal(await page.locator('tr[data-scope="orders-admin"]').getAttribute('data-chosen'), 'true');
+  assert.equal(await page.locator('tr[data-scope="orders-api"]').getAttribute('class'), 'unreached');
+  assert.equal(await page.locator('[data-step="scope"]').textContent(), 'scope (orders-admin) ✓');
+  assert.ok(await page.locator('tr[data-rule="allow-management"]').count() === 1, 'the scope\'s own rules are shown');
+  // An encoded slash: refused before any scope.
+  await setField(page, 'path', '/admin%2Fusers');
+  await page.waitForFunction(() => document.querySelector('[data-scope-ambiguous]') !== null);
+  assert.equal(await page.locator('#status').textContent(), '400');
+  assert.equal(await page.locator('[data-fact="scope"]').textContent(), 'none (ambiguous path)');
+  await shot(page, 'scopes');
 });
 
 test('the client detail says which entry was taken, or why the client is unknown', async () => {

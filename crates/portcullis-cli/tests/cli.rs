@@ -168,7 +168,7 @@ fn explain_reproduces_the_sample_decisions() {
         "{t}"
     );
     assert!(
-        t.contains("trace    forward 0 forward peer 191.238.20.30 allow-http-fe2ase"),
+        t.contains("trace    forward 0 forward peer 191.238.20.30 - allow-http-fe2ase"),
         "{t}"
     );
 
@@ -188,7 +188,7 @@ fn explain_reproduces_the_sample_decisions() {
     );
     assert!(t.contains("no rule matched: default_access is deny"), "{t}");
     assert!(
-        t.contains("trace    deny 403 network peer 203.0.113.50 default"),
+        t.contains("trace    deny 403 network peer 203.0.113.50 - default"),
         "{t}"
     );
     assert!(
@@ -435,7 +435,7 @@ fn explain_shows_what_a_report_mode_policy_would_do() {
         "{out}"
     );
     assert!(
-        out.contains("trace    would_deny 403 network peer 127.0.0.8 deny-batch"),
+        out.contains("trace    would_deny 403 network peer 127.0.0.8 - deny-batch"),
         "{out}"
     );
 }
@@ -492,7 +492,7 @@ fn explain_says_where_the_client_came_from_and_why_it_is_unknown() {
         "{t}"
     );
     assert!(
-        t.contains("deny 403 client_ip header[0] unknown:no-entry default"),
+        t.contains("deny 403 client_ip header[0] unknown:no-entry - default"),
         "{t}"
     );
 }

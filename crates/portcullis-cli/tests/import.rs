@@ -79,6 +79,34 @@ fn nsg_import_to_a_file_that_check_accepts() {
         "{}",
         out(&c)
     );
+    // The exact diff against the hand-written sample: no flow changes
+    // its verdict; every rule keeps its priority and access and changes only its name
+    // (the NSG's own spelling),
+    // and the deny body is the default one.
+    for kind in ["newly-allowed", "newly-denied"] {
+        let d = portcullis(&[
+            "diff",
+            "policy-samples/layered-security.json",
+            ps,
+            "--fail-on",
+            kind,
+        ]);
+        assert_eq!(d.status.code(), Some(0), "{kind}: {}", out(&d));
+    }
+    let d = portcullis(&[
+        "diff",
+        "policy-samples/layered-security.json",
+        ps,
+        "--format",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out(&d)).unwrap();
+    assert_eq!(v["network"]["status"], "exact");
+    let changes = v["network"]["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 9, "{changes:?}");
+    assert!(changes.iter().all(|c| c["kind"] == "other-rule"
+        && c["old"]["priority"] == c["new"]["priority"]
+        && c["old"]["access"] == c["new"]["access"]));
 }
 
 #[test]

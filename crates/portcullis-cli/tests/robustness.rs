@@ -892,28 +892,28 @@ fn hostile_requests_get_these_decisions() {
             "https-redirect",
             "allowed host",
             |g| g.authority = b"api.contoso.net".to_vec(),
-            "redirect 301 https_only peer 10.0.0.4 allow-all",
+            "redirect 301 https_only peer 10.0.0.4 - allow-all",
             Some("https://api.contoso.net/a"),
         ),
         (
             "https-redirect",
             "allowed host, other case, trailing dot, port",
             |g| g.authority = b"API.Contoso.NET.:80".to_vec(),
-            "redirect 301 https_only peer 10.0.0.4 allow-all",
+            "redirect 301 https_only peer 10.0.0.4 - allow-all",
             Some("https://api.contoso.net/a"),
         ),
         (
             "https-redirect",
             "host not in `hosts`",
             |g| g.authority = b"evil.example".to_vec(),
-            "deny 400 https_only peer 10.0.0.4 allow-all",
+            "deny 400 https_only peer 10.0.0.4 - allow-all",
             None,
         ),
         (
             "https-redirect",
             "non-UTF-8 host",
             |g| g.authority = b"api.contoso.net\xff".to_vec(),
-            "deny 400 https_only peer 10.0.0.4 allow-all",
+            "deny 400 https_only peer 10.0.0.4 - allow-all",
             None,
         ),
         (
@@ -923,7 +923,7 @@ fn hostile_requests_get_these_decisions() {
                 g.authority = b"api.contoso.net".to_vec();
                 g.path = b"/a\r\nSet-Cookie: x=1".to_vec();
             },
-            "deny 400 https_only peer 10.0.0.4 allow-all",
+            "deny 400 https_only peer 10.0.0.4 - allow-all",
             None,
         ),
         (
@@ -933,7 +933,7 @@ fn hostile_requests_get_these_decisions() {
                 g.authority = b"api.contoso.net".to_vec();
                 g.path = b"@evil.example/".to_vec();
             },
-            "deny 400 https_only peer 10.0.0.4 allow-all",
+            "deny 400 https_only peer 10.0.0.4 - allow-all",
             None,
         ),
         (
@@ -943,7 +943,7 @@ fn hostile_requests_get_these_decisions() {
                 g.authority = b"api.contoso.net".to_vec();
                 g.path = Vec::new();
             },
-            "redirect 301 https_only peer 10.0.0.4 allow-all",
+            "redirect 301 https_only peer 10.0.0.4 - allow-all",
             Some("https://api.contoso.net/"),
         ),
         (
@@ -953,7 +953,7 @@ fn hostile_requests_get_these_decisions() {
                 g.authority = b"api.contoso.net".to_vec();
                 g.method = b"G\xffT".to_vec();
             },
-            "redirect 308 https_only peer 10.0.0.4 allow-all",
+            "redirect 308 https_only peer 10.0.0.4 - allow-all",
             Some("https://api.contoso.net/a"),
         ),
         (
@@ -963,7 +963,7 @@ fn hostile_requests_get_these_decisions() {
                 g.authority = b"api.contoso.net".to_vec();
                 g.path = [b"/".as_slice(), &vec![b'p'; 64 << 10]].concat();
             },
-            "redirect 301 https_only peer 10.0.0.4 allow-all",
+            "redirect 301 https_only peer 10.0.0.4 - allow-all",
             None,
         ),
         (
@@ -973,56 +973,56 @@ fn hostile_requests_get_these_decisions() {
                 g.authority = b"x".to_vec();
                 g.path = [b"/".as_slice(), &vec![b'p'; 64 << 10]].concat();
             },
-            "deny 400 https_only peer 10.0.0.4 allow-all",
+            "deny 400 https_only peer 10.0.0.4 - allow-all",
             None,
         ),
         (
             "client-ip-xff",
             "X-Forwarded-For entry with a non-UTF-8 byte",
             |g| g.headers = vec![(b"x-forwarded-for".to_vec(), b"65.52.10.20\xff".to_vec())],
-            "deny 403 client_ip x-forwarded-for[0] unknown:malformed:\"65.52.10.20\\xff\" default",
+            "deny 403 client_ip x-forwarded-for[0] unknown:malformed:\"65.52.10.20\\xff\" - default",
             None,
         ),
         (
             "client-ip-xff",
             "empty X-Forwarded-For",
             |g| g.headers = vec![(b"x-forwarded-for".to_vec(), Vec::new())],
-            "deny 403 client_ip x-forwarded-for[0] unknown:malformed:\"\" default",
+            "deny 403 client_ip x-forwarded-for[0] unknown:malformed:\"\" - default",
             None,
         ),
         (
             "client-ip-xff",
             "only trusted entries",
             |g| g.headers = vec![(b"x-forwarded-for".to_vec(), b"10.0.0.7, 10.0.0.8".to_vec())],
-            "deny 403 client_ip x-forwarded-for unknown:all-trusted default",
+            "deny 403 client_ip x-forwarded-for unknown:all-trusted - default",
             None,
         ),
         (
             "client-ip-xff",
             "entry with a port",
             |g| g.headers = vec![(b"x-forwarded-for".to_vec(), b"65.52.10.20:443".to_vec())],
-            "forward 0 forward x-forwarded-for[0] 65.52.10.20 allow-internet",
+            "forward 0 forward x-forwarded-for[0] 65.52.10.20 - allow-internet",
             None,
         ),
         (
             "client-ip-xff",
             "bracketed IPv6 entry",
             |g| g.headers = vec![(b"x-forwarded-for".to_vec(), b"[2603:1000::1]".to_vec())],
-            "forward 0 forward x-forwarded-for[0] 2603:1000::1 allow-internet",
+            "forward 0 forward x-forwarded-for[0] 2603:1000::1 - allow-internet",
             None,
         ),
         (
             "client-ip-xff",
             "leading zeros",
             |g| g.headers = vec![(b"x-forwarded-for".to_vec(), b"065.52.10.20".to_vec())],
-            "deny 403 client_ip x-forwarded-for[0] unknown:malformed:\"065.52.10.20\" default",
+            "deny 403 client_ip x-forwarded-for[0] unknown:malformed:\"065.52.10.20\" - default",
             None,
         ),
         (
             "client-ip-xff",
             "zone id",
             |g| g.headers = vec![(b"x-forwarded-for".to_vec(), b"fe80::1%eth0".to_vec())],
-            "deny 403 client_ip x-forwarded-for[0] unknown:malformed:\"fe80::1%eth0\" default",
+            "deny 403 client_ip x-forwarded-for[0] unknown:malformed:\"fe80::1%eth0\" - default",
             None,
         ),
         (
@@ -1034,7 +1034,7 @@ fn hostile_requests_get_these_decisions() {
                     b"\xff\x00garbage, 65.52.10.20".to_vec(),
                 )]
             },
-            "forward 0 forward x-forwarded-for[0] 65.52.10.20 allow-internet",
+            "forward 0 forward x-forwarded-for[0] 65.52.10.20 - allow-internet",
             None,
         ),
         (
@@ -1044,7 +1044,7 @@ fn hostile_requests_get_these_decisions() {
                 g.peer = "192.168.1.1:5000".parse().unwrap();
                 g.headers = vec![(b"x-forwarded-for".to_vec(), b"65.52.10.20".to_vec())];
             },
-            "deny 403 network peer 192.168.1.1 default",
+            "deny 403 network peer 192.168.1.1 - default",
             None,
         ),
         (
@@ -1054,28 +1054,28 @@ fn hostile_requests_get_these_decisions() {
                 g.peer = "[::ffff:10.0.0.4]:1".parse().unwrap();
                 g.headers = vec![(b"x-forwarded-for".to_vec(), b"::ffff:65.52.10.20".to_vec())];
             },
-            "forward 0 forward x-forwarded-for[0] 65.52.10.20 allow-internet",
+            "forward 0 forward x-forwarded-for[0] 65.52.10.20 - allow-internet",
             None,
         ),
         (
             "require-headers",
             "key with a trailing space",
             |g| g.headers = vec![(b"x-functions-key".to_vec(), b"K-one ".to_vec())],
-            "deny 401 require_headers peer 10.0.0.4 allow-all",
+            "deny 401 require_headers peer 10.0.0.4 - allow-all",
             None,
         ),
         (
             "require-headers",
             "key in another case",
             |g| g.headers = vec![(b"x-functions-key".to_vec(), b"k-one".to_vec())],
-            "deny 401 require_headers peer 10.0.0.4 allow-all",
+            "deny 401 require_headers peer 10.0.0.4 - allow-all",
             None,
         ),
         (
             "require-headers",
             "non-UTF-8 key",
             |g| g.headers = vec![(b"x-functions-key".to_vec(), b"K-one\xff".to_vec())],
-            "deny 401 require_headers peer 10.0.0.4 allow-all",
+            "deny 401 require_headers peer 10.0.0.4 - allow-all",
             None,
         ),
         (
@@ -1086,7 +1086,7 @@ fn hostile_requests_get_these_decisions() {
                 g.headers
                     .push((b"X-Functions-Key".to_vec(), b"K-two".to_vec()));
             },
-            "deny 403 require_headers peer 10.0.0.4 allow-all",
+            "deny 403 require_headers peer 10.0.0.4 - allow-all",
             None,
         ),
     ];

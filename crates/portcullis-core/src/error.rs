@@ -215,6 +215,34 @@ pub enum Error {
     },
     /// A test-file field whose value is wrong for a reason given.
     Invalid(&'static str),
+    /// A `scopes[].match.hosts` entry that is not a host pattern.
+    BadHostPattern {
+        /// The text.
+        text: String,
+        /// Why.
+        why: &'static str,
+    },
+    /// A `scopes[].match.paths` entry that is not a path pattern.
+    BadPathPattern {
+        /// The text.
+        text: String,
+        /// Why.
+        why: &'static str,
+    },
+    /// A `scopes[].match.methods` entry that is not an HTTP token.
+    BadMethod(String),
+    /// Two scopes share a name.
+    DuplicateScopeName {
+        /// The name.
+        name: String,
+        /// The path of the first scope with it.
+        first: String,
+        /// The path of the later scope (where the error is reported).
+        second: String,
+    },
+    /// `inherit: false` on a scope that would drop nothing: the top level
+    /// has no section the scope does not restate.
+    NothingToInherit,
 }
 
 /// What is wrong with an environment variable a policy reads.
@@ -322,6 +350,21 @@ impl fmt::Display for Error {
                 ),
             },
             Error::Invalid(m) => f.write_str(m),
+            Error::BadHostPattern { text, why } => {
+                write!(f, "invalid host pattern {text:?}: {why}")
+            }
+            Error::BadPathPattern { text, why } => {
+                write!(f, "invalid path pattern {text:?}: {why}")
+            }
+            Error::BadMethod(m) => write!(f, "method {m:?} is not an HTTP token"),
+            Error::DuplicateScopeName {
+                name,
+                first,
+                second,
+            } => write!(f, "{first} and {second} are both named {name:?}"),
+            Error::NothingToInherit => f.write_str(
+                "\"inherit\": false drops nothing: the top level has no section this scope does not restate",
+            ),
         }
     }
 }

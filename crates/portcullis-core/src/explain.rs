@@ -1,5 +1,6 @@
-//! Explanations for people ("IP flow verify"): how each network rule fared
-//! against a request's flow, and why, in words.
+//! Explanations for people ("IP flow verify"): which scope applies to a
+//! request and why the earlier ones did not, how each network rule (of
+//! that scope) fared against the request's flow, and why, in words.
 
 // The request path: arithmetic that could overflow is denied here (see
 // the crate docs).
@@ -9,7 +10,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::addr;
-use crate::decide::{Client, ClientSource, Request, Unknown};
+use crate::decide::{scope_host, Ambiguous, Client, ClientSource, Request, ScopeField, Unknown};
 use crate::policy::Policy;
 use crate::rule::{Flow, Rule};
 use crate::words::words;
@@ -42,13 +43,62 @@ pub struct RuleCheck {
     pub decided: bool,
 }
 
+/// How one scope fared against a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScopeCheck {
+    /// Index into `scopes`.
+    pub index: usize,
+    /// The first `match` field that did not hold, or `None` if it matched.
+    pub failed: Option<ScopeField>,
+    /// Whether this scope applies (the first match).
+    pub chosen: bool,
+}
+
 impl Policy {
-    /// Every network rule in priority order, with whether it matched the
-    /// request's flow and, if not, the first field that did not. Walks the
-    /// rules one by one (not the compiled table): this is for people, and
-    /// the property tests check that both agree.
+    /// The scope the request's decision uses (the top level when the path
+    /// is ambiguous: that request is refused before any scope).
+    fn explained_scope(&self, req: &Request<'_>) -> &Policy {
+        self.scoped(self.choose_scope(req).unwrap_or(None))
+    }
+
+    /// Every scope in document order, with whether its `match` held and,
+    /// if not, the first field that did not; or [`Ambiguous`] when the
+    /// request is refused before any scope is chosen.
+    pub fn explain_scopes(&self, req: &Request<'_>) -> Result<Vec<ScopeCheck>, Ambiguous> {
+        if self.scopes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let seen = self.seen(req)?;
+        let mut chosen = false;
+        Ok(self
+            .scopes
+            .iter()
+            .enumerate()
+            .map(|(index, s)| {
+                let failed = s.first_mismatch(&seen);
+                let this = failed.is_none() && !chosen;
+                chosen |= this;
+                ScopeCheck {
+                    index,
+                    failed,
+                    chosen: this,
+                }
+            })
+            .collect())
+    }
+
+    /// Every network rule (of the request's scope) in priority order, with
+    /// whether it matched the request's flow and, if not, the first field
+    /// that did not. Walks the rules one by one (not the compiled table):
+    /// this is for people, and the property tests check that both agree.
+    /// Empty when the request is refused before the rules (an ambiguous
+    /// path, an unknown client) or there is no `network`.
     pub fn explain(&self, req: &Request<'_>) -> Vec<RuleCheck> {
-        let Some(net) = &self.network else {
+        let Ok(scope) = self.choose_scope(req) else {
+            return Vec::new();
+        };
+        let me = self.scoped(scope);
+        let Some(net) = &me.network else {
             return Vec::new();
         };
         let Some(ip) = self.client(req).ip else {
@@ -85,6 +135,7 @@ impl RuleCheck {
     /// the playground alike.
     pub fn reason(&self, policy: &Policy, req: &Request<'_>) -> String {
         let Some(r) = policy
+            .explained_scope(req)
             .network
             .as_ref()
             .and_then(|n| n.rules.get(self.index))
@@ -133,6 +184,42 @@ impl RuleCheck {
                 "transport {} does not match protocol {}",
                 req.transport.as_str(),
                 r.protocol.as_str()
+            ),
+        }
+    }
+}
+
+impl ScopeCheck {
+    /// Why the scope did or did not apply, in words, e.g. `path /orders2
+    /// (as sent: /orders2?x=1) is not in paths [/orders, /orders/*]`.
+    pub fn reason(&self, policy: &Policy, req: &Request<'_>) -> String {
+        let Some(s) = policy.scopes.get(self.index) else {
+            return String::new();
+        };
+        let list = |items: Vec<String>| items.join(", ");
+        let shown = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        match self.failed {
+            None if self.chosen => String::from("every match field holds: this scope applies"),
+            None => String::from("every match field holds, but an earlier scope applies"),
+            Some(ScopeField::Hosts) => alloc::format!(
+                "host {} is not in hosts [{}]",
+                scope_host(req.authority).map_or_else(
+                    || alloc::format!("{} (unreadable)", shown(req.authority)),
+                    |h| shown(&h.to_ascii_lowercase())
+                ),
+                list(s.hosts.iter().map(|h| alloc::format!("{h}")).collect())
+            ),
+            Some(ScopeField::Paths) => alloc::format!(
+                "path {} (as sent: {}) is not in paths [{}]",
+                crate::decide::scope_path(req.path)
+                    .map_or_else(|_| String::from("?"), |p| shown(&p)),
+                shown(req.path),
+                list(s.paths.iter().map(|p| alloc::format!("{p}")).collect())
+            ),
+            Some(ScopeField::Methods) => alloc::format!(
+                "method {} is not in methods [{}]",
+                shown(req.method),
+                s.methods.join(", ")
             ),
         }
     }

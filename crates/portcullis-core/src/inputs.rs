@@ -25,23 +25,46 @@ pub struct Inputs {
     /// Response headers (a response op with `exists: skip`).
     pub response_headers: bool,
     /// Whether plain requests are redirected or rejected (so `:method`,
-    /// `:authority` and `:path` matter for them).
+    /// `:authority` and `:path` matter for them), here or in some scope.
     pub https_only: bool,
+    /// Some scope matches on `hosts` (so `:authority` matters always).
+    pub scope_hosts: bool,
+    /// Some scope matches on `paths` (so `:path` matters always).
+    pub scope_paths: bool,
+    /// Some scope matches on `methods` (so `:method` matters always).
+    pub scope_methods: bool,
 }
 
 impl Inputs {
     /// Whether `:method`, `:authority` and `:path` must be read before
-    /// deciding a request: only a plain request can be redirected.
+    /// deciding a request: only a plain request can be redirected, and
+    /// scopes match on them. A policy without scopes on a TLS connection
+    /// reads none of them.
     pub fn pseudo_headers(&self, tls: bool) -> bool {
-        self.https_only && !tls
+        (self.https_only && !tls) || self.scope_hosts || self.scope_paths || self.scope_methods
+    }
+
+    fn or(self, o: Inputs) -> Inputs {
+        Inputs {
+            local: self.local || o.local,
+            tls: self.tls || o.tls,
+            protocol: self.protocol || o.protocol,
+            request_headers: self.request_headers || o.request_headers,
+            response_headers: self.response_headers || o.response_headers,
+            https_only: self.https_only || o.https_only,
+            scope_hosts: self.scope_hosts || o.scope_hosts,
+            scope_paths: self.scope_paths || o.scope_paths,
+            scope_methods: self.scope_methods || o.scope_methods,
+        }
     }
 }
 
 impl Policy {
-    /// The inputs this policy reads.
+    /// The inputs this policy reads: its own, and those of every scope's
+    /// effective policy.
     pub fn inputs(&self) -> Inputs {
         let rules = self.network.as_ref().map_or(&[][..], |n| &n.rules[..]);
-        Inputs {
+        let own = Inputs {
             local: rules
                 .iter()
                 .any(|r| !r.destination.is_any() || !r.destination_ports.is_any()),
@@ -50,7 +73,13 @@ impl Policy {
             request_headers: self.reads_request_headers(),
             response_headers: self.reads_response_headers(),
             https_only: self.https_only.is_some(),
-        }
+            scope_hosts: self.scopes.iter().any(|s| !s.hosts.is_empty()),
+            scope_paths: self.scopes_read_paths(),
+            scope_methods: self.scopes.iter().any(|s| !s.methods.is_empty()),
+        };
+        self.scopes
+            .iter()
+            .fold(own, |acc, s| acc.or(s.policy.inputs()))
     }
 }
 
@@ -78,7 +107,10 @@ mod tests {
                 protocol: true,
                 request_headers: true,
                 response_headers: false,
-                https_only: true
+                https_only: true,
+                scope_hosts: false,
+                scope_paths: false,
+                scope_methods: false,
             }
         );
         let layered = inputs(include_str!(
@@ -92,7 +124,10 @@ mod tests {
                 protocol: true,
                 request_headers: false,
                 response_headers: false,
-                https_only: false
+                https_only: false,
+                scope_hosts: false,
+                scope_paths: false,
+                scope_methods: false,
             }
         );
     }
@@ -119,5 +154,17 @@ mod tests {
         assert!(n.pseudo_headers(false));
         assert!(!n.pseudo_headers(true));
         assert!(!inputs(r#"{"name":"p"}"#).pseudo_headers(false));
+    }
+
+    #[test]
+    fn scopes_add_their_inputs() {
+        let n = inputs(
+            r#"{"name":"p","scopes":[{"name":"a","match":{"paths":["/a/*"]},"hsts":{"max_age":0}},{"name":"b","match":{"methods":["GET"]},"require_headers":[{"name":"k","values":["v"]}]}]}"#,
+        );
+        assert!(n.scope_paths && n.scope_methods && !n.scope_hosts);
+        assert!(n.tls && n.request_headers && !n.https_only);
+        assert!(n.pseudo_headers(true));
+        let n = inputs(r#"{"name":"p","scopes":[{"name":"a","match":{"hosts":["a.example"]}}]}"#);
+        assert!(n.scope_hosts && !n.scope_paths && n.pseudo_headers(true));
     }
 }

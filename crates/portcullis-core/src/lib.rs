@@ -13,14 +13,17 @@
 //! Where things live:
 //! - [`policy`]: the compiled model ([`Policy`] and its sections), its
 //!   validation (`policy/validate/`, one file per section) and the syntax of
-//!   names, ports and hosts ([`policy::syntax`]);
+//!   names, ports and hosts ([`policy::syntax`]); scopes and their
+//!   effective policies, compiled once at load ([`policy::scope`]);
 //! - [`rule`]: one network rule and the [`Flow`] it is matched against;
 //!   [`matcher`]: the compiled rule table;
 //! - [`decide`]: [`Request`], [`Headers`], the steps of [`Policy::decide`],
-//!   the [`Decision`] and its one-line [`Trace`]; client address resolution
-//!   and HTTPS checks in its own files;
+//!   the [`Decision`] and its one-line [`Trace`]; client address resolution,
+//!   the choice of scope (host and path normalization) and HTTPS checks in
+//!   their own files;
 //! - [`edits`] (header edits and [`apply_edits`]), [`reply`] (local
-//!   replies), [`explain`] (rule by rule, in words), [`lint`];
+//!   replies), [`explain`] (scope by scope and rule by rule, in words),
+//!   [`lint`];
 //! - [`addr`], [`json`]: addresses and the position-keeping JSON reader.
 //!
 //! What this crate does *not* do:
@@ -76,12 +79,12 @@ mod words;
 
 pub use decide::{
     Client, ClientSource, Decision, Headers, Reason, Request, Step, Trace, Verdict, Would,
-    WOULD_PREFIX,
+    NO_SCOPE, WOULD_PREFIX,
 };
 pub use edits::{apply_edits, Edit, EditOp, HeaderEntry};
 pub use env::{Env, NoEnv};
 pub use error::{EnvProblem, Error, Problem, Problems, RuleRef};
-pub use explain::{Field, RuleCheck};
+pub use explain::{Field, RuleCheck, ScopeCheck};
 pub use inputs::Inputs;
 pub use policy::Policy;
 pub use reply::LocalReply;

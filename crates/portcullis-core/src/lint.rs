@@ -1,6 +1,9 @@
 //! Warnings about valid policies that probably do not say what their author
 //! meant: rules that can never match, allow/deny overlaps, allowlists that
-//! admit nobody, catch-all allows that make the rest moot.
+//! admit nobody, catch-all allows that make the rest moot (in the top
+//! level's `network` and in each scope's own), scopes that an earlier scope
+//! always shadows and scopes whose paths no normalized request path can
+//! equal.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -64,6 +67,24 @@ pub enum LintKind {
         /// Rules in the policy.
         rules: usize,
     },
+    /// Every request the scope matches, an earlier scope matches first.
+    ScopeShadowed {
+        /// The scope.
+        scope: String,
+        /// The earlier scope.
+        by: String,
+    },
+    /// None of the scope's `paths` is a path as requests are compared
+    /// (dot-segments, `//`, encoded unreserved characters, `%2F`...): the
+    /// scope can never match.
+    ScopeNeverMatches {
+        /// The scope.
+        scope: String,
+        /// Its first path pattern.
+        pattern: String,
+        /// How requests would have to spell it.
+        normalized: Option<String>,
+    },
 }
 
 impl fmt::Display for Lint {
@@ -102,6 +123,21 @@ impl fmt::Display for Lint {
                 f,
                 "{rules} rules: overlap and shadowing checks skipped above {MAX_LINT_RULES}"
             ),
+            LintKind::ScopeShadowed { scope, by } => write!(
+                f,
+                "scope {scope:?} can never apply: every request it matches, the earlier scope {by:?} matches first"
+            ),
+            LintKind::ScopeNeverMatches {
+                scope,
+                pattern,
+                normalized,
+            } => {
+                write!(f, "scope {scope:?} can never match: requests are compared after normalization, and path {pattern:?} ")?;
+                match normalized {
+                    Some(n) => write!(f, "would be compared as {n:?}"),
+                    None => f.write_str("is ambiguous (such requests are refused with 400)"),
+                }
+            }
         }
     }
 }
@@ -140,8 +176,17 @@ fn meets(a: &Rule, b: &Rule) -> bool {
         && a.source.intersects(&b.source)
 }
 
+/// How a path pattern's base is compared: `None` if it never can be
+/// (ambiguous), else its normalized form.
+fn normalized(base: &str) -> Option<String> {
+    crate::decide::scope_path(base.as_bytes())
+        .ok()
+        .map(|p| String::from_utf8_lossy(&p).into_owned())
+}
+
 impl Policy {
-    /// Warnings about the network rules.
+    /// Warnings about the network rules (the top level's and each scope's
+    /// own) and the scopes.
     pub fn lints(&self) -> Vec<Lint> {
         let mut out: Vec<Lint> = self
             .inline_credentials
@@ -152,6 +197,58 @@ impl Policy {
                 kind: LintKind::InlineCredential,
             })
             .collect();
+        out.extend(self.network_lints());
+        for (i, s) in self.scopes.iter().enumerate() {
+            let path = alloc::format!("scopes[{i}]");
+            if s.restated.network {
+                for mut l in s.policy.network_lints() {
+                    l.path = alloc::format!("{path}.{}", l.path);
+                    out.push(l);
+                }
+            }
+            if let Some(e) = self
+                .scopes
+                .get(..i)
+                .and_then(|e| e.iter().find(|e| s.shadowed_by(e)))
+            {
+                out.push(Lint {
+                    path,
+                    line: s.line,
+                    kind: LintKind::ScopeShadowed {
+                        scope: s.name.clone(),
+                        by: e.name.clone(),
+                    },
+                });
+                continue;
+            }
+            let never = |p: &crate::policy::PathPattern| {
+                let base = p.base();
+                // `/*` has an empty base and matches every path.
+                !base.is_empty() && normalized(base).as_deref() != Some(base)
+            };
+            if !s.paths.is_empty() && s.paths.iter().all(never) {
+                let first = s.paths.first().map(|p| p.base()).unwrap_or_default();
+                out.push(Lint {
+                    path: alloc::format!("{path}.match.paths"),
+                    line: s.line,
+                    kind: LintKind::ScopeNeverMatches {
+                        scope: s.name.clone(),
+                        pattern: s
+                            .paths
+                            .first()
+                            .map(|p| alloc::format!("{p}"))
+                            .unwrap_or_default(),
+                        normalized: normalized(first),
+                    },
+                });
+            }
+        }
+        out
+    }
+
+    /// Warnings about this policy's own `network` rules.
+    fn network_lints(&self) -> Vec<Lint> {
+        let mut out = Vec::new();
         let Some(net) = &self.network else {
             return out;
         };

@@ -24,7 +24,8 @@ pub struct LocalReply {
 
 impl Policy {
     /// The local reply for a decision that stops the request, with the
-    /// response ops and HSTS applied; `None` when it is forwarded.
+    /// response ops and HSTS of the decision's scope applied; `None` when
+    /// it is forwarded.
     ///
     /// ```
     /// use portcullis_core::{Policy, Request, Transport};
@@ -59,10 +60,12 @@ impl Policy {
     /// assert_eq!(header("strict-transport-security"), Some(&b"max-age=31536000"[..]));
     /// ```
     pub fn local_reply(&self, d: &Decision) -> Option<LocalReply> {
+        let p = self.scoped(d.scope);
         let body: &[u8] = match d.reason {
             Reason::Passed => return None,
             Reason::RedirectToHttps => b"",
-            Reason::UnknownClient | Reason::NetworkDenied => self
+            Reason::AmbiguousPath => b"Bad Request: ambiguous path\n",
+            Reason::UnknownClient | Reason::NetworkDenied => p
                 .network
                 .as_ref()
                 .map_or(b"Forbidden\n".as_slice(), |n| n.deny_body.as_bytes()),
@@ -81,7 +84,7 @@ impl Policy {
             ));
         }
         let mut edits = Vec::new();
-        self.response_edits(d.secure, &headers, &mut edits);
+        p.response_edits(d.secure, &headers, &mut edits);
         apply_edits(&mut headers, &edits);
         Some(LocalReply {
             status: d.status,

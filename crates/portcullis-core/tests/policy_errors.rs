@@ -231,7 +231,7 @@ fn trace_lines_round_trip() {
         assert_eq!(
             line,
             format!(
-                "{} {} network peer {shown} {want_rule}",
+                "{} {} network peer {shown} - {want_rule}",
                 d.verdict.as_str(),
                 d.status
             )
@@ -239,8 +239,13 @@ fn trace_lines_round_trip() {
         );
         let t = Trace::parse(&line).unwrap();
         assert_eq!(
-            (t.client_ip.as_str(), t.rule.as_str(), t.status),
-            (shown.as_str(), want_rule, d.status)
+            (
+                t.client_ip.as_str(),
+                t.scope.as_str(),
+                t.rule.as_str(),
+                t.status
+            ),
+            (shown.as_str(), "-", want_rule, d.status)
         );
     }
 }

@@ -43,6 +43,14 @@ const PROBES: &[(&str, &str)] = &[
         r#"{"name": "p", "request_headers": [{"set": "a", "value_from": {PROBE}}]}"#,
     ),
     ("hsts", r#"{"name": "p", "hsts": {PROBE}}"#),
+    (
+        "a scope",
+        r#"{"name": "p", "scopes": [{"name": "s", "match": {"paths": ["/a"]}, PROBE}]}"#,
+    ),
+    (
+        "a scope's match",
+        r#"{"name": "p", "scopes": [{"name": "s", "match": {"paths": ["/a"], PROBE}}]}"#,
+    ),
     ("provenance", r#"{"name": "p", "provenance": {PROBE}}"#),
     (
         "provenance.address_groups.*",

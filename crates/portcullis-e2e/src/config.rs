@@ -33,7 +33,7 @@ use crate::module::Module;
 
 /// The access-log command operator that prints the trace line of the
 /// filter instance running policy `name` (`verdict status step source
-/// client rule`, see `portcullis_core::Trace`).
+/// client scope rule`, see `portcullis_core::Trace`).
 pub fn trace_format(name: &str) -> String {
     format!("%FILTER_STATE(wasm.portcullis.{name}.trace:PLAIN)%")
 }

@@ -466,17 +466,28 @@ pub fn translate(
     }
     let ports: Vec<(u16, u16)> = port_map.iter().map(|(o, m)| (*o, *m)).collect();
 
-    let uses_source_ports = doc
-        .get("network")
-        .and_then(|n| n.get("rules"))
-        .and_then(Value::as_array)
-        .is_some_and(|rules| {
-            rules.iter().any(|r| {
-                r.get("source_ports")
-                    .and_then(Value::as_array)
-                    .is_some_and(|sp| sp.iter().any(|p| p.as_str() != Some("*")))
-            })
-        });
+    // The top level's rules and each scope's own.
+    let all_rules = |doc: &Value| -> Vec<Value> {
+        let mut v: Vec<Value> = Vec::new();
+        let nets = std::iter::once(doc.get("network")).chain(
+            doc.get("scopes")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|s| s.get("network")),
+        );
+        for n in nets.flatten() {
+            if let Some(Value::Array(rules)) = n.get("rules") {
+                v.extend(rules.iter().cloned());
+            }
+        }
+        v
+    };
+    let uses_source_ports = all_rules(&doc).iter().any(|r| {
+        r.get("source_ports")
+            .and_then(Value::as_array)
+            .is_some_and(|sp| sp.iter().any(|p| p.as_str() != Some("*")))
+    });
     let mut client_ports = BTreeMap::new();
     let mut source_pairs: Vec<(u16, u16)> = Vec::new();
     if uses_source_ports {
@@ -507,7 +518,23 @@ pub fn translate(
     {
         rewrite_spec_list(tp, &renamed);
     }
-    if let Some(Value::Array(rules)) = doc.get_mut("network").and_then(|n| n.get_mut("rules")) {
+    let mut networks: Vec<&mut Value> = Vec::new();
+    let Value::Object(top) = &mut doc else {
+        return Err("the policy is not an object".into());
+    };
+    for (k, v) in top.iter_mut() {
+        match (k.as_str(), v) {
+            ("network", n) => networks.push(n),
+            ("scopes", Value::Array(scopes)) => {
+                networks.extend(scopes.iter_mut().filter_map(|s| s.get_mut("network")));
+            }
+            _ => {}
+        }
+    }
+    for net in networks {
+        let Some(Value::Array(rules)) = net.get_mut("rules") else {
+            continue;
+        };
         for r in rules.iter_mut() {
             if let Some(v) = r.get_mut("source") {
                 rewrite_spec_list(v, &renamed);

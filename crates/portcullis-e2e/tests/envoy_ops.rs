@@ -246,7 +246,7 @@ fn a_real_ipv6_client_is_decided_on_its_ipv6_address() {
     wait_for("the access log", Duration::from_secs(15), || {
         envoy
             .log()
-            .contains("portcullis=\"forward 0 forward peer ::1 allow-v6-loopback\"")
+            .contains("portcullis=\"forward 0 forward peer ::1 - allow-v6-loopback\"")
     });
 }
 

@@ -26,6 +26,14 @@ const PLUGIN_NAME: &[u8] = b"plugin_name";
 /// Counter ids of one would-be verdict: the total, per rule index, `default`.
 type WouldCounters = (stats::Counter, Vec<stats::Counter>, stats::Counter);
 
+/// A scope's counters.
+struct ScopeCounters {
+    /// allowed, denied, redirected.
+    verdicts: [stats::Counter; 3],
+    /// Its own rules and `default`, when it states `network`.
+    rules: Option<(Vec<stats::Counter>, stats::Counter)>,
+}
+
 /// How often the counters kept in the VM are handed to the host.
 pub const FLUSH_PERIOD_MS: u32 = 1000;
 
@@ -41,6 +49,8 @@ struct Shared {
     rules: Vec<stats::Counter>,
     /// Counter for `default`.
     default_rule: stats::Counter,
+    /// Counters per scope (by index into `scopes`).
+    scopes: Vec<ScopeCounters>,
     /// The host has no tick: hand the counts over after every request.
     flush_each_request: bool,
     /// Report mode: counters per would-be verdict (deny, redirect): the
@@ -77,7 +87,28 @@ impl Shared {
             .map(|i| define(stats::rule(&policy, Some(i))))
             .collect();
         let default_rule = define(stats::rule(&policy, None));
-        let would = if policy.mode == Mode::Report {
+        let scopes = (0..policy.scopes.len())
+            .map(|s| ScopeCounters {
+                verdicts: Verdict::ALL.map(|v| define(stats::scope_verdict(&policy, s, v))),
+                rules: stats::own_rules(&policy, s).then(|| {
+                    let n = policy
+                        .scoped(Some(s))
+                        .network
+                        .as_ref()
+                        .map_or(0, |n| n.rules.len());
+                    (
+                        (0..n)
+                            .map(|i| define(stats::scope_rule(&policy, s, Some(i))))
+                            .collect(),
+                        define(stats::scope_rule(&policy, s, None)),
+                    )
+                }),
+            })
+            .collect();
+        // Report mode at the top level or in some scope.
+        let would = if policy.mode == Mode::Report
+            || policy.scopes.iter().any(|s| s.policy.mode == Mode::Report)
+        {
             stats::WOULD
                 .iter()
                 .map(|&w| {
@@ -99,6 +130,7 @@ impl Shared {
             verdicts,
             rules: rule_counters,
             default_rule,
+            scopes,
             flush_each_request,
             would,
             trace_property: policy.trace_property(),
@@ -111,14 +143,24 @@ impl Shared {
 
     /// Counts a decision, in the VM.
     fn count(&self, d: &Decision) {
-        if let Some(&c) = self.verdicts.get(d.verdict.index()) {
+        let v = d.verdict.index();
+        if let Some(&c) = self.verdicts.get(v) {
             self.counters.add(c);
         }
+        let scope = d.scope.and_then(|s| self.scopes.get(s));
+        // A scope with its own `network` counts its rules under the scope.
+        let (rules, default) = match scope.and_then(|s| s.rules.as_ref()) {
+            Some((rules, default)) => (rules, *default),
+            None => (&self.rules, self.default_rule),
+        };
         let rule = match d.rule {
-            Some(i) => self.rules.get(i).copied(),
-            None => Some(self.default_rule),
+            Some(i) => rules.get(i).copied(),
+            None => Some(default),
         };
         if let Some(c) = rule {
+            self.counters.add(c);
+        }
+        if let Some(&c) = scope.and_then(|s| s.verdicts.get(v)) {
             self.counters.add(c);
         }
         if let Some(w) = &d.would {
@@ -128,9 +170,11 @@ impl Shared {
                 .and_then(|i| self.would.get(i));
             if let Some((total, rules, default)) = would {
                 self.counters.add(*total);
-                let rule = match d.rule {
-                    Some(i) => rules.get(i).copied(),
-                    None => Some(*default),
+                // Per rule only for the top level's rules.
+                let rule = match (d.rule, scope.is_some_and(|s| s.rules.is_some())) {
+                    (_, true) => None,
+                    (Some(i), false) => rules.get(i).copied(),
+                    (None, false) => Some(*default),
                 };
                 if let Some(c) = rule {
                     self.counters.add(c);
@@ -273,8 +317,13 @@ enum Respond {
     Undecided,
     /// Nothing: our own local reply, already hardened by the core.
     No,
-    /// Apply the response edits of a forwarded request.
-    Edit { secure: bool },
+    /// Apply the response edits of a forwarded request (of its scope).
+    Edit {
+        /// Whether HSTS applies.
+        secure: bool,
+        /// The decision's scope.
+        scope: Option<usize>,
+    },
 }
 
 /// One HTTP stream.
@@ -425,7 +474,7 @@ impl Http {
             }
             None => {
                 let mut edits = Vec::new();
-                policy.request_edits(&headers, &mut edits);
+                policy.scoped(d.scope).request_edits(&headers, &mut edits);
                 // Removing a header the map read for the decision does not
                 // have is a wasted host call.
                 let edits = match headers.0.get() {
@@ -433,7 +482,10 @@ impl Http {
                     None => edits,
                 };
                 apply(host::REQUEST_HEADERS, &edits, Some(&headers));
-                self.respond = Respond::Edit { secure: d.secure };
+                self.respond = Respond::Edit {
+                    secure: d.secure,
+                    scope: d.scope,
+                };
                 Action::Continue
             }
         }
@@ -487,16 +539,17 @@ impl HttpContext for Http {
         let Some(shared) = self.shared.as_ref() else {
             return Action::Continue;
         };
-        let secure = match self.respond {
+        let (secure, scope) = match self.respond {
             Respond::No => return Action::Continue,
-            Respond::Edit { secure } => secure,
+            Respond::Edit { secure, scope } => (secure, scope),
             // Only the connection can say: a proxy's X-Forwarded-Proto was
             // never weighed by the policy for this request.
-            Respond::Undecided => {
-                shared.needs.tls && host::property(TLS_VERSION).is_some_and(|v| !v.is_empty())
-            }
+            Respond::Undecided => (
+                shared.needs.tls && host::property(TLS_VERSION).is_some_and(|v| !v.is_empty()),
+                None,
+            ),
         };
-        let policy = &shared.policy;
+        let policy = shared.policy.scoped(scope);
         let read = shared.needs.response_headers;
         let read_map =
             || HeaderMap::parse(host::header_map(host::RESPONSE_HEADERS).unwrap_or_default());

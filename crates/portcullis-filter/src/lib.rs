@@ -17,7 +17,7 @@
 //! filter's own local replies already carry them.
 //!
 //! Observability:
-//! - the trace line (`verdict status step source client rule`) is set as the
+//! - the trace line (`verdict status step source client scope rule`) is set as the
 //!   property `portcullis.<policy>.trace` (the policy's `name`), which Envoy
 //!   keeps as filter state `wasm.portcullis.<policy>.trace`: an access log
 //!   prints it with `%FILTER_STATE(wasm.portcullis.<policy>.trace:PLAIN)%`,
@@ -35,8 +35,12 @@
 //!   [`stats::Counters`]);
 //!   in report mode (`"mode": "report"`: every request is forwarded) also
 //!   `portcullis.<policy>.would_deny|would_redirect` and
-//!   `portcullis.<policy>.would_deny|would_redirect.rule.<rule>`;
-//!   names sanitized by [`stats::segment`]. Envoy lists them in `/stats`
+//!   `portcullis.<policy>.would_deny|would_redirect.rule.<rule>`; for a
+//!   request in a scope also
+//!   `portcullis.<policy>.scope.<scope>.allowed|denied|redirected` (a scope
+//!   with its own `network` counts its rules as
+//!   `portcullis.<policy>.scope.<scope>.rule.<rule>` instead of the top
+//!   level's); names sanitized by [`stats::segment`]. Envoy lists them in `/stats`
 //!   under its custom namespace (see `docs/filter.md`).
 //!
 //! Only the modules that do not touch the host build natively, so

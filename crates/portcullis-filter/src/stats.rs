@@ -103,12 +103,7 @@ pub fn segment(name: &str) -> String {
 
 /// The counter for a verdict: `portcullis.<policy>.allowed|denied|redirected`.
 pub fn verdict(policy: &Policy, v: Verdict) -> String {
-    let word = match v {
-        Verdict::Forward => "allowed",
-        Verdict::Deny => "denied",
-        Verdict::Redirect => "redirected",
-    };
-    format!("portcullis.{}.{}", segment(&policy.name), word)
+    format!("portcullis.{}.{}", segment(&policy.name), v.counter_word())
 }
 
 /// The counter for the rule that decided (by index), or `default`:
@@ -119,6 +114,43 @@ pub fn rule(policy: &Policy, rule: Option<usize>) -> String {
         segment(&policy.name),
         segment(policy.rule_name(rule))
     )
+}
+
+/// The prefix of a scope's counters: `portcullis.<policy>.scope.<scope>`.
+fn scope_prefix(policy: &Policy, scope: usize) -> String {
+    format!(
+        "portcullis.{}.scope.{}",
+        segment(&policy.name),
+        segment(policy.scope_name(Some(scope)).unwrap_or("_"))
+    )
+}
+
+/// The counter for a verdict in a scope (by index into `scopes`):
+/// `portcullis.<policy>.scope.<scope>.allowed|denied|redirected`. The
+/// policy-wide verdict counters count the request too.
+pub fn scope_verdict(policy: &Policy, scope: usize, v: Verdict) -> String {
+    format!("{}.{}", scope_prefix(policy, scope), v.counter_word())
+}
+
+/// The counter for a rule of a scope's own `network` (or its `default`):
+/// `portcullis.<policy>.scope.<scope>.rule.<rule>`. A scope that inherits
+/// the top level's `network` counts its rules in the top level's
+/// `portcullis.<policy>.rule.<rule>`.
+pub fn scope_rule(policy: &Policy, scope: usize, rule: Option<usize>) -> String {
+    format!(
+        "{}.rule.{}",
+        scope_prefix(policy, scope),
+        segment(policy.scoped(Some(scope)).rule_name(rule))
+    )
+}
+
+/// Whether a scope's rules are its own (it states `network`), so they are
+/// counted under the scope.
+pub fn own_rules(policy: &Policy, scope: usize) -> bool {
+    policy
+        .scopes
+        .get(scope)
+        .is_some_and(|s| s.restated.network && s.policy.network.is_some())
 }
 
 /// The would-be verdicts a report-mode policy counts, in counter order.
@@ -153,14 +185,28 @@ mod tests {
     use portcullis_core::policy::Mode;
 
     /// Every counter a policy defines, in the order the filter defines
-    /// them: the three verdicts, each rule by index, then `default`; for a
-    /// report-mode policy then each would-be verdict, followed by the same
-    /// verdict per rule and `default`.
+    /// them: the three verdicts, each rule by index, then `default`; then
+    /// for each scope its three verdicts and, when it has its own
+    /// `network`, its rules and `default`; for a report-mode policy then
+    /// each would-be verdict, followed by the same verdict per rule and
+    /// `default`.
     fn all(policy: &Policy) -> Vec<String> {
         let rules = policy.network.as_ref().map_or(0, |n| n.rules.len());
         let mut v: Vec<String> = Verdict::ALL.iter().map(|&x| verdict(policy, x)).collect();
         v.extend((0..rules).map(|i| rule(policy, Some(i))));
         v.push(rule(policy, None));
+        for s in 0..policy.scopes.len() {
+            v.extend(Verdict::ALL.map(|x| scope_verdict(policy, s, x)));
+            if own_rules(policy, s) {
+                let n = policy
+                    .scoped(Some(s))
+                    .network
+                    .as_ref()
+                    .map_or(0, |n| n.rules.len());
+                v.extend((0..n).map(|i| scope_rule(policy, s, Some(i))));
+                v.push(scope_rule(policy, s, None));
+            }
+        }
         if policy.mode == Mode::Report {
             for w in WOULD {
                 v.push(would(policy, w));
@@ -245,6 +291,34 @@ mod tests {
                 "portcullis.functions-behind-apim.redirected",
                 "portcullis.functions-behind-apim.rule.allow-apim",
                 "portcullis.functions-behind-apim.rule.default",
+            ]
+        );
+    }
+
+    #[test]
+    fn scope_names() {
+        let p = Policy::parse(
+            br#"{"name":"gw","network":{"rules":[{"name":"a","priority":100,"access":"allow","source":["*"]}]},
+                "scopes":[{"name":"orders.api","match":{"paths":["/o/*"]}},
+                          {"name":"admin","match":{"paths":["/admin/*"]},"network":{"rules":[{"name":"mgmt","priority":100,"access":"allow","source":["10.0.0.0/8"]}]}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            all(&p),
+            [
+                "portcullis.gw.allowed",
+                "portcullis.gw.denied",
+                "portcullis.gw.redirected",
+                "portcullis.gw.rule.a",
+                "portcullis.gw.rule.default",
+                "portcullis.gw.scope.orders_api.allowed",
+                "portcullis.gw.scope.orders_api.denied",
+                "portcullis.gw.scope.orders_api.redirected",
+                "portcullis.gw.scope.admin.allowed",
+                "portcullis.gw.scope.admin.denied",
+                "portcullis.gw.scope.admin.redirected",
+                "portcullis.gw.scope.admin.rule.mgmt",
+                "portcullis.gw.scope.admin.rule.default",
             ]
         );
     }

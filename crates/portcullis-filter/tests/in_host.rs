@@ -196,6 +196,7 @@ fn play_and_compare(plugin: &mut Plugin, policy: &Policy, req: &HttpRequest) -> 
         }
         (None, None) => {
             let mut edits = Vec::new();
+            let policy = policy.scoped(d.scope);
             policy.request_edits(&req.headers, &mut edits);
             let mut want = req.headers.clone();
             apply_edits(&mut want, &edits);
@@ -281,6 +282,103 @@ fn functions_behind_apim_matches_the_core_with_minimal_host_calls() {
     assert_eq!(count("denied"), Some(2));
     assert_eq!(count("redirected"), Some(1));
     assert_eq!(count("rule.allow-apim"), Some(3));
+    assert_eq!(count("rule.default"), Some(1));
+}
+
+#[test]
+fn scopes_read_the_pseudo_headers_once_and_count_per_scope() {
+    let text = br#"{
+      "name": "gw",
+      "network": {"rules": [{"name": "anyone", "priority": 100, "access": "allow", "source": ["*"]}]},
+      "scopes": [
+        {"name": "admin", "match": {"hosts": ["api.contoso.net"], "paths": ["/admin/*"]},
+         "network": {"rules": [{"name": "mgmt", "priority": 100, "access": "allow", "source": ["10.0.0.0/8"]}]}},
+        {"name": "orders", "match": {"paths": ["/api/orders/*"], "methods": ["GET"]},
+         "require_headers": [{"name": "x-key", "values": ["K"]}]}
+      ]
+    }"#;
+    let policy = Policy::parse(text).unwrap();
+    let mut plugin = configure(text, LogLevel::Info);
+    let with = |peer: &str, authority: &[u8], path: &[u8], extra: &[(&[u8], &[u8])]| {
+        let mut r = request(peer, "10.0.0.2:443", true, extra);
+        for (k, v) in &mut r.headers {
+            if k == b":authority" {
+                *v = authority.to_vec();
+            } else if k == b":path" {
+                *v = path.to_vec();
+            }
+        }
+        r
+    };
+    // (request, host calls, what it is). Every request: source.address,
+    // the header map (for the pseudo-headers), trace, then a local reply or
+    // nothing to edit; no counter call (they wait in the VM for the tick),
+    // so a request in a scope costs what one outside any scope costs.
+    let cases: Vec<(HttpRequest, u64, &str)> = vec![
+        (
+            with("10.1.2.3:1000", b"api.contoso.net", b"/admin/x", &[]),
+            3,
+            "admin from the management range",
+        ),
+        (
+            with(
+                "65.52.10.20:1000",
+                b"API.contoso.net:443",
+                b"/x/../admin/x",
+                &[],
+            ),
+            4,
+            "admin from outside: denied",
+        ),
+        (
+            with(
+                "65.52.10.20:1000",
+                b"a",
+                b"/api/orders/1",
+                &[(b"x-key", b"K")],
+            ),
+            3,
+            "orders with the key",
+        ),
+        (
+            with("65.52.10.20:1000", b"a", b"/api/orders/1", &[]),
+            4,
+            "orders without the key",
+        ),
+        (
+            with("65.52.10.20:1000", b"a", b"/elsewhere", &[]),
+            3,
+            "no scope",
+        ),
+        (
+            with("65.52.10.20:1000", b"a", b"/api%2Forders/1", &[]),
+            4,
+            "ambiguous path: 400",
+        ),
+    ];
+    for (req, calls, what) in &cases {
+        let ex = play_and_compare(&mut plugin, &policy, req);
+        assert_eq!(ex.properties_read, ["source.address"], "{what}");
+        assert_eq!(ex.host_calls, *calls, "{what}: {ex:?}");
+        eprintln!("scopes {what}: {} host calls", ex.host_calls);
+    }
+    plugin.tick().unwrap();
+    let count = |n: &str| {
+        plugin
+            .metric(&format!("portcullis.gw.{n}"))
+            .map(|m| m.value)
+    };
+    assert_eq!(count("allowed"), Some(3));
+    assert_eq!(count("denied"), Some(3));
+    assert_eq!(count("scope.admin.allowed"), Some(1));
+    assert_eq!(count("scope.admin.denied"), Some(1));
+    assert_eq!(count("scope.admin.rule.mgmt"), Some(1));
+    assert_eq!(count("scope.admin.rule.default"), Some(1));
+    assert_eq!(count("scope.orders.allowed"), Some(1));
+    assert_eq!(count("scope.orders.denied"), Some(1));
+    // The orders scope inherits the top level's network: its rule is
+    // counted there, with the no-scope request and the 400 (default).
+    assert_eq!(count("rule.anyone"), Some(3));
     assert_eq!(count("rule.default"), Some(1));
 }
 
@@ -464,7 +562,7 @@ fn the_trace_is_logged_at_debug_level_only() {
     let ex = debug.play(&req, &upstream()).unwrap();
     assert!(
         ex.logs.iter().any(|(l, m)| *l == LogLevel::Debug
-            && m == "portcullis: deny 403 network peer 203.0.113.9 default"),
+            && m == "portcullis: deny 403 network peer 203.0.113.9 - default"),
         "{:?}",
         ex.logs
     );

@@ -162,8 +162,12 @@ pub fn check(expect: &Expect, o: &Outcome) -> Vec<Mismatch> {
     field("rule", expect.rule.as_deref(), &o.rule);
     field("client_ip", expect.client_ip.as_deref(), &o.client_ip);
     field("step", expect.step.map(Step::as_str), o.step.as_str());
-    if expect.client_from.is_some() || expect.client_why.is_some() {
+    if expect.client_from.is_some() || expect.client_why.is_some() || expect.scope.is_some() {
         let t = portcullis_core::Trace::parse(&o.trace);
+        let scope = t
+            .as_ref()
+            .map_or_else(|| String::from("(unreadable trace)"), |t| t.scope.clone());
+        field("scope", expect.scope.as_deref(), &scope);
         let from = t.as_ref().map_or_else(
             || String::from("(unreadable trace)"),
             |t| match t.entry {

@@ -139,6 +139,9 @@ pub struct Expect {
     /// Why the client is unknown, as the trace says it
     /// (`malformed:"65.52.10.20:99999"`, `no-entry`); `""` for a known one.
     pub client_why: Option<String>,
+    /// The scope that applied, as the trace says it: its name, or `-`
+    /// (JSON `null`) when none did and the top level alone applied.
+    pub scope: Option<String>,
     /// `Location` of a redirect (`(none)` for none).
     pub location: Option<String>,
     /// Step that decided.

@@ -39,7 +39,7 @@ pub fn run_core(policy: &Policy, case: &Case) -> Outcome {
     let mut o = Outcome {
         verdict: d.verdict,
         status: d.status,
-        rule: policy.rule_name(d.rule).to_owned(),
+        rule: policy.rule_of(&d).to_owned(),
         client_ip,
         step: d.deciding_step(),
         would_verdict: d.enforced_verdict(),
@@ -64,12 +64,15 @@ pub fn run_core(policy: &Policy, case: &Case) -> Outcome {
         None => {
             let mut up = case.request.headers.clone();
             let mut edits = Vec::new();
-            policy.request_edits(&case.request.headers, &mut edits);
+            // A scope's effective policy holds its sections after
+            // inheritance; without a scope this is the policy itself.
+            let p = policy.scoped(d.scope);
+            p.request_edits(&case.request.headers, &mut edits);
             apply_edits(&mut up, &edits);
             o.upstream_headers = Some(up);
             let mut resp = case.upstream.headers.clone();
             edits.clear();
-            policy.response_edits(d.secure, &case.upstream.headers, &mut edits);
+            p.response_edits(d.secure, &case.upstream.headers, &mut edits);
             apply_edits(&mut resp, &edits);
             o.status = case.upstream.status;
             o.response_headers = resp;

@@ -569,6 +569,7 @@ impl Reader<'_> {
                 "client_ip",
                 "client_from",
                 "client_why",
+                "scope",
                 "location",
                 "step",
                 "would_verdict",
@@ -585,6 +586,12 @@ impl Reader<'_> {
             client_ip: self.opt_string(&o, "client_ip")?,
             client_from: self.opt_string(&o, "client_from")?,
             client_why: self.opt_string(&o, "client_why")?,
+            scope: match o.get("scope") {
+                Some(Value {
+                    kind: Kind::Null, ..
+                }) => Some(String::from(portcullis_core::NO_SCOPE)),
+                _ => self.opt_string(&o, "scope")?,
+            },
             location: self.opt_string(&o, "location")?,
             step: self.opt_word(&o, "step", Step::from_word, Step::WORDS)?,
             would_verdict: self.opt_word(

@@ -115,7 +115,7 @@ fn errors_name_the_path_and_position() {
     assert_eq!(
         p,
         [
-            "2:58 cases[0].expect.step \"nope\" is not one of \"client_ip\", \"network\", \"https_only\", \"require_headers\", \"forward\"",
+            "2:58 cases[0].expect.step \"nope\" is not one of \"client_ip\", \"scope\", \"network\", \"https_only\", \"require_headers\", \"forward\"",
             "3:24 cases[1].request.peer expected address:port ([v6]:port for IPv6)",
             "4:50 cases[2].request.protocol \"sctp\" is not one of \"tcp\", \"udp\"",
             "4:66 cases[3].x unknown field \"x\", expected one of \"name\", \"request\", \"upstream\", \"expect\", \"description\", \"env\"",

@@ -39,7 +39,10 @@ fn the_core_passes_and_fails_cases_with_their_mismatches() {
         m.iter().map(|m| m.field.as_str()).collect::<Vec<_>>(),
         ["verdict", "rule"]
     );
-    assert_eq!(r.cases[1].trace, "deny 403 network peer 192.0.2.1 default");
+    assert_eq!(
+        r.cases[1].trace,
+        "deny 403 network peer 192.0.2.1 - default"
+    );
     let t = Tally::of([&r]);
     assert_eq!((t.files, t.cases, t.failed, t.skipped), (1, 3, 1, 0));
     let f = r.failures();

@@ -86,7 +86,9 @@ pub fn expected(policy: &Policy, sent: &Sent<'_>) -> Expected {
         None => {
             let mut h = azure_headers();
             let mut edits = Vec::new();
-            policy.response_edits(d.secure, &h, &mut edits);
+            policy
+                .scoped(d.scope)
+                .response_edits(d.secure, &h, &mut edits);
             apply_edits(&mut h, &edits);
             Expected {
                 verdict: Verdict::Forward,

@@ -5,11 +5,12 @@ use std::collections::BTreeMap;
 use portcullis_core::Verdict;
 
 /// The verdicts in the order of [`Tally::decided`], each with the word of
-/// the filter's counter for it (`wasmcustom.portcullis.<policy>.<word>`).
+/// the filter's counter for it (`wasmcustom.portcullis.<policy>.<word>`,
+/// [`Verdict::counter_word`]).
 pub const VERDICTS: [(Verdict, &str); 3] = [
-    (Verdict::Forward, "allowed"),
-    (Verdict::Deny, "denied"),
-    (Verdict::Redirect, "redirected"),
+    (Verdict::Forward, Verdict::Forward.counter_word()),
+    (Verdict::Deny, Verdict::Deny.counter_word()),
+    (Verdict::Redirect, Verdict::Redirect.counter_word()),
 ];
 
 /// Counts kept by each load thread (and by the probes).

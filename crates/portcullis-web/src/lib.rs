@@ -179,6 +179,23 @@ struct RuleOut {
     why: String,
 }
 
+/// One scope as the evaluation view shows it.
+#[derive(Debug, Serialize)]
+struct ScopeOut {
+    index: usize,
+    name: String,
+    line: u32,
+    /// Every `match` field holds.
+    matched: bool,
+    /// This scope applies (the first match in document order).
+    chosen: bool,
+    /// The engine got this far (scopes after the chosen one are not reached).
+    reached: bool,
+    /// The first `match` field that did not hold.
+    failed_field: Option<&'static str>,
+    why: String,
+}
+
 /// The request and upstream response of the request builder, in the shape of
 /// a policy test case (`{"request": {...}, "upstream": {...}}`), read by the
 /// core's test-file reader so the playground and test files agree on every
@@ -328,6 +345,12 @@ pub fn evaluate(policy_text: &str, case_json: &str, env_json: Option<String>) ->
         rule: String,
         rule_index: Option<usize>,
         rule_line: Option<u32>,
+        /// The scope that applied, `None` for the top level.
+        scope: Option<String>,
+        /// Every scope, in document order, and why it did or did not apply.
+        scopes: Vec<ScopeOut>,
+        /// The path was ambiguous: refused before any scope was chosen.
+        scope_ambiguous: bool,
         client_ip: Option<String>,
         client_source: &'static str,
         /// Where the client came from and, when unknown, why, in words.
@@ -370,7 +393,29 @@ pub fn evaluate(policy_text: &str, case_json: &str, env_json: Option<String>) ->
     let outcome = run_core(&policy, &case);
     let checks = policy.explain(&req);
     let client_ip = d.client.ip;
-    let rules = policy.network.as_ref().map(|n| n.rules.as_slice());
+    // The sections that applied: the scope's effective policy.
+    let applied = policy.scoped(d.scope);
+    let scope_checks = policy.explain_scopes(&req);
+    let scope_ambiguous = scope_checks.is_err();
+    let scope_checks = scope_checks.unwrap_or_default();
+    let chosen_at = scope_checks.iter().position(|c| c.chosen);
+    let scopes_out: Vec<ScopeOut> = scope_checks
+        .iter()
+        .filter_map(|c| {
+            let s = policy.scopes.get(c.index)?;
+            Some(ScopeOut {
+                index: c.index,
+                name: s.name.clone(),
+                line: s.line,
+                matched: c.failed.is_none(),
+                chosen: c.chosen,
+                reached: chosen_at.is_none_or(|at| c.index <= at),
+                failed_field: c.failed.map(|f| f.as_str()),
+                why: c.reason(&policy, &req),
+            })
+        })
+        .collect();
+    let rules = applied.network.as_ref().map(|n| n.rules.as_slice());
     let decided_at = checks.iter().position(|c| c.decided);
     let rules_out: Vec<RuleOut> = checks
         .iter()
@@ -420,6 +465,9 @@ pub fn evaluate(policy_text: &str, case_json: &str, env_json: Option<String>) ->
         rule: outcome.rule.clone(),
         rule_index: d.rule,
         rule_line,
+        scope: policy.scope_name(d.scope).map(str::to_string),
+        scopes: scopes_out,
+        scope_ambiguous,
         client_ip: client_ip.map(|ip| ip.to_string()),
         client_source: d.client.source.as_str(),
         client_detail: d.client.describe(),
@@ -428,14 +476,14 @@ pub fn evaluate(policy_text: &str, case_json: &str, env_json: Option<String>) ->
         trace: outcome.trace.clone(),
         body: String::from_utf8_lossy(&outcome.body).into_owned(),
         configured: Configured {
-            client_ip: policy.client_ip.from.as_str(),
-            network: policy.network.is_some(),
-            default_access: policy.network.as_ref().map(|n| n.default_access.as_str()),
-            https_only: policy.https_only.is_some(),
-            require_headers: policy.require_headers.len(),
-            request_headers: policy.request_headers.len(),
-            response_headers: policy.response_headers.len(),
-            hsts: policy.hsts.is_some(),
+            client_ip: applied.client_ip.from.as_str(),
+            network: applied.network.is_some(),
+            default_access: applied.network.as_ref().map(|n| n.default_access.as_str()),
+            https_only: applied.https_only.is_some(),
+            require_headers: applied.require_headers.len(),
+            request_headers: applied.request_headers.len(),
+            response_headers: applied.response_headers.len(),
+            hsts: applied.hsts.is_some(),
         },
         rules: rules_out,
         explain_agrees,
@@ -794,6 +842,40 @@ mod tests {
     }
 
     #[test]
+    fn evaluate_names_the_scope_and_why_earlier_ones_did_not_apply() {
+        let policy = r#"{"name": "gw",
+          "network": {"rules": [{"name": "anyone", "priority": 100, "access": "allow", "source": ["*"]}]},
+          "scopes": [
+            {"name": "admin", "match": {"paths": ["/admin/*"]},
+             "network": {"rules": [{"name": "mgmt", "priority": 100, "access": "allow", "source": ["10.0.0.0/8"]}]}},
+            {"name": "orders", "match": {"paths": ["/orders/*"], "methods": ["GET"]}}
+          ]}"#;
+        let ev = |case: Value| parse(evaluate(policy, &case.to_string(), None));
+        let out = ev(json!({"request": {"peer": "10.1.2.3:5000", "path": "/x/../orders/1"}}));
+        assert_eq!(out["scope"], "orders");
+        assert_eq!(out["scope_ambiguous"], false);
+        let scopes = out["scopes"].as_array().unwrap();
+        assert_eq!(scopes[0]["failed_field"], "paths");
+        assert_eq!(
+            scopes[0]["why"],
+            "path /orders/1 (as sent: /x/../orders/1) is not in paths [/admin/*]"
+        );
+        assert_eq!(scopes[1]["chosen"], true);
+        assert_eq!(out["rules"][0]["name"], "anyone");
+        let out = ev(json!({"request": {"peer": "65.52.10.20:5000", "path": "/admin"}}));
+        assert_eq!(out["scope"], "admin");
+        assert_eq!(out["verdict"], "deny");
+        assert_eq!(out["rules"][0]["name"], "mgmt");
+        assert_eq!(out["scopes"][1]["reached"], false);
+        assert!(out["trace"].as_str().unwrap().ends_with(" admin default"));
+        let out = ev(json!({"request": {"peer": "10.1.2.3:5000", "path": "/admin%2fx"}}));
+        assert_eq!(out["scope"], Value::Null);
+        assert_eq!(out["scope_ambiguous"], true);
+        assert_eq!(out["status"], 400);
+        assert_eq!(out["step"], "scope");
+    }
+
+    #[test]
     fn evaluate_explains_every_rule() {
         let out = eval(json!({"request": {"peer": "10.1.2.3:5000", "local": "10.0.0.4:8443"}}));
         assert_eq!(out["verdict"], "deny");
@@ -921,7 +1003,7 @@ mod tests {
         assert_eq!(m[1]["field"], "status");
         assert_eq!(
             out["cases"][1]["trace"],
-            "deny 403 network peer 10.9.2.3 deny-bad"
+            "deny 403 network peer 10.9.2.3 - deny-bad"
         );
 
         let missing = parse(run_tests(&file, "{}"));

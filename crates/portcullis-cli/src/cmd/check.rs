@@ -37,8 +37,12 @@ pub(crate) fn run(args: Args, style: &Style) -> Outcome {
                     );
                 }
                 let rules = p.network.as_ref().map_or(0, |n| n.rules.len());
+                let scopes = match p.scopes.len() {
+                    0 => String::new(),
+                    n => format!(", {n} scopes"),
+                };
                 println!(
-                    "{f}: {} policy {:?}, {rules} rules, {} warnings",
+                    "{f}: {} policy {:?}, {rules} rules{scopes}, {} warnings",
                     style.green("ok"),
                     p.name,
                     lints.len()

@@ -128,8 +128,49 @@ pub(crate) fn run(args: Args, style: &Style) -> Outcome {
     if d.client.ip.is_none() {
         println!("         an unknown client is denied whatever the rules say");
     }
-    if let Some(net) = &policy.network {
-        println!("{}", style.bold("rules, in priority order:"));
+    if !policy.scopes.is_empty() {
+        println!("{}", style.bold("scopes, in document order:"));
+        match policy.explain_scopes(&req) {
+            Ok(checks) => {
+                for c in &checks {
+                    let Some(s) = policy.scopes.get(c.index) else {
+                        continue;
+                    };
+                    let mark = match c.failed {
+                        None if c.chosen => style.green("MATCH"),
+                        None => "match".to_string(),
+                        Some(_) => "no   ".to_string(),
+                    };
+                    println!(
+                        "  {:<28} line {:<4} {mark} {}",
+                        s.name,
+                        s.line,
+                        c.reason(&policy, &req)
+                    );
+                    if c.chosen {
+                        break;
+                    }
+                }
+                if !checks.iter().any(|c| c.chosen) {
+                    println!("  no scope matched: the top level applies");
+                }
+            }
+            Err(_) => println!(
+                "  the path is ambiguous (%2F, %5C, \\, NUL or a bad escape) and some scope names paths: 400 before any scope is chosen"
+            ),
+        }
+    }
+    let scoped = policy.scoped(d.scope);
+    if d.step == portcullis_core::Step::Scope {
+        println!("rules not reached: the request was refused in step 1");
+    } else if let Some(net) = &scoped.network {
+        match policy.scope_name(d.scope) {
+            Some(name) => println!(
+                "{}",
+                style.bold(&format!("rules of scope {name}, in priority order:"))
+            ),
+            None => println!("{}", style.bold("rules, in priority order:")),
+        }
         let checks = policy.explain(&req);
         if d.client.ip.is_none() {
             println!("  not evaluated: the client is unknown");
@@ -165,11 +206,17 @@ pub(crate) fn run(args: Args, style: &Style) -> Outcome {
         Verdict::Forward => style.green("forward"),
         _ => style.red(d.verdict.as_str()),
     };
+    // The scope is named when the policy has scopes.
+    let scope = match (policy.scopes.is_empty(), policy.scope_name(d.scope)) {
+        (true, _) => String::new(),
+        (false, Some(name)) => format!("scope {name}, "),
+        (false, None) => String::from("top level, "),
+    };
     println!(
-        "{} {verdict} at step {} (rule {}){}",
+        "{} {verdict} at step {} ({scope}rule {}){}",
         style.bold("decision"),
         d.step.as_str(),
-        policy.rule_name(d.rule),
+        policy.rule_of(&d),
         if d.status != 0 {
             format!(", status {}", d.status)
         } else {
@@ -205,7 +252,7 @@ pub(crate) fn run(args: Args, style: &Style) -> Outcome {
         }
         None => {
             let mut edits = Vec::new();
-            policy.request_edits(&headers, &mut edits);
+            scoped.request_edits(&headers, &mut edits);
             println!(
                 "{} ({} edits)",
                 style.bold("request headers to the upstream"),
@@ -214,7 +261,7 @@ pub(crate) fn run(args: Args, style: &Style) -> Outcome {
             edits.iter().for_each(|e| println!("{}", show(e)));
             edits.clear();
             let none: [(&str, &str); 0] = [];
-            policy.response_edits(d.secure, &none, &mut edits);
+            scoped.response_edits(d.secure, &none, &mut edits);
             println!(
                 "{} ({} edits)",
                 style.bold("response headers to the client"),

@@ -22,10 +22,12 @@ use crate::words::words;
 mod client;
 pub mod forwarded;
 mod https;
+mod scope;
 mod trace;
 
 pub use client::{parse_entry, Client, ClientSource, Excerpt, Unknown, EXCERPT_BYTES};
-pub use trace::{Trace, WOULD_PREFIX};
+pub use scope::{scope_host, scope_path, Ambiguous, ScopeField};
+pub use trace::{Trace, NO_SCOPE, WOULD_PREFIX};
 
 /// Request headers as a host holds them. Names are matched
 /// case-insensitively; values are bytes and need not be UTF-8.
@@ -126,12 +128,26 @@ words! {
     }
 }
 
+impl Verdict {
+    /// The word hosts count this verdict under (`allowed`, `denied`,
+    /// `redirected`): the filter's `portcullis.<policy>.<word>` counters.
+    pub const fn counter_word(self) -> &'static str {
+        match self {
+            Verdict::Forward => "allowed",
+            Verdict::Deny => "denied",
+            Verdict::Redirect => "redirected",
+        }
+    }
+}
+
 words! {
     /// The step of evaluation that stopped (or passed) the request; its
     /// words are stable, for traces and logs.
     pub enum Step {
         /// The client address could not be resolved.
         ClientIp = "client_ip",
+        /// The path is ambiguous and some scope names `paths`.
+        Scope = "scope",
         /// A network rule (or the default) denied it.
         Network = "network",
         /// It was not secure.
@@ -154,6 +170,10 @@ pub enum Reason {
     /// Step 1: the client address could not be resolved (an unknown client
     /// is denied whatever the rules say).
     UnknownClient,
+    /// Step 1: some scope names `paths` and the request's path holds `%2F`,
+    /// `%5C`, `\`, a NUL or a malformed escape: 400 before any scope is
+    /// chosen.
+    AmbiguousPath,
     /// Step 2: a network rule, or `default_access`, denied the client.
     NetworkDenied,
     /// Step 3: a plain request redirected to HTTPS.
@@ -173,6 +193,7 @@ impl Reason {
         match self {
             Reason::Passed => Step::Forward,
             Reason::UnknownClient => Step::ClientIp,
+            Reason::AmbiguousPath => Step::Scope,
             Reason::NetworkDenied => Step::Network,
             Reason::RedirectToHttps | Reason::HttpsRequired | Reason::HostNotAllowed => {
                 Step::HttpsOnly
@@ -204,6 +225,10 @@ pub struct Decision {
     pub rule: Option<usize>,
     /// The client.
     pub client: Client,
+    /// The scope that applied (index into `scopes`), or `None` for the top
+    /// level (also when the path was ambiguous). Its policy is
+    /// [`Policy::scoped`]`(scope)`.
+    pub scope: Option<usize>,
     /// The step that decided: always `reason.step()`.
     pub step: Step,
     /// Why: the step that decided and what it found.
@@ -279,6 +304,7 @@ impl Decision {
             status: 0,
             rule: None,
             client,
+            scope: None,
             step: Step::Forward,
             reason: Reason::Passed,
             secure,
@@ -341,14 +367,14 @@ impl Policy {
     /// let d = policy.decide(&req);
     /// assert_eq!(d.verdict, Verdict::Forward);
     /// assert_eq!(policy.rule_name(d.rule), "office");
-    /// assert_eq!(policy.trace(&d), "forward 0 forward peer 10.1.2.3 office");
+    /// assert_eq!(policy.trace(&d), "forward 0 forward peer 10.1.2.3 - office");
     ///
     /// // Outside 10.0.0.0/8: the default (deny) decides at step 2.
     /// req.peer = "192.0.2.7:50000".parse().unwrap();
     /// let d = policy.decide(&req);
     /// assert_eq!((d.verdict, d.status, d.reason), (Verdict::Deny, 403, Reason::NetworkDenied));
     /// assert_eq!(d.step, Step::Network);
-    /// assert_eq!(policy.trace(&d), "deny 403 network peer 192.0.2.7 default");
+    /// assert_eq!(policy.trace(&d), "deny 403 network peer 192.0.2.7 - default");
     ///
     /// // Without the key: step 4 stops it with 401.
     /// let none: [(&str, &str); 0] = [];
@@ -358,13 +384,39 @@ impl Policy {
     /// assert_eq!((d.status, d.reason), (401, Reason::RequiredHeader(0)));
     /// ```
     pub fn decide(&self, req: &Request<'_>) -> Decision {
-        self.decide_enforced(req).report(self.mode)
+        let d = self.decide_enforced(req);
+        // The mode of the scope that applied (a scope may say its own).
+        let mode = self.scoped(d.scope).mode;
+        d.report(mode)
     }
 
     /// Steps 1 to 5 as enforce mode takes them.
     fn decide_enforced(&self, req: &Request<'_>) -> Decision {
         let client = self.client(req);
-        let mut d = Decision::pass(client, self.is_secure(req));
+        let d = Decision::pass(client, false);
+        match self.choose_scope(req) {
+            Ok(scope) => {
+                let p = self.scoped(scope);
+                p.steps(
+                    req,
+                    Decision {
+                        scope,
+                        secure: p.is_secure(req),
+                        ..d
+                    },
+                )
+            }
+            Err(Ambiguous) => Decision {
+                secure: self.is_secure(req),
+                ..d
+            }
+            .stop(Reason::AmbiguousPath, 400),
+        }
+    }
+
+    /// Steps 2 to 4 in one (effective) policy, after step 1.
+    fn steps(&self, req: &Request<'_>, mut d: Decision) -> Decision {
+        let client = d.client;
         // 2. Network rules. An unknown client is denied whatever the rules.
         let deny_status = self.network.as_ref().map_or(403, |n| n.deny_status);
         let Some(ip) = client.ip else {

@@ -10,11 +10,12 @@ use super::{Decision, Step, Verdict};
 
 impl Policy {
     /// The trace of a decision as one line: `verdict status step source
-    /// client rule`, e.g. `deny 403 network peer 10.0.0.9 default`. The rule
-    /// name comes last since it may contain spaces. [`Trace::parse`] reads it.
+    /// client scope rule`, e.g. `deny 403 network peer 10.0.0.9 - default`
+    /// (`-`: no scope applied). The rule name comes last since it may
+    /// contain spaces. [`Trace::parse`] reads it.
     /// In report mode a request that would have been stopped is traced with
     /// `would_deny` / `would_redirect` and the status and step it would
-    /// have had: `would_deny 403 network peer 10.0.0.9 default`.
+    /// have had: `would_deny 403 network peer 10.0.0.9 - default`.
     ///
     /// A client taken from an entry names its index in the walk after the
     /// source (`x-forwarded-for[1]`: the second entry from the right); an
@@ -78,7 +79,9 @@ impl Policy {
             }
         }
         s.push(' ');
-        s.push_str(self.rule_name(d.rule));
+        s.push_str(self.scope_name(d.scope).unwrap_or(NO_SCOPE));
+        s.push(' ');
+        s.push_str(self.scoped(d.scope).rule_name(d.rule));
     }
 
     /// The host property a filter sets to the text trace:
@@ -97,8 +100,10 @@ impl Policy {
     /// The JSON form of the trace, one object on one line, for access logs
     /// (hosts publish it when the policy says `trace_json: true`):
     /// `{"policy":"p","mode":"report","verdict":"forward","would_verdict":"deny",
-    /// "status":403,"step":"network","rule":"default","client":"10.0.0.9",
-    /// "source":"peer"}`. `would_verdict` is what enforce mode does (the
+    /// "status":403,"step":"network","scope":null,"rule":"default",
+    /// "client":"10.0.0.9","source":"peer"}` (`scope`: the scope's name, or
+    /// `null`; `mode` is the mode that applied, the scope's own).
+    /// `would_verdict` is what enforce mode does (the
     /// verdict itself in enforce mode); `status` and `step` are those of
     /// `would_verdict`, as in the text trace. No header value, no secret.
     pub fn json_trace(&self, d: &Decision) -> String {
@@ -118,7 +123,7 @@ impl Policy {
         s.push_str("{\"policy\":");
         json_str(s, &self.name);
         s.push_str(",\"mode\":\"");
-        s.push_str(self.mode.as_str());
+        s.push_str(self.scoped(d.scope).mode.as_str());
         s.push_str("\",\"verdict\":\"");
         s.push_str(d.verdict.as_str());
         s.push_str("\",\"would_verdict\":\"");
@@ -127,8 +132,13 @@ impl Policy {
         push_u32(s, u32::from(status));
         s.push_str(",\"step\":\"");
         s.push_str(step.as_str());
-        s.push_str("\",\"rule\":");
-        json_str(s, self.rule_name(d.rule));
+        s.push_str("\",\"scope\":");
+        match self.scope_name(d.scope) {
+            Some(n) => json_str(s, n),
+            None => s.push_str("null"),
+        }
+        s.push_str(",\"rule\":");
+        json_str(s, self.scoped(d.scope).rule_name(d.rule));
         s.push_str(",\"client\":");
         match d.client.ip {
             // Writing to a String cannot fail.
@@ -162,6 +172,9 @@ fn json_str(s: &mut String, v: &str) {
     }
     s.push('"');
 }
+
+/// The trace's word for "no scope applied" (never a scope's name).
+pub const NO_SCOPE: &str = "-";
 
 /// Appends a number in decimal.
 fn push_u32(s: &mut String, mut n: u32) {
@@ -205,6 +218,8 @@ pub struct Trace {
     pub client_ip: String,
     /// Why the client is unknown (`malformed:"..."`), or empty.
     pub why: String,
+    /// Scope name, or [`NO_SCOPE`].
+    pub scope: String,
     /// Rule name or `default`.
     pub rule: String,
 }
@@ -212,7 +227,7 @@ pub struct Trace {
 impl Trace {
     /// Parses a trace line.
     pub fn parse(s: &str) -> Option<Trace> {
-        let mut it = s.splitn(6, ' ');
+        let mut it = s.splitn(7, ' ');
         let word = it.next()?;
         let (verdict, would) = match word.strip_prefix(WOULD_PREFIX) {
             Some(w) => match Verdict::from_word(w)? {
@@ -242,6 +257,7 @@ impl Trace {
             entry,
             client_ip: String::from(client_ip),
             why: String::from(why),
+            scope: String::from(it.next()?),
             rule: String::from(it.next()?),
         })
     }
@@ -277,7 +293,10 @@ mod tests {
         assert_eq!((d.verdict, d.status), (Verdict::Forward, 0));
         assert_eq!(p.local_reply(&d), None);
         let line = p.trace(&d);
-        assert_eq!(line, "would_deny 403 network peer 10.1.2.3 say \"hi\"\\now");
+        assert_eq!(
+            line,
+            "would_deny 403 network peer 10.1.2.3 - say \"hi\"\\now"
+        );
         let t = super::Trace::parse(&line).unwrap();
         assert_eq!(
             (t.verdict, t.would, t.status),
@@ -286,7 +305,7 @@ mod tests {
         assert_eq!(t.rule, "say \"hi\"\\now");
         assert_eq!(
             p.json_trace(&d),
-            r#"{"policy":"cand.v2","mode":"report","verdict":"forward","would_verdict":"deny","status":403,"step":"network","rule":"say \"hi\"\\now","client":"10.1.2.3","source":"peer"}"#
+            r#"{"policy":"cand.v2","mode":"report","verdict":"forward","would_verdict":"deny","status":403,"step":"network","scope":null,"rule":"say \"hi\"\\now","client":"10.1.2.3","source":"peer"}"#
         );
         assert_eq!(p.trace_property(), "portcullis.cand.v2.trace");
         assert_eq!(p.json_trace_property(), "portcullis.cand.v2.trace_json");
@@ -296,18 +315,18 @@ mod tests {
         let (line, json) = (p.trace(&d), p.json_trace(&d));
         assert_eq!(
             line,
-            "would_deny 401 require_headers peer 2001:db8::1 default"
+            "would_deny 401 require_headers peer 2001:db8::1 - default"
         );
-        assert!(json.contains(r#""would_verdict":"deny","status":401,"step":"require_headers","rule":"default","client":"2001:db8::1""#), "{json}");
+        assert!(json.contains(r#""would_verdict":"deny","status":401,"step":"require_headers","scope":null,"rule":"default","client":"2001:db8::1""#), "{json}");
         assert!(!line.contains("SECRET") && !json.contains("SECRET"));
         // Nothing would have stopped it: a plain forward line.
         let d = decide(&p, "8.8.8.8:5", &[("x-key", "SECRET-K")]);
-        assert_eq!(p.trace(&d), "forward 0 forward peer 8.8.8.8 default");
+        assert_eq!(p.trace(&d), "forward 0 forward peer 8.8.8.8 - default");
         assert!(p
             .json_trace(&d)
             .contains(r#""verdict":"forward","would_verdict":"forward","status":0"#));
         assert_eq!(
-            super::Trace::parse("would_forward 0 forward peer 1.2.3.4 x"),
+            super::Trace::parse("would_forward 0 forward peer 1.2.3.4 - x"),
             None
         );
     }
@@ -319,7 +338,7 @@ mod tests {
         assert_eq!(d.verdict, Verdict::Deny);
         assert_eq!(
             p.json_trace(&d),
-            r#"{"policy":"cur","mode":"enforce","verdict":"deny","would_verdict":"deny","status":403,"step":"client_ip","rule":"default","client":null,"source":"x-forwarded-for"}"#
+            r#"{"policy":"cur","mode":"enforce","verdict":"deny","would_verdict":"deny","status":403,"step":"client_ip","scope":null,"rule":"default","client":null,"source":"x-forwarded-for"}"#
         );
     }
 }

@@ -17,8 +17,11 @@ use crate::json;
 use crate::matcher::Table;
 use crate::words::words;
 
+pub mod scope;
 pub mod syntax;
 mod validate;
+
+pub use scope::{HostPattern, PathPattern, Restated, Scope};
 
 pub use crate::rule::{Access, PortSet, Protocol, Rule};
 use syntax::is_name;
@@ -277,6 +280,9 @@ pub struct Policy {
     /// `trace_json: true` (an extension): hosts also publish the JSON form
     /// of the trace ([`Policy::trace_json`]) for access logs.
     pub trace_json: bool,
+    /// Scopes in document order, each with its effective policy (empty in
+    /// an effective policy itself).
+    pub scopes: Vec<Scope>,
     /// Where a header that looks like a credential is given an inline value
     /// (path and line), for the `inline-credential` lint.
     pub inline_credentials: Vec<(String, u32)>,
@@ -371,18 +377,34 @@ impl Policy {
         policy.compile()
     }
 
-    /// Compiles the network rules into the matcher.
+    /// Compiles the network rules into the matcher (the top level's and
+    /// each scope's own), then works out each scope's effective policy.
     fn compile(mut self) -> Result<Policy, Problems> {
-        if let Some(net) = &mut self.network {
-            net.table = Table::build(&net.rules).map_err(|error| {
-                Problems(alloc::vec![Problem {
-                    path: String::from("network.rules"),
+        fn build(net: &mut Network, path: String, problems: &mut Vec<Problem>) {
+            match Table::build(&net.rules) {
+                Ok(t) => net.table = t,
+                Err(error) => problems.push(Problem {
+                    path,
                     line: net.rules_at.0,
                     column: net.rules_at.1,
                     error,
-                }])
-            })?;
+                }),
+            }
         }
+        let mut problems = Vec::new();
+        if let Some(net) = &mut self.network {
+            build(net, String::from("network.rules"), &mut problems);
+        }
+        for (i, s) in self.scopes.iter_mut().enumerate() {
+            if let Some(net) = &mut s.policy.network {
+                let path = alloc::format!("scopes[{i}].network.rules");
+                build(net, path, &mut problems);
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Problems(problems));
+        }
+        self.merge_scopes();
         Ok(self)
     }
 

@@ -5,7 +5,8 @@
 //! `read`, and each section of the document has its own file:
 //! `addresses` (address groups and address specs), `client_ip`, `network`
 //! (rules, ports, the deny reply), `https` (`https_only`, `hsts`) and
-//! `headers` (header ops and `require_headers`). The top level is here.
+//! `headers` (header ops and `require_headers`), `scopes`. The top level
+//! is here.
 
 use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};
@@ -25,6 +26,7 @@ mod headers;
 mod https;
 mod network;
 mod read;
+mod scopes;
 
 pub(super) use read::address_list;
 
@@ -98,6 +100,7 @@ const TOP: &[&str] = &[
     "provenance",
     "mode",
     "trace_json",
+    "scopes",
     "trace",
 ];
 
@@ -161,6 +164,9 @@ impl<'t> Validator<'t> {
         let trace_json = self.or_default(f.get("trace_json"), false, |s, t| {
             s.boolean(t, "trace_json")
         });
+        let scopes = self.or_default(f.get("scopes"), Vec::new(), |s, v| {
+            s.scopes(v, &groups, client_ip.as_ref(), &f)
+        });
         let trace = match f.get("trace") {
             Some(t) => self.word::<TraceWhen>(t, "trace"),
             None => Some(TraceWhen::All),
@@ -169,6 +175,7 @@ impl<'t> Validator<'t> {
             trace: trace?,
             mode: mode?,
             trace_json: trace_json?,
+            scopes: scopes?,
             name: name?,
             client_ip: client_ip?,
             network: network.ok()?,
