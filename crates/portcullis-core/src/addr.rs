@@ -256,35 +256,42 @@ pub fn parse_literal_into(s: &str, set: &mut AddrSet) -> Result<(), AddrProblem>
 /// length up to 32 and no host bits: its interval. `None` means "not
 /// this form" (the general parser then decides and names the problem).
 fn v4_prefix_fast(s: &[u8]) -> Option<(u32, u32)> {
-    let (addr, len) = match s.iter().position(|&b| b == b'/') {
-        Some(i) => (s.get(..i)?, Some(s.get(i + 1..)?)),
-        None => (s, None),
-    };
-    let number = |t: &[u8], max: u32| -> Option<u32> {
-        let ok = matches!(t.len(), 1..=3)
-            && t.iter().all(u8::is_ascii_digit)
-            && (t.len() == 1 || t.first() != Some(&b'0'));
-        if !ok {
-            return None;
-        }
-        let n = t
-            .iter()
-            .fold(0u32, |n, &d| n * 10 + u32::from(d.wrapping_sub(b'0')));
-        (n <= max).then_some(n)
-    };
+    // Five numbers (four octets, the length): value and digit count each.
     let mut v = 0u32;
-    let mut octets = 0;
-    for part in addr.split(|&b| b == b'.') {
-        v = (v << 8) | number(part, 255)?;
-        octets += 1;
+    let mut n = 0u32;
+    let mut digits = 0u32;
+    let mut dots = 0u32;
+    let mut len = None;
+    let mut leading_zero = false;
+    for &b in s {
+        match b {
+            b'0'..=b'9' => {
+                if leading_zero || digits == 3 {
+                    return None;
+                }
+                leading_zero = digits == 0 && b == b'0';
+                n = n * 10 + u32::from(b - b'0');
+                digits += 1;
+            }
+            b'.' if len.is_none() && dots < 3 && digits > 0 && n <= 255 => {
+                v = (v << 8) | n;
+                dots += 1;
+                (n, digits, leading_zero) = (0, 0, false);
+            }
+            b'/' if len.is_none() && dots == 3 && digits > 0 && n <= 255 => {
+                len = Some((v << 8) | n);
+                (n, digits, leading_zero) = (0, 0, false);
+            }
+            _ => return None,
+        }
     }
-    if octets != 4 {
+    if digits == 0 || dots != 3 {
         return None;
     }
-    let len = match len {
-        Some(l) if l.len() <= 2 => number(l, 32)?,
-        Some(_) => return None,
-        None => 32,
+    let (v, len) = match len {
+        Some(v) if n <= 32 && digits <= 2 => (v, n),
+        None if n <= 255 => ((v << 8) | n, 32),
+        _ => return None,
     };
     let host = u32::MAX.checked_shr(len).unwrap_or(0);
     (v & host == 0).then_some((v, v | host))

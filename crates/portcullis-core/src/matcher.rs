@@ -133,7 +133,10 @@ impl Addr for u32 {
         self.checked_add(1)
     }
     fn sweep(events: &mut [u64], mut f: impl FnMut(u32, &mut dyn Iterator<Item = u32>)) {
-        events.sort_unstable();
+        // One rule's events come sorted already.
+        if !events.is_sorted() {
+            events.sort_unstable();
+        }
         let mut rest = &*events;
         while let Some(&first) = rest.first() {
             let pos = (first >> 32) as u32;
@@ -160,7 +163,9 @@ impl Addr for u128 {
         self.checked_add(1)
     }
     fn sweep(events: &mut [(u128, u32)], mut f: impl FnMut(u128, &mut dyn Iterator<Item = u32>)) {
-        events.sort_unstable();
+        if !events.is_sorted() {
+            events.sort_unstable();
+        }
         let mut rest = &*events;
         while let Some(&(pos, _)) = rest.first() {
             let n = rest
@@ -205,6 +210,8 @@ impl<T: Addr> Family<T> {
                 }
             }
         }
+        // Whether each rule decides every flow its source holds.
+        let only: Vec<bool> = rules.iter().map(Rule::source_only).collect();
         let mut fam = Family::<T>::default();
         // At most one interval per distinct position, and the one at 0.
         fam.starts.reserve_exact(events.len() + 1);
@@ -224,12 +231,14 @@ impl<T: Addr> Family<T> {
             for &r in active {
                 scratch.push(r);
             }
-            scratch.sort_unstable();
-            if let Some(i) = scratch
-                .iter()
-                .position(|&r| rules.get(r as usize).is_some_and(Rule::source_only))
-            {
-                scratch.truncate(i + 1);
+            if scratch.len() > 1 {
+                scratch.sort_unstable();
+                if let Some(i) = scratch
+                    .iter()
+                    .position(|&r| only.get(r as usize).copied().unwrap_or(false))
+                {
+                    scratch.truncate(i + 1);
+                }
             }
             let list_at = |off: u32| {
                 let off = off as usize;

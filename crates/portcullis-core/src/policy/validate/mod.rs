@@ -62,15 +62,43 @@ fn child(path: &str, key: &str) -> String {
         && key
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    // Without `format!` for the common forms: a large policy builds a few
+    // of these per rule.
     match (path.is_empty(), simple) {
         (true, true) => key.to_string(),
-        (false, true) => alloc::format!("{path}.{key}"),
+        (false, true) => {
+            let mut p = String::with_capacity(path.len() + 1 + key.len());
+            p.push_str(path);
+            p.push('.');
+            p.push_str(key);
+            p
+        }
         (_, false) => alloc::format!("{path}[{key:?}]"),
     }
 }
 
 fn index(path: &str, i: usize) -> String {
-    alloc::format!("{path}[{i}]")
+    let mut digits = [0u8; 20];
+    let mut n = i;
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        if let Some(d) = digits.get_mut(at) {
+            // n % 10 < 10: the cast is exact.
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || at == 0 {
+            break;
+        }
+    }
+    let digits = digits.get(at..).unwrap_or(&[]);
+    let mut p = String::with_capacity(path.len() + digits.len() + 2);
+    p.push_str(path);
+    p.push('[');
+    p.push_str(core::str::from_utf8(digits).unwrap_or("0"));
+    p.push(']');
+    p
 }
 
 struct Validator<'t> {
@@ -187,5 +215,18 @@ impl<'t> Validator<'t> {
             address_groups: if groups_ok { groups } else { return None },
             inline_credentials: core::mem::take(&mut self.inline_credentials),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn paths() {
+        for i in [0usize, 7, 10, 99, 3996, usize::MAX] {
+            assert_eq!(super::index("a.b", i), alloc::format!("a.b[{i}]"));
+        }
+        assert_eq!(super::child("a", "b-c_1"), "a.b-c_1");
+        assert_eq!(super::child("", "b"), "b");
+        assert_eq!(super::child("a", "b c"), "a[\"b c\"]");
     }
 }
