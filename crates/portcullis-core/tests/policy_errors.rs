@@ -374,9 +374,16 @@ fn parse_for_decisions_keeps_no_source_texts_and_decides_alike() {
         {"name":"b","priority":200,"access":"deny","source":["*"]}]}}"#;
     let full = Policy::parse(text).unwrap();
     let lean = Policy::parse_for_decisions(text, &portcullis_core::NoEnv).unwrap();
+    let owned = Policy::parse_owned_for_decisions(text.to_vec(), &portcullis_core::NoEnv).unwrap();
     let rules = |p: &Policy| p.network.as_ref().unwrap().rules.clone();
     assert_eq!(rules(&full)[0].source_text, ["g", "10.0.0.0/8", "Loopback"]);
-    assert!(rules(&lean).iter().all(|r| r.source_text.is_empty()));
+    assert!(!rules(&full)[0].source.is_empty() && !full.address_groups.is_empty());
+    for p in [&lean, &owned] {
+        assert!(rules(p).iter().all(|r| r.source_text.is_empty()));
+        // Only the table holds the sources (and the groups) then.
+        assert!(rules(p).iter().all(|r| r.source.is_empty()));
+        assert!(p.address_groups.is_empty());
+    }
     for peer in ["65.52.1.1:1", "10.9.9.9:1", "127.0.0.1:1", "8.8.8.8:1"] {
         let req = portcullis_core::Request {
             peer: peer.parse().unwrap(),
@@ -392,12 +399,22 @@ fn parse_for_decisions_keeps_no_source_texts_and_decides_alike() {
             full.trace(&full.decide(&req)),
             lean.trace(&lean.decide(&req))
         );
+        assert_eq!(
+            full.trace(&full.decide(&req)),
+            owned.trace(&owned.decide(&req))
+        );
     }
     // The same problems either way.
     let bad = br#"{"name":"p","network":{"rules":[{"name":"a","priority":100,"access":"allow","source":["10.1.2.3/8"]}]}}"#;
     assert_eq!(
         Policy::parse(bad).unwrap_err().to_string(),
         Policy::parse_for_decisions(bad, &portcullis_core::NoEnv)
+            .unwrap_err()
+            .to_string()
+    );
+    assert_eq!(
+        Policy::parse(bad).unwrap_err().to_string(),
+        Policy::parse_owned_for_decisions(bad.to_vec(), &portcullis_core::NoEnv)
             .unwrap_err()
             .to_string()
     );

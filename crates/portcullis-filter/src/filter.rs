@@ -251,7 +251,9 @@ impl RootContext for Root {
         // `value_from` variables: Envoy's `vm_config.environment_variables`,
         // read once here, never per request.
         let env = host::environment().unwrap_or_default();
-        match Policy::parse_for_decisions(&bytes, &env) {
+        // The document is freed before the rule table is built (the VM's
+        // memory only grows); a rejected one is read again for its name.
+        match Policy::parse_owned_for_decisions(bytes, &env) {
             Ok(policy) => {
                 let debug = host::log_level().is_some_and(|l| l <= level::DEBUG);
                 host::log(
@@ -268,6 +270,7 @@ impl RootContext for Root {
                 true
             }
             Err(problems) => {
+                let bytes = host::plugin_configuration(size).unwrap_or_default();
                 let name = policy_label(&bytes);
                 for p in &problems.0 {
                     host::log(

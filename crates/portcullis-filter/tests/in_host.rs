@@ -901,3 +901,56 @@ fn keys_come_from_the_vm_environment() {
     );
     assert!(!logs.iter().any(|m| m.contains("new-key")), "{logs:?}");
 }
+
+/// The bench's policy at `n` CIDRs (one allow rule, the bench's response
+/// edits): distinct prefixes of the bench's lengths over public space.
+fn bench_policy_of(n: usize) -> String {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let len = [32u32, 24, 22, 24, 20, 24, 28, 16][(x >> 40) as usize % 8];
+        let a = (x as u32) & (u32::MAX << (32 - len));
+        if a >> 24 == 0 || a >> 24 == 127 || a >> 24 >= 224 {
+            continue;
+        }
+        seen.insert(format!("\"{}/{len}\"", std::net::Ipv4Addr::from(a)));
+    }
+    let sources: Vec<String> = seen.into_iter().collect();
+    bench_policy(None).replace(
+        r#""source": ["65.52.0.0/16", "20.1.2.0/24", "40.0.0.0/20", "52.3.4.5/32",
+        "13.0.0.0/22", "104.5.0.0/16", "23.8.9.0/24", "51.1.0.0/28", "191.2.3.4/32", "127.0.0.1/32"]"#,
+        &format!(r#""source": ["127.0.0.1/32", {}]"#, sources.join(", ")),
+    )
+}
+
+/// Linear memory only grows, so after `configure` it is the load's
+/// high-water mark, which every Envoy worker keeps: 10,000 CIDRs may cost
+/// at most 8 pages (0.5 MiB) more than the 10-CIDR bench policy (docs/
+/// performance.md, "Memory"). Pages and fuel are counts, not timings.
+#[test]
+fn linear_memory_and_load_work_of_10000_cidrs_stay_bounded() {
+    const PAGE: usize = 64 << 10;
+    let small = configure(bench_policy(None).as_bytes(), LogLevel::Warn);
+    let text = bench_policy_of(10_000);
+    assert!(text.len() > 150_000, "{}", text.len());
+    let mut large = configure(text.as_bytes(), LogLevel::Warn);
+    let (s, l) = (small.memory_size() / PAGE, large.memory_size() / PAGE);
+    assert!(l <= s + 8, "10,000 CIDRs: {l} pages, 10 CIDRs: {s} pages");
+    // The same decisions: the bench request is allowed, another denied.
+    let mut r = request("127.0.0.1:40000", "127.0.0.1:10000", false, &[]);
+    assert_eq!(large.play(&r, &upstream()).unwrap().status, 200);
+    r.peer = "127.0.0.2:40000".parse().unwrap();
+    assert_eq!(large.play(&r, &upstream()).unwrap().status, 403);
+    // Loading is linear in the document: ~250 wasm instructions per byte
+    // today; a quadratic step would be far above this bound.
+    let fuel = large.configure_fuel_used();
+    assert!(
+        fuel < 1_000 * text.len() as u64,
+        "{fuel} fuel for {} bytes",
+        text.len()
+    );
+    assert!(fuel > small.configure_fuel_used());
+}

@@ -339,11 +339,51 @@ impl Policy {
     /// written ([`Rule::source_text`] stays empty; only `explain` shows
     /// them), which saves a copy of every address string in the document.
     /// The Envoy filter loads policies this way.
+    ///
+    /// Once the rule table is built, rules' [`Rule::source`] and the
+    /// resolved [`Policy::address_groups`] are emptied too: deciding reads
+    /// the table only, and at 10,000 prefixes they are a sizeable share of
+    /// the policy's memory.
     pub fn parse_for_decisions(bytes: &[u8], env: &dyn Env) -> Result<Policy, Problems> {
-        Policy::parse_with(bytes, env, false)
+        Policy::read(bytes, env, false)?
+            .compile()
+            .map(Policy::for_decisions)
+    }
+
+    /// [`Policy::parse_for_decisions`] that takes the document and frees it
+    /// before the rule table is built, so the two are never in memory
+    /// together: a wasm VM's memory only grows, so its high-water mark is
+    /// what every worker keeps. The Envoy filter loads policies this way.
+    pub fn parse_owned_for_decisions(bytes: Vec<u8>, env: &dyn Env) -> Result<Policy, Problems> {
+        let policy = Policy::read(&bytes, env, false)?;
+        drop(bytes);
+        policy.compile().map(Policy::for_decisions)
+    }
+
+    /// Empties what only explanations read (see
+    /// [`Policy::parse_for_decisions`]).
+    fn for_decisions(mut self) -> Policy {
+        fn forget(p: &mut Policy) {
+            if let Some(net) = &mut p.network {
+                for r in &mut net.rules {
+                    r.source = AddrSet::default();
+                }
+            }
+            p.address_groups = BTreeMap::new();
+        }
+        forget(&mut self);
+        for s in &mut self.scopes {
+            forget(&mut s.policy);
+        }
+        self
     }
 
     fn parse_with(bytes: &[u8], env: &dyn Env, texts: bool) -> Result<Policy, Problems> {
+        Policy::read(bytes, env, texts)?.compile()
+    }
+
+    /// Checks a document and builds the policy without its rule tables.
+    fn read(bytes: &[u8], env: &dyn Env, texts: bool) -> Result<Policy, Problems> {
         if bytes.len() > MAX_POLICY_BYTES {
             return Err(Problems(alloc::vec![Problem {
                 path: String::new(),
@@ -374,7 +414,7 @@ impl Policy {
             .map_err(|e| Problems::syntax(text, &e))?;
         let policy = Policy::validate(&value, text, env, texts)?;
         drop(value);
-        policy.compile()
+        Ok(policy)
     }
 
     /// Compiles the network rules into the matcher (the top level's and
