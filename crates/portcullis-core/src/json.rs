@@ -498,14 +498,13 @@ impl Parser<'_> {
                 break;
             }
             self.i += 1;
-            while let Some(c) = self.peek() {
-                if c == b'"' || c == b'\\' || c < 0x20 {
-                    break;
-                }
-                self.i += 1;
-            }
-            if self.peek() != Some(b'"') {
-                break;
+            let rest = self.s.get(self.i..).unwrap_or(&[]);
+            match rest
+                .iter()
+                .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+            {
+                Some(n) if rest.get(n) == Some(&b'"') => self.i += n,
+                _ => break,
             }
             self.i += 1;
             count += 1;
