@@ -636,7 +636,22 @@ pub fn fixed_request_headers() -> Vec<(Vec<u8>, Vec<u8>)> {
 /// `policy_parse`: any bytes either compile (and then lint, decide, trace
 /// and reply without trouble) or are rejected with positioned problems.
 pub fn check_parse(data: &[u8]) -> Result<(), String> {
-    match Policy::parse(data) {
+    check_lean(data)?;
+    let parsed = Policy::parse(data);
+    // The filter's reader: the same verdict and the same problems.
+    let owned = Policy::parse_owned_for_decisions(data.to_vec(), &portcullis_core::NoEnv);
+    match (&parsed, &owned) {
+        (Ok(_), Ok(_)) => {}
+        (Err(a), Err(b)) if a.to_string() == b.to_string() => {}
+        _ => {
+            return Err(format!(
+                "parse and parse_owned_for_decisions disagree: {:?} / {:?}",
+                parsed.as_ref().err().map(ToString::to_string),
+                owned.as_ref().err().map(ToString::to_string)
+            ))
+        }
+    }
+    match parsed {
         Ok(p) => {
             let _ = p.lints();
             let headers = fixed_request_headers();
@@ -699,6 +714,51 @@ pub fn check_parse(data: &[u8]) -> Result<(), String> {
             }
             Ok(())
         }
+    }
+}
+
+/// The policy reader's lean JSON tree (address lists kept as text) against
+/// the full tree: the same value once the lists are expanded, or the same
+/// syntax error.
+fn check_lean(data: &[u8]) -> Result<(), String> {
+    use portcullis_core::json::{self, Kind, Member, Value};
+    fn expand(v: Value, text: &str) -> Value {
+        let kind = match v.kind {
+            Kind::Strings(_) => Kind::Array(
+                v.strings(text)
+                    .map(|(span, s)| Value {
+                        kind: Kind::String(s.to_string()),
+                        span,
+                    })
+                    .collect(),
+            ),
+            Kind::Array(a) => Kind::Array(a.into_iter().map(|x| expand(x, text)).collect()),
+            Kind::Object(m) => Kind::Object(
+                m.into_iter()
+                    .map(|m| Member {
+                        value: expand(m.value, text),
+                        ..m
+                    })
+                    .collect(),
+            ),
+            k => k,
+        };
+        Value { kind, ..v }
+    }
+    let Ok(text) = std::str::from_utf8(data) else {
+        return Ok(());
+    };
+    let lean =
+        json::parse_lean(text, portcullis_core::policy::address_list).map(|v| expand(v, text));
+    let full = json::parse(text);
+    if full == lean {
+        Ok(())
+    } else {
+        Err(format!(
+            "the lean JSON tree differs from the full one: {:?} / {:?}",
+            full.err(),
+            lean.err()
+        ))
     }
 }
 

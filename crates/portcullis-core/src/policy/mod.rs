@@ -21,6 +21,8 @@ pub mod scope;
 pub mod syntax;
 mod validate;
 
+pub use validate::address_list;
+
 pub use scope::{HostPattern, PathPattern, Restated, Scope};
 
 pub use crate::rule::{Access, PortSet, Protocol, Rule};

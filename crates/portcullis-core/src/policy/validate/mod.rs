@@ -28,7 +28,7 @@ mod network;
 mod read;
 mod scopes;
 
-pub(super) use read::address_list;
+pub use read::address_list;
 
 impl Policy {
     /// Every check but the matcher's own bound.

@@ -55,10 +55,12 @@ impl<'v> Iterator for Elems<'v> {
     }
 }
 
-/// The arrays a policy document keeps as text: the address lists (rules'
-/// `source` and `destination`, `client_ip.trusted_proxies`, each address
-/// group), each read by [`Validator::list`] alone.
-pub(in crate::policy) fn address_list(parent: Option<&str>, key: &str) -> bool {
+/// The arrays a policy document keeps as text when it is read (the
+/// [`json::Capture`] the policy reader passes to [`json::parse_lean`]): the
+/// address lists, rules' `source` and `destination`,
+/// `client_ip.trusted_proxies` and each address group. Public so that
+/// fuzzing can hold the lean tree to the full one.
+pub fn address_list(parent: Option<&str>, key: &str) -> bool {
     matches!(key, "source" | "destination" | "trusted_proxies") || parent == Some("address_groups")
 }
 
