@@ -84,7 +84,8 @@ def main():
         md.append("")
         md.append(f"In the filter under wasmtime (configure: instantiate + proxy_on_configure, {load['bytes']:,} bytes): "
                   f"{load['wasmtime_ms']:.0f} ms median of 3 ({load['wasmtime_ms_min']:.0f}-{load['wasmtime_ms_max']:.0f}); "
-                  f"linear memory afterwards {load['linear_bytes'] / 2**20:.2f} MiB.")
+                  f"linear memory afterwards {load['linear_bytes'] / 2**20:.2f} MiB; "
+                  f"{load.get('configure_fuel', 0):,} wasm instructions (fuel), which machine load does not move.")
     text = "\n".join(md) + "\n"
     with open(os.path.join(out, "report.md"), "w", encoding="utf-8") as f:
         f.write(text)
