@@ -13,7 +13,9 @@
 //! lists. Its cost depends on the address length and the
 //! rules near the address, not on the number of rules in the policy.
 
+use alloc::collections::binary_heap::{BinaryHeap, PeekMut};
 use alloc::vec::Vec;
+use core::cmp::Reverse;
 
 use crate::addr::Key;
 use crate::error::Error;
@@ -106,76 +108,26 @@ trait Addr: Copy + Ord + Default {
     /// The top `bits` bits (1..=MAX_INDEX_BITS) as a bucket number.
     fn top(self, bits: u32) -> usize;
     fn next(self) -> Option<Self>;
-    /// Boundary events of every rule's ranges, sorted by position, ends
-    /// before starts at one position (each rule's ranges are disjoint and
-    /// not adjacent, so a rule never ends and starts at one position).
-    /// Calls `f(position, events at it)` once per distinct position, with
-    /// each event as its rule index, the top bit set for a start.
-    fn sweep(events: &mut [Self::Event], f: impl FnMut(Self, &mut dyn Iterator<Item = u32>));
-    /// One boundary: position and rule (top bit: a start). IPv4 packs both
-    /// in one `u64` so the sort is on plain integers.
-    type Event: Copy + Ord;
-    /// The event of rule `idx` at `pos`.
-    fn event(pos: Self, start: bool, idx: u32) -> Self::Event;
 }
 
-const START: u32 = 1 << 31;
+/// Rule indexes stay below this (the table's own bound on rules).
+const MAX_RULE: u32 = 1 << 31;
 
 impl Addr for u32 {
-    type Event = u64;
-    fn event(pos: u32, start: bool, idx: u32) -> u64 {
-        (u64::from(pos) << 32) | u64::from(if start { idx | START } else { idx })
-    }
     fn top(self, bits: u32) -> usize {
         self.checked_shr(32u32.saturating_sub(bits)).unwrap_or(0) as usize
     }
     fn next(self) -> Option<Self> {
         self.checked_add(1)
     }
-    fn sweep(events: &mut [u64], mut f: impl FnMut(u32, &mut dyn Iterator<Item = u32>)) {
-        // One rule's events come sorted already.
-        if !events.is_sorted() {
-            events.sort_unstable();
-        }
-        let mut rest = &*events;
-        while let Some(&first) = rest.first() {
-            let pos = (first >> 32) as u32;
-            let n = rest
-                .iter()
-                .position(|&e| (e >> 32) as u32 != pos)
-                .unwrap_or(rest.len());
-            let (here, tail) = rest.split_at(n);
-            f(pos, &mut here.iter().map(|&e| e as u32));
-            rest = tail;
-        }
-    }
 }
 impl Addr for u128 {
-    type Event = (u128, u32);
-    fn event(pos: u128, start: bool, idx: u32) -> (u128, u32) {
-        (pos, if start { idx | START } else { idx })
-    }
     fn top(self, bits: u32) -> usize {
         // Lossless: at most MAX_INDEX_BITS bits remain after the shift.
         self.checked_shr(128u32.saturating_sub(bits)).unwrap_or(0) as usize
     }
     fn next(self) -> Option<Self> {
         self.checked_add(1)
-    }
-    fn sweep(events: &mut [(u128, u32)], mut f: impl FnMut(u128, &mut dyn Iterator<Item = u32>)) {
-        if !events.is_sorted() {
-            events.sort_unstable();
-        }
-        let mut rest = &*events;
-        while let Some(&(pos, _)) = rest.first() {
-            let n = rest
-                .iter()
-                .position(|&(p, _)| p != pos)
-                .unwrap_or(rest.len());
-            let (here, tail) = rest.split_at(n);
-            f(pos, &mut here.iter().map(|&(_, r)| r));
-            rest = tail;
-        }
     }
 }
 
@@ -197,25 +149,35 @@ impl<T: Addr> Family<T> {
             .filter(|&i| keep(i))
             .map(|i| ranges(i).len() * 2)
             .sum();
-        let mut events: Vec<T::Event> = Vec::with_capacity(count);
+        // A k-way merge of the rules' boundaries, each rule's already in
+        // order (its sources are sorted and merged): a heap of one cursor
+        // per rule, (position, rule, boundary number: even for a range's
+        // start, odd for the position after its end), instead of a vector
+        // of every boundary and a sort.
+        let boundary = |i: u32, k: u32| -> Option<T> {
+            let &(lo, hi) = ranges(i as usize).get((k / 2) as usize)?;
+            if k.is_multiple_of(2) {
+                Some(lo)
+            } else {
+                hi.next()
+            }
+        };
+        let mut heap: BinaryHeap<Reverse<(T, u32, u32)>> = BinaryHeap::new();
         for i in (0..stop_at).filter(|&i| keep(i)) {
             let idx = u32::try_from(i)
                 .ok()
-                .filter(|&x| x < START)
+                .filter(|&x| x < MAX_RULE)
                 .ok_or_else(|| too_complex(i))?;
-            for &(lo, hi) in ranges(i) {
-                events.push(T::event(lo, true, idx));
-                if let Some(n) = hi.next() {
-                    events.push(T::event(n, false, idx));
-                }
+            if let Some(p) = boundary(idx, 0) {
+                heap.push(Reverse((p, idx, 0)));
             }
         }
         // Whether each rule decides every flow its source holds.
         let only: Vec<bool> = rules.iter().map(Rule::source_only).collect();
         let mut fam = Family::<T>::default();
         // At most one interval per distinct position, and the one at 0.
-        fam.starts.reserve_exact(events.len() + 1);
-        fam.lists.reserve_exact(events.len() + 1);
+        fam.starts.reserve_exact(count + 1);
+        fam.lists.reserve_exact(count + 1);
         // The rules covering the current interval, in no order; few at a
         // time, so a vector beats a tree.
         let mut active: Vec<u32> = Vec::new();
@@ -271,26 +233,35 @@ impl<T: Addr> Family<T> {
             fam.lists.push(off);
         };
         let mut seen_zero = false;
-        T::sweep(&mut events, |pos, here| {
+        while let Some(&Reverse((pos, _, _))) = heap.peek() {
             if pos != T::default() && !seen_zero {
                 // The interval from 0 up to the first boundary.
                 emit(&mut fam, T::default(), &active);
             }
             seen_zero = true;
-            for e in here {
-                let r = e & !START;
-                if e & START != 0 {
+            // Every boundary at this position, each rule's cursor advanced.
+            while let Some(mut top) = heap.peek_mut() {
+                let Reverse((p, r, k)) = *top;
+                if p != pos {
+                    break;
+                }
+                if k.is_multiple_of(2) {
                     active.push(r);
                 } else if let Some(i) = active.iter().position(|&a| a == r) {
                     active.swap_remove(i);
                 }
+                match boundary(r, k + 1) {
+                    Some(next) => *top = Reverse((next, r, k + 1)),
+                    None => {
+                        PeekMut::pop(top);
+                    }
+                }
             }
             emit(&mut fam, pos, &active);
-        });
+        }
         if !seen_zero {
             emit(&mut fam, T::default(), &active);
         }
-        drop(events);
         if let Some(e) = failed {
             return Err(e);
         }
@@ -344,6 +315,15 @@ impl<T: Addr> Family<T> {
     }
 }
 
+/// Whether intervals are sorted, each well formed, none touching the next.
+fn normalized<T: Addr>(v: &[(T, T)]) -> bool {
+    v.iter().all(|(lo, hi)| lo <= hi)
+        && v.windows(2).all(|w| match w {
+            [(_, hi), (lo, _)] => hi.next().is_some_and(|n| n < *lo),
+            _ => true,
+        })
+}
+
 fn too_complex(entries: usize) -> Error {
     Error::TooComplex {
         entries,
@@ -354,6 +334,18 @@ fn too_complex(entries: usize) -> Error {
 impl Table {
     /// Compiles a priority-sorted rule list.
     pub fn build(rules: &[Rule]) -> Result<Table, Error> {
+        // The merge needs each source sorted and merged, as the policy
+        // reader leaves it; a caller's own rules are normalized first.
+        if !rules
+            .iter()
+            .all(|r| normalized(&r.source.v4) && normalized(&r.source.v6))
+        {
+            let mut own = rules.to_vec();
+            for r in &mut own {
+                r.source.normalize();
+            }
+            return Table::build(&own);
+        }
         let mut t = Table::default();
         let any: Vec<bool> = rules.iter().map(|r| r.source.is_any()).collect();
         // Rules after the first source-only any-source rule never decide.
@@ -418,5 +410,26 @@ impl Table {
     /// Entries held, for reporting.
     pub fn entries(&self) -> usize {
         self.pool.len() + self.any.len() + self.v4.starts.len() + self.v6.starts.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_with_unnormalized_sources_are_normalized_first() {
+        let p = crate::Policy::parse(
+            br#"{"name":"p","network":{"rules":[{"name":"a","priority":100,"access":"allow","source":["10.0.0.0/8"]}]}}"#,
+        )
+        .unwrap();
+        let mut rules = p.network.unwrap().rules;
+        // Unsorted, overlapping and adjacent, as a caller might build them.
+        rules[0].source.v4 = alloc::vec![(30, 40), (10, 20), (15, 25), (26, 29)];
+        let t = Table::build(&rules).unwrap();
+        for (a, hit) in [(9, false), (10, true), (29, true), (40, true), (41, false)] {
+            let (list, _) = t.candidates(crate::addr::Key::V4(a));
+            assert_eq!(!list.is_empty(), hit, "{a}");
+        }
     }
 }
