@@ -21,10 +21,17 @@ use std::sync::OnceLock;
 use portcullis_core::decide::{scope_host, scope_path};
 use portcullis_core::{Policy, Request, Trace, Transport, NO_SCOPE};
 
-/// The scopes of the policy under test, as the reference reads them:
-/// (name, hosts, paths, methods); a host `*.x` is a wildcard, a path
-/// ending in `/*` a prefix.
-const SCOPES: &[(&str, &[&str], &[&str], &[&str])] = &[
+/// One scope as the reference reads it: (name, hosts, paths, methods); a
+/// host `*.x` is a wildcard, a path ending in `/*` a prefix.
+type RefScope = (
+    &'static str,
+    &'static [&'static str],
+    &'static [&'static str],
+    &'static [&'static str],
+);
+
+/// The scopes of the policy under test.
+const SCOPES: &[RefScope] = &[
     (
         "status",
         &["orders.example"],
