@@ -1,42 +1,9 @@
 //! The `portcullis` binary, driven as a user would.
 #![allow(clippy::unwrap_used)] // test helpers: a failure should stop the test loudly
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn portcullis(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(args)
-        .current_dir(root())
-        .env("NO_COLOR", "1")
-        .env("PORTCULLIS_CACHE_DIR", root().join("target/cli-test/cache"))
-        .env("FUNCTION_KEY", "K-test")
-        .env_remove("PORTCULLIS_FILTER")
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn filter() -> PathBuf {
-    let f = root().join("dist/portcullis_filter.wasm");
-    assert!(
-        f.exists(),
-        "{} is missing: run ./build.sh build first",
-        f.display()
-    );
-    f
-}
+use common::{command, filter, portcullis, root, sha256, text};
 
 #[test]
 fn the_whole_corpus_passes_on_the_filter_under_wasmtime_and_on_the_core() {
@@ -311,14 +278,6 @@ fn completions_are_generated_for_every_shell() {
     }
 }
 
-fn sha256(bytes: &[u8]) -> String {
-    use sha2::Digest as _;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 #[test]
 fn version_and_test_name_the_embedded_filter_by_sha256() {
     let sha = sha256(&std::fs::read(filter()).unwrap());
@@ -373,12 +332,10 @@ fn filter_overrides_the_embedded_module_and_the_cache_survives_corruption() {
     let sha = sha256(&wasm);
     let cache = dir.join("cache");
     let run = || {
-        let o = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        let o = command()
             .args(["test", "--filter"])
             .arg(&other)
             .arg("tests/corpus/client-ip-peer.json")
-            .current_dir(root())
-            .env("NO_COLOR", "1")
             .env("PORTCULLIS_CACHE_DIR", &cache)
             .output()
             .unwrap();
