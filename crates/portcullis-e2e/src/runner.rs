@@ -344,18 +344,15 @@ pub fn run_case_envoy(
     } else {
         resp.one("location")
     };
+    let (would_verdict, would_status) = trace.enforced(resp.status);
     Ok(Outcome {
         verdict: trace.verdict,
         status: resp.status,
         rule: trace.rule.clone(),
         client_ip,
         step: trace.step,
-        would_verdict: trace.would.unwrap_or(trace.verdict),
-        would_status: if trace.would.is_some() {
-            trace.status
-        } else {
-            resp.status
-        },
+        would_verdict,
+        would_status,
         trace: format!(
             "{line} (on loopback: peer {} -> {from}, local {} -> {})",
             r.peer, r.local, ep.bind
