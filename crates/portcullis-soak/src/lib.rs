@@ -9,19 +9,43 @@
 //!   through ECDS) and the policy file swaps;
 //! - [`tally`]: the counts each load thread keeps;
 //! - [`load`]: the load threads and the probes that fence a swap;
+//! - [`http2`]: the HTTP/2 share's client (the `h2` crate);
 //! - [`swap`]: the controller that swaps the policy every N % of the run;
 //! - [`judge`] and [`summary`]: the checks of a run, its figures and JSON;
 //! - [`run`]: the orchestration ([`run::run`]).
 //!
-//! It speaks HTTP through `portcullis_e2e::http1` (the harness's one
-//! HTTP/1.1 client) and takes its ports and client addresses from
-//! `portcullis_e2e::net`. It does not run in `./build.sh test` (it is long),
-//! and it does not speak HTTP/2 or HTTP/3.
+//! It speaks HTTP/1.1 through `portcullis_e2e::http1` (the harness's one
+//! HTTP/1.1 client) and HTTP/2 through [`http2`], and takes its ports and
+//! client addresses from `portcullis_e2e::net`.
+//!
+//! ## The HTTP/2 share
+//!
+//! A share of the mix (`SOAK_H2_SHARE`, `scripts/soak.sh --h2-share N`,
+//! default [`config::DEFAULT_H2_SHARE`] %) goes over HTTP/2: prior-knowledge
+//! h2c on the plain listener, ALPN `h2` on the TLS one (the listeners have
+//! `codec_type: AUTO` and offer `h2, http/1.1`). Which requests is a pure
+//! function of `(seed, i)` ([`workload::h2_picked`]), independent of the
+//! class, so every class is in the share. The same checks judge both
+//! protocols; the figures and the JSON summary (`"http2"`) give the share
+//! asked and carried and the requests, mismatches, swap violations,
+//! hardening failures, I/O errors and statuses per protocol, and the run
+//! checks Envoy's own `downstream_rq_http2_total` against the client's count.
+//! Not carried over HTTP/2: the requests over Envoy's header limits (size
+//! or count), which HTTP/1.1 gets Envoy's 431 for; they stay HTTP/1.1
+//! ([`workload::Spec::h2_capable`]). Non-UTF-8 values, repeated headers,
+//! `content-length: 0` POSTs, an upper-case `Host` with a port and the
+//! near-limit headers go over HTTP/2 byte for byte. The probes that fence
+//! a swap stay HTTP/1.1.
+//!
+//! It does not run in `./build.sh test` (it is long), does not multiplex
+//! concurrent streams on one connection (one request at a time per load
+//! thread), and does not speak HTTP/3.
 //!
 //! Run it with `scripts/soak.sh` (`./build.sh soak`); see docs/robustness.md.
 
 pub mod check;
 pub mod config;
+pub mod http2;
 pub mod judge;
 pub mod load;
 pub mod rig;

@@ -384,7 +384,25 @@ pub fn build(seed: u64, i: u64, thread: usize) -> Spec {
     spec
 }
 
+/// Whether request `i` is picked for HTTP/2: its own hash (independent of
+/// the class pick) falls under `share_percent`. It then goes over HTTP/2 if
+/// HTTP/2 can carry it ([`Spec::h2_capable`]), else over HTTP/1.1.
+pub fn h2_picked(seed: u64, i: u64, share_percent: u64) -> bool {
+    let r = splitmix(splitmix(seed ^ 0x4832_5f73_6861_7265) ^ i);
+    r % 100 < share_percent
+}
+
 impl Spec {
+    /// Whether the HTTP/2 share may carry this request: every class but
+    /// the requests over Envoy's header limits ([`Spec::envoy_rejects`]):
+    /// over HTTP/2 Envoy answers those by resetting the stream (or the
+    /// client's HPACK limit refuses them first), not with the 431 the
+    /// HTTP/1.1 path checks. Non-UTF-8 values, repeated headers and
+    /// near-limit headers are carried byte for byte.
+    pub fn h2_capable(&self) -> bool {
+        !self.envoy_rejects
+    }
+
     /// The request as HTTP/1.1 bytes (keep-alive).
     pub fn to_bytes(&self) -> Vec<u8> {
         http1::request(
@@ -439,6 +457,24 @@ mod tests {
         assert!(specs
             .iter()
             .all(|s| s.class == Class::Oversized || !s.envoy_rejects));
+        // The HTTP/2 pick: about its share, independent of the class.
+        let picked: Vec<&Spec> = specs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| h2_picked(7, *i as u64, 20))
+            .map(|(_, s)| s)
+            .collect();
+        assert!(
+            picked.len() > 3_200 && picked.len() < 4_800,
+            "{}",
+            picked.len()
+        );
+        for c in Class::ALL {
+            assert!(picked.iter().any(|s| s.class == c && s.h2_capable()));
+        }
+        assert!(picked.iter().any(|s| !s.h2_capable()));
+        assert!(!(0..1000).any(|i| h2_picked(7, i, 0)));
+        assert!((0..1000).all(|i| h2_picked(7, i, 100)));
         // Deterministic.
         assert_eq!(build(7, 123, 1), build(7, 123, 1));
         assert!(specs.iter().any(|s| !s.tls));
