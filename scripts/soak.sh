@@ -11,10 +11,11 @@
 # HTTP/2 share: 20 % of the requests (SOAK_H2_SHARE / --h2-share) go over
 # HTTP/2 -- prior-knowledge h2c on the plain listener, ALPN h2 on the TLS
 # one (codec_type AUTO) -- through the h2 crate, judged by the same checks,
-# counted per protocol in the figures and in the JSON ("http2"). Requests
-# over Envoy's header limits stay HTTP/1.1 (over HTTP/2 Envoy resets the
-# stream instead of the 431 the run checks); everything else, non-UTF-8
-# values and repeated headers included, is carried byte for byte.
+# counted per protocol in the figures and in the JSON ("http2"), and
+# checked against Envoy's downstream_rq_http2_total. Every class is carried
+# byte for byte (non-UTF-8 values and repeated headers included); requests
+# over Envoy's header limits, which get a 431 over HTTP/1.1, must get a
+# stream reset over HTTP/2.
 #
 #   scripts/soak.sh                         1,000,000 requests (budget 600 s)
 #   scripts/soak.sh quick                   20,000 requests (smoke check)

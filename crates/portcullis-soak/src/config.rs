@@ -25,8 +25,8 @@ pub struct Config {
     pub seed: u64,
     /// Envoy worker threads.
     pub concurrency: u32,
-    /// Percent of the requests picked for HTTP/2 (those HTTP/2 can carry,
-    /// see [`crate::workload::Spec::h2_capable`]; the rest go over HTTP/1.1).
+    /// Percent of the requests sent over HTTP/2 ([`crate::workload::h2_picked`];
+    /// the rest go over HTTP/1.1).
     pub h2_share: u64,
     /// Where the JSON summary goes.
     pub json: PathBuf,

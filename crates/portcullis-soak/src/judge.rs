@@ -82,11 +82,15 @@ pub fn judge(s: &Summary, alive: bool) -> Vec<CheckResult> {
         format!("{}", t.status_5xx),
     );
     add(
-        "Envoy's 431 exactly for the oversized requests decided up front",
-        Some(t.envoy_431_seen == t.envoy_431_expected),
+        "Envoy's 431 (HTTP/1.1) or stream reset (HTTP/2) exactly for the oversized requests decided up front",
+        Some(
+            t.envoy_431_seen == t.envoy_431_expected
+                && t.envoy_reset_seen == t.envoy_reset_expected
+                && t.protocol(crate::tally::Protocol::Http2).stream_resets == t.envoy_reset_seen,
+        ),
         format!(
-            "{} expected, {} seen",
-            t.envoy_431_expected, t.envoy_431_seen
+            "431: {} expected, {} seen; HTTP/2 resets: {} expected, {} seen",
+            t.envoy_431_expected, t.envoy_431_seen, t.envoy_reset_expected, t.envoy_reset_seen
         ),
     );
     add(

@@ -30,12 +30,16 @@
 //! asked and carried and the requests, mismatches, swap violations,
 //! hardening failures, I/O errors and statuses per protocol, and the run
 //! checks Envoy's own `downstream_rq_http2_total` against the client's count.
-//! Not carried over HTTP/2: the requests over Envoy's header limits (size
-//! or count), which HTTP/1.1 gets Envoy's 431 for; they stay HTTP/1.1
-//! ([`workload::Spec::h2_capable`]). Non-UTF-8 values, repeated headers,
-//! `content-length: 0` POSTs, an upper-case `Host` with a port and the
-//! near-limit headers go over HTTP/2 byte for byte. The probes that fence
-//! a swap stay HTTP/1.1.
+//! Every class is carried: non-UTF-8 values, repeated headers,
+//! `content-length: 0` POSTs, an upper-case `:authority` with a port and the
+//! near-limit headers go over HTTP/2 byte for byte. The requests over
+//! Envoy's header limits (size or count), which HTTP/1.1 gets Envoy's 431
+//! for, get a stream reset (`RST_STREAM`, Envoy 1.40 says `INTERNAL_ERROR`)
+//! over HTTP/2, and the run checks exactly that (and that the filter
+//! counted no decision for them). What HTTP/2 cannot express is not in the
+//! share: the `Host` header itself (HTTP/2 sends `:authority`), a request
+//! line or framing of HTTP/1.1 (chunking, `Connection`); the mix uses none
+//! of these tricks. The probes that fence a swap stay HTTP/1.1.
 //!
 //! It does not run in `./build.sh test` (it is long), does not multiplex
 //! concurrent streams on one connection (one request at a time per load

@@ -24,7 +24,7 @@ use portcullis_e2e::http1::{Conn, Response, TlsClient};
 
 use crate::check::{self, Sent};
 use crate::config::Config;
-use crate::http2;
+use crate::http2::{self, Answer};
 use crate::rig::Rig;
 use crate::tally::{Protocol, Tally};
 use crate::workload::{self, Class, Spec, HOST, KEY, POLICY_NAMES};
@@ -207,6 +207,54 @@ fn check_response(
     }
 }
 
+/// Checks what came back for `spec`; the status, if a response. Over
+/// HTTP/2 a request over Envoy's header limits must get a stream reset
+/// (where HTTP/1.1 gets the 431 of [`check_envoy_431`]); any other request
+/// must get a response, checked by [`check_response`].
+fn check_answer(
+    load: &Load,
+    spec: &Spec,
+    peer: SocketAddr,
+    phases: (u64, u64),
+    answer: Answer,
+    t: &mut Tally,
+    protocol: Protocol,
+) -> Option<u16> {
+    let h2_reject = protocol == Protocol::Http2 && spec.envoy_rejects;
+    t.envoy_reset_expected += u64::from(h2_reject);
+    match answer {
+        Answer::Reset(reason) => {
+            if let Some(p) = t.by_protocol.get_mut(protocol.index()) {
+                p.stream_resets += 1;
+            }
+            if h2_reject {
+                t.envoy_reset_seen += 1;
+            } else {
+                t.mismatches += 1;
+                t.example(format!(
+                    "mismatch: {}: stream reset ({reason:?}) instead of a response",
+                    what(spec, protocol)
+                ));
+            }
+            None
+        }
+        Answer::Response(resp) if h2_reject => {
+            *t.by_status.entry(resp.status).or_default() += 1;
+            t.mismatches += 1;
+            t.example(format!(
+                "mismatch: {}: status {} instead of Envoy's stream reset",
+                what(spec, protocol),
+                resp.status
+            ));
+            Some(resp.status)
+        }
+        Answer::Response(resp) => {
+            check_response(load, spec, peer, phases, &resp, t, protocol);
+            Some(resp.status)
+        }
+    }
+}
+
 /// Sends `spec` over HTTP/1.1 on the thread's connection for its listener
 /// and source (a new one if none is open, or the last one closed).
 fn exchange_http1(
@@ -261,9 +309,7 @@ fn load_thread(load: &Load, thread: usize) -> Tally {
         t.requests += 1;
         *t.by_class.entry(spec.class.name()).or_default() += 1;
         t.tls += u64::from(spec.tls);
-        let picked = workload::h2_picked(load.cfg.seed, i, share);
-        let over_h2 = picked && spec.h2_capable();
-        t.h2_not_carried += u64::from(picked && !over_h2);
+        let over_h2 = workload::h2_picked(load.cfg.seed, i, share);
         let marks = t.marks();
         let p0 = load.phase.load(Ordering::SeqCst);
         let (protocol, result) = match (&mut h2, over_h2) {
@@ -272,14 +318,16 @@ fn load_thread(load: &Load, thread: usize) -> Tally {
                 Protocol::Http2,
                 Err(std::io::Error::other("no HTTP/2 client")),
             ),
-            (_, false) => (Protocol::Http1, exchange_http1(load, &mut conns, &spec)),
+            (_, false) => (
+                Protocol::Http1,
+                exchange_http1(load, &mut conns, &spec).map(|(r, a)| (Answer::Response(r), a)),
+            ),
         };
         let p1 = load.phase.load(Ordering::SeqCst);
         load.done.fetch_add(1, Ordering::Relaxed);
         let status = match result {
-            Ok((resp, peer)) => {
-                check_response(load, &spec, peer, (p0, p1), &resp, &mut t, protocol);
-                Some(resp.status)
+            Ok((answer, peer)) => {
+                check_answer(load, &spec, peer, (p0, p1), answer, &mut t, protocol)
             }
             Err(e) => {
                 t.io_errors += 1;

@@ -79,6 +79,7 @@ pub fn protocol_json(p: &ProtocolCounts) -> Value {
         "hardening_failures": p.hardening,
         "status_5xx": p.status_5xx,
         "io_errors": p.io_errors,
+        "stream_resets": p.stream_resets,
         "by_status": p.by_status.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
     })
 }
@@ -97,9 +98,8 @@ impl Summary {
         json!({
             "share_percent": self.config.h2_share,
             "carried_percent": (self.h2_percent() * 100.0).round() / 100.0,
-            "picked_not_carried": t.h2_not_carried,
             "envoy_downstream_rq": self.protocol_stats.iter().map(|(n, v)| (n.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
-            "not_carried": "requests over Envoy's header limits (Envoy's 431 over HTTP/1.1; a stream reset over HTTP/2)",
+            "envoy_reset": { "expected": t.envoy_reset_expected, "seen": t.envoy_reset_seen },
             "by_protocol": Protocol::ALL.iter().map(|p| (p.as_str().to_owned(), protocol_json(&t.protocol(*p)))).collect::<serde_json::Map<_, _>>(),
         })
     }
@@ -207,10 +207,9 @@ impl Summary {
             t.requests - t.tls
         );
         println!(
-            "protocols       HTTP/2 share {} % asked, {:.1} % carried ({} picked but over Envoy's limits, sent over HTTP/1.1)",
+            "protocols       HTTP/2 share {} % asked, {:.1} % carried",
             s.config.h2_share,
             s.h2_percent(),
-            t.h2_not_carried
         );
         let envoy: Vec<String> = s
             .protocol_stats
@@ -226,7 +225,7 @@ impl Summary {
                 .map(|(k, v)| format!("{k}: {v}"))
                 .collect();
             println!(
-                "  {:<13} {} requests ({} TLS), {} mismatches, {} swap violations, {} hardening, {} i/o errors; {}",
+                "  {:<13} {} requests ({} TLS), {} mismatches, {} swap violations, {} hardening, {} i/o errors, {} stream resets; {}",
                 p.as_str(),
                 c.requests,
                 c.tls,
@@ -234,6 +233,7 @@ impl Summary {
                 c.swap_violations,
                 c.hardening,
                 c.io_errors,
+                c.stream_resets,
                 statuses.join(", ")
             );
         }
@@ -253,8 +253,8 @@ impl Summary {
         println!("hardening       {} failures", t.hardening);
         println!("5xx             {}", t.status_5xx);
         println!(
-            "envoy 431       {} expected, {} seen",
-            t.envoy_431_expected, t.envoy_431_seen
+            "envoy 431       {} expected, {} seen (HTTP/1.1); stream resets {} expected, {} seen (HTTP/2)",
+            t.envoy_431_expected, t.envoy_431_seen, t.envoy_reset_expected, t.envoy_reset_seen
         );
         println!("i/o errors      {}", t.io_errors);
         println!(
@@ -332,7 +332,8 @@ mod tests {
             }
             tally.count_protocol(p, k % 2 == 0, Some(200 + k), m);
         }
-        tally.h2_not_carried = 1;
+        tally.envoy_reset_expected = 1;
+        tally.envoy_reset_seen = 1;
         let config = Config {
             requests: 10,
             threads: 1,
@@ -363,7 +364,7 @@ mod tests {
         let h = &j["http2"];
         assert_eq!(h["share_percent"], 20);
         assert_eq!(h["carried_percent"], 20.0);
-        assert_eq!(h["picked_not_carried"], 1);
+        assert_eq!(h["envoy_reset"]["seen"], 1);
         assert_eq!(s.envoy_h2_requests(), 2);
         assert_eq!(
             h["envoy_downstream_rq"]["http.http_plain.downstream_rq_http2_total"],

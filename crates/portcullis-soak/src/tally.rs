@@ -62,6 +62,8 @@ pub struct ProtocolCounts {
     pub status_5xx: u64,
     /// I/O failures.
     pub io_errors: u64,
+    /// Streams Envoy reset instead of answering (HTTP/2).
+    pub stream_resets: u64,
 }
 
 impl ProtocolCounts {
@@ -77,6 +79,7 @@ impl ProtocolCounts {
         self.hardening += o.hardening;
         self.status_5xx += o.status_5xx;
         self.io_errors += o.io_errors;
+        self.stream_resets += o.stream_resets;
     }
 }
 
@@ -113,7 +116,7 @@ pub struct Tally {
     pub status_5xx: u64,
     /// Exchanges that failed on I/O.
     pub io_errors: u64,
-    /// Requests Envoy must reject (431) by their size.
+    /// Requests over HTTP/1.1 Envoy must reject (431) by their size.
     pub envoy_431_expected: u64,
     /// 431 responses seen.
     pub envoy_431_seen: u64,
@@ -122,8 +125,10 @@ pub struct Tally {
     /// Requests of the mix per protocol (in [`Protocol::ALL`] order; probes
     /// are not in here: they are HTTP/1.1 and fence the swaps).
     pub by_protocol: [ProtocolCounts; 2],
-    /// Requests picked for HTTP/2 that it cannot carry (sent over HTTP/1.1).
-    pub h2_not_carried: u64,
+    /// Requests over HTTP/2 Envoy must reset (`RST_STREAM`) by their size.
+    pub envoy_reset_expected: u64,
+    /// Of those, reset.
+    pub envoy_reset_seen: u64,
     /// The first few failures, described.
     pub examples: Vec<String>,
 }
@@ -173,7 +178,8 @@ impl Tally {
     }
 
     /// Counts one request of the mix for `protocol`: its status (none on an
-    /// I/O failure), TLS or not, and the failures added since `before`.
+    /// I/O failure or a stream reset), TLS or not, and the failures added
+    /// since `before`.
     pub fn count_protocol(
         &mut self,
         protocol: Protocol,
@@ -231,7 +237,8 @@ impl Tally {
         for (mine, theirs) in self.by_protocol.iter_mut().zip(&o.by_protocol) {
             mine.merge(theirs);
         }
-        self.h2_not_carried += o.h2_not_carried;
+        self.envoy_reset_expected += o.envoy_reset_expected;
+        self.envoy_reset_seen += o.envoy_reset_seen;
         for e in &o.examples {
             self.example(e.clone());
         }
@@ -271,7 +278,7 @@ mod tests {
         let mut b = Tally::default();
         let m = b.marks();
         b.count_protocol(Protocol::Http2, true, Some(403), m);
-        b.h2_not_carried = 2;
+        b.envoy_reset_expected = 2;
         a.merge(&b);
         let h2 = a.protocol(Protocol::Http2);
         assert_eq!(
@@ -282,7 +289,7 @@ mod tests {
         let h1 = a.protocol(Protocol::Http1);
         assert_eq!((h1.requests, h1.mismatches, h1.io_errors), (1, 0, 0));
         assert_eq!(h1.by_status.get(&301), Some(&1));
-        assert_eq!(a.h2_not_carried, 2);
+        assert_eq!(a.envoy_reset_expected, 2);
         assert_eq!(Protocol::ALL.map(Protocol::as_str), ["http/1.1", "h2"]);
     }
 }

@@ -384,25 +384,14 @@ pub fn build(seed: u64, i: u64, thread: usize) -> Spec {
     spec
 }
 
-/// Whether request `i` is picked for HTTP/2: its own hash (independent of
-/// the class pick) falls under `share_percent`. It then goes over HTTP/2 if
-/// HTTP/2 can carry it ([`Spec::h2_capable`]), else over HTTP/1.1.
+/// Whether request `i` goes over HTTP/2: its own hash (independent of the
+/// class pick) falls under `share_percent`.
 pub fn h2_picked(seed: u64, i: u64, share_percent: u64) -> bool {
     let r = splitmix(splitmix(seed ^ 0x4832_5f73_6861_7265) ^ i);
     r % 100 < share_percent
 }
 
 impl Spec {
-    /// Whether the HTTP/2 share may carry this request: every class but
-    /// the requests over Envoy's header limits ([`Spec::envoy_rejects`]):
-    /// over HTTP/2 Envoy answers those by resetting the stream (or the
-    /// client's HPACK limit refuses them first), not with the 431 the
-    /// HTTP/1.1 path checks. Non-UTF-8 values, repeated headers and
-    /// near-limit headers are carried byte for byte.
-    pub fn h2_capable(&self) -> bool {
-        !self.envoy_rejects
-    }
-
     /// The request as HTTP/1.1 bytes (keep-alive).
     pub fn to_bytes(&self) -> Vec<u8> {
         http1::request(
@@ -470,9 +459,9 @@ mod tests {
             picked.len()
         );
         for c in Class::ALL {
-            assert!(picked.iter().any(|s| s.class == c && s.h2_capable()));
+            assert!(picked.iter().any(|s| s.class == c));
         }
-        assert!(picked.iter().any(|s| !s.h2_capable()));
+        assert!(picked.iter().any(|s| s.envoy_rejects));
         assert!(!(0..1000).any(|i| h2_picked(7, i, 0)));
         assert!((0..1000).all(|i| h2_picked(7, i, 100)));
         // Deterministic.
