@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the proxy-wasm filter and its release artefacts in dist/:
 #   portcullis_filter.wasm         cargo (wasm32-unknown-unknown, profile `wasm`:
-#                                  opt-level z, lto, strip, panic=abort), then
+#                                  opt-level z, the filter crate s, lto, strip,
+#                                  panic=abort), then
 #                                  `wasm-opt -Oz` from npm binaryen 132 in tools/
 #   portcullis_filter.wasm.sha256  sha256sum format (`cd dist && sha256sum -c ...`)
 #   portcullis_filter.oci/         OCI image layout of the module (Wasm image,

@@ -3,6 +3,8 @@
 
 use libfuzzer_sys::fuzz_target;
 
+// Each importer target uses one of the shared checks.
+#[allow(dead_code)]
 #[path = "../src/import_checks.rs"]
 mod import_checks;
 

@@ -32,6 +32,8 @@ use portcullis_host::{HttpRequest, HttpResponse};
 
 #[path = "client_addr.rs"]
 pub mod client_addr;
+#[path = "scope_input.rs"]
+pub mod scope_input;
 
 /// Header name/value pairs as bytes.
 pub type HeaderPairs = Vec<(Vec<u8>, Vec<u8>)>;
@@ -1351,11 +1353,14 @@ impl Fixture {
         if target == Target::ClientAddr {
             return client_addr::check(data);
         }
+        if target == Target::ScopeInput {
+            return scope_input::check(data);
+        }
         let g = self.decode(data);
         let n = self.policies.get(g.policy).ok_or("no policy")?;
         let ctx = |e: String| format!("{} on {}: {e}", target.name(), n.source);
         match target {
-            Target::PolicyParse | Target::ClientAddr => Ok(()),
+            Target::PolicyParse | Target::ClientAddr | Target::ScopeInput => Ok(()),
             Target::Decide => check_core(&n.policy, &g).map_err(ctx),
             Target::FilterWasm | Target::Differential => {
                 let mut plugins = self.plugins.lock().map_err(|_| "plugin lock poisoned")?;
@@ -1385,16 +1390,19 @@ pub enum Target {
     Differential,
     /// Raw bytes as client-address header lines (`client_addr.rs`).
     ClientAddr,
+    /// Raw bytes as a method, authority and path (`scope_input.rs`).
+    ScopeInput,
 }
 
 impl Target {
     /// All of them.
-    pub const ALL: [Target; 5] = [
+    pub const ALL: [Target; 6] = [
         Target::PolicyParse,
         Target::Decide,
         Target::FilterWasm,
         Target::Differential,
         Target::ClientAddr,
+        Target::ScopeInput,
     ];
     /// The target's (and its corpus directory's) name.
     pub fn name(self) -> &'static str {
@@ -1404,6 +1412,7 @@ impl Target {
             Target::FilterWasm => "filter_wasm",
             Target::Differential => "differential",
             Target::ClientAddr => "client_addr",
+            Target::ScopeInput => "scope_input",
         }
     }
 }

@@ -123,6 +123,18 @@ def policy_json(cidrs):
     })
 
 
+def with_scopes(doc, n=20):
+    """Issue 12: the same policy with `n` scopes (host, path and method)
+    that the bench's requests never match, so every request normalizes its
+    host and path and tries all of them before the top level decides,
+    exactly as without scopes."""
+    d = json.loads(doc)
+    d["scopes"] = [{"name": f"api{i}", "match": {
+        "hosts": [f"api{i}.bench.test"], "paths": [f"/v{i}/*"], "methods": ["GET", "POST"]}}
+        for i in range(n)]
+    return json.dumps(d)
+
+
 def largest_policy(rules=3997, per_rule=50, seed=20261201):
     """The largest legal policy in rules: priorities 100..4096 are unique, so
     3,997 rules; 50 random IPv4 prefixes each (~200,000 in all, ~4 MB of
@@ -280,15 +292,7 @@ def proxy_config(variant, cidrs, admin_port, port, upstream_port, filter_wasm, e
                 d["trace"] = "deny"
                 doc = json.dumps(d)
             elif variant == "cscopes":
-                # Issue 12: the same policy with 20 scopes (host, path and
-                # method) that the bench's requests never match, so every
-                # request normalizes its host and path and tries all 20
-                # before the top level decides, exactly as (c) does.
-                d = json.loads(doc)
-                d["scopes"] = [{"name": f"api{i}", "match": {
-                    "hosts": [f"api{i}.bench.test"], "paths": [f"/v{i}/*"], "methods": ["GET", "POST"]}}
-                    for i in range(20)]
-                doc = json.dumps(d)
+                doc = with_scopes(doc)
             cfg["configuration"] = {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": doc}
         elif EMPTY_CALLS[variant]:
             # Attribution: some of the Portcullis filter's host calls, constant values.
@@ -756,6 +760,8 @@ def main():
     for n, cidrs in lists.items():
         with open(os.path.join(pdir, f"bench-{n}.json"), "w") as f:
             f.write(policy_json(cidrs))
+    with open(os.path.join(pdir, f"bench-{att}-scopes20.json"), "w") as f:
+        f.write(with_scopes(policy_json(lists[att])))
     with open(os.path.join(pdir, "largest.json"), "w") as f:
         f.write(largest_policy())
 

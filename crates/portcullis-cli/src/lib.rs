@@ -297,19 +297,15 @@ pub fn run_wasm(plugin: &mut portcullis_host::Plugin, c: &Case) -> Result<Outcom
         .as_ref()
         .and_then(|_| response_headers.iter().find(|(n, _)| n == "location"))
         .map(|(_, v)| String::from_utf8_lossy(v).into_owned());
+    let (would_verdict, would_status) = t.enforced(x.status);
     Ok(Outcome {
         verdict: t.verdict,
         status: x.status,
         rule: t.rule,
         client_ip: t.client_ip,
         step: t.step,
-        would_verdict: t.would.unwrap_or(t.verdict),
-        // A would-be reply's status is the trace's; otherwise the one seen.
-        would_status: if t.would.is_some() {
-            t.status
-        } else {
-            x.status
-        },
+        would_verdict,
+        would_status,
         trace: trace_line,
         location,
         upstream_headers: x.upstream_request_headers.as_deref().map(to_list),

@@ -1,42 +1,9 @@
 //! The `portcullis` binary, driven as a user would.
 #![allow(clippy::unwrap_used)] // test helpers: a failure should stop the test loudly
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn portcullis(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(args)
-        .current_dir(root())
-        .env("NO_COLOR", "1")
-        .env("PORTCULLIS_CACHE_DIR", root().join("target/cli-test/cache"))
-        .env("FUNCTION_KEY", "K-test")
-        .env_remove("PORTCULLIS_FILTER")
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn filter() -> PathBuf {
-    let f = root().join("dist/portcullis_filter.wasm");
-    assert!(
-        f.exists(),
-        "{} is missing: run ./build.sh build first",
-        f.display()
-    );
-    f
-}
+use common::{command, filter, portcullis, root, sha256, text};
 
 #[test]
 fn the_whole_corpus_passes_on_the_filter_under_wasmtime_and_on_the_core() {
@@ -144,75 +111,67 @@ fn check_lists_every_mistake_with_its_position() {
     }
 }
 
+/// `portcullis explain args…`: it succeeds and its output holds every line
+/// of `wants`; the output, for more checks.
+fn explain(args: &[&str], wants: &[&str]) -> String {
+    let o = portcullis(&[&["explain"], args].concat());
+    let t = text(&o);
+    println!("{t}");
+    assert!(o.status.success(), "{args:?}:\n{t}");
+    for want in wants {
+        assert!(t.contains(want), "{args:?}: missing {want:?} in\n{t}");
+    }
+    t
+}
+
 #[test]
 fn explain_reproduces_the_sample_decisions() {
-    let o = portcullis(&[
-        "explain",
-        "policy-samples/layered-security.json",
-        "--peer",
-        "191.238.20.30:40000",
-        "--local",
-        "10.0.0.4:80",
-        "--plain",
-    ]);
-    let t = text(&o);
-    println!("{t}");
-    assert!(o.status.success(), "{t}");
-    assert!(
-        t.contains("allow-http-fe2ase")
-            && t.contains("MATCH every field matches: this rule decides (allow)"),
-        "{t}"
+    explain(
+        &[
+            "policy-samples/layered-security.json",
+            "--peer",
+            "191.238.20.30:40000",
+            "--local",
+            "10.0.0.4:80",
+            "--plain",
+        ],
+        &[
+            "allow-http-fe2ase",
+            "MATCH every field matches: this rule decides (allow)",
+            "no    client 191.238.20.30 is not in source [fe1ase]",
+            "trace    forward 0 forward peer 191.238.20.30 - allow-http-fe2ase",
+        ],
     );
-    assert!(
-        t.contains("no    client 191.238.20.30 is not in source [fe1ase]"),
-        "{t}"
+    explain(
+        &[
+            "policy-samples/functions-behind-apim.json",
+            "--peer",
+            "203.0.113.50:1234",
+            "-H",
+            "x-functions-key: K-test",
+        ],
+        &[
+            "client 203.0.113.50 is not in source [apim-gateway]",
+            "no rule matched: default_access is deny",
+            "trace    deny 403 network peer 203.0.113.50 - default",
+            "strict-transport-security: max-age=31536000; includeSubDomains",
+        ],
     );
-    assert!(
-        t.contains("trace    forward 0 forward peer 191.238.20.30 - allow-http-fe2ase"),
-        "{t}"
-    );
-
-    let o = portcullis(&[
-        "explain",
-        "policy-samples/functions-behind-apim.json",
-        "--peer",
-        "203.0.113.50:1234",
-        "-H",
-        "x-functions-key: K-test",
-    ]);
-    let t = text(&o);
-    println!("{t}");
-    assert!(
-        t.contains("client 203.0.113.50 is not in source [apim-gateway]"),
-        "{t}"
-    );
-    assert!(t.contains("no rule matched: default_access is deny"), "{t}");
-    assert!(
-        t.contains("trace    deny 403 network peer 203.0.113.50 - default"),
-        "{t}"
-    );
-    assert!(
-        t.contains("strict-transport-security: max-age=31536000; includeSubDomains"),
-        "{t}"
-    );
-
-    let o = portcullis(&[
-        "explain",
-        "policy-samples/functions-behind-apim.json",
-        "--peer",
-        "40.112.72.205:1234",
-        "--plain",
-        "--authority",
-        "func-orders.azurewebsites.net",
-        "--path",
-        "/api/orders?id=7",
-    ]);
-    let t = text(&o);
-    println!("{t}");
-    assert!(t.contains("redirect"), "{t}");
-    assert!(
-        t.contains("location: https://func-orders.azurewebsites.net/api/orders?id=7"),
-        "{t}"
+    let t = explain(
+        &[
+            "policy-samples/functions-behind-apim.json",
+            "--peer",
+            "40.112.72.205:1234",
+            "--plain",
+            "--authority",
+            "func-orders.azurewebsites.net",
+            "--path",
+            "/api/orders?id=7",
+        ],
+        &[
+            "redirect",
+            "location: https://func-orders.azurewebsites.net/api/orders?id=7",
+        ],
     );
     assert!(!t.contains("strict-transport-security"), "{t}");
 }
@@ -311,14 +270,6 @@ fn completions_are_generated_for_every_shell() {
     }
 }
 
-fn sha256(bytes: &[u8]) -> String {
-    use sha2::Digest as _;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 #[test]
 fn version_and_test_name_the_embedded_filter_by_sha256() {
     let sha = sha256(&std::fs::read(filter()).unwrap());
@@ -373,12 +324,10 @@ fn filter_overrides_the_embedded_module_and_the_cache_survives_corruption() {
     let sha = sha256(&wasm);
     let cache = dir.join("cache");
     let run = || {
-        let o = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        let o = command()
             .args(["test", "--filter"])
             .arg(&other)
             .arg("tests/corpus/client-ip-peer.json")
-            .current_dir(root())
-            .env("NO_COLOR", "1")
             .env("PORTCULLIS_CACHE_DIR", &cache)
             .output()
             .unwrap();
@@ -418,81 +367,53 @@ fn filter_overrides_the_embedded_module_and_the_cache_survives_corruption() {
 
 #[test]
 fn explain_shows_what_a_report_mode_policy_would_do() {
-    let o = portcullis(&[
-        "explain",
-        "docs/rollout/candidate.json",
-        "--peer",
-        "127.0.0.8:5000",
-    ]);
-    let out = text(&o);
-    assert!(o.status.success(), "{out}");
-    assert!(
-        out.contains("decision forward at step forward (rule deny-batch)"),
-        "{out}"
-    );
-    assert!(
-        out.contains("would    report mode: enforce would deny at step network, status 403"),
-        "{out}"
-    );
-    assert!(
-        out.contains("trace    would_deny 403 network peer 127.0.0.8 - deny-batch"),
-        "{out}"
+    explain(
+        &["docs/rollout/candidate.json", "--peer", "127.0.0.8:5000"],
+        &[
+            "decision forward at step forward (rule deny-batch)",
+            "would    report mode: enforce would deny at step network, status 403",
+            "trace    would_deny 403 network peer 127.0.0.8 - deny-batch",
+        ],
     );
 }
 
 #[test]
 fn explain_says_where_the_client_came_from_and_why_it_is_unknown() {
-    let o = portcullis(&[
-        "explain",
-        "policy-samples/behind-app-gateway.json",
-        "--peer",
-        "10.20.1.5:50000",
-        "-H",
-        "x-forwarded-for: 65.52.10.20:51234, 10.20.1.6:80",
-    ]);
-    let t = text(&o);
-    println!("{t}");
-    assert!(
-        t.contains("client  65.52.10.20 from x-forwarded-for entry 1 (0 is the rightmost)"),
-        "{t}"
+    explain(
+        &[
+            "policy-samples/behind-app-gateway.json",
+            "--peer",
+            "10.20.1.5:50000",
+            "-H",
+            "x-forwarded-for: 65.52.10.20:51234, 10.20.1.6:80",
+        ],
+        &[
+            "client  65.52.10.20 from x-forwarded-for entry 1 (0 is the rightmost)",
+            "forward 0 forward x-forwarded-for[1] 65.52.10.20",
+        ],
     );
-    assert!(
-        t.contains("forward 0 forward x-forwarded-for[1] 65.52.10.20"),
-        "{t}"
+    explain(
+        &[
+            "policy-samples/behind-app-gateway.json",
+            "--peer",
+            "10.20.1.5:50000",
+            "-H",
+            "x-forwarded-for: 65.52.10.20:70000",
+        ],
+        &[
+            "client  unknown: x-forwarded-for entry 0 (the rightmost) is malformed: \"65.52.10.20:70000\"",
+            "not evaluated: the client is unknown",
+        ],
     );
-
-    let o = portcullis(&[
-        "explain",
-        "policy-samples/behind-app-gateway.json",
-        "--peer",
-        "10.20.1.5:50000",
-        "-H",
-        "x-forwarded-for: 65.52.10.20:70000",
-    ]);
-    let t = text(&o);
-    println!("{t}");
-    assert!(
-        t.contains(
-            "client  unknown: x-forwarded-for entry 0 (the rightmost) is malformed: \"65.52.10.20:70000\""
-        ),
-        "{t}"
-    );
-    assert!(t.contains("not evaluated: the client is unknown"), "{t}");
-
-    let o = portcullis(&[
-        "explain",
-        "policy-samples/behind-front-door.json",
-        "--peer",
-        "147.243.12.34:40000",
-    ]);
-    let t = text(&o);
-    println!("{t}");
-    assert!(
-        t.contains("unknown: the trusted peer sent no header"),
-        "{t}"
-    );
-    assert!(
-        t.contains("deny 403 client_ip header[0] unknown:no-entry - default"),
-        "{t}"
+    explain(
+        &[
+            "policy-samples/behind-front-door.json",
+            "--peer",
+            "147.243.12.34:40000",
+        ],
+        &[
+            "unknown: the trusted peer sent no header",
+            "deny 403 client_ip header[0] unknown:no-entry - default",
+        ],
     );
 }

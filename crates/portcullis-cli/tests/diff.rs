@@ -3,21 +3,9 @@
 //! the `--fail-on` exit codes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn portcullis(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(args)
-        .current_dir(root())
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
-}
+use common::{portcullis, root};
 
 const PARTNERS: [&str; 2] = [
     "tests/diff/partners.old.json",

@@ -3,34 +3,15 @@
 //! report on stderr.
 #![allow(clippy::unwrap_used)] // test helpers: a failure should stop the test loudly
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use std::path::PathBuf;
 
-fn portcullis(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(args)
-        .current_dir(root())
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
-}
+use common::{err, out, portcullis, root, scratch};
 
-fn out(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
+/// `name` in a scratch directory of its own.
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("portcullis-import-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
+    scratch(&format!("import-{name}")).join(name)
 }
 
 #[test]

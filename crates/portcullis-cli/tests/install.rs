@@ -8,9 +8,7 @@ mod common;
 use std::process::{Command, Output};
 use std::time::Instant;
 
-use sha2::{Digest, Sha256};
-
-use common::{root, scratch, text};
+use common::{root, scratch, sha256, text, user_command};
 
 #[test]
 fn the_installed_binary_works_from_any_directory() {
@@ -54,14 +52,8 @@ fn the_installed_binary_works_from_any_directory() {
     }
     let cache = tmp.join("cache");
     let run = |args: &[&str]| -> Output {
-        Command::new(&bin)
+        user_command(&bin, &work, &cache)
             .args(args)
-            .current_dir(&work)
-            .env("NO_COLOR", "1")
-            // The sample reads its key from the environment (value_from).
-            .env("FUNCTION_KEY", "K-test")
-            .env("PORTCULLIS_CACHE_DIR", &cache)
-            .env_remove("PORTCULLIS_FILTER")
             .output()
             .unwrap()
     };
@@ -72,10 +64,7 @@ fn the_installed_binary_works_from_any_directory() {
         t
     };
 
-    let sha: String = Sha256::digest(&wasm)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let sha = sha256(&wasm);
     let v = ok(&["--version"]);
     assert_eq!(
         v,

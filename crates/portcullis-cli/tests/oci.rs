@@ -10,16 +10,8 @@ mod common;
 use std::path::Path;
 
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
-use common::{root, scratch, text};
-
-fn sha(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+use common::{root, scratch, sha256, text};
 
 fn read_json(path: &Path) -> Value {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -33,7 +25,7 @@ fn blob(dir: &Path, desc: &Value) -> Vec<u8> {
     assert_eq!(hex.len(), 64, "{digest}");
     let bytes = std::fs::read(dir.join("blobs/sha256").join(hex)).unwrap();
     assert_eq!(desc["size"].as_u64().unwrap(), bytes.len() as u64, "{desc}");
-    assert_eq!(sha(&bytes), hex, "{desc}");
+    assert_eq!(sha256(&bytes), hex, "{desc}");
     bytes
 }
 
@@ -108,7 +100,7 @@ fn the_release_artefacts_are_the_module_its_sha256_and_its_oci_layout() {
     let sum = std::fs::read_to_string(dist.join("portcullis_filter.wasm.sha256"))
         .expect("dist/portcullis_filter.wasm.sha256: run scripts/build-filter.sh");
     // sha256sum format: `sha256sum -c` checks it from dist/.
-    assert_eq!(sum, format!("{}  portcullis_filter.wasm\n", sha(&wasm)));
+    assert_eq!(sum, format!("{}  portcullis_filter.wasm\n", sha256(&wasm)));
     verify(
         &dist.join("portcullis_filter.oci"),
         &wasm,

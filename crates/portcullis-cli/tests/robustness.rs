@@ -25,7 +25,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
-use harness::{check_core, check_differential, check_filter, client_addr, Fixture, Gen, Target};
+use harness::{
+    check_core, check_differential, check_filter, client_addr, scope_input, Fixture, Gen, Target,
+};
 use portcullis_core::{Policy, Request, Transport, Verdict};
 use portcullis_harness::{Suite, Tally};
 
@@ -263,6 +265,9 @@ fn write_seed_corpora() {
         for (j, seed) in client_addr::seeds(c).into_iter().enumerate() {
             let name = format!("{stem}-{k:03}-{j}");
             std::fs::write(dir.join("client_addr").join(name), seed).unwrap();
+        }
+        for seed in scope_input::seeds(c) {
+            std::fs::write(dir.join("scope_input").join(format!("{stem}-{k:03}")), seed).unwrap();
         }
     }
 }

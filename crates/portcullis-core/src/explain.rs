@@ -104,13 +104,7 @@ impl Policy {
         let Some(ip) = self.client(req).ip else {
             return Vec::new();
         };
-        let flow = Flow {
-            src: addr::key(ip),
-            sport: req.peer.port(),
-            dst: addr::key(req.local.ip()),
-            dport: req.local.port(),
-            transport: req.transport,
-        };
+        let flow = req.flow(ip);
         let mut decided = false;
         net.rules
             .iter()

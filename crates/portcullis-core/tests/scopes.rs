@@ -152,7 +152,9 @@ fn normalization_examples() {
     assert_eq!(n("/a/b/..").unwrap(), "/a/");
     assert_eq!(n("/a/./").unwrap(), "/a/");
     assert_eq!(n("/..").unwrap(), "/");
-    assert_eq!(n("").unwrap(), "");
+    assert_eq!(n("").unwrap(), "/");
+    assert_eq!(n("*").unwrap(), "/*");
+    assert_eq!(n("a/../b").unwrap(), "/b");
     assert_eq!(n("/%c3%a9").unwrap(), "/%C3%A9");
     assert_eq!(n("/%7E%2D%5F%2E").unwrap(), "/~-_.");
     assert_eq!(n("/a?%zz").unwrap(), "/a");

@@ -1,19 +1,18 @@
 //! A loopback module server: serves one file's bytes at one path over plain
-//! HTTP/1.1 (through [`crate::http1`]), `404` for anything else, and counts
+//! HTTP/1.1 (the loop of `crate::serve`), `404` for anything else, and counts
 //! the fetches. Envoy fetches the filter from it in the remote-code tests
 //! ([`crate::module::Code::Remote`]).
 //!
 //! Also [`sha256_hex`], the digest Envoy checks. Not an artefact registry:
 //! no TLS, no OCI, no ranges or caching headers.
 
-use std::io::Write;
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread;
 use std::time::Duration;
 
-use crate::http1::{self, Framing, Reader};
+use crate::http1;
+use crate::serve::{Request, Server};
 
 /// The SHA-256 of `bytes` in lowercase hex, as Envoy's `sha256` wants it.
 ///
@@ -33,13 +32,12 @@ struct Shared {
     path: String,
     body: Vec<u8>,
     fetches: AtomicU64,
-    stop: AtomicBool,
 }
 
 /// The running server; dropping it stops accepting connections.
 #[derive(Debug)]
 pub struct ModuleServer {
-    addr: SocketAddr,
+    server: Server,
     shared: Arc<Shared>,
 }
 
@@ -47,40 +45,29 @@ impl ModuleServer {
     /// Serves `body` at `path` (e.g. `/portcullis_filter.wasm`) on `addr`
     /// (port 0 picks one).
     pub fn start(addr: SocketAddr, path: &str, body: Vec<u8>) -> std::io::Result<ModuleServer> {
-        let listener = TcpListener::bind(addr)?;
-        let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             path: path.to_owned(),
             body,
             fetches: AtomicU64::new(0),
-            stop: AtomicBool::new(false),
         });
-        let s2 = Arc::clone(&shared);
-        thread::Builder::new()
-            .name("module-server".into())
-            .spawn(move || {
-                for conn in listener.incoming() {
-                    if s2.stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(conn) = conn else { continue };
-                    let s3 = Arc::clone(&s2);
-                    let _ = thread::Builder::new()
-                        .name("module-conn".into())
-                        .spawn(move || serve(conn, &s3));
-                }
-            })?;
-        Ok(ModuleServer { addr, shared })
+        let server = Server::start(
+            addr,
+            "module",
+            Duration::from_secs(60),
+            Arc::clone(&shared),
+            answer,
+        )?;
+        Ok(ModuleServer { server, shared })
     }
 
     /// The listening address.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// The module's URL.
     pub fn url(&self) -> String {
-        format!("http://{}{}", self.addr, self.shared.path)
+        format!("http://{}{}", self.addr(), self.shared.path)
     }
 
     /// Requests for the module answered so far.
@@ -89,43 +76,16 @@ impl ModuleServer {
     }
 }
 
-impl Drop for ModuleServer {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+fn answer(shared: &Shared, req: Request) -> Vec<u8> {
+    let head = req.method == "HEAD";
+    let found = req.path == shared.path.as_bytes() && (head || req.method == "GET");
+    if found {
+        shared.fetches.fetch_add(1, Ordering::SeqCst);
+        let h = vec![("content-type".to_owned(), b"application/wasm".to_vec())];
+        http1::response(200, &h, &shared.body, head, req.close)
+    } else {
+        http1::response(404, &[], b"not found\n", head, req.close)
     }
-}
-
-fn serve(conn: TcpStream, shared: &Shared) {
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(60)));
-    let Ok(mut out) = conn.try_clone() else {
-        return;
-    };
-    let mut r = Reader::new(conn);
-    while let Ok(Some(head)) = r.read_head() {
-        let Ok((method, path)) = head.request_line() else {
-            break;
-        };
-        if Framing::of_request(&head)
-            .and_then(|f| r.read_body(f))
-            .is_err()
-        {
-            break;
-        }
-        let close = head.is("connection", "close");
-        let found = path == shared.path.as_bytes() && (method == "GET" || method == "HEAD");
-        let msg = if found {
-            shared.fetches.fetch_add(1, Ordering::SeqCst);
-            let h = vec![("content-type".to_owned(), b"application/wasm".to_vec())];
-            http1::response(200, &h, &shared.body, method == "HEAD", close)
-        } else {
-            http1::response(404, &[], b"not found\n", method == "HEAD", close)
-        };
-        if out.write_all(&msg).is_err() || close {
-            break;
-        }
-    }
-    let _ = out.shutdown(Shutdown::Both);
 }
 
 #[cfg(test)]

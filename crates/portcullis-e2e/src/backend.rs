@@ -10,15 +10,13 @@
 //! recorded (by case id, and in arrival order).
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::config::CASE_HEADER;
-use crate::http1::{self, Framing, Reader};
+use crate::http1;
+use crate::serve::{Request, Server};
 
 /// Header list: names as received, values as bytes.
 pub use crate::http1::Headers;
@@ -55,7 +53,6 @@ struct Shared {
     state: Mutex<State>,
     changed: Condvar,
     key: Option<Vec<u8>>,
-    stop: AtomicBool,
     /// Whether requests are recorded (off for long soak runs).
     record: bool,
 }
@@ -63,7 +60,7 @@ struct Shared {
 /// The running backend; dropping it stops accepting connections.
 #[derive(Debug)]
 pub struct Backend {
-    addr: SocketAddr,
+    server: Server,
     shared: Arc<Shared>,
 }
 
@@ -99,36 +96,25 @@ impl Backend {
     }
 
     fn start_with(addr: SocketAddr, key: Option<&[u8]>, record: bool) -> std::io::Result<Backend> {
-        let listener = TcpListener::bind(addr)?;
-        let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
             key: key.map(<[u8]>::to_vec),
-            stop: AtomicBool::new(false),
             record,
         });
-        let s2 = Arc::clone(&shared);
-        thread::Builder::new()
-            .name("backend-accept".into())
-            .spawn(move || {
-                for conn in listener.incoming() {
-                    if s2.stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(conn) = conn else { continue };
-                    let s3 = Arc::clone(&s2);
-                    let _ = thread::Builder::new()
-                        .name("backend-conn".into())
-                        .spawn(move || serve(conn, &s3));
-                }
-            })?;
-        Ok(Backend { addr, shared })
+        let server = Server::start(
+            addr,
+            "backend",
+            Duration::from_secs(120),
+            Arc::clone(&shared),
+            answer,
+        )?;
+        Ok(Backend { server, shared })
     }
 
     /// The listening address.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// Registers the answer for requests carrying `CASE_HEADER: id`.
@@ -166,90 +152,52 @@ impl Backend {
     }
 }
 
-impl Drop for Backend {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-    }
-}
-
-/// Most headers a request may carry before the connection is dropped.
-const MAX_HEADERS: usize = 500;
-
-/// Reads one request (head and body, the body dropped); `None` at EOF or
-/// on garbage.
-fn read_request(r: &mut Reader<TcpStream>) -> Option<Seen> {
-    let head = r.read_head().ok()??;
-    if head.headers.len() > MAX_HEADERS {
-        return None;
-    }
-    let (method, path) = head.request_line().ok()?;
-    r.read_body(Framing::of_request(&head).ok()?).ok()?;
-    Some(Seen {
-        method,
-        path,
-        headers: head.headers,
-    })
-}
-
 fn header<'a>(h: &'a Headers, name: &str) -> Option<&'a [u8]> {
     h.iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.as_slice())
 }
 
-fn serve(conn: TcpStream, shared: &Shared) {
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(120)));
-    let Ok(mut out) = conn.try_clone() else {
-        return;
+fn answer(shared: &Shared, req: Request) -> Vec<u8> {
+    let close = req.close;
+    let seen = Seen {
+        method: req.method,
+        path: req.path,
+        headers: req.headers,
     };
-    let mut r = Reader::new(conn);
-    while let Some(seen) = read_request(&mut r) {
-        if shared.stop.load(Ordering::SeqCst) {
-            break;
-        }
-        let case =
-            header(&seen.headers, CASE_HEADER).map(|v| String::from_utf8_lossy(v).into_owned());
-        let close =
-            header(&seen.headers, "connection").is_some_and(|v| v.eq_ignore_ascii_case(b"close"));
-        let head = seen.method == "HEAD";
-        let canned = {
-            let mut st = lock(shared);
-            let canned = case.as_ref().and_then(|c| st.answers.get(c).cloned());
-            if shared.record {
-                st.log.push(seen.clone());
-                if let Some(c) = &case {
-                    st.by_case.insert(c.clone(), seen.clone());
-                }
-            }
-            canned
-        };
+    let case = header(&seen.headers, CASE_HEADER).map(|v| String::from_utf8_lossy(v).into_owned());
+    let head = seen.method == "HEAD";
+    let canned = {
+        let mut st = lock(shared);
+        let canned = case.as_ref().and_then(|c| st.answers.get(c).cloned());
         if shared.record {
-            shared.changed.notify_all();
-        }
-        let (status, headers, body): (u16, Headers, Vec<u8>) = match canned {
-            Some(a) => (a.status, a.headers, b"stand-in backend\n".to_vec()),
-            None => {
-                let ok = match &shared.key {
-                    None => true,
-                    Some(k) => header(&seen.headers, "x-functions-key") == Some(k.as_slice()),
-                };
-                if ok {
-                    (200, azure_headers(), OK_BODY.to_vec())
-                } else {
-                    (
-                        401,
-                        azure_headers(),
-                        b"Unauthorized: missing or wrong x-functions-key\n".to_vec(),
-                    )
-                }
+            st.log.push(seen.clone());
+            if let Some(c) = &case {
+                st.by_case.insert(c.clone(), seen.clone());
             }
-        };
-        let msg = http1::response(status, &headers, &body, head, close);
-        if out.write_all(&msg).is_err() || close {
-            break;
         }
+        canned
+    };
+    if shared.record {
+        shared.changed.notify_all();
     }
-    let _ = out.shutdown(Shutdown::Both);
+    let (status, headers, body): (u16, Headers, Vec<u8>) = match canned {
+        Some(a) => (a.status, a.headers, b"stand-in backend\n".to_vec()),
+        None => {
+            let ok = match &shared.key {
+                None => true,
+                Some(k) => header(&seen.headers, "x-functions-key") == Some(k.as_slice()),
+            };
+            if ok {
+                (200, azure_headers(), OK_BODY.to_vec())
+            } else {
+                (
+                    401,
+                    azure_headers(),
+                    b"Unauthorized: missing or wrong x-functions-key\n".to_vec(),
+                )
+            }
+        }
+    };
+    http1::response(status, &headers, &body, head, close)
 }

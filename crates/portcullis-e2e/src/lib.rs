@@ -20,6 +20,8 @@
 //! - [`client`]: curl as the client (`--interface 127.x.y.z` picks the peer).
 //! - [`http1`]: the one HTTP/1.1 writer and reader every other piece uses
 //!   (admin client, backend, curl's head dump, the soak's keep-alive client).
+//! - `serve`: the one loopback accept-and-answer loop of the backend and
+//!   the module server.
 //! - [`net`]: loopback client addresses, free ports below the ephemeral
 //!   range, connecting from a chosen source address.
 //! - [`translate`]: moves a policy and its test cases onto loopback.
@@ -46,5 +48,6 @@ pub mod module;
 pub mod net;
 pub mod paths;
 pub mod runner;
+mod serve;
 pub mod tls;
 pub mod translate;

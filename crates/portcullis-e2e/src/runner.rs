@@ -344,18 +344,15 @@ pub fn run_case_envoy(
     } else {
         resp.one("location")
     };
+    let (would_verdict, would_status) = trace.enforced(resp.status);
     Ok(Outcome {
         verdict: trace.verdict,
         status: resp.status,
         rule: trace.rule.clone(),
         client_ip,
         step: trace.step,
-        would_verdict: trace.would.unwrap_or(trace.verdict),
-        would_status: if trace.would.is_some() {
-            trace.status
-        } else {
-            resp.status
-        },
+        would_verdict,
+        would_status,
         trace: format!(
             "{line} (on loopback: peer {} -> {from}, local {} -> {})",
             r.peer, r.local, ep.bind
@@ -479,6 +476,28 @@ pub fn run_prepared(h: &Harness, f: &Prepared) -> Option<FileReport> {
         }
     };
     Some(run_file(&suite, load, run))
+}
+
+/// [`run_files`], failing the test (with Envoy's log) if any case failed;
+/// returns the counts.
+pub fn run_passing(h: &Harness, files: &[&Prepared]) -> Counts {
+    let (counts, failures) = run_files(h, files);
+    assert!(
+        failures.is_empty(),
+        "{} case(s) failed in Envoy:\n{}\n--- envoy log ---\n{}",
+        failures.len(),
+        failures.join("\n"),
+        h.envoy.log()
+    );
+    counts
+}
+
+/// [`run_passing`] for one file whose every case must run in Envoy (none
+/// skipped as inexpressible on loopback): the sample files.
+pub fn run_every_case(h: &Harness, p: &Prepared) {
+    let counts = run_passing(h, &[p]);
+    assert_eq!(counts.skipped, 0, "every sample case must run in Envoy");
+    assert_eq!(counts.run, p.file.cases.len());
 }
 
 /// Runs every runnable case of `files` in `h`, printing skips, unfolded

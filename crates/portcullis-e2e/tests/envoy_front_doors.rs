@@ -21,7 +21,7 @@ use portcullis_e2e::envoy::{expect_refused, Envoy};
 use portcullis_e2e::module::Module;
 use portcullis_e2e::net::free_port;
 use portcullis_e2e::paths;
-use portcullis_e2e::runner::{prepare, require_tools, run_files, Harness};
+use portcullis_e2e::runner::{prepare, require_tools, run_passing, Harness};
 use portcullis_e2e::tls;
 
 fn config(wasm: &Path, backend: SocketAddr, listeners: Vec<Listener>) -> EnvoyConfig {
@@ -65,13 +65,7 @@ fn front_door_samples_and_forwarded_run_in_envoy() {
     .collect();
     let refs: Vec<_> = files.iter().collect();
     let h = Harness::start("front-doors", &refs, None).unwrap_or_else(|e| panic!("{e}"));
-    let (counts, failures) = run_files(&h, &refs);
-    assert!(
-        failures.is_empty(),
-        "{} case(s) failed in Envoy:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    let counts = run_passing(&h, &refs);
     let total: usize = files.iter().map(|p| p.file.cases.len()).sum();
     println!(
         "front doors in Envoy: {} run, {} skipped of {total}",

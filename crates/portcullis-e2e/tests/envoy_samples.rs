@@ -12,7 +12,7 @@ use std::process::Command;
 
 use portcullis_e2e::client::{send, ClientRequest};
 use portcullis_e2e::paths;
-use portcullis_e2e::runner::{prepare_text, require_tools, run_files, Harness, Prepared};
+use portcullis_e2e::runner::{prepare_text, require_tools, run_every_case, Harness, Prepared};
 
 fn samples() -> PathBuf {
     paths::workspace().join("policy-samples")
@@ -20,20 +20,6 @@ fn samples() -> PathBuf {
 
 fn prepared(name: &str, text: &str) -> Prepared {
     prepare_text(name, text, &samples()).unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// Runs every case; all must be expressible and pass.
-fn run_all(h: &Harness, p: &Prepared) {
-    let (counts, failures) = run_files(h, &[p]);
-    assert!(
-        failures.is_empty(),
-        "{} case(s) failed in Envoy:\n{}\n--- envoy log ---\n{}",
-        failures.len(),
-        failures.join("\n"),
-        h.envoy.log()
-    );
-    assert_eq!(counts.skipped, 0, "every sample case must run in Envoy");
-    assert_eq!(counts.run, p.file.cases.len());
 }
 
 /// Envoy's wasm failure stats are 0 and its log has no wasm errors other
@@ -157,7 +143,7 @@ fn functions_behind_apim_in_envoy() {
     let p = prepared("functions-behind-apim (inline cases)", APIM_CASES);
     // The backend really checks the key when no canned answer is registered.
     let h = Harness::start("apim", &[&p], Some(b"K-test")).unwrap_or_else(|e| panic!("{e}"));
-    run_all(&h, &p);
+    run_every_case(&h, &p);
 
     let t = p
         .translation
@@ -306,7 +292,7 @@ fn functions_behind_apim_gateway_in_envoy() {
         GATEWAY_CASES,
     );
     let h = Harness::start("gateway", &[&p], Some(b"K-test")).unwrap_or_else(|e| panic!("{e}"));
-    run_all(&h, &p);
+    run_every_case(&h, &p);
     // Without a canned answer the stand-in checks the key itself: the client
     // sends none, the gateway's injected key gets the 200.
     let t = p
@@ -366,7 +352,7 @@ fn layered_security_in_envoy() {
     require_tools();
     let p = prepared("layered-security (inline cases)", LAYERED_CASES);
     let h = Harness::start("layered", &[&p], None).unwrap_or_else(|e| panic!("{e}"));
-    run_all(&h, &p);
+    run_every_case(&h, &p);
     // Three listeners: the local address's ports 443, 80 and 454.
     let t = p
         .translation

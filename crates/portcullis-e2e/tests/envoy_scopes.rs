@@ -13,7 +13,7 @@ use portcullis_core::{Policy, Trace};
 use portcullis_e2e::client::{send, ClientRequest, Version};
 use portcullis_e2e::config::CASE_HEADER;
 use portcullis_e2e::paths;
-use portcullis_e2e::runner::{prepare, require_tools, run_files, Harness};
+use portcullis_e2e::runner::{prepare, require_tools, run_every_case, Harness};
 use portcullis_harness::native::run_core;
 
 #[test]
@@ -24,16 +24,7 @@ fn two_apis_scopes_in_envoy() {
     let h = Harness::start("scopes", &[&p], None).unwrap_or_else(|e| panic!("{e}"));
 
     // 1. Every case of the sample's test file, through Envoy.
-    let (counts, failures) = run_files(&h, &[&p]);
-    assert!(
-        failures.is_empty(),
-        "{} case(s) failed in Envoy:\n{}\n--- envoy log ---\n{}",
-        failures.len(),
-        failures.join("\n"),
-        h.envoy.log()
-    );
-    assert_eq!(counts.skipped, 0, "every sample case must run in Envoy");
-    assert_eq!(counts.run, p.file.cases.len());
+    run_every_case(&h, &p);
 
     // 2. The per-scope counters say what the core decided, case by case.
     let text = std::fs::read(paths::workspace().join("policy-samples/two-apis.json")).unwrap();

@@ -2,30 +2,19 @@
 //! never used but replaced.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use portcullis_host::{CacheOutcome, Engine, ModuleCache, Options};
 
 /// A minimal proxy-wasm module (WAT: the tests enable wasmtime's `wat`);
 /// `tag` makes distinct modules.
 fn module(tag: u32) -> String {
-    format!(
-        r#"(module
-  (memory (export "memory") 1)
-  (global $heap (mut i32) (i32.const 1024))
-  (func (export "proxy_abi_version_0_2_1"))
-  (func (export "malloc") (param $n i32) (result i32)
-    (local $p i32)
-    global.get $heap
-    local.set $p
-    global.get $heap
-    local.get $n
-    i32.add
-    global.set $heap
-    local.get $p)
-  (func (export "tag") (result i32) i32.const {tag})
-  (func (export "proxy_on_context_create") (param i32 i32))
-  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) i32.const 1)
-  (func (export "proxy_on_configure") (param i32 i32) (result i32) i32.const 1)
-)"#
+    common::module(
+        "",
+        &format!(
+            r#"(func (export "tag") (result i32) i32.const {tag})
+  (func (export "proxy_on_configure") (param i32 i32) (result i32) i32.const 1)"#
+        ),
     )
 }
 

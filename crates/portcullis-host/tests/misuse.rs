@@ -4,35 +4,8 @@
 
 mod common;
 
-use common::{get, ok};
+use common::{get, module, ok};
 use portcullis_host::{ConfigureError, Engine, HostError, LogLevel, Options};
-
-/// A minimal proxy-wasm module: memory, ABI marker, bump allocator, a
-/// trivial root context. `imports` and `funcs` are spliced in; `funcs`
-/// usually defines `proxy_on_request_headers`.
-fn module(imports: &str, funcs: &str) -> String {
-    format!(
-        r#"(module
-  {imports}
-  (memory (export "memory") 2)
-  (global $heap (mut i32) (i32.const 65536))
-  (data (i32.const 16) "hello\n")
-  (func (export "proxy_abi_version_0_2_1"))
-  (func (export "malloc") (param $n i32) (result i32)
-    (local $p i32)
-    global.get $heap
-    local.set $p
-    global.get $heap
-    local.get $n
-    i32.add
-    global.set $heap
-    local.get $p)
-  (func (export "proxy_on_context_create") (param i32 i32))
-  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) i32.const 1)
-  {funcs}
-)"#
-    )
-}
 
 fn configure_ok(src: &str) -> portcullis_host::Plugin {
     let engine = Engine::new(src.as_bytes()).expect("module loads");

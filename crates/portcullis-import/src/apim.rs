@@ -24,20 +24,13 @@ use alloc::vec::Vec;
 
 use crate::out::J;
 use crate::xml::{self, Element, Node, Pos};
-use crate::{finish, ItemKind, Options, Outcome, Report, MAX_INPUT_BYTES};
+use crate::{finish, ItemKind, Options, Outcome, Report};
 
 /// Imports an APIM policy document (`<policies>` with `inbound`, `backend`,
 /// `outbound`, `on-error`).
 pub fn import(text: &str, opts: &Options<'_>) -> Outcome {
-    if text.len() > MAX_INPUT_BYTES {
-        return Outcome::fatal(
-            (0, 0),
-            "input",
-            format!(
-                "the document is {} bytes; the limit is {MAX_INPUT_BYTES} bytes (1 MiB)",
-                text.len()
-            ),
-        );
+    if let Some(too_big) = Outcome::too_big(text) {
+        return too_big;
     }
     let root = match xml::parse(text) {
         Ok(r) => r,
@@ -58,37 +51,31 @@ pub fn import(text: &str, opts: &Options<'_>) -> Outcome {
         ..Mapper::default()
     };
     let mut seen: Vec<&str> = Vec::new();
-    for node in &root.children {
-        match node {
-            Node::Element(e) => {
-                let section = match e.name.as_str() {
-                    "inbound" => Section::Inbound,
-                    "backend" => Section::Backend,
-                    "outbound" => Section::Outbound,
-                    "on-error" => Section::OnError,
-                    _ => {
-                        m.unsupported(
-                            e.pos,
-                            &e.name,
-                            "not an APIM policy section (inbound, backend, outbound, on-error); left out with everything inside it",
-                        );
-                        continue;
-                    }
-                };
-                if seen.contains(&e.name.as_str()) {
-                    m.error(
-                        e.pos,
-                        &e.name,
-                        "a second <".to_string() + &e.name + "> section (APIM allows one)",
-                    );
-                    continue;
-                }
-                seen.push(&e.name);
-                m.section(e, section);
+    for e in m.elements(&root) {
+        let section = match e.name.as_str() {
+            "inbound" => Section::Inbound,
+            "backend" => Section::Backend,
+            "outbound" => Section::Outbound,
+            "on-error" => Section::OnError,
+            _ => {
+                m.unsupported(
+                    e.pos,
+                    &e.name,
+                    "not an APIM policy section (inbound, backend, outbound, on-error); left out with everything inside it",
+                );
+                continue;
             }
-            Node::Text { text, pos } => m.stray_text(text, *pos),
-            Node::Comment { .. } => {}
+        };
+        if seen.contains(&e.name.as_str()) {
+            m.error(
+                e.pos,
+                &e.name,
+                "a second <".to_string() + &e.name + "> section (APIM allows one)",
+            );
+            continue;
         }
+        seen.push(&e.name);
+        m.section(e, section);
     }
     m.finish(opts)
 }
@@ -192,6 +179,17 @@ impl Mapper {
         self.origins.push((path, pos.pair(), what.to_string()));
     }
 
+    /// `parent`'s child elements in order, once the text between them is
+    /// reported (comments mean nothing).
+    fn elements<'e>(&mut self, parent: &'e Element) -> impl Iterator<Item = &'e Element> {
+        for n in &parent.children {
+            if let Node::Text { text, pos } = n {
+                self.stray_text(text, *pos);
+            }
+        }
+        parent.elements()
+    }
+
     fn stray_text(&mut self, text: &str, pos: Pos) {
         if !text.trim().is_empty() {
             let reason = match classify(text) {
@@ -220,15 +218,7 @@ impl Mapper {
         for a in &sec.attrs {
             self.unsupported(a.pos, &a.name, "attributes of a section have no meaning");
         }
-        for node in &sec.children {
-            let e = match node {
-                Node::Element(e) => e,
-                Node::Text { text, pos } => {
-                    self.stray_text(text, *pos);
-                    continue;
-                }
-                Node::Comment { .. } => continue,
-            };
+        for e in self.elements(sec) {
             match (section, e.name.as_str()) {
                 (_, "base") => self.item(
                     e.pos,
@@ -302,15 +292,7 @@ impl Mapper {
             }
         };
         let mut source: Vec<String> = Vec::new();
-        for node in &e.children {
-            let c = match node {
-                Node::Element(c) => c,
-                Node::Text { text, pos } => {
-                    self.stray_text(text, *pos);
-                    continue;
-                }
-                Node::Comment { .. } => continue,
-            };
+        for c in self.elements(e) {
             let spec = match c.name.as_str() {
                 "address" => {
                     self.extra_attrs(c, &[]);
@@ -405,15 +387,7 @@ impl Mapper {
         let mut plain = Vec::new();
         let mut env = Vec::new();
         let mut dropped = false;
-        for node in &e.children {
-            let c = match node {
-                Node::Element(c) => c,
-                Node::Text { text, pos } => {
-                    self.stray_text(text, *pos);
-                    continue;
-                }
-                Node::Comment { .. } => continue,
-            };
+        for c in self.elements(e) {
             if c.name != "value" {
                 self.unsupported(c.pos, &c.name, "only <value> elements belong here; ignored");
                 continue;

@@ -37,7 +37,7 @@ use portcullis_core::json::{self, Kind, Value};
 
 use crate::lines::Lines;
 use crate::out::J;
-use crate::{finish, ItemKind, Options, Outcome, Report, MAX_INPUT_BYTES};
+use crate::{finish, ItemKind, Options, Outcome, Report};
 
 /// The address Azure's load balancer probes (and the platform) come from:
 /// the `AzureLoadBalancer` tag.
@@ -45,15 +45,8 @@ pub const AZURE_LOAD_BALANCER: &str = "168.63.129.16";
 
 /// Imports the security rules of one NSG.
 pub fn import(text: &str, opts: &Options<'_>) -> Outcome {
-    if text.len() > MAX_INPUT_BYTES {
-        return Outcome::fatal(
-            (0, 0),
-            "input",
-            format!(
-                "the document is {} bytes; the limit is {MAX_INPUT_BYTES} bytes (1 MiB)",
-                text.len()
-            ),
-        );
+    if let Some(too_big) = Outcome::too_big(text) {
+        return too_big;
     }
     let lines = Lines::new(text);
     let root = match json::parse(text) {

@@ -156,6 +156,22 @@ impl Outcome {
             report,
         }
     }
+
+    /// The fatal outcome for a document over [`crate::MAX_INPUT_BYTES`],
+    /// or `None` when `text` is within it.
+    pub(crate) fn too_big(text: &str) -> Option<Outcome> {
+        let limit = crate::MAX_INPUT_BYTES;
+        (text.len() > limit).then(|| {
+            Outcome::fatal(
+                (0, 0),
+                "input",
+                alloc::format!(
+                    "the document is {} bytes; the limit is {limit} bytes (1 MiB)",
+                    text.len()
+                ),
+            )
+        })
+    }
 }
 
 #[cfg(test)]

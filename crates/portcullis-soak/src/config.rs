@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use portcullis_e2e::paths;
 
+/// Percent of the requests sent over HTTP/2 unless `SOAK_H2_SHARE` says otherwise.
+pub const DEFAULT_H2_SHARE: u64 = 20;
+
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -22,6 +25,9 @@ pub struct Config {
     pub seed: u64,
     /// Envoy worker threads.
     pub concurrency: u32,
+    /// Percent of the requests sent over HTTP/2 ([`crate::workload::h2_picked`];
+    /// the rest go over HTTP/1.1).
+    pub h2_share: u64,
     /// Where the JSON summary goes.
     pub json: PathBuf,
 }
@@ -41,12 +47,18 @@ impl Config {
     /// default 600), `SOAK_THREADS` (load threads, default 4, at most 64),
     /// `SOAK_SWAP_PERCENT` (default 15), `SOAK_SEED` (default 1),
     /// `SOAK_CONCURRENCY` (Envoy workers, 1 or 2; default 1 — the
-    /// swap-window proof needs one worker, see [`crate::swap`]), `SOAK_JSON`
-    /// (default `target/bench/soak.json`).
+    /// swap-window proof needs one worker, see [`crate::swap`]),
+    /// `SOAK_H2_SHARE` (percent of the requests over HTTP/2, 0..=100,
+    /// default [`DEFAULT_H2_SHARE`]), `SOAK_JSON` (default
+    /// `target/bench/soak.json`).
     pub fn from_env() -> Result<Config, String> {
         let concurrency = env_u64("SOAK_CONCURRENCY", 1)?;
         if !(1..=2).contains(&concurrency) {
             return Err("SOAK_CONCURRENCY must be 1 or 2".into());
+        }
+        let h2_share = env_u64("SOAK_H2_SHARE", DEFAULT_H2_SHARE)?;
+        if h2_share > 100 {
+            return Err("SOAK_H2_SHARE must be a percent, 0..=100".into());
         }
         let threads = env_u64("SOAK_THREADS", 4)?.clamp(1, 64);
         Ok(Config {
@@ -56,6 +68,7 @@ impl Config {
             swap_percent: env_u64("SOAK_SWAP_PERCENT", 15)?,
             seed: env_u64("SOAK_SEED", 1)?,
             concurrency: u32::try_from(concurrency).unwrap_or(1),
+            h2_share,
             json: std::env::var_os("SOAK_JSON")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| paths::target().join("bench").join("soak.json")),

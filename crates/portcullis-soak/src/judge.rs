@@ -31,6 +31,28 @@ pub fn judge(s: &Summary, alive: bool) -> Vec<CheckResult> {
             s.config.budget.as_secs()
         ),
     );
+    let h2 = t.protocol(crate::tally::Protocol::Http2).requests;
+    add(
+        "the HTTP/2 share went over HTTP/2",
+        Some((s.config.h2_share == 0) == (h2 == 0) || sent < 100),
+        format!(
+            "{h2} requests over HTTP/2 ({:.1} %, {} % asked)",
+            s.h2_percent(),
+            s.config.h2_share
+        ),
+    );
+    let h2_counts = t.protocol(crate::tally::Protocol::Http2);
+    let envoy_h2 = s.envoy_h2_requests();
+    add(
+        "Envoy counted the HTTP/2 requests as HTTP/2",
+        Some(
+            envoy_h2 <= h2_counts.requests && envoy_h2 + h2_counts.io_errors >= h2_counts.requests,
+        ),
+        format!(
+            "Envoy downstream_rq_http2_total {envoy_h2}, client {} ({} i/o errors)",
+            h2_counts.requests, h2_counts.io_errors
+        ),
+    );
     add(
         "no i/o errors",
         Some(t.io_errors == 0),
@@ -60,11 +82,15 @@ pub fn judge(s: &Summary, alive: bool) -> Vec<CheckResult> {
         format!("{}", t.status_5xx),
     );
     add(
-        "Envoy's 431 exactly for the oversized requests decided up front",
-        Some(t.envoy_431_seen == t.envoy_431_expected),
+        "Envoy's 431 (HTTP/1.1) or stream reset (HTTP/2) exactly for the oversized requests decided up front",
+        Some(
+            t.envoy_431_seen == t.envoy_431_expected
+                && t.envoy_reset_seen == t.envoy_reset_expected
+                && t.protocol(crate::tally::Protocol::Http2).stream_resets == t.envoy_reset_seen,
+        ),
         format!(
-            "{} expected, {} seen",
-            t.envoy_431_expected, t.envoy_431_seen
+            "431: {} expected, {} seen; HTTP/2 resets: {} expected, {} seen",
+            t.envoy_431_expected, t.envoy_431_seen, t.envoy_reset_expected, t.envoy_reset_seen
         ),
     );
     add(

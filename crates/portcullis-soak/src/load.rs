@@ -24,8 +24,9 @@ use portcullis_e2e::http1::{Conn, Response, TlsClient};
 
 use crate::check::{self, Sent};
 use crate::config::Config;
+use crate::http2::{self, Answer};
 use crate::rig::Rig;
-use crate::tally::Tally;
+use crate::tally::{Protocol, Tally};
 use crate::workload::{self, Class, Spec, HOST, KEY, POLICY_NAMES};
 
 /// How long a swap may take to show before the run counts it as failed (a
@@ -98,9 +99,10 @@ impl Load {
 }
 
 /// A request of the mix, described for a failure example.
-fn what(spec: &Spec) -> String {
+fn what(spec: &Spec, protocol: Protocol) -> String {
     format!(
-        "{} v{} {} {} from {} ({} header bytes)",
+        "{} {} v{} {} {} from {} ({} header bytes)",
+        protocol.as_str(),
         spec.class.name(),
         spec.variant,
         if spec.tls { "tls" } else { "plain" },
@@ -123,18 +125,18 @@ fn sent<'a>(spec: &'a Spec, peer: SocketAddr, local: SocketAddr) -> Sent<'a> {
 }
 
 /// A request Envoy must answer itself (431): checked without the core.
-fn check_envoy_431(spec: &Spec, resp: &Response, t: &mut Tally) {
+fn check_envoy_431(spec: &Spec, resp: &Response, t: &mut Tally, protocol: Protocol) {
     t.envoy_431_expected += 1;
     if resp.status == 431 {
         t.envoy_431_seen += 1;
     }
     if let Err(e) = check::envoy_431(resp) {
         t.mismatches += 1;
-        t.example(format!("mismatch: {}: {e}", what(spec)));
+        t.example(format!("mismatch: {}: {e}", what(spec, protocol)));
     }
     if let Err(e) = check::hardening(resp, spec.tls, true, false) {
         t.hardening += 1;
-        t.example(format!("hardening: {}: {e}", what(spec)));
+        t.example(format!("hardening: {}: {e}", what(spec, protocol)));
     }
 }
 
@@ -146,13 +148,14 @@ fn check_response(
     (p0, p1): (u64, u64),
     resp: &Response,
     t: &mut Tally,
+    protocol: Protocol,
 ) {
     *t.by_status.entry(resp.status).or_default() += 1;
     if resp.status >= 500 {
         t.status_5xx += 1;
     }
     if spec.envoy_rejects {
-        return check_envoy_431(spec, resp, t);
+        return check_envoy_431(spec, resp, t, protocol);
     }
     if resp.status == 431 {
         t.envoy_431_seen += 1;
@@ -183,27 +186,116 @@ fn check_response(
         Some((pi, v)) => t.decided_by(pi, v),
         None if strict => {
             t.mismatches += 1;
-            t.example(format!("mismatch: {}: {}", what(spec), why.join("; ")));
+            t.example(format!(
+                "mismatch: {}: {}",
+                what(spec, protocol),
+                why.join("; ")
+            ));
         }
         None => {
             t.swap_violations += 1;
             t.example(format!(
                 "swap violation (phases {p0}..{p1}): {}: {}",
-                what(spec),
+                what(spec, protocol),
                 why.join("; ")
             ));
         }
     }
     if let Err(e) = check::hardening(resp, spec.tls, true, true) {
         t.hardening += 1;
-        t.example(format!("hardening: {}: {e}", what(spec)));
+        t.example(format!("hardening: {}: {e}", what(spec, protocol)));
     }
 }
 
+/// Checks what came back for `spec`; the status, if a response. Over
+/// HTTP/2 a request over Envoy's header limits must get a stream reset
+/// (where HTTP/1.1 gets the 431 of [`check_envoy_431`]); any other request
+/// must get a response, checked by [`check_response`].
+fn check_answer(
+    load: &Load,
+    spec: &Spec,
+    peer: SocketAddr,
+    phases: (u64, u64),
+    answer: Answer,
+    t: &mut Tally,
+    protocol: Protocol,
+) -> Option<u16> {
+    let h2_reject = protocol == Protocol::Http2 && spec.envoy_rejects;
+    t.envoy_reset_expected += u64::from(h2_reject);
+    match answer {
+        Answer::Reset(reason) => {
+            if let Some(p) = t.by_protocol.get_mut(protocol.index()) {
+                p.stream_resets += 1;
+            }
+            if h2_reject {
+                t.envoy_reset_seen += 1;
+            } else {
+                t.mismatches += 1;
+                t.example(format!(
+                    "mismatch: {}: stream reset ({reason:?}) instead of a response",
+                    what(spec, protocol)
+                ));
+            }
+            None
+        }
+        Answer::Response(resp) if h2_reject => {
+            *t.by_status.entry(resp.status).or_default() += 1;
+            t.mismatches += 1;
+            t.example(format!(
+                "mismatch: {}: status {} instead of Envoy's stream reset",
+                what(spec, protocol),
+                resp.status
+            ));
+            Some(resp.status)
+        }
+        Answer::Response(resp) => {
+            check_response(load, spec, peer, phases, &resp, t, protocol);
+            Some(resp.status)
+        }
+    }
+}
+
+/// Sends `spec` over HTTP/1.1 on the thread's connection for its listener
+/// and source (a new one if none is open, or the last one closed).
+fn exchange_http1(
+    load: &Load,
+    conns: &mut BTreeMap<(bool, Ipv4Addr), Conn>,
+    spec: &Spec,
+) -> std::io::Result<(Response, SocketAddr)> {
+    let slot = (spec.tls, spec.source);
+    let result = (|| {
+        let c = match conns.entry(slot) {
+            Entry::Occupied(o) => o.into_mut(),
+            Entry::Vacant(v) => v.insert(Conn::connect(
+                SocketAddr::new(IpAddr::V4(spec.source), 0),
+                load.listener(spec.tls),
+                spec.tls.then_some(&load.tls),
+            )?),
+        };
+        c.exchange(&spec.to_bytes(), false).map(|r| (r, c.local))
+    })();
+    match &result {
+        Ok((resp, _)) if !resp.close => {}
+        _ => {
+            conns.remove(&slot);
+        }
+    }
+    result
+}
+
 /// One load thread: requests until the run has sent them all or stops.
+/// Each request goes over HTTP/2 or HTTP/1.1 by [`workload::h2_pick`].
 fn load_thread(load: &Load, thread: usize) -> Tally {
     let mut t = Tally::default();
     let mut conns: BTreeMap<(bool, Ipv4Addr), Conn> = BTreeMap::new();
+    let mut h2 = match http2::Client::new(&load.tls) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            t.example(format!("HTTP/2 client: {e}"));
+            None
+        }
+    };
+    let share = load.cfg.h2_share;
     while !load.stop.load(Ordering::Relaxed) {
         let i = load.next.fetch_add(1, Ordering::Relaxed);
         if i >= load.cfg.requests {
@@ -217,40 +309,39 @@ fn load_thread(load: &Load, thread: usize) -> Tally {
         t.requests += 1;
         *t.by_class.entry(spec.class.name()).or_default() += 1;
         t.tls += u64::from(spec.tls);
-        let bytes = spec.to_bytes();
-        let slot = (spec.tls, spec.source);
+        let over_h2 = workload::h2_picked(load.cfg.seed, i, share);
+        let marks = t.marks();
         let p0 = load.phase.load(Ordering::SeqCst);
-        let result = (|| {
-            let c = match conns.entry(slot) {
-                Entry::Occupied(o) => o.into_mut(),
-                Entry::Vacant(v) => v.insert(Conn::connect(
-                    SocketAddr::new(IpAddr::V4(spec.source), 0),
-                    load.listener(spec.tls),
-                    spec.tls.then_some(&load.tls),
-                )?),
-            };
-            c.exchange(&bytes, false).map(|r| (r, c.local))
-        })();
+        let (protocol, result) = match (&mut h2, over_h2) {
+            (Some(c), true) => (Protocol::Http2, c.exchange(&spec, load.listener(spec.tls))),
+            (None, true) => (
+                Protocol::Http2,
+                Err(std::io::Error::other("no HTTP/2 client")),
+            ),
+            (_, false) => (
+                Protocol::Http1,
+                exchange_http1(load, &mut conns, &spec).map(|(r, a)| (Answer::Response(r), a)),
+            ),
+        };
         let p1 = load.phase.load(Ordering::SeqCst);
         load.done.fetch_add(1, Ordering::Relaxed);
-        match result {
-            Ok((resp, peer)) => {
-                if resp.close {
-                    conns.remove(&slot);
-                }
-                check_response(load, &spec, peer, (p0, p1), &resp, &mut t);
+        let status = match result {
+            Ok((answer, peer)) => {
+                check_answer(load, &spec, peer, (p0, p1), answer, &mut t, protocol)
             }
             Err(e) => {
-                conns.remove(&slot);
                 t.io_errors += 1;
                 t.example(format!(
-                    "i/o error: {} v{} from {}: {e}",
+                    "i/o error: {} {} v{} from {}: {e}",
+                    protocol.as_str(),
                     spec.class.name(),
                     spec.variant,
                     spec.source
                 ));
+                None
             }
-        }
+        };
+        t.count_protocol(protocol, spec.tls, status, marks);
     }
     t
 }

@@ -9,7 +9,8 @@
 //! `SOAK_SWAP_PERCENT` (swap every N % of the requests, default 15),
 //! `SOAK_SEED` (default 1), `SOAK_CONCURRENCY` (Envoy workers, 1 or 2;
 //! default 1 — the swap-window proof needs one worker, see
-//! `portcullis_soak::swap`), `SOAK_JSON` (default
+//! `portcullis_soak::swap`), `SOAK_H2_SHARE` (percent of the requests
+//! over HTTP/2, default 20; `scripts/soak.sh --h2-share N`), `SOAK_JSON` (default
 //! `target/bench/soak.json`). Needs Envoy and the filter (`./build.sh
 //! build`). Prints the figures, one line per check and `N passed, N failed`;
 //! exits non-zero when a check fails.

@@ -54,6 +54,10 @@ pub struct EnvoyEnd {
     pub filter_counters: Vec<(String, u64)>,
     /// ECDS counters.
     pub ecds: Vec<(String, u64)>,
+    /// Envoy's requests per protocol on the soak's listeners
+    /// (`http.<listener>.downstream_rq_http{1,2}_total`, the admin
+    /// interface left out).
+    pub protocol_stats: Vec<(String, u64)>,
     /// Still running, same process.
     pub alive: bool,
     /// The last lines of Envoy's log.
@@ -184,6 +188,12 @@ impl Rig {
             n.ends_with(".allowed") || n.ends_with(".denied") || n.ends_with(".redirected")
         });
         let ecds = matching("extension_config_discovery", &|n| n.contains("portcullis"));
+        let protocol_stats = matching("downstream_rq_http", &|n| {
+            n.starts_with("http.")
+                && !n.starts_with("http.admin.")
+                && (n.ends_with(".downstream_rq_http1_total")
+                    || n.ends_with(".downstream_rq_http2_total"))
+        });
         let alive = envoy.running() && envoy.pid() == self.pid;
         let log = envoy.log();
         let lines: Vec<&str> = log.lines().collect();
@@ -197,6 +207,7 @@ impl Rig {
             wasm_stats,
             filter_counters,
             ecds,
+            protocol_stats,
             alive,
             log_tail,
         }

@@ -97,6 +97,7 @@ pub fn run(cfg: Config) -> Result<Summary, String> {
         wasm_stats: end.wasm_stats,
         filter_counters: end.filter_counters,
         ecds: end.ecds,
+        protocol_stats: end.protocol_stats,
         errors,
         checks: Vec::new(),
     };

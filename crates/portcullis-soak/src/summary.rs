@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use crate::config::Config;
 use crate::swap::Swap;
-use crate::tally::{Tally, VERDICTS};
+use crate::tally::{Protocol, ProtocolCounts, Tally, VERDICTS};
 use crate::workload::POLICY_NAMES;
 
 /// RSS samples needed before the growth check means anything.
@@ -49,6 +49,8 @@ pub struct Summary {
     pub filter_counters: Vec<(String, u64)>,
     /// ECDS counters.
     pub ecds: Vec<(String, u64)>,
+    /// Envoy's requests per protocol on the soak's listeners.
+    pub protocol_stats: Vec<(String, u64)>,
     /// Problems of the run itself (start-up, swaps).
     pub errors: Vec<String>,
     /// Checks.
@@ -67,7 +69,50 @@ pub fn rss_quarters(samples: &[(f64, u64)]) -> Option<(f64, f64, f64)> {
     Some((first, last, (last - first) / first * 100.0))
 }
 
+/// One protocol's counts as JSON.
+pub fn protocol_json(p: &ProtocolCounts) -> Value {
+    json!({
+        "requests": p.requests,
+        "requests_tls": p.tls,
+        "mismatches": p.mismatches,
+        "swap_violations": p.swap_violations,
+        "hardening_failures": p.hardening,
+        "status_5xx": p.status_5xx,
+        "io_errors": p.io_errors,
+        "stream_resets": p.stream_resets,
+        "by_status": p.by_status.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+    })
+}
+
 impl Summary {
+    /// The share of the mix's requests that went over HTTP/2, in percent.
+    pub fn h2_percent(&self) -> f64 {
+        let mix: u64 = self.tally.by_protocol.iter().map(|p| p.requests).sum();
+        self.tally.protocol(Protocol::Http2).requests as f64 * 100.0 / mix.max(1) as f64
+    }
+
+    /// The `http2` object of the JSON summary: the share asked for, the
+    /// share carried, what was not carried, and the counts per protocol.
+    pub fn protocols_json(&self) -> Value {
+        let t = &self.tally;
+        json!({
+            "share_percent": self.config.h2_share,
+            "carried_percent": (self.h2_percent() * 100.0).round() / 100.0,
+            "envoy_downstream_rq": self.protocol_stats.iter().map(|(n, v)| (n.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
+            "envoy_reset": { "expected": t.envoy_reset_expected, "seen": t.envoy_reset_seen },
+            "by_protocol": Protocol::ALL.iter().map(|p| (p.as_str().to_owned(), protocol_json(&t.protocol(*p)))).collect::<serde_json::Map<_, _>>(),
+        })
+    }
+
+    /// Envoy's own count of HTTP/2 requests on the soak's listeners.
+    pub fn envoy_h2_requests(&self) -> u64 {
+        self.protocol_stats
+            .iter()
+            .filter(|(n, _)| n.ends_with(".downstream_rq_http2_total"))
+            .map(|(_, v)| v)
+            .sum()
+    }
+
     /// Checks passed and failed (unjudged ones in neither).
     pub fn counts(&self) -> (usize, usize) {
         let passed = self
@@ -102,6 +147,7 @@ impl Summary {
             "threads": self.config.threads,
             "envoy_concurrency": self.config.concurrency,
             "seed": self.config.seed,
+            "http2": self.protocols_json(),
             "mismatches": t.mismatches,
             "swap_violations": t.swap_violations,
             "responses_in_swap_windows": t.in_window,
@@ -160,6 +206,37 @@ impl Summary {
             t.tls,
             t.requests - t.tls
         );
+        println!(
+            "protocols       HTTP/2 share {} % asked, {:.1} % carried",
+            s.config.h2_share,
+            s.h2_percent(),
+        );
+        let envoy: Vec<String> = s
+            .protocol_stats
+            .iter()
+            .map(|(n, v)| format!("{n} {v}"))
+            .collect();
+        println!("  Envoy says    {}", envoy.join(", "));
+        for p in Protocol::ALL {
+            let c = t.protocol(p);
+            let statuses: Vec<String> = c
+                .by_status
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect();
+            println!(
+                "  {:<13} {} requests ({} TLS), {} mismatches, {} swap violations, {} hardening, {} i/o errors, {} stream resets; {}",
+                p.as_str(),
+                c.requests,
+                c.tls,
+                c.mismatches,
+                c.swap_violations,
+                c.hardening,
+                c.io_errors,
+                c.stream_resets,
+                statuses.join(", ")
+            );
+        }
         let classes: Vec<String> = t.by_class.iter().map(|(k, v)| format!("{k} {v}")).collect();
         println!("classes         {}", classes.join(", "));
         let statuses: Vec<String> = t
@@ -176,8 +253,8 @@ impl Summary {
         println!("hardening       {} failures", t.hardening);
         println!("5xx             {}", t.status_5xx);
         println!(
-            "envoy 431       {} expected, {} seen",
-            t.envoy_431_expected, t.envoy_431_seen
+            "envoy 431       {} expected, {} seen (HTTP/1.1); stream resets {} expected, {} seen (HTTP/2)",
+            t.envoy_431_expected, t.envoy_431_seen, t.envoy_reset_expected, t.envoy_reset_seen
         );
         println!("i/o errors      {}", t.io_errors);
         println!(
@@ -238,5 +315,74 @@ mod tests {
         let (f, l, g) = rss_quarters(&growing).unwrap();
         assert!(l > f && g > 25.0, "{f} {l} {g}");
         assert_eq!(rss_quarters(&flat[..3]), None);
+    }
+
+    #[test]
+    fn the_json_says_the_h2_share_and_counts_per_protocol() {
+        let mut tally = Tally::default();
+        for k in 0..10u16 {
+            let m = tally.marks();
+            let p = if k < 2 {
+                Protocol::Http2
+            } else {
+                Protocol::Http1
+            };
+            if k == 1 {
+                tally.mismatches += 1;
+            }
+            tally.count_protocol(p, k % 2 == 0, Some(200 + k), m);
+        }
+        tally.envoy_reset_expected = 1;
+        tally.envoy_reset_seen = 1;
+        let config = Config {
+            requests: 10,
+            threads: 1,
+            budget: std::time::Duration::from_secs(1),
+            swap_percent: 15,
+            seed: 1,
+            concurrency: 1,
+            h2_share: 20,
+            json: std::path::PathBuf::from("soak.json"),
+        };
+        let s = Summary {
+            config,
+            tally,
+            seconds: 1.0,
+            swaps: Vec::new(),
+            swaps_planned: 0,
+            probes: 0,
+            rss: Vec::new(),
+            vm_failures: Vec::new(),
+            wasm_stats: Vec::new(),
+            filter_counters: Vec::new(),
+            ecds: Vec::new(),
+            protocol_stats: vec![("http.http_plain.downstream_rq_http2_total".into(), 2)],
+            errors: Vec::new(),
+            checks: Vec::new(),
+        };
+        let j = s.to_json();
+        let h = &j["http2"];
+        assert_eq!(h["share_percent"], 20);
+        assert_eq!(h["carried_percent"], 20.0);
+        assert_eq!(h["envoy_reset"]["seen"], 1);
+        assert_eq!(s.envoy_h2_requests(), 2);
+        assert_eq!(
+            h["envoy_downstream_rq"]["http.http_plain.downstream_rq_http2_total"],
+            2
+        );
+        let h2 = &h["by_protocol"]["h2"];
+        assert_eq!(
+            (h2["requests"].as_u64(), h2["mismatches"].as_u64()),
+            (Some(2), Some(1))
+        );
+        assert_eq!(h2["requests_tls"], 1);
+        assert_eq!(h2["by_status"]["201"], 1);
+        let h1 = &h["by_protocol"]["http/1.1"];
+        assert_eq!(
+            (h1["requests"].as_u64(), h1["mismatches"].as_u64()),
+            (Some(8), Some(0))
+        );
+        assert_eq!(h1["by_status"]["209"], 1);
+        assert!(h1["by_status"].get("200").is_none());
     }
 }

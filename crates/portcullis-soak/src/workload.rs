@@ -384,6 +384,13 @@ pub fn build(seed: u64, i: u64, thread: usize) -> Spec {
     spec
 }
 
+/// Whether request `i` goes over HTTP/2: its own hash (independent of the
+/// class pick) falls under `share_percent`.
+pub fn h2_picked(seed: u64, i: u64, share_percent: u64) -> bool {
+    let r = splitmix(splitmix(seed ^ 0x4832_5f73_6861_7265) ^ i);
+    r % 100 < share_percent
+}
+
 impl Spec {
     /// The request as HTTP/1.1 bytes (keep-alive).
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -439,6 +446,24 @@ mod tests {
         assert!(specs
             .iter()
             .all(|s| s.class == Class::Oversized || !s.envoy_rejects));
+        // The HTTP/2 pick: about its share, independent of the class.
+        let picked: Vec<&Spec> = specs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| h2_picked(7, *i as u64, 20))
+            .map(|(_, s)| s)
+            .collect();
+        assert!(
+            picked.len() > 3_200 && picked.len() < 4_800,
+            "{}",
+            picked.len()
+        );
+        for c in Class::ALL {
+            assert!(picked.iter().any(|s| s.class == c));
+        }
+        assert!(picked.iter().any(|s| s.envoy_rejects));
+        assert!(!(0..1000).any(|i| h2_picked(7, i, 0)));
+        assert!((0..1000).all(|i| h2_picked(7, i, 100)));
         // Deterministic.
         assert_eq!(build(7, 123, 1), build(7, 123, 1));
         assert!(specs.iter().any(|s| !s.tls));

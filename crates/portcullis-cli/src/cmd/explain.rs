@@ -65,6 +65,16 @@ fn header(h: &str) -> Result<(String, Vec<u8>), String> {
     Ok((n.trim().to_string(), v.trim_start().as_bytes().to_vec()))
 }
 
+/// The mark of a scope or rule line: `MATCH` (green) for the one that
+/// applies, `match` for a match after it, `no` for a miss.
+fn mark(style: &Style, matched: bool, applies: bool) -> String {
+    match (matched, applies) {
+        (true, true) => style.green("MATCH"),
+        (true, false) => "match".to_string(),
+        (false, _) => "no   ".to_string(),
+    }
+}
+
 pub(crate) fn run(args: Args, style: &Style) -> Outcome {
     let Args {
         policy: policy_path,
@@ -136,11 +146,7 @@ pub(crate) fn run(args: Args, style: &Style) -> Outcome {
                     let Some(s) = policy.scopes.get(c.index) else {
                         continue;
                     };
-                    let mark = match c.failed {
-                        None if c.chosen => style.green("MATCH"),
-                        None => "match".to_string(),
-                        Some(_) => "no   ".to_string(),
-                    };
+                    let mark = mark(style, c.failed.is_none(), c.chosen);
                     println!(
                         "  {:<28} line {:<4} {mark} {}",
                         s.name,
@@ -179,11 +185,7 @@ pub(crate) fn run(args: Args, style: &Style) -> Outcome {
             let Some(r) = net.rules.get(c.index) else {
                 continue;
             };
-            let mark = match c.failed {
-                None if c.decided => style.green("MATCH"),
-                None => "match".to_string(),
-                Some(_) => "no   ".to_string(),
-            };
+            let mark = mark(style, c.failed.is_none(), c.decided);
             println!(
                 "  {:>4} {:<5} {:<28} line {:<4} {mark} {}",
                 r.priority,

@@ -12,7 +12,7 @@
 
 use alloc::vec::Vec;
 use core::fmt;
-use core::net::SocketAddr;
+use core::net::{IpAddr, SocketAddr};
 
 use crate::addr;
 use crate::policy::{Access, HttpsAction, Mode, Policy};
@@ -103,6 +103,21 @@ pub struct Request<'a> {
     pub path: &'a [u8],
     /// Every other header.
     pub headers: &'a dyn Headers,
+}
+
+impl Request<'_> {
+    /// What the network rules look at (step 2, and its explanation):
+    /// `client` (the resolved client, not necessarily the peer) with the
+    /// peer's port, the local address and port, the transport.
+    pub(crate) fn flow(&self, client: IpAddr) -> Flow {
+        Flow {
+            src: addr::key(client),
+            sport: self.peer.port(),
+            dst: addr::key(self.local.ip()),
+            dport: self.local.port(),
+            transport: self.transport,
+        }
+    }
 }
 
 impl fmt::Debug for Request<'_> {
@@ -423,13 +438,7 @@ impl Policy {
             return d.stop(Reason::UnknownClient, deny_status);
         };
         if let Some(net) = &self.network {
-            let flow = Flow {
-                src: addr::key(ip),
-                sport: req.peer.port(),
-                dst: addr::key(req.local.ip()),
-                dport: req.local.port(),
-                transport: req.transport,
-            };
+            let flow = req.flow(ip);
             let (rule, access) = match self.match_rule(&flow) {
                 Some(i) => (
                     Some(i),

@@ -75,14 +75,23 @@ fn unreserved(b: u8) -> bool {
 /// assert_eq!(scope_path(b"/a//b/%2e%2E/c?x=/d").unwrap(), b"/a/c");
 /// assert_eq!(scope_path(b"/%7Euser/./x").unwrap(), b"/~user/x");
 /// assert!(scope_path(b"/a%2Fb").is_err());
+/// // A path is compared as if rooted: an empty one is `/`.
+/// assert_eq!(scope_path(b"").unwrap(), b"/");
+/// assert_eq!(scope_path(b"admin/../x").unwrap(), b"/x");
 /// ```
 pub fn scope_path(raw: &[u8]) -> Result<Vec<u8>, Ambiguous> {
     let path = match raw.iter().position(|&b| b == b'?') {
         Some(q) => raw.get(..q).unwrap_or_default(),
         None => raw,
     };
-    // Decode unreserved escapes and merge repeated slashes.
-    let mut flat = Vec::with_capacity(path.len());
+    // Decode unreserved escapes and merge repeated slashes. A path that
+    // does not start with `/` (empty, `*`, or not origin-form) is read as
+    // rooted, so that `admin/x` is compared as `/admin/x` and never slips
+    // past a scope's `paths`.
+    let mut flat = Vec::with_capacity(path.len().saturating_add(1));
+    if path.first() != Some(&b'/') {
+        flat.push(b'/');
+    }
     let mut rest = path;
     while let Some((&c, tail)) = rest.split_first() {
         rest = tail;

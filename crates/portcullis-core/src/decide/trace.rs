@@ -261,6 +261,24 @@ impl Trace {
             rule: String::from(it.next()?),
         })
     }
+
+    /// What enforce mode does: on a report-mode `would_*` line, the would-be
+    /// verdict and status; otherwise this line's verdict and `seen`, the
+    /// status the client saw (a forwarded request's comes from upstream).
+    ///
+    /// ```
+    /// use portcullis_core::{Trace, Verdict};
+    /// let t = Trace::parse("would_deny 403 network peer 127.0.0.8 - deny-batch").unwrap();
+    /// assert_eq!(t.enforced(200), (Verdict::Deny, 403));
+    /// let t = Trace::parse("forward 0 forward peer 10.0.0.9 - lan").unwrap();
+    /// assert_eq!(t.enforced(200), (Verdict::Forward, 200));
+    /// ```
+    pub fn enforced(&self, seen: u16) -> (Verdict, u16) {
+        match self.would {
+            Some(v) => (v, self.status),
+            None => (self.verdict, seen),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,6 @@
-//! Shared helpers: build the fixture filter once per test process.
+//! Shared helpers: build the fixture filter once per test process; a
+//! minimal hand-written module (WAT) for the tests of misbehaving modules
+//! and of the cache.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
@@ -100,4 +102,31 @@ pub fn text(headers: &[(Vec<u8>, Vec<u8>)], name: &str) -> String {
     header(headers, name)
         .map(|v| String::from_utf8_lossy(v).into_owned())
         .unwrap_or_else(|| panic!("header {name} missing"))
+}
+
+/// A minimal proxy-wasm module: memory, ABI marker, bump allocator, a
+/// trivial root context. `imports` and `funcs` are spliced in; `funcs`
+/// usually defines `proxy_on_request_headers`.
+pub fn module(imports: &str, funcs: &str) -> String {
+    format!(
+        r#"(module
+  {imports}
+  (memory (export "memory") 2)
+  (global $heap (mut i32) (i32.const 65536))
+  (data (i32.const 16) "hello\n")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "malloc") (param $n i32) (result i32)
+    (local $p i32)
+    global.get $heap
+    local.set $p
+    global.get $heap
+    local.get $n
+    i32.add
+    global.set $heap
+    local.get $p)
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) i32.const 1)
+  {funcs}
+)"#
+    )
 }

@@ -89,6 +89,12 @@ impl<'t> Validator<'t> {
         });
     }
 
+    /// Records that `v` (at `path`) is not `expected` (e.g. "an integer").
+    pub(super) fn wrong_type(&mut self, path: &str, v: &Value, expected: &'static str) {
+        let found = v.kind_name();
+        self.err(path, v.span, Error::WrongType { expected, found });
+    }
+
     pub(super) fn fields<'v>(
         &mut self,
         v: &'v Value,
@@ -96,14 +102,7 @@ impl<'t> Validator<'t> {
         allowed: &'static [&'static str],
     ) -> Option<Fields<'v>> {
         let Kind::Object(members) = &v.kind else {
-            self.err(
-                path,
-                v.span,
-                Error::WrongType {
-                    expected: "an object",
-                    found: v.kind_name(),
-                },
-            );
+            self.wrong_type(path, v, "an object");
             return None;
         };
         let mut items: Vec<(&'v str, &'v Value)> = Vec::with_capacity(members.len());
@@ -147,14 +146,7 @@ impl<'t> Validator<'t> {
         match &v.kind {
             Kind::String(s) => Some(s),
             _ => {
-                self.err(
-                    path,
-                    v.span,
-                    Error::WrongType {
-                        expected: "a string",
-                        found: v.kind_name(),
-                    },
-                );
+                self.wrong_type(path, v, "a string");
                 None
             }
         }
@@ -164,14 +156,7 @@ impl<'t> Validator<'t> {
         match v.kind {
             Kind::Bool(b) => Some(b),
             _ => {
-                self.err(
-                    path,
-                    v.span,
-                    Error::WrongType {
-                        expected: "true or false",
-                        found: v.kind_name(),
-                    },
-                );
+                self.wrong_type(path, v, "true or false");
                 None
             }
         }
@@ -185,14 +170,7 @@ impl<'t> Validator<'t> {
                 None
             }
             _ => {
-                self.err(
-                    path,
-                    v.span,
-                    Error::WrongType {
-                        expected: "an integer",
-                        found: v.kind_name(),
-                    },
-                );
+                self.wrong_type(path, v, "an integer");
                 None
             }
         }
@@ -202,14 +180,7 @@ impl<'t> Validator<'t> {
         match &v.kind {
             Kind::Array(a) => Some(a),
             _ => {
-                self.err(
-                    path,
-                    v.span,
-                    Error::WrongType {
-                        expected: "a list",
-                        found: v.kind_name(),
-                    },
-                );
+                self.wrong_type(path, v, "a list");
                 None
             }
         }
@@ -276,14 +247,7 @@ impl<'t> Validator<'t> {
         let n = match &v.kind {
             Kind::Number(_) => v.as_u64(),
             _ => {
-                self.err(
-                    path,
-                    v.span,
-                    Error::WrongType {
-                        expected: "an integer",
-                        found: v.kind_name(),
-                    },
-                );
+                self.wrong_type(path, v, "an integer");
                 return None;
             }
         };
