@@ -723,35 +723,12 @@ pub fn check_parse(data: &[u8]) -> Result<(), String> {
 /// the full tree: the same value once the lists are expanded, or the same
 /// syntax error.
 fn check_lean(data: &[u8]) -> Result<(), String> {
-    use portcullis_core::json::{self, Kind, Member, Value};
-    fn expand(v: Value, text: &str) -> Value {
-        let kind = match v.kind {
-            Kind::Strings(_) => Kind::Array(
-                v.strings(text)
-                    .map(|(span, s)| Value {
-                        kind: Kind::String(s.to_string()),
-                        span,
-                    })
-                    .collect(),
-            ),
-            Kind::Array(a) => Kind::Array(a.into_iter().map(|x| expand(x, text)).collect()),
-            Kind::Object(m) => Kind::Object(
-                m.into_iter()
-                    .map(|m| Member {
-                        value: expand(m.value, text),
-                        ..m
-                    })
-                    .collect(),
-            ),
-            k => k,
-        };
-        Value { kind, ..v }
-    }
+    use portcullis_core::json;
     let Ok(text) = std::str::from_utf8(data) else {
         return Ok(());
     };
     let lean =
-        json::parse_lean(text, portcullis_core::policy::address_list).map(|v| expand(v, text));
+        json::parse_lean(text, portcullis_core::policy::address_list).map(|v| v.expanded(text));
     let full = json::parse(text);
     if full == lean {
         Ok(())

@@ -111,6 +111,34 @@ impl Value {
         }
     }
 
+    /// The value with every [`Kind::Strings`] list (of a lean tree, see
+    /// [`parse_lean`]) expanded into an array of string values read from
+    /// `text`: what [`parse`] gives for the same document. For tests and
+    /// fuzzers that hold the two trees to each other.
+    pub fn expanded(self, text: &str) -> Value {
+        let kind = match self.kind {
+            Kind::Strings(_) => Kind::Array(
+                self.strings(text)
+                    .map(|(span, s)| Value {
+                        kind: Kind::String(s.into()),
+                        span,
+                    })
+                    .collect(),
+            ),
+            Kind::Array(a) => Kind::Array(a.into_iter().map(|x| x.expanded(text)).collect()),
+            Kind::Object(m) => Kind::Object(
+                m.into_iter()
+                    .map(|m| Member {
+                        value: m.value.expanded(text),
+                        ..m
+                    })
+                    .collect(),
+            ),
+            k => k,
+        };
+        Value { kind, ..self }
+    }
+
     /// The number as a non-negative integer, if it is one that fits.
     pub fn as_u64(&self) -> Option<u64> {
         match &self.kind {
@@ -667,32 +695,19 @@ mod tests {
         key == "a"
     }
 
-    /// The lean tree's string lists, expanded: must equal the full tree.
+    /// The lean tree's string lists, expanded: must equal the full tree
+    /// (and each list holds as many strings as it says).
     fn expand(v: Value, text: &str) -> Value {
-        let kind = match v.kind {
-            Kind::Strings(n) => {
-                let items: Vec<Value> = v
-                    .strings(text)
-                    .map(|(span, s)| Value {
-                        kind: Kind::String(s.into()),
-                        span,
-                    })
-                    .collect();
-                assert_eq!(items.len(), n);
-                Kind::Array(items)
+        fn counts(v: &Value, text: &str) {
+            match &v.kind {
+                Kind::Strings(n) => assert_eq!(v.strings(text).count(), *n),
+                Kind::Array(a) => a.iter().for_each(|x| counts(x, text)),
+                Kind::Object(m) => m.iter().for_each(|m| counts(&m.value, text)),
+                _ => {}
             }
-            Kind::Array(a) => Kind::Array(a.into_iter().map(|x| expand(x, text)).collect()),
-            Kind::Object(m) => Kind::Object(
-                m.into_iter()
-                    .map(|m| Member {
-                        value: expand(m.value, text),
-                        ..m
-                    })
-                    .collect(),
-            ),
-            k => k,
-        };
-        Value { kind, ..v }
+        }
+        counts(&v, text);
+        v.expanded(text)
     }
 
     #[test]
