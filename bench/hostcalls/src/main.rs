@@ -12,40 +12,7 @@
 
 use std::process::ExitCode;
 
-use portcullis_host::{Engine, Exchange, HttpRequest, HttpResponse, LogLevel, Options};
-
-fn request() -> Option<HttpRequest> {
-    Some(HttpRequest {
-        peer: "127.0.0.1:40000".parse().ok()?,
-        local: "127.0.0.1:10000".parse().ok()?,
-        tls: false,
-        protocol: "HTTP/1.1".into(),
-        headers: vec![
-            (b":method".to_vec(), b"GET".to_vec()),
-            (b":authority".to_vec(), b"127.0.0.1:10000".to_vec()),
-            (b":path".to_vec(), b"/bench".to_vec()),
-            (b":scheme".to_vec(), b"http".to_vec()),
-            (b"user-agent".to_vec(), b"wrk".to_vec()),
-        ],
-        body: None,
-    })
-}
-
-fn upstream() -> HttpResponse {
-    HttpResponse {
-        status: 200,
-        headers: vec![
-            (b"server".to_vec(), b"Microsoft-IIS/10.0".to_vec()),
-            (b"x-powered-by".to_vec(), b"ASP.NET".to_vec()),
-            (b"x-aspnet-version".to_vec(), b"4.0.30319".to_vec()),
-            (
-                b"content-type".to_vec(),
-                b"text/plain; charset=utf-8".to_vec(),
-            ),
-            (b"content-length".to_vec(), b"33".to_vec()),
-        ],
-    }
-}
+use portcullis_host::{bench, Engine, Exchange, LogLevel, Options};
 
 fn has(ex: &Exchange, name: &[u8]) -> bool {
     ex.response_headers
@@ -85,12 +52,12 @@ fn measure(
     let mut plugin = engine
         .configure(config)
         .map_err(|e| format!("{label}: configure: {e}"))?;
-    let req = request().ok_or("bad request literal")?;
+    let req = bench::request(([127, 0, 0, 1], 40000).into());
     let mut last = None;
     for _ in 0..3 {
         last = Some(
             plugin
-                .play(&req, &upstream())
+                .play(&req, &bench::upstream())
                 .map_err(|e| format!("{label}: {e}"))?,
         );
     }
@@ -142,8 +109,8 @@ fn peak_memory(wasm: &[u8], config: &[u8]) -> Result<usize, String> {
         let Ok(mut plugin) = engine.configure(config) else {
             return false;
         };
-        let Some(req) = request() else { return false };
-        plugin.play(&req, &upstream()).is_ok()
+        let req = bench::request(([127, 0, 0, 1], 40000).into());
+        plugin.play(&req, &bench::upstream()).is_ok()
     };
     let page = 64 << 10;
     let (mut lo, mut hi) = (1usize, 4096usize); // pages: (fails?, fits)

@@ -20,7 +20,7 @@ use std::sync::OnceLock;
 
 use portcullis_core::{apply_edits, Policy, Request, Transport};
 use portcullis_host::{
-    ConfigureError, Engine, Exchange, HttpRequest, HttpResponse, LogLevel, Options, Plugin,
+    bench, ConfigureError, Engine, Exchange, HttpRequest, HttpResponse, LogLevel, Options, Plugin,
 };
 
 fn root() -> PathBuf {
@@ -644,31 +644,9 @@ fn bench_policy(trace: Option<&str>) -> String {
     )
 }
 
-/// The upstream answer of the Envoy bench: an IIS/ASP.NET fingerprint.
-fn bench_upstream() -> HttpResponse {
-    HttpResponse {
-        status: 200,
-        headers: vec![
-            (b"server".to_vec(), b"Microsoft-IIS/10.0".to_vec()),
-            (b"x-powered-by".to_vec(), b"ASP.NET".to_vec()),
-            (b"x-aspnet-version".to_vec(), b"4.0.30319".to_vec()),
-            (
-                b"content-type".to_vec(),
-                b"text/plain; charset=utf-8".to_vec(),
-            ),
-            (b"content-length".to_vec(), b"33".to_vec()),
-        ],
-    }
-}
-
 #[test]
 fn host_call_budget_of_the_bench_policy() {
-    let bench_request = |peer: &str| {
-        let mut r = request(peer, "127.0.0.1:10000", false, &[(b"user-agent", b"wrk")]);
-        r.headers[1].1 = b"127.0.0.1:10000".to_vec();
-        r.headers[2].1 = b"/bench".to_vec();
-        r
-    };
+    let bench_request = |peer: &str| bench::request(addr(peer));
     // (trace switch, forward budget, deny budget): the published budget is
     // the default's, a forward in at most 4 host calls, a deny in at most 3.
     for (trace, forward_max, deny_max) in [(None, 4, 3), (Some("deny"), 3, 3), (Some("none"), 3, 2)]
@@ -679,7 +657,7 @@ fn host_call_budget_of_the_bench_policy() {
         let mut plugin = configure(text.as_bytes(), LogLevel::Warn);
         for _ in 0..2 {
             let fwd = plugin
-                .play(&bench_request("127.0.0.1:40000"), &bench_upstream())
+                .play(&bench_request("127.0.0.1:40000"), &bench::upstream())
                 .unwrap();
             assert_eq!(fwd.status, 200);
             let names: Vec<&[u8]> = fwd
@@ -699,7 +677,7 @@ fn host_call_budget_of_the_bench_policy() {
             assert_eq!(fwd.properties_read, ["source.address"]);
             assert!(fwd.host_calls <= forward_max, "{trace:?} forward: {fwd:?}");
             let deny = plugin
-                .play(&bench_request("127.0.0.2:40000"), &bench_upstream())
+                .play(&bench_request("127.0.0.2:40000"), &bench::upstream())
                 .unwrap();
             assert_eq!(deny.status, 403);
             assert!(deny.host_calls <= deny_max, "{trace:?} deny: {deny:?}");

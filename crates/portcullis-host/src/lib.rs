@@ -126,6 +126,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod bench;
 mod cache;
 mod error;
 mod headers;
