@@ -55,18 +55,18 @@ rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown ||
 # ---- artefacts
 log "build: filter, empty filter, release CLI"
 scripts/build-filter.sh
-# The same filter with one host call per response edit (feature edits-each),
-# for the attribution variant cE; wasm-opt'd like dist/.
+# The same filter with several response edits as one map read + rewrite
+# (feature edits-batch), for the attribution variant cB; wasm-opt'd like dist/.
 cargo build -q --target wasm32-unknown-unknown --profile wasm -p portcullis-filter \
-    --features edits-each --target-dir "$out/filter-each"
-each="$out/portcullis_filter_edits_each.wasm"
+    --features edits-batch --target-dir "$out/filter-batch"
+batch="$out/portcullis_filter_edits_batch.wasm"
 wasm_opt="$root/tools/node_modules/.bin/wasm-opt"
 if [ -x "$wasm_opt" ]; then
     "$wasm_opt" -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
         --enable-mutable-globals --enable-reference-types --enable-multivalue \
-        "$out/filter-each/wasm32-unknown-unknown/wasm/portcullis_filter.wasm" -o "$each"
+        "$out/filter-batch/wasm32-unknown-unknown/wasm/portcullis_filter.wasm" -o "$batch"
 else
-    cp "$out/filter-each/wasm32-unknown-unknown/wasm/portcullis_filter.wasm" "$each"
+    cp "$out/filter-batch/wasm32-unknown-unknown/wasm/portcullis_filter.wasm" "$batch"
 fi
 cargo build -q --locked --release --target wasm32-unknown-unknown \
     --manifest-path bench/empty-filter/Cargo.toml --target-dir "$out/empty-filter"
@@ -119,7 +119,7 @@ cat "$sizes_json"
 
 # ---- 4. Envoy
 log "Envoy side by side"
-args=(--envoy "$envoy" --filter dist/portcullis_filter.wasm --filter-each "$each" --empty "$empty" --out "$out")
+args=(--envoy "$envoy" --filter dist/portcullis_filter.wasm --filter-batch "$batch" --empty "$empty" --out "$out")
 [ "$quick" = 1 ] && args+=(--quick)
 [ -n "${BENCH_REPEATS:-}" ] && args+=(--repeats "$BENCH_REPEATS")
 [ -n "${BENCH_SECONDS:-}" ] && args+=(--seconds "$BENCH_SECONDS")

@@ -158,7 +158,7 @@ def largest_policy(rules=3997, per_rule=50, seed=20261201):
 # ---------------------------------------------------------------- Envoy configs
 
 # Variants that load the Portcullis filter.
-PORTCULLIS = ("c", "cnone", "cnet", "ctrace", "cedits", "cscopes")
+PORTCULLIS = ("c", "cnone", "cnet", "ctrace", "cbatch", "cscopes")
 # Variants that load the empty filter, with the call groups it makes
 # (bench/empty-filter): the attribution of the filter's host calls.
 EMPTY_CALLS = {
@@ -168,10 +168,11 @@ EMPTY_CALLS = {
     "dT": "trace",               # lever 2: the trace property
     "dE": "edits",               # lever 3: 3 removes + 1 replace, one call each
     "dB": "batch",               # lever 3: the same as map read + map write
-    "dN": "peer,trace,batch",    # the filter's 4 calls now
+    "dN": "peer,trace,edits",    # the filter's 6 calls now
 }
-# The filter built with one host call per response edit (--filter-each).
-FILTER_EACH = None
+# The filter built with several response edits as one map read + rewrite
+# (--filter-batch).
+FILTER_BATCH = None
 # Variants whose responses keep the upstream's fingerprints (no header ops).
 NO_HEADER_OPS = ("a", "d", "cnone", "cnet", "dC", "dT")
 
@@ -272,7 +273,7 @@ def proxy_config(variant, cidrs, admin_port, port, upstream_port, filter_wasm, e
             "vm_config": {
                 "vm_id": "bench",
                 "runtime": "envoy.wasm.runtime.v8",
-                "code": {"local": {"filename": (FILTER_EACH if variant == "cedits" else filter_wasm)
+                "code": {"local": {"filename": (FILTER_BATCH if variant == "cbatch" else filter_wasm)
                                    if portcullis else empty_wasm}},
             },
         }
@@ -428,7 +429,7 @@ def check_variant(key, variant, port):
                 problems.append(f"{name} not removed")
         if h.get("strict-transport-security") != HSTS:
             problems.append(f"HSTS is {h.get('strict-transport-security')!r}")
-    if variant in ("b1", "b2", "c", "cnet", "ctrace", "cedits", "cscopes"):
+    if variant in ("b1", "b2", "c", "cnet", "ctrace", "cbatch", "cscopes"):
         denied, _ = get(port, DENIED)
         if denied != 403:
             problems.append(f"client {DENIED} (not listed) got {denied}, want 403")
@@ -580,11 +581,11 @@ LABELS = {
     "dT": "(dT) empty filter + trace property",
     "dE": "(dE) empty filter + 4 response edits, one call each",
     "dB": "(dB) empty filter + the same edits as map read + write",
-    "dN": "(dN) empty filter + the filter's 4 host calls now",
+    "dN": "(dN) empty filter + the filter's 6 host calls now",
     "cnone": "(c0) Portcullis, policy with no section",
     "cnet": "(cN) Portcullis, network rule only",
     "ctrace": "(cT) Portcullis, trace: deny",
-    "cedits": "(cE) Portcullis built with one call per response edit",
+    "cbatch": "(cB) Portcullis built with the response edits as map read + rewrite",
     "cscopes": "(cS) Portcullis, the same policy with 20 scopes (none matches: all tried)",
 }
 
@@ -698,7 +699,7 @@ def main():
     ap.add_argument("--envoy", required=True)
     ap.add_argument("--filter", required=True)
     ap.add_argument("--empty", required=True)
-    ap.add_argument("--filter-each", help="the filter built with --features edits-each (variant cE)")
+    ap.add_argument("--filter-batch", help="the filter built with --features edits-batch (variant cB)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeats", type=int)
@@ -739,10 +740,10 @@ def main():
     # cost per request), and with the network rule but no header ops.
     att = 10000 if 10000 in sizes else sizes[-1]
     order += ["dH", "dC", "dT", "dE", "dB", "dN", "cnone", f"cnet@{att}", f"ctrace@{att}", f"cscopes@{att}"]
-    global FILTER_EACH
-    if a.filter_each:
-        FILTER_EACH = os.path.abspath(a.filter_each)
-        order.append(f"cedits@{att}")
+    global FILTER_BATCH
+    if a.filter_batch:
+        FILTER_BATCH = os.path.abspath(a.filter_batch)
+        order.append(f"cbatch@{att}")
     if a.only:
         keep = a.only.split(",")
         order = [k for k in order if k in keep or k.partition("@")[0] in keep]

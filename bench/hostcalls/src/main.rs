@@ -82,13 +82,15 @@ fn measure(
     }
     let reads: Vec<String> = ex.properties_read.iter().map(|s| json_str(s)).collect();
     let sets: Vec<String> = ex.properties_set.iter().map(|(k, _)| json_str(k)).collect();
+    let calls: Vec<String> = ex.calls.iter().map(|s| json_str(s)).collect();
     Ok(format!(
-        "{{\"module\":{},\"host_calls\":{},\"fuel\":{},\"properties_read\":[{}],\"properties_set\":[{}]}}",
+        "{{\"module\":{},\"host_calls\":{},\"fuel\":{},\"properties_read\":[{}],\"properties_set\":[{}],\"calls\":[{}]}}",
         json_str(label),
         ex.host_calls,
         ex.fuel_used,
         reads.join(","),
-        sets.join(",")
+        sets.join(","),
+        calls.join(",")
     ))
 }
 

@@ -1,13 +1,17 @@
-//! How the filter applies a list of header edits with the fewest host calls.
+//! How the filter applies a list of header edits.
 //!
 //! The proxy-wasm ABI edits a header map one call per edit
 //! (`proxy_remove_header_map_value`, `proxy_replace_header_map_value`,
 //! `proxy_add_header_map_value`) or replaces it whole
-//! (`proxy_set_header_map_pairs`). Once the map has been read
-//! (`proxy_get_header_map_pairs`), [`plan`] drops the removals of headers
-//! that are not there, and when more than one edit is left, rewrites the map
-//! in one call: the core's [`apply_edits`] on the pairs read, serialized.
-//! Read + rewrite is 2 host calls for any number of edits.
+//! (`proxy_set_header_map_pairs`). The filter makes one call per edit: in
+//! Envoy a whole-map read and rewrite costs more CPU than several small calls
+//! (docs/performance.md). Once a map has been read anyway,
+//! [`without_absent_removes`] drops the removals of headers that are not there.
+//!
+//! [`plan`] is the other way, kept for the `edits-batch` build the bench
+//! measures: drop absent removals and, when more than one edit is left,
+//! rewrite the map in one call (the core's [`apply_edits`] on the pairs read,
+//! serialized): read + rewrite is 2 host calls for any number of edits.
 //!
 //! This module only plans; the filter makes the calls. It does not decide
 //! which edits to make (the core does).

@@ -942,7 +942,11 @@ macro_rules! wrap {
             $module,
             $name,
             |mut caller: Caller<'_, HostState>, $($a: $t),*| -> wasmtime::Result<i32> {
-                caller.data_mut().host_calls += 1;
+                let st = caller.data_mut();
+                st.host_calls += 1;
+                if let Some(ex) = st.ex.as_mut() {
+                    ex.calls.push($name);
+                }
                 ($f)(&mut caller, $($a),*)
             },
         )?

@@ -276,6 +276,10 @@ pub struct Exchange {
     pub logs: Vec<(LogLevel, String)>,
     /// Host calls made during the exchange.
     pub host_calls: u64,
+    /// The proxy-wasm and WASI functions the exchange called, in order
+    /// (`proxy_get_property`, ...): which calls, where `host_calls` says how
+    /// many.
+    pub calls: Vec<&'static str>,
     /// Fuel (roughly, wasm instructions) the exchange consumed.
     pub fuel_used: u64,
     /// The filter called `proxy_close_stream`: Envoy resets the stream.
@@ -746,6 +750,7 @@ impl Plugin {
         exchange.properties_set = ex.properties_set;
         exchange.properties_read = ex.properties_read;
         exchange.logs = ex.logs;
+        exchange.calls = ex.calls;
         exchange.host_calls = host_calls;
         exchange.fuel_used = self.fuel_limit.saturating_sub(fuel_left);
         Ok(exchange)
@@ -810,6 +815,7 @@ impl Plugin {
             properties_read: Vec::new(),
             logs: Vec::new(),
             host_calls: 0,
+            calls: Vec::new(),
             fuel_used: 0,
             reset: false,
         };

@@ -52,6 +52,8 @@ pub(crate) struct ExchangeState {
     pub properties_set: Vec<(String, Vec<u8>)>,
     pub properties_read: Vec<String>,
     pub logs: Vec<(LogLevel, String)>,
+    /// The host functions called, in order.
+    pub calls: Vec<&'static str>,
 }
 
 impl ExchangeState {
@@ -79,6 +81,7 @@ impl ExchangeState {
             properties_set: Vec::new(),
             properties_read: Vec::new(),
             logs: Vec::new(),
+            calls: Vec::new(),
         }
     }
 }
