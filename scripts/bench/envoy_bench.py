@@ -40,6 +40,8 @@ import sys
 import time
 import urllib.request
 
+import paired
+
 HSTS = "max-age=31536000; includeSubDomains"
 FINGERPRINTS = ["X-Powered-By", "X-AspNet-Version", "Server"]
 UPSTREAM_HEADERS = [
@@ -164,6 +166,7 @@ PORTCULLIS = ("c", "cnone", "cnet", "ctrace", "cbatch", "cscopes")
 EMPTY_CALLS = {
     "d": "",
     "dH": "host-calls",          # the filter's 8 calls before this round of work
+    "dP": "peer",                # the client address, which every decision needs
     "dC": "counters",            # lever 1: 2 counter increments per request
     "dT": "trace",               # lever 2: the trace property
     "dE": "edits",               # lever 3: 3 removes + 1 replace, one call each
@@ -174,7 +177,7 @@ EMPTY_CALLS = {
 # (--filter-batch).
 FILTER_BATCH = None
 # Variants whose responses keep the upstream's fingerprints (no header ops).
-NO_HEADER_OPS = ("a", "d", "cnone", "cnet", "dC", "dT")
+NO_HEADER_OPS = ("a", "d", "cnone", "cnet", "dP", "dC", "dT")
 
 T_HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 T_ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
@@ -577,6 +580,7 @@ LABELS = {
     "b2": "(b2) RBAC matcher IP trie",
     "c": "(c) Portcullis filter",
     "dH": "(dH) empty filter + the filter's former 8 host calls",
+    "dP": "(dP) empty filter + the source address read",
     "dC": "(dC) empty filter + 2 counter increments",
     "dT": "(dT) empty filter + trace property",
     "dE": "(dE) empty filter + 4 response edits, one call each",
@@ -710,6 +714,10 @@ def main():
     ap.add_argument("--protocols", default="h1,h2", help="h1 (wrk), h2 (h2load) or both")
     ap.add_argument("--only", help="comma-separated variant keys to run (e.g. a,d,dE,dB); default all")
     ap.add_argument("--no-rss", action="store_true", help="skip the RSS phase")
+    ap.add_argument("--paired-blocks", type=int, default=12,
+                    help="paired base/variant blocks per goal comparison (scripts/bench/paired.py); 0 skips them")
+    ap.add_argument("--paired-seconds", type=float, default=1.0, help="seconds per run in a paired block")
+    ap.add_argument("--pairs", help="comma-separated base:variant keys to pair (default: the goals' comparisons)")
     a = ap.parse_args()
     repeats = a.repeats or (1 if a.quick else 5)
     seconds = a.seconds or (2 if a.quick else 5)
@@ -739,7 +747,7 @@ def main():
     # Attribution of (c) - (d): the filter with an empty policy (its fixed
     # cost per request), and with the network rule but no header ops.
     att = 10000 if 10000 in sizes else sizes[-1]
-    order += ["dH", "dC", "dT", "dE", "dB", "dN", "cnone", f"cnet@{att}", f"ctrace@{att}", f"cscopes@{att}"]
+    order += ["dH", "dP", "dC", "dT", "dE", "dB", "dN", "cnone", f"cnet@{att}", f"ctrace@{att}", f"cscopes@{att}"]
     global FILTER_BATCH
     if a.filter_batch:
         FILTER_BATCH = os.path.abspath(a.filter_batch)
@@ -798,6 +806,12 @@ def main():
                         f"p50 {m['p50_us']:5d} µs  p99 {m['p99_us']:6d} µs  CPU {m['cpu_us_per_req']:6.2f} µs/req  "
                         f"({m['cpu_util'] * 100:.0f}% of a core)"
                         f"{'  ERRORS ' + str(m['errors']) if m['errors'] else ''}")
+        pairs = [tuple(p_.split(":", 1)) for p_ in a.pairs.split(",")] if a.pairs \
+            else paired.pairs_for(order, sizes, att)
+        blocks = min(a.paired_blocks, 1) if a.quick else a.paired_blocks
+        paired_results = [] if blocks <= 0 else paired.run(
+            pairs, protos, blocks,
+            lambda k, p_: measure(procs[k], a.paired_seconds, a.connections, lua, load_cpu, p_), log)
         perf = {}
         if a.perf and perf_ok():
             for key in [k for k in ["a", "d", "dH", "dN", f"b2@{att}", "cnone", f"cnet@{att}", f"c@{att}"]
@@ -852,6 +866,7 @@ def main():
     g = []
     for proto in protos:
         g += goals(by_proto[proto], sizes, proto)
+    g += paired.goals(paired_results)
     if rss_derived:
         own = rss_derived["filter_kb_per_worker_vs_empty"] * 1024
         g.append({"goal": "Portcullis's own RSS per extra worker at 10,000 CIDRs (beyond the empty wasm filter) "
@@ -864,7 +879,7 @@ def main():
         "upstream": "Envoy direct_response",
         "repeats": repeats, "sizes": sizes, "pinned": pin, "quick": a.quick,
         "order": order, "protocols": protos, "results": by_proto["h1"] if "h1" in by_proto else results,
-        "results_by_protocol": by_proto, "baseline_drift": drift, "goals": g, "perf": perf, "rss": rss, "rss_derived_kb": rss_derived,
+        "results_by_protocol": by_proto, "baseline_drift": drift, "paired": paired_results, "goals": g, "perf": perf, "rss": rss, "rss_derived_kb": rss_derived,
         "errors": errors, "cpu": cpu_model(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -884,6 +899,7 @@ def main():
             md.append(f"Baseline check: no round's (a) CPU/req moved more than 10 % from its median "
                       f"{d_['median']:.2f} µs (rounds: {', '.join(f'{v:.2f}' for v in d_['rounds'])}).")
         md.append("")
+    md += paired.markdown(paired_results, LABELS)
     md.append("| goal | measured | met |")
     md.append("|---|---:|---|")
     for x in g:
