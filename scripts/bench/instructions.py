@@ -1,0 +1,164 @@
+"""Instructions per request for the Envoy bench (imported by envoy_bench.py).
+
+CPU time per request moves by 20 % from one second to the next on a shared
+VM, which is more than the few percent the goals are about. This phase
+counts instead: every variant's Envoy runs under valgrind's callgrind, with
+instrumentation off while it starts. For each protocol the Envoy serves a
+warm-up, then `n1` and `n2` requests (h2load, 4 connections). Callgrind
+counts the instructions the Envoy process executes in user space during
+each batch (every thread, V8's JIT code included; the kernel is not
+counted). The count per request is (I(n2) - I(n1)) / (n2 - n1), which
+cancels what a batch costs whatever its size. The two such differences of a
+variant agree to within a few tenths of a percent. The instructions are
+counted, not timed: cache misses, syscalls and the kernel's share of
+networking (the same for every variant) are left out. So the ratios here are
+stricter than CPU-time ratios, whose kernel share dilutes them.
+"""
+
+import os
+import shutil
+import statistics
+import subprocess
+
+N1, N2, WARM = 400, 1200, 300
+
+
+def available():
+    return shutil.which("valgrind") is not None and shutil.which("callgrind_control") is not None \
+        and shutil.which("h2load") is not None
+
+
+def wrap(out_file):
+    """The command prefix that runs an Envoy under callgrind."""
+    return ["valgrind", "--tool=callgrind", "--smc-check=all-non-file", "--instr-atstart=no",
+            f"--callgrind-out-file={out_file}"]
+
+
+def _ctl(pid, *args):
+    subprocess.run(["callgrind_control", *args, str(pid)], capture_output=True, text=True, timeout=120)
+
+
+def _load(port, proto, n, cpu):
+    cmd = ["h2load", "-n", str(n), "-c", "4", "-m", "1", f"http://127.0.0.1:{port}/bench"]
+    if proto == "h1":
+        cmd.insert(1, "--h1")
+    if cpu is not None:
+        cmd = ["taskset", "-c", str(cpu)] + cmd
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600).stdout
+    for line in out.splitlines():
+        if line.strip().startswith("status codes:"):
+            ok = int(line.split(":", 1)[1].split()[0])
+            if ok != n:
+                raise RuntimeError(f"h2load: {ok} of {n} responses were 2xx: {line}")
+            return
+    raise RuntimeError(f"h2load printed no result: {out}")
+
+
+def _batch(env, out_file, proto, n, cpu):
+    """Instructions the Envoy executes while it serves `n` requests."""
+    _ctl(env.proc.pid, "-i", "on")
+    _ctl(env.proc.pid, "-z")
+    _load(env.port, proto, n, cpu)
+    before = set(_dumps(out_file))
+    _ctl(env.proc.pid, "-d")
+    _ctl(env.proc.pid, "-i", "off")
+    new = [f for f in _dumps(out_file) if f not in before]
+    if not new:
+        raise RuntimeError(f"callgrind wrote no dump for {env.key}")
+    total = None
+    with open(new[0]) as f:
+        for line in f:
+            if line.startswith("summary:") or line.startswith("totals:"):
+                total = int(line.split()[1])
+                break
+    os.remove(new[0])
+    if not total:
+        raise RuntimeError(f"callgrind counted nothing for {env.key}")
+    return total
+
+
+def _dumps(out_file):
+    d, base = os.path.split(out_file)
+    return [os.path.join(d, f) for f in os.listdir(d) if f.startswith(base + ".")]
+
+
+def run(keys, start, protos, cpu, log):
+    """`start(key, prefix)` starts a variant's Envoy with a command prefix and
+    returns it (not yet ready). All start at once; each is then measured
+    alone."""
+    envs = {}
+    results = {}
+    try:
+        for key in keys:
+            envs[key] = start(key, wrap)
+        for key in keys:
+            envs[key].wait_ready(timeout=900)
+        log(f"  callgrind: {len(keys)} Envoys ready")
+        for key in keys:
+            env = envs[key]
+            out_file = env.callgrind_out
+            results[key] = {}
+            for proto in protos:
+                _ctl(env.proc.pid, "-i", "on")
+                _load(env.port, proto, WARM, cpu)
+                _ctl(env.proc.pid, "-i", "off")
+                diffs = []
+                for _ in range(2):
+                    i1 = _batch(env, out_file, proto, N1, cpu)
+                    i2 = _batch(env, out_file, proto, N2, cpu)
+                    diffs.append((i2 - i1) / (N2 - N1))
+                results[key][proto] = {"per_request": statistics.median(diffs), "diffs": diffs}
+                log(f"  callgrind {proto} {key:>14}: {statistics.median(diffs):,.0f} instructions/request "
+                    f"({', '.join(f'{x:,.0f}' for x in diffs)})")
+            env.stop()
+    finally:
+        for env in envs.values():
+            env.stop()
+    return results
+
+
+def goals(results, sizes, protos):
+    g = []
+    for proto in protos:
+        tag = " HTTP/2" if proto == "h2" else " HTTP/1.1"
+        d = results.get("d", {}).get(proto)
+        for n in sizes:
+            c = results.get(f"c@{n}", {}).get(proto)
+            if c and d:
+                r = c["per_request"] / d["per_request"]
+                g.append({"goal": f"instructions/req (c)@{n} <= 1.05 x (d){tag}", "ratio": r, "limit": 1.05,
+                          "met": r <= 1.05, "milestone_1_10": r <= 1.10})
+        b2 = results.get("b2@10000", {}).get(proto)
+        c = results.get("c@10000", {}).get(proto)
+        if b2 and c:
+            r = c["per_request"] / b2["per_request"]
+            g.append({"goal": f"instructions/req (c)@10000 <= 1.15 x (b2)@10000{tag}", "ratio": r,
+                      "limit": 1.15, "met": r <= 1.15})
+    return g
+
+
+def markdown(results, protos, labels):
+    if not results:
+        return []
+    names = {"h1": "HTTP/1.1", "h2": "HTTP/2"}
+    head = "| variant | " + " | ".join(f"{names[p]} instructions/req | ÷ (d) | ÷ (a)" for p in protos) + " |"
+    md = [f"Instructions per request (callgrind, user space, every thread; "
+          f"(I({N2}) - I({N1})) / {N2 - N1}, median of 2):", "", head,
+          "|---|" + "---:|---:|---:|" * len(protos)]
+    for key, by in results.items():
+        name, _, n = key.partition("@")
+        cells = []
+        for p in protos:
+            x = by.get(p)
+            d = results.get("d", {}).get(p)
+            a = results.get("a", {}).get(p)
+            if not x:
+                cells.append("- | - | -")
+                continue
+            cells.append(f"{x['per_request']:,.0f} | "
+                         + (f"{x['per_request'] / d['per_request']:.3f}" if d else "-") + " | "
+                         + (f"{x['per_request'] / a['per_request']:.3f}" if a else "-"))
+        md.append(f"| {labels.get(name, name)}{' @' + n if n else ''} | " + " | ".join(cells) + " |")
+    md.append("")
+    return md
+
