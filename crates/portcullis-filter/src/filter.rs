@@ -588,10 +588,10 @@ impl HttpContext for Http {
             rewrite(host::RESPONSE_HEADERS, &headers, &edits);
             return Action::Continue;
         }
-        // One call per edit: in Envoy this is cheaper than reading and
-        // rewriting the map for any edit list a policy states (measured in
-        // docs/performance.md). A map the core read anyway skips the removal
-        // of headers it does not have.
+        // One call per edit: in Envoy 1.40 a call is ~3,000 instructions,
+        // a read + rewrite of a small map ~45,000 (docs/performance.md), so
+        // the batch would only pay from about 15 edits. A map the core read
+        // anyway skips the removal of headers it does not have.
         if read {
             let edits = edit::without_absent_removes(&headers, &edits);
             apply(host::RESPONSE_HEADERS, &edits, Some(&headers));
