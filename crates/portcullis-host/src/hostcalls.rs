@@ -942,9 +942,7 @@ macro_rules! wrap {
             $module,
             $name,
             |mut caller: Caller<'_, HostState>, $($a: $t),*| -> wasmtime::Result<i32> {
-                let st = caller.data_mut();
-                st.host_calls += 1;
-                if let Some(ex) = st.ex.as_mut() {
+                if let Some(ex) = caller.data_mut().ex.as_mut() {
                     ex.calls.push($name);
                 }
                 ($f)(&mut caller, $($a),*)
@@ -960,7 +958,6 @@ macro_rules! stub {
             $name,
             |mut caller: Caller<'_, HostState>, $($a: i32),*| -> wasmtime::Result<i32> {
                 let _ = ($($a,)*);
-                caller.data_mut().host_calls += 1;
                 Err(unsupported(&mut caller, $name))
             },
         )?
@@ -1035,7 +1032,6 @@ pub(crate) fn define(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "wasi_snapshot_preview1",
         "proc_exit",
         |mut caller: Caller<'_, HostState>, code: i32| -> wasmtime::Result<()> {
-            caller.data_mut().host_calls += 1;
             Err(misuse(
                 &mut caller,
                 "wasi_snapshot_preview1.proc_exit",
@@ -1056,7 +1052,6 @@ pub(crate) fn define_unsupported(
 ) -> wasmtime::Result<()> {
     let call = format!("{module}.{name}");
     linker.func_new(module, name, ty, move |mut caller, _params, _results| {
-        caller.data_mut().host_calls += 1;
         Err(unsupported(&mut caller, &call))
     })?;
     Ok(())

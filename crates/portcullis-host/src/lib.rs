@@ -274,11 +274,10 @@ pub struct Exchange {
     /// What the filter logged during the exchange (at or above
     /// [`Options::log_level`]).
     pub logs: Vec<(LogLevel, String)>,
-    /// Host calls made during the exchange.
+    /// Host calls made during the exchange (`calls.len()`).
     pub host_calls: u64,
     /// The proxy-wasm and WASI functions the exchange called, in order
-    /// (`proxy_get_property`, ...): which calls, where `host_calls` says how
-    /// many.
+    /// (`proxy_get_property`, ...).
     pub calls: Vec<&'static str>,
     /// Fuel (roughly, wasm instructions) the exchange consumed.
     pub fuel_used: u64,
@@ -723,14 +722,12 @@ impl Plugin {
             let st = self.store.data_mut();
             st.ex = Some(ExchangeState::new(id, req, now));
             st.effective = id;
-            st.host_calls = 0;
         }
         self.set_fuel()?;
         let result = self.run(id, req, upstream);
         let fuel_left = self.store.get_fuel().unwrap_or(0);
         let st = self.store.data_mut();
         let ex = st.ex.take();
-        let host_calls = st.host_calls;
         st.effective = st.root_id;
         st.stage = Stage::Root;
         self.last_failure_logs.clear();
@@ -750,8 +747,10 @@ impl Plugin {
         exchange.properties_set = ex.properties_set;
         exchange.properties_read = ex.properties_read;
         exchange.logs = ex.logs;
+        // Every host function that returns records its name; one that traps
+        // ends the exchange with an error instead.
+        exchange.host_calls = ex.calls.len() as u64;
         exchange.calls = ex.calls;
-        exchange.host_calls = host_calls;
         exchange.fuel_used = self.fuel_limit.saturating_sub(fuel_left);
         Ok(exchange)
     }

@@ -114,7 +114,6 @@ pub(crate) struct HostState {
     /// Why the host last returned a non-OK status (shown with traps).
     pub note: Option<String>,
     pub last_critical: Option<String>,
-    pub host_calls: u64,
     pub rng: u64,
 }
 
@@ -123,7 +122,6 @@ impl std::fmt::Debug for HostState {
         f.debug_struct("HostState")
             .field("stage", &self.stage)
             .field("effective", &self.effective)
-            .field("host_calls", &self.host_calls)
             .finish_non_exhaustive()
     }
 }
@@ -151,7 +149,6 @@ impl HostState {
             error: None,
             note: None,
             last_critical: None,
-            host_calls: 0,
             rng: 0x853c_49e6_748f_ea9b,
         }
     }
