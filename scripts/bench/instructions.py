@@ -20,6 +20,8 @@ import shutil
 import statistics
 import subprocess
 
+import goals as goals_
+
 N1, N2, WARM = 400, 1200, 300
 
 
@@ -120,20 +122,11 @@ def run(keys, start, protos, cpu, log):
 def goals(results, sizes, protos):
     g = []
     for proto in protos:
-        tag = " HTTP/2" if proto == "h2" else " HTTP/1.1"
-        d = results.get("d", {}).get(proto)
-        for n in sizes:
-            c = results.get(f"c@{n}", {}).get(proto)
-            if c and d:
-                r = c["per_request"] / d["per_request"]
-                g.append({"goal": f"instructions/req (c)@{n} <= 1.05 x (d){tag}", "ratio": r, "limit": 1.05,
-                          "met": r <= 1.05, "milestone_1_10": r <= 1.10})
-        b2 = results.get("b2@10000", {}).get(proto)
-        c = results.get("c@10000", {}).get(proto)
-        if b2 and c:
-            r = c["per_request"] / b2["per_request"]
-            g.append({"goal": f"instructions/req (c)@10000 <= 1.15 x (b2)@10000{tag}", "ratio": r,
-                      "limit": 1.15, "met": r <= 1.15})
+        def ratio(variant, base):
+            v, b = results.get(variant, {}).get(proto), results.get(base, {}).get(proto)
+            return v["per_request"] / b["per_request"] if v and b else None
+        g += goals_.vs_empty("instructions/req", ratio, sizes, proto) \
+            + goals_.vs_trie("instructions/req", ratio, proto)
     return g
 
 

@@ -13,6 +13,8 @@ not replace it.
 
 import statistics
 
+import goals as goals_
+
 
 def pairs_for(order, sizes, att):
     """The comparisons the goals name, among the variants that run."""
@@ -41,18 +43,14 @@ def run(pairs, protos, blocks, measure, log):
     return out
 
 
-def goals(results):
+def goals(results, sizes, protos):
     """The issue's CPU goals, judged on the paired medians."""
     g = []
-    for r in results:
-        tag = " HTTP/2" if r["protocol"] == "h2" else " HTTP/1.1"
-        name, _, n = r["variant"].partition("@")
-        if r["base"] == "d" and name == "c":
-            g.append({"goal": f"paired CPU/req (c)@{n} <= 1.05 x (d){tag}", "ratio": r["median"],
-                      "limit": 1.05, "met": r["median"] <= 1.05, "milestone_1_10": r["median"] <= 1.10})
-        elif r["base"].startswith("b2@") and name == "c":
-            g.append({"goal": f"paired CPU/req (c)@{n} <= 1.15 x (b2)@{n}{tag}", "ratio": r["median"],
-                      "limit": 1.15, "met": r["median"] <= 1.15})
+    for proto in protos:
+        def ratio(variant, base):
+            return next((r["median"] for r in results
+                         if r["protocol"] == proto and r["variant"] == variant and r["base"] == base), None)
+        g += goals_.vs_empty("paired CPU/req", ratio, sizes, proto) + goals_.vs_trie("paired CPU/req", ratio, proto)
     return g
 
 
