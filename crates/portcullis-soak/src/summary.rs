@@ -57,6 +57,18 @@ pub struct Summary {
     pub checks: Vec<CheckResult>,
 }
 
+/// `key<sep>value` pairs joined with `, `, for the printed summary.
+fn listing<K: std::fmt::Display, V: std::fmt::Display>(
+    pairs: impl IntoIterator<Item = (K, V)>,
+    sep: &str,
+) -> String {
+    let items: Vec<String> = pairs
+        .into_iter()
+        .map(|(k, v)| format!("{k}{sep}{v}"))
+        .collect();
+    items.join(", ")
+}
+
 /// Average of the first and last quarter of the samples, and the growth in percent.
 pub fn rss_quarters(samples: &[(f64, u64)]) -> Option<(f64, f64, f64)> {
     let q = samples.len() / 4;
@@ -211,19 +223,12 @@ impl Summary {
             s.config.h2_share,
             s.h2_percent(),
         );
-        let envoy: Vec<String> = s
-            .protocol_stats
-            .iter()
-            .map(|(n, v)| format!("{n} {v}"))
-            .collect();
-        println!("  Envoy says    {}", envoy.join(", "));
+        println!(
+            "  Envoy says    {}",
+            listing(s.protocol_stats.iter().map(|(n, v)| (n, v)), " ")
+        );
         for p in Protocol::ALL {
             let c = t.protocol(p);
-            let statuses: Vec<String> = c
-                .by_status
-                .iter()
-                .map(|(k, v)| format!("{k}: {v}"))
-                .collect();
             println!(
                 "  {:<13} {} requests ({} TLS), {} mismatches, {} swap violations, {} hardening, {} i/o errors, {} stream resets; {}",
                 p.as_str(),
@@ -234,17 +239,11 @@ impl Summary {
                 c.hardening,
                 c.io_errors,
                 c.stream_resets,
-                statuses.join(", ")
+                listing(&c.by_status, ": ")
             );
         }
-        let classes: Vec<String> = t.by_class.iter().map(|(k, v)| format!("{k} {v}")).collect();
-        println!("classes         {}", classes.join(", "));
-        let statuses: Vec<String> = t
-            .by_status
-            .iter()
-            .map(|(k, v)| format!("{k}: {v}"))
-            .collect();
-        println!("statuses        {}", statuses.join(", "));
+        println!("classes         {}", listing(&t.by_class, " "));
+        println!("statuses        {}", listing(&t.by_status, ": "));
         println!("mismatches      {}", t.mismatches);
         println!(
             "swap violations {} ({} responses inside swap windows)",
