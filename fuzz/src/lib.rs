@@ -20,7 +20,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use portcullis_core::{
-    apply_edits, Decision, EditOp, Policy, Reason, Request, Step, Trace, Transport, Verdict,
+    apply_edits, Action, Decision, EditOp, Policy, Request, Step, Trace, Transport, Verdict,
     NO_SCOPE,
 };
 use portcullis_harness::native::run_core;
@@ -1086,8 +1086,8 @@ pub fn check_filter(
             .cloned()
             .collect()
     };
-    match (p.local_reply(&d), &x.local_reply) {
-        (Some(want), Some(got)) => {
+    match (p.act(&d), &x.local_reply) {
+        (Action::Reply(want), Some(got)) => {
             let want_h: Vec<(Vec<u8>, Vec<u8>)> = want
                 .headers
                 .iter()
@@ -1118,10 +1118,10 @@ pub fn check_filter(
                 return Err("a stopped request reached the upstream".into());
             }
         }
-        (None, None) => {
+        (Action::Forward(forward), None) => {
             let mut want_up = host_view.clone();
             let mut edits = Vec::new();
-            p.scoped(d.scope).request_edits(&host_view, &mut edits);
+            forward.request_edits(&host_view, &mut edits);
             apply_edits(&mut want_up, &edits);
             let got_up = x
                 .upstream_request_headers
@@ -1137,8 +1137,7 @@ pub fn check_filter(
             let resp_view = lower(&g.response);
             let mut want_resp = resp_view.clone();
             edits.clear();
-            p.scoped(d.scope)
-                .response_edits(d.secure, &resp_view, &mut edits);
+            forward.response().edits(p, &resp_view, &mut edits);
             apply_edits(&mut want_resp, &edits);
             let got_resp = strip(&x.response_headers);
             if got_resp != strip(&want_resp) {
@@ -1153,11 +1152,14 @@ pub fn check_filter(
             }
         }
         (want, _) => {
+            let want = match want {
+                Action::Reply(r) => Some(r.status),
+                Action::Forward(_) => None,
+            };
             return Err(format!(
-                "core local reply {:?}, filter local reply {:?}",
-                want.map(|r| r.status),
+                "core local reply {want:?}, filter local reply {:?}",
                 x.local_reply.as_ref().map(|r| r.status)
-            ))
+            ));
         }
     }
     Ok(())

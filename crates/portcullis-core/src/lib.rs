@@ -60,6 +60,7 @@
 
 extern crate alloc;
 
+pub mod act;
 pub mod addr;
 pub mod decide;
 pub mod edits;
@@ -77,6 +78,7 @@ pub mod reply;
 pub mod rule;
 mod words;
 
+pub use act::{Action, Forward, ResponsePlan};
 pub use decide::{
     Client, ClientSource, Decision, Headers, Reason, Request, Step, Trace, Verdict, Would,
     NO_SCOPE, WOULD_PREFIX,

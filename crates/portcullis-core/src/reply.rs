@@ -20,6 +20,9 @@ pub struct LocalReply {
     pub headers: Vec<(String, Vec<u8>)>,
     /// Body.
     pub body: Vec<u8>,
+    /// What a host gives as the reply's response code details for access
+    /// logs: `portcullis_<step>` ([`crate::Step::details`]).
+    pub details: &'static str,
 }
 
 impl Policy {
@@ -91,6 +94,7 @@ impl Policy {
             status: d.status,
             headers,
             body: body.to_vec(),
+            details: d.reason.step().details(),
         })
     }
 }

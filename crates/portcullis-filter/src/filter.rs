@@ -7,7 +7,9 @@ use std::rc::Rc;
 use portcullis_core::addr::parse_socket;
 use portcullis_core::edits::is_twin;
 use portcullis_core::policy::Mode;
-use portcullis_core::{Decision, EditOp, Headers, Inputs, Policy, Request, Transport, Verdict};
+use portcullis_core::{
+    Decision, EditOp, Headers, Inputs, Policy, Request, ResponsePlan, Transport, Verdict,
+};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 
@@ -320,13 +322,8 @@ enum Respond {
     Undecided,
     /// Nothing: our own local reply, already hardened by the core.
     No,
-    /// Apply the response edits of a forwarded request (of its scope).
-    Edit {
-        /// Whether HSTS applies.
-        secure: bool,
-        /// The decision's scope.
-        scope: Option<usize>,
-    },
+    /// Apply the response plan of a forwarded request.
+    Edit(ResponsePlan),
 }
 
 /// One HTTP stream.
@@ -462,12 +459,11 @@ impl Http {
             }
         }
         shared.count(&d);
-        match policy.local_reply(&d) {
-            Some(reply) => {
+        match policy.act(&d) {
+            portcullis_core::Action::Reply(reply) => {
                 self.respond = Respond::No;
-                let details = format!("portcullis_{}", d.reason.step().as_str());
                 let sent = wire::serialize(&reply.headers).is_some_and(|h| {
-                    host::send_local_response(reply.status, &details, &h, &reply.body)
+                    host::send_local_response(reply.status, reply.details, &h, &reply.body)
                 });
                 if !sent {
                     // Never forward what the policy stopped.
@@ -475,9 +471,9 @@ impl Http {
                 }
                 Action::Pause
             }
-            None => {
+            portcullis_core::Action::Forward(forward) => {
                 let mut edits = Vec::new();
-                policy.scoped(d.scope).request_edits(&headers, &mut edits);
+                forward.request_edits(&headers, &mut edits);
                 // Removing a header the map read for the decision does not
                 // have is a wasted host call.
                 let edits = match headers.0.get() {
@@ -485,10 +481,7 @@ impl Http {
                     None => edits,
                 };
                 apply(host::REQUEST_HEADERS, &edits, Some(&headers));
-                self.respond = Respond::Edit {
-                    secure: d.secure,
-                    scope: d.scope,
-                };
+                self.respond = Respond::Edit(forward.response());
                 Action::Continue
             }
         }
@@ -560,17 +553,15 @@ impl HttpContext for Http {
         let Some(shared) = self.shared.as_ref() else {
             return Action::Continue;
         };
-        let (secure, scope) = match self.respond {
+        let plan = match self.respond {
             Respond::No => return Action::Continue,
-            Respond::Edit { secure, scope } => (secure, scope),
+            Respond::Edit(plan) => plan,
             // Only the connection can say: a proxy's X-Forwarded-Proto was
             // never weighed by the policy for this request.
-            Respond::Undecided => (
+            Respond::Undecided => ResponsePlan::undecided(
                 shared.needs.tls && host::property(TLS_VERSION).is_some_and(|v| !v.is_empty()),
-                None,
             ),
         };
-        let policy = shared.policy.scoped(scope);
         let read = shared.needs.response_headers;
         let read_map =
             || HeaderMap::parse(host::header_map(host::RESPONSE_HEADERS).unwrap_or_default());
@@ -580,7 +571,7 @@ impl HttpContext for Http {
             HeaderMap::default()
         };
         let mut edits = Vec::new();
-        policy.response_edits(secure, &headers, &mut edits);
+        plan.edits(&shared.policy, &headers, &mut edits);
         if cfg!(feature = "edits-batch") && edits.len() > 1 {
             // Bench attribution only: several edits as one map read (if the
             // core did not already need it) and one rewrite.

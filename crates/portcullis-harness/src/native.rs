@@ -2,7 +2,7 @@
 //! closures ([`load`], [`run`]) and as [`run_core`] for front-ends that
 //! show one decision (the playground's evaluator).
 
-use portcullis_core::{apply_edits, Policy};
+use portcullis_core::{apply_edits, Action, Policy};
 
 use crate::check::{Outcome, Rejection};
 use crate::file::Case;
@@ -50,8 +50,8 @@ pub fn run_core(policy: &Policy, case: &Case) -> Outcome {
         response_headers: Vec::new(),
         body: Vec::new(),
     };
-    match policy.local_reply(&d) {
-        Some(reply) => {
+    match policy.act(&d) {
+        Action::Reply(reply) => {
             o.status = reply.status;
             o.location = reply
                 .headers
@@ -61,18 +61,17 @@ pub fn run_core(policy: &Policy, case: &Case) -> Outcome {
             o.response_headers = reply.headers;
             o.body = reply.body;
         }
-        None => {
+        Action::Forward(forward) => {
             let mut up = case.request.headers.clone();
             let mut edits = Vec::new();
-            // A scope's effective policy holds its sections after
-            // inheritance; without a scope this is the policy itself.
-            let p = policy.scoped(d.scope);
-            p.request_edits(&case.request.headers, &mut edits);
+            forward.request_edits(&case.request.headers, &mut edits);
             apply_edits(&mut up, &edits);
             o.upstream_headers = Some(up);
             let mut resp = case.upstream.headers.clone();
             edits.clear();
-            p.response_edits(d.secure, &case.upstream.headers, &mut edits);
+            forward
+                .response()
+                .edits(policy, &case.upstream.headers, &mut edits);
             apply_edits(&mut resp, &edits);
             o.status = case.upstream.status;
             o.response_headers = resp;

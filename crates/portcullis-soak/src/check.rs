@@ -3,9 +3,9 @@
 //! [`expected`] asks `portcullis-core` for the decision on the exact request
 //! that was sent (peer and local address of the connection, TLS or not,
 //! method, Host, path, every header) and turns it into the response the
-//! client must get: the core's local reply (`Policy::local_reply`: status,
+//! client must get, from `Policy::act`: the core's local reply (status,
 //! hardened headers, body) or, when forwarded, the stand-in backend's answer
-//! with the core's response edits applied (`Policy::response_edits` +
+//! with the response plan's edits applied (`ResponsePlan::edits` +
 //! `apply_edits`). [`compare`] checks a response against it on the status,
 //! the body and every header the policy or the backend touch.
 //! [`hardening`] checks the policy's promises directly, independent of the
@@ -14,7 +14,7 @@
 
 use std::net::SocketAddr;
 
-use portcullis_core::{apply_edits, Policy, Request, Transport, Verdict};
+use portcullis_core::{apply_edits, Action, Policy, Request, Transport, Verdict};
 
 use portcullis_e2e::backend::{azure_headers, OK_BODY};
 use portcullis_e2e::http1::Response;
@@ -76,19 +76,17 @@ pub fn expected(policy: &Policy, sent: &Sent<'_>) -> Expected {
         path: sent.path,
         headers: sent.headers,
     });
-    match policy.local_reply(&d) {
-        Some(r) => Expected {
+    match policy.act(&d) {
+        Action::Reply(r) => Expected {
             verdict: d.verdict,
             status: r.status,
             headers: r.headers,
             body: r.body,
         },
-        None => {
+        Action::Forward(forward) => {
             let mut h = azure_headers();
             let mut edits = Vec::new();
-            policy
-                .scoped(d.scope)
-                .response_edits(d.secure, &h, &mut edits);
+            forward.response().edits(policy, &h, &mut edits);
             apply_edits(&mut h, &edits);
             Expected {
                 verdict: Verdict::Forward,

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use portcullis_core::addr::parse_socket;
-use portcullis_core::{EditOp, Request, Transport, Verdict};
+use portcullis_core::{Action, EditOp, Request, Transport, Verdict};
 
 use crate::style::Style;
 use crate::Outcome;
@@ -242,8 +242,8 @@ pub(crate) fn run(args: Args, style: &Style) -> Outcome {
         EditOp::Append => format!("    + {}: {}", e.name, String::from_utf8_lossy(e.value)),
         EditOp::RemoveTwins => format!("    - {} (its `_` twins)", e.name.replace('-', "_")),
     };
-    match policy.local_reply(&d) {
-        Some(reply) => {
+    match policy.act(&d) {
+        Action::Reply(reply) => {
             println!(
                 "{} {} with headers:",
                 style.bold("local reply"),
@@ -253,9 +253,9 @@ pub(crate) fn run(args: Args, style: &Style) -> Outcome {
                 println!("    {n}: {}", String::from_utf8_lossy(v));
             }
         }
-        None => {
+        Action::Forward(forward) => {
             let mut edits = Vec::new();
-            scoped.request_edits(&headers, &mut edits);
+            forward.request_edits(&headers, &mut edits);
             println!(
                 "{} ({} edits)",
                 style.bold("request headers to the upstream"),
@@ -264,7 +264,7 @@ pub(crate) fn run(args: Args, style: &Style) -> Outcome {
             edits.iter().for_each(|e| println!("{}", show(e)));
             edits.clear();
             let none: [(&str, &str); 0] = [];
-            scoped.response_edits(d.secure, &none, &mut edits);
+            forward.response().edits(&policy, &none, &mut edits);
             println!(
                 "{} ({} edits)",
                 style.bold("response headers to the client"),
