@@ -171,6 +171,27 @@ fn inline_credentials_are_linted() {
             .any(|l| l.kind == LintKind::InlineCredential && l.path == "request_headers[0].value");
         assert_eq!(found, credential, "{name}: {lints:?}");
     }
+    // Inside a scope the lint's path names the scope.
+    let doc = br#"{"name": "p", "request_headers": [{"set": "x-api-key", "value": "top"}],
+      "scopes": [{"name": "a", "match": {"paths": ["/a"]},
+        "request_headers": [{"set": "x-functions-key", "value": "v"}],
+        "require_headers": [{"name": "x-client-key", "values": ["k"]}]}]}"#;
+    let mut paths: Vec<String> = Policy::parse(doc)
+        .unwrap()
+        .lints()
+        .into_iter()
+        .filter(|l| l.kind == LintKind::InlineCredential)
+        .map(|l| l.path)
+        .collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            "request_headers[0].value",
+            "scopes[0].request_headers[0].value",
+            "scopes[0].require_headers[0].values"
+        ]
+    );
 }
 
 #[test]

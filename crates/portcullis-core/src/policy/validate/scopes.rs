@@ -62,12 +62,17 @@ fn holds(top: &Fields<'_>, key: &str) -> bool {
 }
 
 impl<'t> Validator<'t> {
-    /// Runs `f`, then prefixes the paths of the problems it found, and the
+    /// Runs `f`, then prefixes the paths of the problems it found, the
     /// paths their errors name (the two rules of a duplicate name or
-    /// priority), so a message points into the scope as its path does.
+    /// priority), so a message points into the scope as its path does, and
+    /// the paths of the inline credentials it noted (the lint's).
     fn nested<T>(&mut self, prefix: &str, f: impl FnOnce(&mut Self) -> T) -> T {
         let before = self.problems.len();
+        let credentials = self.inline_credentials.len();
         let out = f(self);
+        for (path, _) in self.inline_credentials.iter_mut().skip(credentials) {
+            *path = join(prefix, path);
+        }
         for p in self.problems.iter_mut().skip(before) {
             p.path = join(prefix, &p.path);
             match &mut p.error {
