@@ -198,6 +198,9 @@ impl HeaderOut {
 
 #[derive(Debug, Serialize)]
 struct EditOut {
+    #[serde(skip)]
+    kind: EditOp,
+    /// `kind`'s word.
     op: &'static str,
     name: String,
     /// The value set or appended (none for removals).
@@ -210,6 +213,7 @@ impl EditOut {
         let h = HeaderOut::of(policy, e.name, e.value);
         let has_value = matches!(e.op, EditOp::Replace | EditOp::Append);
         EditOut {
+            kind: e.op,
             op: e.op.as_str(),
             name: h.name,
             value: has_value.then_some(h.value),
@@ -548,11 +552,13 @@ fn text(x: &Explained, style: &Style) -> String {
     let _ = writeln!(o, "{} {}", style.bold("trace   "), x.trace);
     let show = |o: &mut String, e: &EditOut| {
         let value = e.value.as_deref().unwrap_or("");
-        let _ = match e.op {
-            "replace" => writeln!(o, "    = {}: {value}", e.name),
-            "append" => writeln!(o, "    + {}: {value}", e.name),
-            "remove_twins" => writeln!(o, "    - {} (its `_` twins)", e.name.replace('-', "_")),
-            _ => writeln!(o, "    - {}", e.name),
+        let _ = match e.kind {
+            EditOp::Replace => writeln!(o, "    = {}: {value}", e.name),
+            EditOp::Append => writeln!(o, "    + {}: {value}", e.name),
+            EditOp::RemoveTwins => {
+                writeln!(o, "    - {} (its `_` twins)", e.name.replace('-', "_"))
+            }
+            EditOp::Remove => writeln!(o, "    - {}", e.name),
         };
     };
     match &x.local_reply {
