@@ -177,6 +177,137 @@ fn explain_reproduces_the_sample_decisions() {
 }
 
 #[test]
+fn explain_never_shows_a_value_from_the_environment() {
+    const SECRET: &str = "s3cret-function-key-0a9f";
+    let dir = common::scratch("explain-env");
+    // A local reply carries the response ops: one of them from the
+    // environment too.
+    let denying = dir.join("denying.json");
+    std::fs::write(
+        &denying,
+        r#"{"name": "denying",
+  "network": {"rules": [{"name": "none", "priority": 100, "access": "allow", "source": ["192.0.2.1"]}],
+              "default_access": "deny"},
+  "response_headers": [{"set": "x-reply-tag", "value_from": {"env": "FUNCTION_KEY"}}]}"#,
+    )
+    .unwrap();
+    let gateway = root().join("policy-samples/functions-behind-apim.gateway.json");
+    let forward = [
+        gateway.to_str().unwrap(),
+        "--peer",
+        "20.30.40.50:1234",
+        "--authority",
+        "api.contoso.net",
+    ];
+    let deny = [denying.to_str().unwrap(), "--peer", "20.30.40.50:1234"];
+    let run = |args: &[&str], format: &str| {
+        let o = command()
+            .env("FUNCTION_KEY", SECRET)
+            .args([&["explain", "--format", format], args].concat())
+            .output()
+            .unwrap();
+        let t = text(&o);
+        println!("{t}");
+        assert!(o.status.success(), "{t}");
+        assert!(!t.contains(SECRET), "the secret is shown:\n{t}");
+        t
+    };
+    let t = run(&forward, "text");
+    assert!(
+        t.contains("    = x-functions-key: (from env FUNCTION_KEY)\n"),
+        "{t}"
+    );
+    let t = run(&deny, "text");
+    assert!(t.contains("local reply 403 with headers:"), "{t}");
+    assert!(
+        t.contains("    x-reply-tag: (from env FUNCTION_KEY)\n"),
+        "{t}"
+    );
+
+    let v: serde_json::Value = serde_json::from_str(&run(&forward, "json")).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["decision"]["verdict"], "forward");
+    let edit = v["request_edits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "x-functions-key")
+        .unwrap();
+    assert_eq!(edit["op"], "replace");
+    assert_eq!(edit["value"], "(from env FUNCTION_KEY)");
+    assert_eq!(edit["from_env"], "FUNCTION_KEY");
+    // Inline values are shown as they are.
+    let hsts = v["response_edits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "strict-transport-security")
+        .unwrap();
+    assert_eq!(hsts["value"], "max-age=31536000; includeSubDomains");
+    assert_eq!(hsts["from_env"], serde_json::Value::Null);
+    let v: serde_json::Value = serde_json::from_str(&run(&deny, "json")).unwrap();
+    assert_eq!(v["local_reply"]["status"], 403);
+    let tag = v["local_reply"]["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == "x-reply-tag")
+        .unwrap();
+    assert_eq!(tag["value"], "(from env FUNCTION_KEY)");
+    assert_eq!(tag["from_env"], "FUNCTION_KEY");
+}
+
+#[test]
+fn explain_json_says_what_the_text_says() {
+    let o = portcullis(&[
+        "explain",
+        "--format",
+        "json",
+        "policy-samples/layered-security.json",
+        "--peer",
+        "191.238.20.30:40000",
+        "--local",
+        "10.0.0.4:80",
+        "--plain",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["client"]["ip"], "191.238.20.30");
+    assert_eq!(v["client"]["source"], "peer");
+    assert_eq!(v["decision"]["rule"], "allow-http-fe2ase");
+    assert_eq!(v["decision"]["step"], "forward");
+    assert_eq!(
+        v["trace"],
+        "forward 0 forward peer 191.238.20.30 - allow-http-fe2ase"
+    );
+    let rules = v["rules"].as_array().unwrap();
+    let decided: Vec<_> = rules.iter().filter(|r| r["decided"] == true).collect();
+    assert_eq!(decided.len(), 1);
+    assert_eq!(decided[0]["name"], "allow-http-fe2ase");
+    assert_eq!(
+        decided[0]["why"],
+        "every field matches: this rule decides (allow)"
+    );
+    // An invalid policy: ok false and every error with its position.
+    let dir = common::scratch("explain-json-bad");
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, "{\"name\": \"b\", \"mode\": \"loud\"}").unwrap();
+    let o = portcullis(&[
+        "explain",
+        "--format",
+        "json",
+        bad.to_str().unwrap(),
+        "--peer",
+        "10.0.0.1:1",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["errors"][0]["path"], "mode");
+    assert_eq!(v["errors"][0]["line"], 1);
+}
+
+#[test]
 fn every_command_has_help_and_usage_errors_exit_2() {
     let o = portcullis(&["--help"]);
     let t = text(&o);

@@ -20,19 +20,21 @@ use alloc::vec::Vec;
 
 use crate::decide::Headers;
 use crate::policy::{Exists, HeaderOp, Policy};
+use crate::words::words;
 
-/// How an edit changes a header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EditOp {
-    /// Remove every value.
-    Remove,
-    /// Replace every value with this one.
-    Replace,
-    /// Add one more value.
-    Append,
-    /// Remove every header whose name holds a `_` and equals `name` once
-    /// each `_` is read as `-` (case-insensitively); see [`is_twin`].
-    RemoveTwins,
+words! {
+    /// How an edit changes a header.
+    pub enum EditOp {
+        /// Remove every value.
+        Remove = "remove",
+        /// Replace every value with this one.
+        Replace = "replace",
+        /// Add one more value.
+        Append = "append",
+        /// Remove every header whose name holds a `_` and equals `name` once
+        /// each `_` is read as `-` (case-insensitively); see [`is_twin`].
+        RemoveTwins = "remove_twins",
+    }
 }
 
 /// Whether a request header `name` is a `_` twin of `of` (a lowercase name):

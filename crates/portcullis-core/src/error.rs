@@ -111,6 +111,9 @@ pub enum Error {
     },
     /// A required key is missing.
     MissingField(&'static str),
+    /// None of several keys is given, and one of them is required (e.g.
+    /// `values` / `values_from` of a `require_headers` entry).
+    MissingOneOf(&'static [&'static str]),
     /// The value has the wrong JSON type.
     WrongType {
         /// What was expected.
@@ -268,6 +271,11 @@ impl fmt::Display for Error {
                 list(f, expected)
             }
             Error::MissingField(k) => write!(f, "missing required field {k:?}"),
+            Error::MissingOneOf(keys) => {
+                f.write_str("one of ")?;
+                list(f, keys)?;
+                f.write_str(" is required")
+            }
             Error::WrongType { expected, found } => write!(f, "expected {expected}, found {found}"),
             Error::NotOneOf { found, expected } => {
                 write!(f, "{found:?} is not one of ")?;

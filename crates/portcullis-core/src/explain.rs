@@ -1,6 +1,8 @@
 //! Explanations for people ("IP flow verify"): which scope applies to a
 //! request and why the earlier ones did not, how each network rule (of
-//! that scope) fared against the request's flow, and why, in words.
+//! that scope) fared against the request's flow, and why, in words; and how
+//! a header value is shown ([`Policy::shown`]): a value the policy read from
+//! the environment never in clear, only as `(from env NAME)`.
 
 // The request path: arithmetic that could overflow is denied here (see
 // the crate docs).
@@ -11,7 +13,7 @@ use alloc::vec::Vec;
 
 use crate::addr;
 use crate::decide::{scope_host, Client, ClientSource, Reason, Request, ScopeField, Unknown};
-use crate::policy::Policy;
+use crate::policy::{HeaderOp, Policy};
 use crate::rule::{Flow, Rule};
 use crate::words::words;
 
@@ -123,6 +125,106 @@ impl Policy {
                 }
             })
             .collect()
+    }
+}
+
+/// A header value as an explanation shows it (the CLI's `explain`, text and
+/// JSON, and the playground): a value the policy read from the environment
+/// is a secret (a backend's function key, a client key) and is shown by the
+/// variable it came from, never by its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shown<'a> {
+    /// A value read from this environment variable: shown as
+    /// `(from env NAME)`.
+    FromEnv(&'a str),
+    /// Any other value, as it is (bytes: a header value need not be UTF-8).
+    Value(&'a [u8]),
+}
+
+impl core::fmt::Display for Shown<'_> {
+    /// `(from env NAME)`, or the value (invalid UTF-8 as U+FFFD).
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Shown::FromEnv(var) => write!(f, "(from env {var})"),
+            Shown::Value(v) => {
+                for chunk in v.utf8_chunks() {
+                    f.write_str(chunk.valid())?;
+                    if !chunk.invalid().is_empty() {
+                        f.write_str("\u{FFFD}")?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Policy {
+    /// The environment variable a value of header `name` came from: `Some`
+    /// when the value equals one the policy (its top level or any scope)
+    /// read from the environment for a header of that name (a `set` op's
+    /// `value_from`, a `require_headers` entry's `values_from`), names
+    /// compared case-insensitively. A client that sends such a value itself
+    /// gets it hidden too: the value is the secret, wherever it travels.
+    ///
+    /// ```
+    /// use portcullis_core::Policy;
+    /// let p = Policy::parse_with_env(
+    ///     br#"{"name": "p", "request_headers": [
+    ///         {"set": "x-functions-key", "value_from": {"env": "FUNCTION_KEY"}}]}"#,
+    ///     &[("FUNCTION_KEY", "K-123")],
+    /// ).unwrap();
+    /// assert_eq!(p.env_source("X-Functions-Key", b"K-123"), Some("FUNCTION_KEY"));
+    /// assert_eq!(p.env_source("x-functions-key", b"other"), None);
+    /// assert_eq!(p.shown("x-functions-key", b"K-123").to_string(), "(from env FUNCTION_KEY)");
+    /// assert_eq!(p.shown("x-other", b"K-123").to_string(), "K-123");
+    /// ```
+    pub fn env_source(&self, name: &str, value: &[u8]) -> Option<&str> {
+        core::iter::once(self)
+            .chain(self.scopes.iter().map(|s| &*s.policy))
+            .find_map(|p| p.own_env_source(name, value))
+    }
+
+    /// [`Policy::env_source`] in this policy's own sections.
+    fn own_env_source(&self, name: &str, value: &[u8]) -> Option<&str> {
+        let from_op = self
+            .request_headers
+            .iter()
+            .chain(&self.response_headers)
+            .find_map(|op| match op {
+                HeaderOp::Set {
+                    name: n,
+                    value: v,
+                    from_env: Some(var),
+                    ..
+                } if n.eq_ignore_ascii_case(name) && v.as_bytes() == value => Some(var.as_str()),
+                _ => None,
+            });
+        from_op.or_else(|| {
+            self.require_headers
+                .iter()
+                .filter(|r| r.name.eq_ignore_ascii_case(name))
+                .find_map(|r| {
+                    // The values of `values_from` are the last `env.len()`.
+                    let inline = r.values.len().saturating_sub(r.env.len());
+                    r.values
+                        .iter()
+                        .skip(inline)
+                        .zip(&r.env)
+                        .find(|(v, _)| v.as_slice() == value)
+                        .map(|(_, var)| var.as_str())
+                })
+        })
+    }
+
+    /// How to show a value of header `name`: [`Shown::FromEnv`] for a value
+    /// read from the environment ([`Policy::env_source`]), else the value.
+    /// Every front end shows header values through this.
+    pub fn shown<'a>(&'a self, name: &str, value: &'a [u8]) -> Shown<'a> {
+        match self.env_source(name, value) {
+            Some(var) => Shown::FromEnv(var),
+            None => Shown::Value(value),
+        }
     }
 }
 

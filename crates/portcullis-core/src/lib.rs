@@ -86,7 +86,7 @@ pub use decide::{
 pub use edits::{apply_edits, Edit, EditOp, HeaderEntry};
 pub use env::{Env, NoEnv};
 pub use error::{EnvProblem, Error, Problem, Problems, RuleRef};
-pub use explain::{Field, RuleCheck, ScopeCheck};
+pub use explain::{Field, RuleCheck, ScopeCheck, Shown};
 pub use inputs::Inputs;
 pub use policy::Policy;
 pub use reply::LocalReply;

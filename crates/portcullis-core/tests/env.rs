@@ -171,4 +171,69 @@ fn inline_credentials_are_linted() {
             .any(|l| l.kind == LintKind::InlineCredential && l.path == "request_headers[0].value");
         assert_eq!(found, credential, "{name}: {lints:?}");
     }
+    // Inside a scope the lint's path names the scope.
+    let doc = br#"{"name": "p", "request_headers": [{"set": "x-api-key", "value": "top"}],
+      "scopes": [{"name": "a", "match": {"paths": ["/a"]},
+        "request_headers": [{"set": "x-functions-key", "value": "v"}],
+        "require_headers": [{"name": "x-client-key", "values": ["k"]}]}]}"#;
+    let mut paths: Vec<String> = Policy::parse(doc)
+        .unwrap()
+        .lints()
+        .into_iter()
+        .filter(|l| l.kind == LintKind::InlineCredential)
+        .map(|l| l.path)
+        .collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            "request_headers[0].value",
+            "scopes[0].request_headers[0].value",
+            "scopes[0].require_headers[0].values"
+        ]
+    );
+}
+
+#[test]
+fn values_from_the_environment_are_shown_by_their_variable() {
+    use portcullis_core::Shown;
+    let doc = r#"{"name": "p",
+      "request_headers": [{"set": "x-functions-key", "value_from": {"env": "FUNCTION_KEY"}},
+                          {"set": "x-tier", "value": "gold"}],
+      "require_headers": [{"name": "x-client-key", "values": ["inline-1"],
+                           "values_from": [{"env": "KEY_OLD"}, {"env": "KEY_NEW"}]}],
+      "scopes": [{"name": "admin", "match": {"paths": ["/admin/*"]},
+                  "response_headers": [{"set": "x-admin-tag", "value_from": {"env": "ADMIN_TAG"}}]}]}"#;
+    let env = [
+        ("FUNCTION_KEY", "K-fn"),
+        ("KEY_OLD", "K-old"),
+        ("KEY_NEW", "K-new"),
+        ("ADMIN_TAG", "K-admin"),
+    ];
+    let p = Policy::parse_with_env(doc.as_bytes(), &env).unwrap();
+    for (name, value, var) in [
+        ("x-functions-key", "K-fn", "FUNCTION_KEY"),
+        ("X-Functions-Key", "K-fn", "FUNCTION_KEY"),
+        ("x-client-key", "K-old", "KEY_OLD"),
+        ("x-client-key", "K-new", "KEY_NEW"),
+        // Only in a scope's effective policy.
+        ("x-admin-tag", "K-admin", "ADMIN_TAG"),
+    ] {
+        assert_eq!(p.env_source(name, value.as_bytes()), Some(var), "{name}");
+        let shown = p.shown(name, value.as_bytes());
+        assert_eq!(shown, Shown::FromEnv(var));
+        assert_eq!(shown.to_string(), format!("(from env {var})"));
+    }
+    // Inline values, other headers and other values are shown as they are.
+    for (name, value) in [
+        ("x-tier", "gold"),
+        ("x-client-key", "inline-1"),
+        ("x-functions-key", "K-other"),
+        ("x-tier", "K-fn"),
+    ] {
+        assert_eq!(p.env_source(name, value.as_bytes()), None, "{name}");
+        assert_eq!(p.shown(name, value.as_bytes()).to_string(), value);
+    }
+    // Bytes that are not UTF-8 are shown with U+FFFD, never panicking.
+    assert_eq!(p.shown("x-tier", b"a\xffb").to_string(), "a\u{FFFD}b");
 }

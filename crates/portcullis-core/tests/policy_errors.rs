@@ -103,6 +103,74 @@ fn duplicate_priorities_and_names_name_both_rules() {
 }
 
 #[test]
+fn duplicates_inside_a_scope_name_the_rules_by_their_scope_paths() {
+    // The error's path and the rules its message names both lie under
+    // `scopes[1].`, not at the top level's `network.rules[i]`.
+    let doc = br#"{"name": "p",
+      "network": {"rules": [{"name": "top", "priority": 100, "access": "allow", "source": ["*"]}]},
+      "scopes": [
+        {"name": "a", "match": {"paths": ["/a"]}},
+        {"name": "b", "match": {"paths": ["/b"]}, "network": {"rules": [
+          {"name": "allow-web", "priority": 300, "access": "allow", "source": ["*"]},
+          {"name": "deny-web", "priority": 300, "access": "deny", "source": ["*"]},
+          {"name": "allow-web", "priority": 400, "access": "deny", "source": ["*"]}]}}]}"#;
+    let problems = Policy::parse(doc).unwrap_err().0;
+    let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+    for want in [
+        "scopes[1].network.rules[1].priority: rules \"allow-web\" (scopes[1].network.rules[0]) and \"deny-web\" (scopes[1].network.rules[1]) both have priority 300",
+        "scopes[1].network.rules[2].name: rules scopes[1].network.rules[0] and scopes[1].network.rules[2] are both named \"allow-web\"",
+    ] {
+        assert!(text.iter().any(|t| t.ends_with(want)), "missing {want:?} in {text:#?}");
+    }
+    assert_eq!(problems.len(), 2, "{text:#?}");
+    assert!(
+        matches!(
+            problems.iter().find(|p| p.path.ends_with("priority")).map(|p| &p.error),
+            Some(Error::DuplicatePriority { first, second, .. })
+                if first.path == "scopes[1].network.rules[0]" && second.path == "scopes[1].network.rules[1]"
+        ),
+        "{problems:#?}"
+    );
+}
+
+#[test]
+fn an_entry_without_values_or_values_from_says_one_of_them_is_required() {
+    let doc = br#"{"name": "p",
+      "require_headers": [{"name": "x-client-key"}],
+      "request_headers": [{"set": "x-functions-key"}],
+      "scopes": [{"name": "a", "match": {"paths": ["/a"]},
+                  "require_headers": [{"name": "x-admin-key", "status": 403}]}]}"#;
+    let problems = Policy::parse(doc).unwrap_err().0;
+    let got: Vec<(String, String)> = problems
+        .iter()
+        .map(|p| (p.path.clone(), p.error.to_string()))
+        .collect();
+    let want = [
+        (
+            "require_headers[0]",
+            "one of \"values\", \"values_from\" is required",
+        ),
+        (
+            "request_headers[0]",
+            "one of \"value\", \"value_from\" is required",
+        ),
+        (
+            "scopes[0].require_headers[0]",
+            "one of \"values\", \"values_from\" is required",
+        ),
+    ];
+    let want: Vec<(String, String)> = want
+        .iter()
+        .map(|(p, m)| (p.to_string(), m.to_string()))
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(
+        problems[0].error,
+        Error::MissingOneOf(&["values", "values_from"])
+    );
+}
+
+#[test]
 fn syntax_errors_and_bad_bytes_have_positions() {
     let e = Policy::parse(b"{\n  \"name\": \"x\",\n  oops\n}")
         .unwrap_err()

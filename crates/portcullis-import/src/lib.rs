@@ -14,7 +14,8 @@
 //! column, whether it was mapped, skipped or unsupported, and why. Nothing is
 //! dropped silently. With [`Options::strict`] every unsupported item is an
 //! error. The finished document is checked with the core's validator
-//! ([`portcullis_core::Policy::parse`]) before it is handed out.
+//! ([`portcullis_core::Policy::parse_with_env`], every variable set) before
+//! it is handed out.
 //!
 //! What this crate does *not* do:
 //! - no I/O: callers read files and write the results (the `portcullis
@@ -53,7 +54,6 @@ pub mod xml;
 pub use report::{Item, ItemKind, Outcome, Report};
 
 use alloc::string::{String, ToString};
-use alloc::vec::Vec;
 
 /// Largest APIM policy or NSG document accepted, in bytes (1 MiB). Real ones
 /// are a few kilobytes; the bound keeps a hostile paste from eating memory.
@@ -140,8 +140,7 @@ pub(crate) fn finish(
         }
     }
     let text = doc.pretty();
-    let probe = without_env(doc).pretty();
-    if let Err(problems) = portcullis_core::Policy::parse(probe.as_bytes()) {
+    if let Err(problems) = portcullis_core::Policy::parse_with_env(text.as_bytes(), &EveryVarSet) {
         for p in problems.0 {
             let origin = origins
                 .iter()
@@ -174,29 +173,15 @@ pub(crate) fn finish(
     }
 }
 
-/// The document with every `value_from` / `values_from` replaced by a
-/// placeholder value, for the structural check.
-fn without_env(doc: &out::J) -> out::J {
-    use out::J;
-    match doc {
-        J::Obj(m) => J::Obj(
-            m.iter()
-                .map(|(k, v)| match k.as_str() {
-                    "value_from" => (String::from("value"), J::s("imported")),
-                    "values_from" => {
-                        let n = match v {
-                            J::Arr(a) => a.len(),
-                            _ => 1,
-                        };
-                        let vals: Vec<J> =
-                            (0..n).map(|i| J::Str(alloc::format!("env{i}"))).collect();
-                        (String::from("values"), J::Arr(vals))
-                    }
-                    _ => (k.clone(), without_env(v)),
-                })
-                .collect(),
-        ),
-        J::Arr(a) => J::Arr(a.iter().map(without_env).collect()),
-        other => other.clone(),
+/// The environment the structural check loads an import with: every
+/// variable is set (to a placeholder), as the host that loads the policy will
+/// have to set them. The core still checks every `value_from` /
+/// `values_from` itself (its shape, the variable's name, `values` beside
+/// `values_from`).
+struct EveryVarSet;
+
+impl portcullis_core::Env for EveryVarSet {
+    fn var(&self, _: &str) -> Option<String> {
+        Some(String::from("imported"))
     }
 }

@@ -100,6 +100,14 @@ const CASES: &[Case] = &[
         tags: None,
         strict: true,
     },
+    Case {
+        golden: "apim-mixed-values",
+        input: "apim-mixed-values.xml",
+        kind: Kind::Apim,
+        name: "apim-mixed-values",
+        tags: None,
+        strict: true,
+    },
 ];
 
 fn run(c: &Case) -> Outcome {
@@ -152,6 +160,7 @@ fn which_imports_produce_a_policy() {
             ("functions-behind-apim", true),
             ("apim-reported", true),
             ("apim-reported.strict", false),
+            ("apim-mixed-values", true),
         ]
     );
 }

@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 
-use portcullis_core::{Field, Policy, Problems};
+use portcullis_core::{Field, Policy, Problems, Shown};
 use portcullis_harness::native::{self, run_core};
 use portcullis_harness::{
     run_file, show_bytes, Case, CaseStatus, FileError, HeaderList, LoadError, PolicySource, Suite,
@@ -129,28 +129,43 @@ pub fn diff_policies(old_text: &str, new_text: &str, env_json: Option<String>) -
     to_json(&out)
 }
 
-/// A header for display: the value as text, escaped when not UTF-8.
+/// A header for display: the value as text, escaped when not UTF-8; a value
+/// the policy read from the environment as `(from env NAME)` (the core's
+/// [`Policy::shown`]), never in clear, with `from_env` naming the variable.
 #[derive(Debug, Serialize)]
 struct HeaderOut {
     name: String,
     value: String,
     binary: bool,
+    /// Only for values read from the environment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from_env: Option<String>,
 }
 
-fn headers_out(list: &HeaderList) -> Vec<HeaderOut> {
+fn headers_out(policy: &Policy, list: &HeaderList) -> Vec<HeaderOut> {
     list.iter()
-        .map(|(n, v)| match std::str::from_utf8(v) {
-            Ok(s) => HeaderOut {
-                name: n.clone(),
-                value: s.to_string(),
-                binary: false,
+        .map(
+            |(n, v)| match (policy.shown(n, v), std::str::from_utf8(v)) {
+                (shown @ Shown::FromEnv(var), _) => HeaderOut {
+                    name: n.clone(),
+                    value: shown.to_string(),
+                    binary: false,
+                    from_env: Some(var.to_string()),
+                },
+                (Shown::Value(_), Ok(s)) => HeaderOut {
+                    name: n.clone(),
+                    value: s.to_string(),
+                    binary: false,
+                    from_env: None,
+                },
+                (Shown::Value(_), Err(_)) => HeaderOut {
+                    name: n.clone(),
+                    value: show_bytes(v),
+                    binary: true,
+                    from_env: None,
+                },
             },
-            Err(_) => HeaderOut {
-                name: n.clone(),
-                value: show_bytes(v),
-                binary: true,
-            },
-        })
+        )
         .collect()
 }
 
@@ -497,10 +512,13 @@ pub fn evaluate(policy_text: &str, case_json: &str, env_json: Option<String>) ->
         },
         rules: rules_out,
         explain_agrees,
-        request_headers_before: headers_out(&case.request.headers),
-        request_headers_after: outcome.upstream_headers.as_ref().map(headers_out),
-        response_headers_before: forwarded.then(|| headers_out(&case.upstream.headers)),
-        response_headers_after: headers_out(&outcome.response_headers),
+        request_headers_before: headers_out(&policy, &case.request.headers),
+        request_headers_after: outcome
+            .upstream_headers
+            .as_ref()
+            .map(|h| headers_out(&policy, h)),
+        response_headers_before: forwarded.then(|| headers_out(&policy, &case.upstream.headers)),
+        response_headers_after: headers_out(&policy, &outcome.response_headers),
         case: CaseOut::of(&case),
     };
     to_json(&out)
@@ -828,12 +846,18 @@ mod tests {
         ));
         assert_eq!(ok["ok"], true, "{ok}");
         let case = r#"{"request": {"peer": "10.0.0.1:1"}}"#;
-        let out = parse(evaluate(
-            policy,
-            case,
-            Some(r#"{"FUNCTION_KEY": "k-1"}"#.into()),
-        ));
+        let raw = evaluate(policy, case, Some(r#"{"FUNCTION_KEY": "k-1"}"#.into()));
+        let out = parse(raw.clone());
         assert_eq!(out["verdict"], "forward", "{out}");
+        // The key reaches the backend but is shown only by its variable.
+        assert!(!raw.contains("k-1"), "{raw}");
+        let after = out["request_headers_after"].as_array().unwrap();
+        let key = after
+            .iter()
+            .find(|h| h["name"] == "x-functions-key")
+            .unwrap();
+        assert_eq!(key["value"], "(from env FUNCTION_KEY)");
+        assert_eq!(key["from_env"], "FUNCTION_KEY");
     }
 
     #[test]

@@ -20,7 +20,7 @@ impl Policy {
     /// A client taken from an entry names its index in the walk after the
     /// source (`x-forwarded-for[1]`: the second entry from the right); an
     /// unknown client says why after the word (`unknown:no-entry`,
-    /// `unknown:malformed:"65.52.10.20:99999"`; see [`crate::Unknown`]),
+    /// `unknown:malformed:"65.52.10.20:99999"`; see [`crate::decide::Unknown`]),
     /// never with a space.
     pub fn trace(&self, d: &Decision) -> String {
         let mut s = String::new();

@@ -128,7 +128,7 @@ impl<'t> Validator<'t> {
                             (None, None)
                         }
                         (None, None) => {
-                            self.err(&p, it.span, Error::MissingField("value"));
+                            self.err(&p, it.span, Error::MissingOneOf(&["value", "value_from"]));
                             (None, None)
                         }
                     };
@@ -189,7 +189,7 @@ impl<'t> Validator<'t> {
                 .map(|vs| self.values_from(vs, &child(&p, "values_from")));
             let values = match (inline, from_env) {
                 (None, None) => {
-                    self.err(&p, it.span, Error::MissingField("values"));
+                    self.err(&p, it.span, Error::MissingOneOf(&["values", "values_from"]));
                     None
                 }
                 (Some(Some(values)), None) => Some((values, Vec::new())),

@@ -50,12 +50,30 @@ fn join(prefix: &str, path: &str) -> String {
 }
 
 impl<'t> Validator<'t> {
-    /// Runs `f`, then prefixes the paths of the problems it found.
+    /// Runs `f`, then prefixes the paths of the problems it found, the
+    /// paths their errors name (the two rules of a duplicate name or
+    /// priority), so a message points into the scope as its path does, and
+    /// the paths of the inline credentials it noted (the lint's).
     fn nested<T>(&mut self, prefix: &str, f: impl FnOnce(&mut Self) -> T) -> T {
         let before = self.problems.len();
+        let credentials = self.inline_credentials.len();
         let out = f(self);
+        for (path, _) in self.inline_credentials.iter_mut().skip(credentials) {
+            *path = join(prefix, path);
+        }
         for p in self.problems.iter_mut().skip(before) {
             p.path = join(prefix, &p.path);
+            match &mut p.error {
+                Error::DuplicateRuleName { first, second, .. } => {
+                    *first = join(prefix, first);
+                    *second = join(prefix, second);
+                }
+                Error::DuplicatePriority { first, second, .. } => {
+                    first.path = join(prefix, &first.path);
+                    second.path = join(prefix, &second.path);
+                }
+                _ => {}
+            }
         }
         out
     }
