@@ -22,6 +22,7 @@ const DESTINATION_ADDRESS: &[u8] = b"destination\0address";
 const TLS_VERSION: &[u8] = b"connection\0tls_version";
 const PROTOCOL: &[u8] = b"request\0protocol";
 const PLUGIN_NAME: &[u8] = b"plugin_name";
+const CODE_DETAILS: &[u8] = b"response\0code_details";
 
 /// Counter ids of one would-be verdict: the total, per rule index, `default`.
 type WouldCounters = (stats::Counter, Vec<stats::Counter>, stats::Counter);
@@ -581,6 +582,23 @@ impl HttpContext for Http {
         };
         let mut edits = Vec::new();
         policy.response_edits(secure, &headers, &mut edits);
+        // A TLS listener's local_reply_config adds the top level's HSTS to
+        // Envoy's own replies (docs/filter.md). In a scope that has none
+        // (`inherit: false` without `hsts`), a reply Envoy wrote for this
+        // request (a router 404, a 503) must not keep it; an upstream's
+        // own header is not ours to touch. Only such scopes pay the read.
+        if secure
+            && scope.is_some()
+            && policy.hsts.is_none()
+            && shared.policy.hsts.is_some()
+            && host::property(CODE_DETAILS).is_some_and(|d| d.as_slice() != b"via_upstream")
+        {
+            edits.push(portcullis_core::Edit {
+                op: EditOp::Remove,
+                name: "strict-transport-security",
+                value: b"",
+            });
+        }
         if cfg!(feature = "edits-batch") && edits.len() > 1 {
             // Bench attribution only: several edits as one map read (if the
             // core did not already need it) and one rewrite.
