@@ -377,14 +377,14 @@ function pipeline(r) {
       note = v === 'forward' ? ' ✓' : r.verdict === 'forward' ? ` → would ${r.would_status} (report mode)` : ` → ${r.status}`;
     } else cls = configured[s] ? '' : 'off';
     if (s === 'client_ip') label = `client address (${cfg.client_ip})`;
-    if (s === 'scope' && configured.scope) label = r.scope_ambiguous ? 'scope (ambiguous path)' : `scope (${r.scope ?? 'top level'})`;
+    if (s === 'scope' && configured.scope) label = r.scope_ambiguous ? `scope (${r.scope_refused})` : `scope (${r.scope ?? 'top level'})`;
     return h('li', { class: cls, 'data-step': s }, label + note);
   }));
 }
 
 function scopesTable(r) {
   if (r.scope_ambiguous) {
-    return h('p', { class: 'no', 'data-scope-ambiguous': 'true' }, 'The path holds %2F, %5C, \\, a NUL or a malformed escape, and some scope names paths: refused with 400 before any scope is chosen.');
+    return h('p', { class: 'no', 'data-scope-ambiguous': 'true' }, `Refused: ${r.scope_refusal}.`);
   }
   const rows = r.scopes.map((x) => {
     let res;
@@ -511,7 +511,7 @@ function renderResult(r, ms) {
       ? h('a', { class: 'line', onclick: () => jumpToLine(r.rule_line) }, `${r.rule} (line ${r.rule_line})`)
       : r.rule],
     ['step', r.step],
-    ['scope', r.scope ?? (r.scope_ambiguous ? 'none (ambiguous path)' : 'top level')],
+    ['scope', r.scope ?? (r.scope_ambiguous ? `none (${r.scope_refused})` : 'top level')],
     ['client', `${r.client_ip ?? 'unknown'} (from ${r.client_source})`],
     ...(r.client_source === 'peer' ? [] : [['client detail', r.client_detail]]),
     ['secure', r.secure ? 'yes (TLS or trusted X-Forwarded-Proto)' : 'no'],

@@ -9,11 +9,14 @@
 //!   first `?`), and otherwise returns the reference's normal form, which is
 //!   itself normal (idempotent) and holds no `//`, no `.` or `..` segment
 //!   and no escaped unreserved character;
-//! - `scope_host` agrees with the reference (one trailing dot and a numeric
-//!   port dropped; a malformed port or bracket: no host);
+//! - `scope_host` agrees with the reference (one trailing dot and a port
+//!   of 1-5 digits up to 65535, or an empty one, dropped; a bad port, an
+//!   unclosed bracket or one around a non-IPv6 address, userinfo, an empty
+//!   host or a byte outside RFC 3986 `reg-name`: no host);
 //! - the policy below chooses the scope the reference chooses, so no
 //!   request that the reference puts into a scope (or into none) lands
-//!   elsewhere, and the decision and its trace name that scope.
+//!   elsewhere, and the decision and its trace name that scope; since some
+//!   scope names `hosts`, an unreadable authority is a 400, never a scope.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::OnceLock;
@@ -122,13 +125,16 @@ pub fn reference_path(raw: &[u8]) -> Option<Vec<u8>> {
             }
         }
     }
-    // 2. and 3. Segments: empty ones (repeated slashes) and `.` vanish,
+    // 2. Parameters: each segment loses everything from its first `;`
+    // (a `;` left after step 1 was written raw: `%3B` stays encoded).
+    // 3. and 4. Segments: empty ones (repeated slashes) and `.` vanish,
     // `..` removes the one before; a vanishing last segment leaves a
     // trailing slash.
     let body = decoded.strip_prefix(b"/").unwrap_or(&decoded);
     let mut stack: Vec<&[u8]> = Vec::new();
     let mut trailing = false;
     for seg in body.split(|&b| b == b'/') {
+        let seg = seg.split(|&b| b == b';').next().unwrap_or_default();
         trailing = true;
         match seg {
             b"" | b"." => {}
@@ -149,25 +155,46 @@ pub fn reference_path(raw: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// The reference host: `None` when the authority's port or brackets are
-/// malformed. Compared case-insensitively.
+/// The reference host: `None` when the authority cannot be read as a
+/// host with an optional port (policy-v1 "Scopes"). Compared
+/// case-insensitively.
 pub fn reference_host(a: &[u8]) -> Option<Vec<u8>> {
+    const REG_NAME: &[u8] =
+        b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~%!$&'()*+,;=";
+    if a.contains(&b'@') {
+        return None;
+    }
     let (host, rest) = if a.first() == Some(&b'[') {
         let end = a.iter().position(|&b| b == b']')?;
+        let inner = std::str::from_utf8(&a[1..end]).ok()?;
+        inner.parse::<std::net::Ipv6Addr>().ok()?;
         (&a[..=end], &a[end + 1..])
     } else {
-        match a.iter().rposition(|&b| b == b':') {
+        let (h, r) = match a.iter().rposition(|&b| b == b':') {
             Some(i) => (&a[..i], &a[i..]),
             None => (a, &[][..]),
+        };
+        if !h.iter().all(|b| REG_NAME.contains(b)) {
+            return None;
         }
+        (h, r)
     };
     if !rest.is_empty() {
         let digits = rest.strip_prefix(b":")?;
-        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        let number = std::str::from_utf8(digits).ok()?;
+        let fine = digits.is_empty()
+            || (digits.len() <= 5
+                && digits.iter().all(u8::is_ascii_digit)
+                && number.parse::<u32>().is_ok_and(|n| n <= 65535));
+        if !fine {
             return None;
         }
     }
-    Some(host.strip_suffix(b".").unwrap_or(host).to_ascii_lowercase())
+    let host = host.strip_suffix(b".").unwrap_or(host);
+    if host.is_empty() {
+        return None;
+    }
+    Some(host.to_ascii_lowercase())
 }
 
 fn host_matches(pattern: &str, host: &[u8]) -> bool {
@@ -190,14 +217,19 @@ fn path_matches(pattern: &str, path: &[u8]) -> bool {
     }
 }
 
-/// The reference choice: `Err(())` ambiguous, `Ok(None)` the top level.
+/// The reference choice: `Err(())` refused (an unreadable authority, since
+/// some scope names `hosts`, or an ambiguous path), `Ok(None)` the top
+/// level.
 fn reference_scope(
     method: &[u8],
     authority: &[u8],
     path: &[u8],
 ) -> Result<Option<&'static str>, ()> {
-    let p = reference_path(path).ok_or(())?;
     let h = reference_host(authority);
+    if h.is_none() && SCOPES.iter().any(|s| !s.1.is_empty()) {
+        return Err(());
+    }
+    let p = reference_path(path).ok_or(())?;
     Ok(SCOPES
         .iter()
         .find(|(_, hosts, paths, methods)| {

@@ -240,9 +240,6 @@ pub enum Error {
         /// The path of the later scope (where the error is reported).
         second: String,
     },
-    /// `inherit: false` on a scope that would drop nothing: the top level
-    /// has no section the scope does not restate.
-    NothingToInherit,
 }
 
 /// What is wrong with an environment variable a policy reads.
@@ -362,9 +359,6 @@ impl fmt::Display for Error {
                 first,
                 second,
             } => write!(f, "{first} and {second} are both named {name:?}"),
-            Error::NothingToInherit => f.write_str(
-                "\"inherit\": false drops nothing: the top level has no section this scope does not restate",
-            ),
         }
     }
 }

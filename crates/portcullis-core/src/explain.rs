@@ -10,7 +10,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::addr;
-use crate::decide::{scope_host, Ambiguous, Client, ClientSource, Request, ScopeField, Unknown};
+use crate::decide::{scope_host, Client, ClientSource, Reason, Request, ScopeField, Unknown};
 use crate::policy::Policy;
 use crate::rule::{Flow, Rule};
 use crate::words::words;
@@ -55,16 +55,18 @@ pub struct ScopeCheck {
 }
 
 impl Policy {
-    /// The scope the request's decision uses (the top level when the path
-    /// is ambiguous: that request is refused before any scope).
+    /// The scope the request's decision uses (the top level when the
+    /// authority or path is unreadable: that request is refused before any
+    /// scope).
     fn explained_scope(&self, req: &Request<'_>) -> &Policy {
         self.scoped(self.choose_scope(req).unwrap_or(None))
     }
 
     /// Every scope in document order, with whether its `match` held and,
-    /// if not, the first field that did not; or [`Ambiguous`] when the
-    /// request is refused before any scope is chosen.
-    pub fn explain_scopes(&self, req: &Request<'_>) -> Result<Vec<ScopeCheck>, Ambiguous> {
+    /// if not, the first field that did not; or the [`Reason`] the
+    /// request is refused for before any scope is chosen
+    /// ([`Reason::UnreadableAuthority`], [`Reason::AmbiguousPath`]).
+    pub fn explain_scopes(&self, req: &Request<'_>) -> Result<Vec<ScopeCheck>, Reason> {
         if self.scopes.is_empty() {
             return Ok(Vec::new());
         }
@@ -91,8 +93,9 @@ impl Policy {
     /// whether it matched the request's flow and, if not, the first field
     /// that did not. Walks the rules one by one (not the compiled table):
     /// this is for people, and the property tests check that both agree.
-    /// Empty when the request is refused before the rules (an ambiguous
-    /// path, an unknown client) or there is no `network`.
+    /// Empty when the request is refused before the rules (an unreadable
+    /// authority, an ambiguous path, an unknown client) or there is no
+    /// `network`.
     pub fn explain(&self, req: &Request<'_>) -> Vec<RuleCheck> {
         let Ok(scope) = self.choose_scope(req) else {
             return Vec::new();

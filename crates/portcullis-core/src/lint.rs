@@ -74,6 +74,14 @@ pub enum LintKind {
         /// The earlier scope.
         by: String,
     },
+    /// `inherit: false` on a scope that drops nothing: the top level has no
+    /// section the scope would otherwise inherit (`network`, `https_only`
+    /// or `hsts` it does not restate, or a non-empty list). Legal, and
+    /// decided as written, but the flag then says nothing.
+    InheritDropsNothing {
+        /// The scope.
+        scope: String,
+    },
     /// None of the scope's `paths` is a path as requests are compared
     /// (dot-segments, `//`, encoded unreserved characters, `%2F`...): the
     /// scope can never match.
@@ -126,6 +134,10 @@ impl fmt::Display for Lint {
             LintKind::ScopeShadowed { scope, by } => write!(
                 f,
                 "scope {scope:?} can never apply: every request it matches, the earlier scope {by:?} matches first"
+            ),
+            LintKind::InheritDropsNothing { scope } => write!(
+                f,
+                "scope {scope:?} says \"inherit\": false but drops nothing: the top level has no section it would inherit"
             ),
             LintKind::ScopeNeverMatches {
                 scope,
@@ -205,6 +217,15 @@ impl Policy {
                     l.path = alloc::format!("{path}.{}", l.path);
                     out.push(l);
                 }
+            }
+            if !s.inherit && !self.inheritable_by(s) {
+                out.push(Lint {
+                    path: alloc::format!("{path}.inherit"),
+                    line: s.line,
+                    kind: LintKind::InheritDropsNothing {
+                        scope: s.name.clone(),
+                    },
+                });
             }
             if let Some(e) = self
                 .scopes

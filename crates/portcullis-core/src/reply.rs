@@ -65,6 +65,7 @@ impl Policy {
             Reason::Passed => return None,
             Reason::RedirectToHttps => b"",
             Reason::AmbiguousPath => b"Bad Request: ambiguous path\n",
+            Reason::UnreadableAuthority => b"Bad Request: unreadable authority\n",
             Reason::UnknownClient | Reason::NetworkDenied => p
                 .network
                 .as_ref()

@@ -2,9 +2,10 @@
 //!
 //! Random scope lists (hosts exact and `*.`, paths exact and `/*`,
 //! methods) and random requests (hosts with ports, case and trailing dots;
-//! paths built from segments, dot-segments, repeated slashes, escapes of
-//! unreserved and reserved characters, `%2F`, `%5C`, `\`, NUL, malformed
-//! escapes and queries). The reference normalizes with a segment stack,
+//! ports in and out of range, empty ports, userinfo, brackets; paths built
+//! from segments, dot-segments, `;` parameters, repeated slashes, escapes
+//! of unreserved and reserved characters, `%2F`, `%5C`, `\`, NUL,
+//! malformed escapes and queries). The reference normalizes with a segment stack,
 //! not the core's RFC 3986 buffer walk. Each scope denies with its own
 //! status, so the property is checked on the decision itself: a request
 //! the reference puts in a scope never escapes it in the core.
@@ -108,23 +109,40 @@ fn policy_text(scopes: &[Scope]) -> String {
 
 // ---- the reference ----
 
+/// `None`: the authority cannot be read as a host with an optional port.
 fn ref_host(authority: &str) -> Option<String> {
+    if authority.contains('@') {
+        return None;
+    }
     let (host, port) = if authority.starts_with('[') {
         let end = authority.find(']')?;
+        authority[1..end].parse::<std::net::Ipv6Addr>().ok()?;
         (&authority[..=end], &authority[end + 1..])
     } else {
-        match authority.rfind(':') {
+        let (h, p) = match authority.rfind(':') {
             Some(i) => (&authority[..i], &authority[i..]),
             None => (authority, ""),
+        };
+        let reg_name = |c: char| c.is_ascii_alphanumeric() || "-._~%!$&'()*+,;=".contains(c);
+        if !h.chars().all(reg_name) {
+            return None;
         }
+        (h, p)
     };
     if !port.is_empty() {
         let digits = port.strip_prefix(':')?;
-        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        let fine = digits.is_empty()
+            || (digits.len() <= 5
+                && digits.bytes().all(|b| b.is_ascii_digit())
+                && digits.parse::<u32>().is_ok_and(|n| n <= 65535));
+        if !fine {
             return None;
         }
     }
     let host = host.strip_suffix('.').unwrap_or(host);
+    if host.is_empty() {
+        return None;
+    }
     Some(host.to_ascii_lowercase())
 }
 
@@ -168,11 +186,13 @@ fn ref_path(raw: &str) -> Option<String> {
             i += 1;
         }
     }
-    // Segments: empty ones (repeated slashes) and `.` vanish, `..` pops.
+    // Segments: parameters (from a raw `;`) go, then empty ones (repeated
+    // slashes) and `.` vanish, `..` pops.
     let mut stack: Vec<&str> = Vec::new();
     let mut trailing = false;
     let body = decoded.strip_prefix('/').unwrap_or(&decoded);
     for seg in body.split('/') {
+        let seg = seg.split(';').next().unwrap_or("");
         trailing = false;
         match seg {
             "" | "." => trailing = true,
@@ -202,20 +222,23 @@ fn ref_path_matches(pattern: &(Vec<&str>, bool), path: &str) -> bool {
     }
 }
 
-/// `Err(())`: ambiguous; `Ok(None)`: the top level.
+/// `Err(reason)`: refused before any scope; `Ok(None)`: the top level.
 fn ref_choose(
     scopes: &[Scope],
     authority: &str,
     path: &str,
     method: &str,
-) -> Result<Option<usize>, ()> {
+) -> Result<Option<usize>, Reason> {
+    let host = ref_host(authority);
+    if host.is_none() && scopes.iter().any(|s| s.hosts.is_some()) {
+        return Err(Reason::UnreadableAuthority);
+    }
     let any_paths = scopes.iter().any(|s| s.paths.is_some());
     let norm = if any_paths {
-        Some(ref_path(path).ok_or(())?)
+        Some(ref_path(path).ok_or(Reason::AmbiguousPath)?)
     } else {
         None
     };
-    let host = ref_host(authority);
     Ok(scopes.iter().position(|s| {
         s.hosts.as_ref().is_none_or(|hs| {
             host.as_deref()
@@ -235,11 +258,19 @@ fn authority() -> impl Strategy<Value = String> {
         any::<bool>(),
         any::<bool>(),
         prop::option::of(prop::sample::select(
-            &[":443", ":80", ":", ":x", ":8443"][..],
+            &[
+                ":443", ":80", ":", ":x", ":8443", ":0", ":65535", ":65536", ":00443", ":000443",
+                ":1:2",
+            ][..],
         )),
         prop::collection::vec(any::<bool>(), 8),
+        prop::sample::select(
+            &[
+                "", "", "", "", "user@", "u:p@", "[::1]", "[::1", "[a.b]", " ", "/",
+            ][..],
+        ),
     )
-        .prop_map(|(labels, dot, two_dots, port, upper)| {
+        .prop_map(|(labels, dot, two_dots, port, upper, odd)| {
             let mut s: String = labels
                 .join(".")
                 .chars()
@@ -251,6 +282,14 @@ fn authority() -> impl Strategy<Value = String> {
                 if two_dots {
                     s.push('.');
                 }
+            }
+            // Userinfo before the host; a bracketed literal, a broken one
+            // or a stray byte instead of it.
+            match odd {
+                "user@" | "u:p@" => s.insert_str(0, odd),
+                "" => {}
+                " " | "/" => s.push_str(odd),
+                _ => s = odd.to_string(),
             }
             if let Some(p) = port {
                 s.push_str(p);
@@ -291,6 +330,14 @@ const PIECES: &[&str] = &[
     "%252F",
     "...",
     "..a",
+    "..;",
+    "..;x=1",
+    "a;b=c",
+    ";",
+    "orders;jsessionid=1",
+    ".;x",
+    "%3B",
+    "a%3Bb",
 ];
 
 fn path() -> impl Strategy<Value = String> {
@@ -340,8 +387,8 @@ proptest! {
             let want = ref_choose(&scopes, authority, path, method);
             let what = format!("{authority} {path:?} {method}\nreference path {:?}\n{text}", ref_path(path));
             match want {
-                Err(()) => {
-                    prop_assert_eq!(d.reason, Reason::AmbiguousPath, "{}", what);
+                Err(reason) => {
+                    prop_assert_eq!(d.reason, reason, "{}", what);
                     prop_assert_eq!(d.status, 400, "{}", what);
                     prop_assert_eq!(d.scope, None, "{}", what);
                 }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use portcullis_core::decide::{scope_host, scope_path};
 use portcullis_core::lint::LintKind;
-use portcullis_core::{Policy, Request, Transport};
+use portcullis_core::{Policy, Reason, Request, Step, Transport, Verdict};
 
 fn req<'a>(authority: &'a str, path: &'a str, method: &'a str) -> Request<'a> {
     static NONE: [(&str, &str); 0] = [];
@@ -39,7 +39,6 @@ fn errors_have_paths_lines_and_columns() {
             "4:39: scopes[0].match.hosts[0]: invalid host pattern \"api.example:443\": ports are not part of a host pattern (requests are compared without it)",
             "5:14: scopes[1].name: scopes[0] and scopes[1] are both named \"a\"",
             "5:39: scopes[1].match.paths[0]: invalid path pattern \"orders\": a path pattern starts with `/`",
-            "5:62: scopes[1].inherit: \"inherit\": false drops nothing: the top level has no section this scope does not restate",
         ]
     );
 }
@@ -121,28 +120,99 @@ fn effective_policies_are_compiled_once_at_load() {
 }
 
 #[test]
-fn malformed_authorities_match_no_host() {
-    assert_eq!(scope_host(b"api.example:"), None);
-    assert_eq!(scope_host(b"api.example:44x"), None);
-    assert_eq!(scope_host(b"[::1"), None);
-    assert_eq!(scope_host(b"[::1]x"), None);
-    assert_eq!(scope_host(b""), Some(&b""[..]));
+fn authorities_as_scopes_read_them() {
+    // An empty port is no port (RFC 3986 3.2.3).
+    assert_eq!(scope_host(b"api.example:"), Some(&b"api.example"[..]));
+    assert_eq!(scope_host(b"api.example.:"), Some(&b"api.example"[..]));
+    assert_eq!(scope_host(b"[::1]:"), Some(&b"[::1]"[..]));
+    assert_eq!(scope_host(b"api.example:0"), Some(&b"api.example"[..]));
+    assert_eq!(scope_host(b"api.example:65535"), Some(&b"api.example"[..]));
+    assert_eq!(scope_host(b"10.0.0.1:443"), Some(&b"10.0.0.1"[..]));
+    // Unreadable: a bad port, a bracket without its end or around a
+    // non-address, userinfo, an empty host, a byte no host holds.
+    for bad in [
+        &b"api.example:44x"[..],
+        b"api.example:65536",
+        b"api.example:000443",
+        b"api.example:443:443",
+        b"[::1",
+        b"[::1]x",
+        b"[::1]:x",
+        b"[not-v6]",
+        b"[]",
+        b"user@api.example",
+        b"user:pw@api.example:443",
+        b"",
+        b":443",
+        b".",
+        b"api example",
+        b"api.example/x",
+        b"::1",
+    ] {
+        assert_eq!(scope_host(bad), None, "{}", String::from_utf8_lossy(bad));
+    }
+}
+
+#[test]
+fn unreadable_authorities_are_refused_when_a_scope_names_hosts() {
     let p = Policy::parse(
-        br#"{"name": "p", "scopes": [{"name": "s", "match": {"hosts": ["api.example"]}}]}"#,
+        br#"{"name": "p", "scopes": [{"name": "s", "match": {"hosts": ["api.example"]}},
+          {"name": "any", "match": {"methods": ["GET"]}}]}"#,
     )
     .unwrap();
+    // An empty port is no port: the host scope applies, not a fall-through.
+    assert_eq!(p.decide(&req("api.example:", "/", "GET")).scope, Some(0));
+    assert_eq!(p.decide(&req("API.example.:", "/", "GET")).scope, Some(0));
     for a in [
-        "api.example:",
         "api.example:x",
         "api.example:443:443",
+        "api.example:65536",
         "user@api.example",
+        "[::1",
+        "",
     ] {
-        assert_eq!(p.decide(&req(a, "/", "GET")).scope, None, "{a}");
+        let d = p.decide(&req(a, "/", "GET"));
+        assert_eq!(
+            (d.verdict, d.status, d.reason, d.step, d.scope),
+            (
+                Verdict::Deny,
+                400,
+                Reason::UnreadableAuthority,
+                Step::Scope,
+                None
+            ),
+            "{a}"
+        );
+        let reply = p.local_reply(&d).unwrap();
+        assert_eq!(reply.body, b"Bad Request: unreadable authority\n");
     }
-    assert_eq!(
-        p.decide(&req("api.example:65536", "/", "GET")).scope,
-        Some(0)
-    );
+    // Without a scope that names hosts, the authority is never read.
+    let q = Policy::parse(
+        br#"{"name": "p", "scopes": [{"name": "any", "match": {"methods": ["GET"]}}]}"#,
+    )
+    .unwrap();
+    assert_eq!(q.decide(&req("user@x:y", "/", "GET")).scope, Some(0));
+}
+
+#[test]
+fn segment_parameters_are_removed_before_dot_segments() {
+    let n = |s: &str| scope_path(s.as_bytes()).map(|v| String::from_utf8(v).unwrap());
+    assert_eq!(n("/admin;x=1/users").unwrap(), "/admin/users");
+    assert_eq!(n("/admin;/users").unwrap(), "/admin/users");
+    assert_eq!(n("/public/..;/admin").unwrap(), "/admin");
+    assert_eq!(n("/public/..;x=y/admin/").unwrap(), "/admin/");
+    assert_eq!(n("/public/.%2e;/admin").unwrap(), "/admin");
+    assert_eq!(n("/a;b;c/d").unwrap(), "/a/d");
+    assert_eq!(n("/;x/a").unwrap(), "/a");
+    assert_eq!(n("/a;x//b").unwrap(), "/a/b");
+    assert_eq!(n("/a/b;x").unwrap(), "/a/b");
+    assert_eq!(n("/a;x=1?y=2;z").unwrap(), "/a");
+    // `%3B` is not a parameter delimiter: it stays encoded.
+    assert_eq!(n("/a%3Bx/b").unwrap(), "/a%3Bx/b");
+    // Escapes inside parameters are still checked.
+    assert!(n("/a;x=%2F/b").is_err());
+    assert!(n("/a;x=%zz/b").is_err());
+    assert!(n("/a;x=\\/b").is_err());
 }
 
 #[test]
@@ -187,4 +257,62 @@ fn explain_says_why_earlier_scopes_did_not_apply() {
     );
     assert_eq!(p.decide(&r).scope, Some(2));
     assert!(p.explain_scopes(&req("a", "/a%5cb", "GET")).is_err());
+}
+
+#[test]
+fn inherit_false_stands_alone_but_keeps_the_mode() {
+    let p = Policy::parse(
+        br#"{"name": "p", "mode": "report",
+          "require_headers": [{"name": "x-key", "values": ["K"]}],
+          "hsts": {"max_age": 10},
+          "scopes": [
+            {"name": "alone", "match": {"paths": ["/a"]}, "inherit": false,
+             "require_headers": [{"name": "x-own", "values": ["O"]}]},
+            {"name": "enforcing", "match": {"paths": ["/e"]}, "inherit": false, "mode": "enforce"}
+          ]}"#,
+    )
+    .unwrap();
+    let alone = p.scoped(Some(0));
+    assert_eq!(alone.mode, portcullis_core::policy::Mode::Report);
+    assert_eq!(alone.require_headers.len(), 1);
+    assert_eq!(alone.require_headers[0].name, "x-own");
+    assert!(alone.hsts.is_none());
+    assert_eq!(
+        p.scoped(Some(1)).mode,
+        portcullis_core::policy::Mode::Enforce
+    );
+    // Restating a list still drops the top level's: no warning.
+    assert!(!p
+        .lints()
+        .iter()
+        .any(|l| matches!(l.kind, LintKind::InheritDropsNothing { .. })));
+}
+
+#[test]
+fn inherit_false_with_nothing_to_drop_is_a_warning_not_an_error() {
+    let p = Policy::parse(
+        br#"{"name": "p", "mode": "report", "request_headers": [],
+          "network": {"rules": []},
+          "scopes": [
+            {"name": "same", "match": {"methods": ["GET"]}, "inherit": false,
+             "network": {"rules": []}},
+            {"name": "drops", "match": {"methods": ["PUT"]}, "inherit": false}
+          ]}"#,
+    )
+    .unwrap();
+    let lints = p.lints();
+    let nothing: Vec<&str> = lints
+        .iter()
+        .filter_map(|l| match &l.kind {
+            LintKind::InheritDropsNothing { scope } => Some(scope.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(nothing, ["same"]);
+    let l = lints
+        .iter()
+        .find(|l| matches!(l.kind, LintKind::InheritDropsNothing { .. }))
+        .unwrap();
+    assert_eq!(l.path, "scopes[0].inherit");
+    assert!(l.to_string().contains("drops nothing"), "{l}");
 }

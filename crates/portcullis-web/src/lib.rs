@@ -349,8 +349,14 @@ pub fn evaluate(policy_text: &str, case_json: &str, env_json: Option<String>) ->
         scope: Option<String>,
         /// Every scope, in document order, and why it did or did not apply.
         scopes: Vec<ScopeOut>,
-        /// The path was ambiguous: refused before any scope was chosen.
+        /// The request was refused before any scope was chosen (an
+        /// unreadable authority or an ambiguous path).
         scope_ambiguous: bool,
+        /// What was refused before any scope (`unreadable authority`,
+        /// `ambiguous path`).
+        scope_refused: Option<&'static str>,
+        /// Why it was refused before any scope, in words.
+        scope_refusal: Option<&'static str>,
         client_ip: Option<String>,
         client_source: &'static str,
         /// Where the client came from and, when unknown, why, in words.
@@ -397,6 +403,8 @@ pub fn evaluate(policy_text: &str, case_json: &str, env_json: Option<String>) ->
     let applied = policy.scoped(d.scope);
     let scope_checks = policy.explain_scopes(&req);
     let scope_ambiguous = scope_checks.is_err();
+    let refusal = scope_checks.as_ref().err().and_then(|r| r.scope_refusal());
+    let (scope_refused, scope_refusal) = (refusal.map(|r| r.0), refusal.map(|r| r.1));
     let scope_checks = scope_checks.unwrap_or_default();
     let chosen_at = scope_checks.iter().position(|c| c.chosen);
     let scopes_out: Vec<ScopeOut> = scope_checks
@@ -468,6 +476,8 @@ pub fn evaluate(policy_text: &str, case_json: &str, env_json: Option<String>) ->
         scope: policy.scope_name(d.scope).map(str::to_string),
         scopes: scopes_out,
         scope_ambiguous,
+        scope_refused,
+        scope_refusal,
         client_ip: client_ip.map(|ip| ip.to_string()),
         client_source: d.client.source.as_str(),
         client_detail: d.client.describe(),
@@ -871,6 +881,11 @@ mod tests {
         let out = ev(json!({"request": {"peer": "10.1.2.3:5000", "path": "/admin%2fx"}}));
         assert_eq!(out["scope"], Value::Null);
         assert_eq!(out["scope_ambiguous"], true);
+        assert_eq!(out["scope_refused"], "ambiguous path");
+        assert!(out["scope_refusal"]
+            .as_str()
+            .unwrap()
+            .starts_with("the path is ambiguous"));
         assert_eq!(out["status"], 400);
         assert_eq!(out["step"], "scope");
     }

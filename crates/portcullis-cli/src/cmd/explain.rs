@@ -161,8 +161,9 @@ pub(crate) fn run(args: Args, style: &Style) -> Outcome {
                     println!("  no scope matched: the top level applies");
                 }
             }
-            Err(_) => println!(
-                "  the path is ambiguous (%2F, %5C, \\, NUL or a bad escape) and some scope names paths: 400 before any scope is chosen"
+            Err(reason) => println!(
+                "  {}",
+                reason.scope_refusal().map(|r| r.1).unwrap_or_default()
             ),
         }
     }

@@ -161,7 +161,8 @@ words! {
     pub enum Step {
         /// The client address could not be resolved.
         ClientIp = "client_ip",
-        /// The path is ambiguous and some scope names `paths`.
+        /// The authority is unreadable and some scope names `hosts`, or the
+        /// path is ambiguous and some scope names `paths`.
         Scope = "scope",
         /// A network rule (or the default) denied it.
         Network = "network",
@@ -189,6 +190,11 @@ pub enum Reason {
     /// `%5C`, `\`, a NUL or a malformed escape: 400 before any scope is
     /// chosen.
     AmbiguousPath,
+    /// Step 1: some scope names `hosts` and the request's authority cannot
+    /// be read as a host with an optional port (see
+    /// [`scope_host`]): 400 before any scope is chosen, never a fall
+    /// through to a scope without `hosts` or to the top level.
+    UnreadableAuthority,
     /// Step 2: a network rule, or `default_access`, denied the client.
     NetworkDenied,
     /// Step 3: a plain request redirected to HTTPS.
@@ -208,12 +214,30 @@ impl Reason {
         match self {
             Reason::Passed => Step::Forward,
             Reason::UnknownClient => Step::ClientIp,
-            Reason::AmbiguousPath => Step::Scope,
+            Reason::AmbiguousPath | Reason::UnreadableAuthority => Step::Scope,
             Reason::NetworkDenied => Step::Network,
             Reason::RedirectToHttps | Reason::HttpsRequired | Reason::HostNotAllowed => {
                 Step::HttpsOnly
             }
             Reason::RequiredHeader(_) => Step::RequireHeaders,
+        }
+    }
+
+    /// For a request refused at step 1 before any scope is chosen, what
+    /// was refused (`unreadable authority`, `ambiguous path`, as the local
+    /// reply's body says) and why, in words (for explanations); `None` for
+    /// every other reason.
+    pub const fn scope_refusal(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Reason::UnreadableAuthority => Some((
+                "unreadable authority",
+                "the authority cannot be read as a host with an optional port (a bad port, an unclosed bracket, userinfo, an empty host) and some scope names hosts: 400 before any scope is chosen",
+            )),
+            Reason::AmbiguousPath => Some((
+                "ambiguous path",
+                "the path is ambiguous (%2F, %5C, \\, NUL or a bad escape) and some scope names paths: 400 before any scope is chosen",
+            )),
+            _ => None,
         }
     }
 
@@ -421,11 +445,11 @@ impl Policy {
                     },
                 )
             }
-            Err(Ambiguous) => Decision {
+            Err(reason) => Decision {
                 secure: self.is_secure(req),
                 ..d
             }
-            .stop(Reason::AmbiguousPath, 400),
+            .stop(reason, 400),
         }
     }
 

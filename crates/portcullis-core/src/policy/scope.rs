@@ -291,11 +291,28 @@ impl Policy {
             .map(|s| s.name.as_str())
     }
 
+    /// Whether the top level holds something `scope` would inherit: a
+    /// `network`, `https_only` or `hsts` it does not restate, or a
+    /// non-empty list (a list is inherited, run before the scope's own,
+    /// even when the scope states one). `mode` is not counted: it is
+    /// inherited even with `inherit: false`.
+    pub fn inheritable_by(&self, scope: &Scope) -> bool {
+        let r = scope.restated;
+        (!r.network && self.network.is_some())
+            || (!r.https_only && self.https_only.is_some())
+            || (!r.hsts && self.hsts.is_some())
+            || !self.require_headers.is_empty()
+            || !self.request_headers.is_empty()
+            || !self.response_headers.is_empty()
+    }
+
     /// Merges each scope's own sections with the top level's, once, at
     /// load: `network`, `https_only`, `hsts` and `mode` replace the top
     /// level's, the three lists run after the top level's; with `inherit:
-    /// false` whatever the scope does not restate is dropped (`mode` falls
-    /// back to `enforce`).
+    /// false` the scope stands alone (its `network`, `https_only`, `hsts`
+    /// and lists are its own or absent), but `mode` is still inherited
+    /// unless the scope states one, so a policy rolled out in report mode
+    /// never enforces in part by accident.
     pub(super) fn merge_scopes(&mut self) {
         let mut scopes = core::mem::take(&mut self.scopes);
         for s in &mut scopes {
@@ -305,6 +322,9 @@ impl Policy {
             p.client_ip = self.client_ip.clone();
             p.address_groups.clone_from(&self.address_groups);
             p.trace_json = self.trace_json;
+            if !r.mode {
+                p.mode = self.mode;
+            }
             if s.inherit {
                 if !r.network {
                     p.network.clone_from(&self.network);
@@ -314,9 +334,6 @@ impl Policy {
                 }
                 if !r.hsts {
                     p.hsts.clone_from(&self.hsts);
-                }
-                if !r.mode {
-                    p.mode = self.mode;
                 }
                 prepend(&self.require_headers, &mut p.require_headers);
                 prepend(&self.request_headers, &mut p.request_headers);

@@ -193,7 +193,7 @@ impl<'t> Validator<'t> {
             s.boolean(t, "trace_json")
         });
         let scopes = self.or_default(f.get("scopes"), Vec::new(), |s, v| {
-            s.scopes(v, &groups, client_ip.as_ref(), &f)
+            s.scopes(v, &groups, client_ip.as_ref())
         });
         let trace = match f.get("trace") {
             Some(t) => self.word::<TraceWhen>(t, "trace"),

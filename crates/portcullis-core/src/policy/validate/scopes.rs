@@ -9,12 +9,12 @@ use alloc::vec::Vec;
 
 use crate::addr::AddrSet;
 use crate::error::Error;
-use crate::json::{Kind, Value};
+use crate::json::Value;
 
 use super::super::scope::{HostPattern, PathPattern, Restated, Scope, MAX_SCOPES};
 use super::super::syntax::{is_name, is_token};
 use super::super::{ClientFrom, ClientIp, Mode, Policy, TraceWhen};
-use super::read::Fields;
+
 use super::{child, index, Validator};
 
 const SCOPE: &[&str] = &[
@@ -49,18 +49,6 @@ fn join(prefix: &str, path: &str) -> String {
     }
 }
 
-/// Whether the top level holds this section (a list: a non-empty one;
-/// `mode`: another than `enforce`), so `inherit: false` has something to
-/// drop.
-fn holds(top: &Fields<'_>, key: &str) -> bool {
-    match top.get(key).map(|v| &v.kind) {
-        None => false,
-        Some(Kind::Array(a)) => !a.is_empty(),
-        Some(Kind::String(m)) if key == "mode" => !m.eq_ignore_ascii_case("enforce"),
-        Some(_) => true,
-    }
-}
-
 impl<'t> Validator<'t> {
     /// Runs `f`, then prefixes the paths of the problems it found.
     fn nested<T>(&mut self, prefix: &str, f: impl FnOnce(&mut Self) -> T) -> T {
@@ -77,7 +65,6 @@ impl<'t> Validator<'t> {
         v: &Value,
         groups: &BTreeMap<String, AddrSet>,
         client_ip: Option<&ClientIp>,
-        top: &Fields<'_>,
     ) -> Option<Vec<Scope>> {
         let items = self.array(v, "scopes")?;
         if items.len() > MAX_SCOPES {
@@ -111,7 +98,7 @@ impl<'t> Validator<'t> {
                     names.insert(n, p.clone());
                 }
             }
-            match self.scope(it, &p, groups, client_ip, top) {
+            match self.scope(it, &p, groups, client_ip) {
                 Some(s) => out.push(s),
                 None => ok = false,
             }
@@ -125,7 +112,6 @@ impl<'t> Validator<'t> {
         p: &str,
         groups: &BTreeMap<String, AddrSet>,
         client_ip: Option<&ClientIp>,
-        top: &Fields<'_>,
     ) -> Option<Scope> {
         let f = self.fields(v, p, SCOPE)?;
         let name = self.required(&f, p, "name").and_then(|n| {
@@ -160,23 +146,6 @@ impl<'t> Validator<'t> {
             request_headers: f.get("request_headers").is_some(),
             response_headers: f.get("response_headers").is_some(),
         };
-        if inherit == Some(false) {
-            let drops = [
-                ("network", restated.network),
-                ("https_only", restated.https_only),
-                ("hsts", restated.hsts),
-                ("mode", restated.mode),
-                ("require_headers", restated.require_headers),
-                ("request_headers", restated.request_headers),
-                ("response_headers", restated.response_headers),
-            ]
-            .iter()
-            .any(|(k, restated)| !restated && holds(top, k));
-            if !drops {
-                let span = f.get("inherit").map_or(f.span, |b| b.span);
-                self.err(&child(p, "inherit"), span, Error::NothingToInherit);
-            }
-        }
         let network = match f.get("network") {
             Some(n) => self.nested(p, |s| s.network(n, groups)).map(Some),
             None => Some(None),
