@@ -805,16 +805,16 @@ pub fn check_decision(
     {
         return Err(format!("an unknown client was not denied: {d:?}"));
     }
-    // The scope: the first whose match holds; an ambiguous path is refused
-    // with 400 before any scope is chosen.
+    // The scope: the first whose match holds; an unreadable authority or
+    // an ambiguous path is refused with 400 before any scope is chosen.
     // What enforce mode does (report mode forwards it and remembers it).
     let (reason, status) = d
         .would
         .as_ref()
         .map_or((d.reason, d.status), |w| (w.reason, w.status));
     match p.choose_scope(req) {
-        Ok(scope) if scope == d.scope && reason != Reason::AmbiguousPath => {}
-        Err(_) if d.scope.is_none() && reason == Reason::AmbiguousPath && status == 400 => {}
+        Ok(scope) if scope == d.scope && reason.scope_refusal().is_none() => {}
+        Err(why) if d.scope.is_none() && reason == why && status == 400 => {}
         other => {
             return Err(format!(
                 "choose_scope says {other:?}, decide says {:?} ({})",
