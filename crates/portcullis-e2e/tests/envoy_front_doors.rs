@@ -9,11 +9,11 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 
-use portcullis_e2e::backend::Backend;
+use portcullis_e2e::backend::{Answer, Backend};
 use portcullis_e2e::client::{send, ClientRequest};
 use portcullis_e2e::config::{
     deploy_behind_proxy, AccessLog, EnvoyConfig, Filter, HttpOptions, Listener, Position,
-    Underscores, Upstream, DEPLOY_BEHIND_PROXY_POLICY, TRUST_NO_PEER,
+    Underscores, Upstream, CASE_HEADER, DEPLOY_BEHIND_PROXY_POLICY, TRUST_NO_PEER,
 };
 use portcullis_e2e::envoy::{expect_refused, Envoy};
 use portcullis_e2e::http1::{Conn, Response, TlsClient};
@@ -236,11 +236,30 @@ fn envoy_own_replies_on_tls() {
         assert_eq!(r.status, *status, "{what} (plain): {r:?}");
         assert!(hsts(&r).is_empty(), "{what} on plain: no HSTS: {r:?}");
     }
+    // An upstream's own HSTS in a scope without `hsts` is not the policy's:
+    // it passes untouched, on both listeners (only Envoy's own replies lose
+    // the listener's value).
+    for (to, tls) in [(secure, Some(&client)), (plain, None)] {
+        let id = format!("upstream-hsts-{}", tls.is_some());
+        backend.answer(
+            &id,
+            Answer {
+                status: 200,
+                headers: vec![("strict-transport-security".into(), b"max-age=5".to_vec())],
+            },
+        );
+        let bytes = format!(
+            "GET / HTTP/1.1\r\nHost: bare.example\r\n{CASE_HEADER}: {id}\r\nConnection: close\r\n\r\n"
+        );
+        let r = raw(to, tls, bytes.as_bytes());
+        assert_eq!(r.status, 200, "{id}: {r:?}");
+        assert_eq!(hsts(&r), ["max-age=5"], "{id}: the upstream's HSTS");
+    }
     let forwarded = backend.requests();
     assert_eq!(
         forwarded.len(),
-        2,
-        "only the two forwarded requests reached the backend: {forwarded:?}"
+        4,
+        "only the forwarded requests reached the backend: {forwarded:?}"
     );
     drop(envoy);
 }
