@@ -126,6 +126,41 @@ impl ResponsePlan {
     }
 }
 
+impl ResponsePlan {
+    /// Whether a reply the host wrote itself for this forwarded request (a
+    /// router 404, a 503) needs other edits than an upstream response:
+    /// when the request's scope has no `hsts` while the top level has one,
+    /// the HSTS a TLS listener's `local_reply_config` adds to the host's own
+    /// replies (the top level's, `docs/filter.md`) must go again. Hosts ask
+    /// whether the reply is their own only when this says so.
+    pub fn host_reply_differs(&self, policy: &Policy) -> bool {
+        self.secure
+            && self.scope.is_some()
+            && policy.scoped(self.scope).hsts.is_none()
+            && policy.hsts.is_some()
+    }
+
+    /// The edits for a reply the host wrote itself: [`ResponsePlan::edits`],
+    /// then, when [`ResponsePlan::host_reply_differs`], the removal of the
+    /// listener's HSTS. An upstream's own header is never touched: use
+    /// [`ResponsePlan::edits`] for upstream responses.
+    pub fn host_reply_edits<'p>(
+        &self,
+        policy: &'p Policy,
+        headers: &dyn Headers,
+        out: &mut Vec<Edit<'p>>,
+    ) {
+        self.edits(policy, headers, out);
+        if self.host_reply_differs(policy) {
+            out.push(Edit {
+                op: crate::edits::EditOp::Remove,
+                name: "strict-transport-security",
+                value: b"",
+            });
+        }
+    }
+}
+
 impl Step {
     /// The response code details a host gives a local reply at this step
     /// (`portcullis_network`...), for access logs.
@@ -162,6 +197,42 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_host_reply_in_a_scope_without_hsts_loses_the_listener_hsts() {
+        let p = Policy::parse(
+            br#"{"name": "p", "hsts": {"max_age": 60}, "scopes": [
+              {"name": "bare", "match": {"paths": ["/bare"]}, "inherit": false},
+              {"name": "own", "match": {"paths": ["/own"]}, "hsts": {"max_age": 5}}]}"#,
+        )
+        .unwrap();
+        let none: [(&str, &str); 0] = [];
+        let plan = |scope, secure| ResponsePlan { scope, secure };
+        let names = |pl: ResponsePlan| {
+            let mut e = Vec::new();
+            pl.host_reply_edits(&p, &none, &mut e);
+            e.iter()
+                .map(|e| (e.op, e.name, e.value.to_vec()))
+                .collect::<Vec<_>>()
+        };
+        assert!(plan(Some(0), true).host_reply_differs(&p));
+        assert_eq!(
+            names(plan(Some(0), true)),
+            [(
+                crate::edits::EditOp::Remove,
+                "strict-transport-security",
+                Vec::new()
+            )]
+        );
+        // Plain requests, the top level and a scope with its own HSTS: the
+        // same edits as for an upstream response.
+        for pl in [plan(Some(0), false), plan(None, true), plan(Some(1), true)] {
+            assert!(!pl.host_reply_differs(&p), "{pl:?}");
+            let mut e = Vec::new();
+            pl.edits(&p, &none, &mut e);
+            assert_eq!(names(pl).len(), e.len());
+        }
+    }
 
     #[test]
     fn details_name_the_step() {

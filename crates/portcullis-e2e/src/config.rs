@@ -110,6 +110,90 @@ impl Filter {
     }
 }
 
+/// An environment that answers every variable (with a placeholder): the
+/// policy is read at render time only for its HSTS, and its `value_from`
+/// keys are the VM's business, not the renderer's.
+struct AnyEnv;
+
+impl portcullis_core::Env for AnyEnv {
+    fn var(&self, _: &str) -> Option<String> {
+        Some(String::from("render-time-placeholder"))
+    }
+}
+
+/// The top level's rendered HSTS value of a policy document (the core
+/// renders it: `hsts.value`), if it is valid and has one.
+pub fn policy_hsts(policy: &str) -> Option<String> {
+    portcullis_core::Policy::parse_with_env(policy.as_bytes(), &AnyEnv)
+        .ok()?
+        .hsts
+        .map(|h| h.value)
+}
+
+impl Filter {
+    /// The HSTS value a TLS listener's `local_reply_config` adds to the
+    /// replies Envoy writes before any HTTP filter runs (see
+    /// [`local_reply_config`]): the top level's, as no scope is chosen for
+    /// those requests. With a chain, the first policy in filter order that
+    /// has one: on a response every instance sees, each sets its HSTS and
+    /// the first instance's response hook runs last. `None` with ECDS (the
+    /// policy is not in the bootstrap and can change without it), and for
+    /// a policy without `hsts` or one Envoy will refuse anyway.
+    pub fn listener_hsts(&self) -> Option<String> {
+        match self {
+            Filter::Inline { policy } => policy_hsts(policy),
+            Filter::Chain { policies } => policies.iter().find_map(|p| policy_hsts(p)),
+            Filter::Discovered { .. } => None,
+        }
+    }
+}
+
+/// The CEL expression of the [`local_reply_config`] mapper: every local
+/// reply except the filter's own (response code details `portcullis_*`).
+pub const LOCAL_REPLY_FILTER: &str = "!response.code_details.startsWith('portcullis_')";
+
+/// The HTTP connection manager's `local_reply_config` that puts `hsts`
+/// (a rendered `Strict-Transport-Security` value) on Envoy's own local
+/// replies, exactly once.
+///
+/// Envoy applies `local_reply_config` to every local reply, those it
+/// writes while still parsing the request head (no HTTP filter exists yet)
+/// included, after the replying filter's own headers and before the reply
+/// passes the encoder filters. So:
+/// - the filter's own replies (details `portcullis_<step>`) are left
+///   alone: they carry the HSTS of their scope, or none when the scope has
+///   none (the CEL filter);
+/// - replies no filter sees (a malformed head, an `_` header name, no
+///   `Host`, HTTP/1.0, a refused upgrade) get `hsts`;
+/// - replies that pass the filter's response hook afterwards (a router
+///   404, a 503) get it too, and the hook then replaces it with the value
+///   of the request's scope (or, in a scope without `hsts`, removes it);
+/// - `ADD_IF_ABSENT` never adds a second one.
+pub fn local_reply_config(hsts: &str) -> String {
+    // headers_to_add values are format strings: a literal `%` is `%%`.
+    let value = hsts.replace('%', "%%");
+    format!(
+        r#"# Envoy's own replies that no HTTP filter sees (a malformed request head,
+# an "_" header name, no Host, ...) get the policy's HSTS here; the
+# filter's own replies (details portcullis_*) keep what the policy gave
+# them (docs/filter.md).
+local_reply_config:
+  mappers:
+  - filter:
+      extension_filter:
+        name: envoy.access_loggers.extension_filters.cel
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter
+          expression: {expr}
+    headers_to_add:
+    - header: {{ key: strict-transport-security, value: {value} }}
+      append_action: ADD_IF_ABSENT
+"#,
+        expr = yaml_str(LOCAL_REPLY_FILTER),
+        value = yaml_str(&value),
+    )
+}
+
 /// One listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listener {
@@ -440,6 +524,14 @@ config:
             ),
         };
         let scheme = if l.tls.is_some() { "https" } else { "http" };
+        // HSTS on Envoy's own early replies: TLS listeners only (never on a
+        // response to a plain request).
+        let local_reply = l
+            .tls
+            .as_ref()
+            .and_then(|_| l.filter.listener_hsts())
+            .map(|v| indent(&local_reply_config(&v), 8))
+            .unwrap_or_default();
         format!(
             r#"- name: {name}
   address:
@@ -460,7 +552,7 @@ config:
           headers_with_underscores_action: {underscores}
         # Do not add "server: envoy"; pass the upstream's through (the policy removes it).
         server_header_transformation: PASS_THROUGH
-        access_log:
+{local_reply}        access_log:
 {log}        route_config:
           name: portcullis
           virtual_hosts:
@@ -483,6 +575,7 @@ config:
             tls = tls,
             position = indent(&position(&opts.position), 8),
             underscores = opts.underscores.word(),
+            local_reply = local_reply,
         )
     }
 
@@ -711,3 +804,60 @@ pub const DEPLOY_HEADER: &str = "\
 # the upstream host. See docs/deploy.md (remote fetch with sha256, Istio,
 # hot policy updates with ECDS, the access-log trace, stats).
 ";
+
+#[cfg(test)]
+#[allow(clippy::panic, clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const WITH: &str = r#"{"name": "a", "hsts": {"max_age": 600, "include_subdomains": true}}"#;
+    const WITHOUT: &str = r#"{"name": "b"}"#;
+
+    fn two_listeners(filter: Filter) -> String {
+        let mut cfg = deploy_example(WITHOUT);
+        for l in &mut cfg.listeners {
+            l.filter = filter.clone();
+        }
+        cfg.render()
+    }
+
+    #[test]
+    fn the_tls_listener_alone_gets_the_policy_hsts_on_envoy_replies() {
+        let inline = |p: &str| Filter::Inline { policy: p.into() };
+        let yaml = two_listeners(inline(WITH));
+        assert_eq!(yaml.matches("local_reply_config:").count(), 1);
+        let (plain, tls) = yaml.split_once("- name: \"https\"").unwrap();
+        assert!(!plain.contains("local_reply_config"));
+        assert!(tls.contains(
+            "- header: { key: strict-transport-security, value: \"max-age=600; includeSubDomains\" }"
+        ));
+        assert!(tls.contains("append_action: ADD_IF_ABSENT"));
+        assert!(tls.contains(&yaml_str(LOCAL_REPLY_FILTER)));
+        // No top-level hsts, an invalid policy, ECDS: no mapper.
+        for f in [
+            inline(WITHOUT),
+            inline(r#"{"name": "x", "hsts": {"max_age": -1}}"#),
+            Filter::Discovered {
+                name: "p".into(),
+                path: PathBuf::from("/e/p.yaml"),
+            },
+        ] {
+            assert!(
+                !two_listeners(f.clone()).contains("local_reply_config"),
+                "{f:?}"
+            );
+        }
+        // A chain: the first policy that has one.
+        let chain = Filter::Chain {
+            policies: vec![WITHOUT.into(), WITH.into()],
+        };
+        assert_eq!(
+            chain.listener_hsts().as_deref(),
+            Some("max-age=600; includeSubDomains")
+        );
+        // value_from keys do not stop the render (the sample reads one).
+        let keyed = r#"{"name": "k", "hsts": {"max_age": 1},
+          "require_headers": [{"name": "x-k", "values_from": [{"env": "UNSET_HERE"}]}]}"#;
+        assert_eq!(policy_hsts(keyed).as_deref(), Some("max-age=1"));
+    }
+}

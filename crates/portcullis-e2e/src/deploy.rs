@@ -20,7 +20,7 @@ use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
-use crate::config::{deploy_example, yaml_str, Filter, DEPLOY_POLICY};
+use crate::config::{deploy_example, local_reply_config, yaml_str, Filter, DEPLOY_POLICY};
 use crate::module::{Code, Module, Remote, VmEnv};
 use crate::paths;
 
@@ -334,6 +334,15 @@ pub fn snippets(d: &Deployment) -> Vec<Snippet> {
         Snippet {
             name: "envoy-local",
             text: format!("http_filters:\n{}", local.render_http_filter(&inline)),
+        },
+        Snippet {
+            name: "envoy-local-reply",
+            text: Filter::Inline {
+                policy: d.policy_text(),
+            }
+            .listener_hsts()
+            .map(|h| local_reply_config(&h))
+            .unwrap_or_default(),
         },
         Snippet {
             name: "envoy-remote",

@@ -6,18 +6,17 @@
 //! and the two shipped positions, at the edge and behind a trusted proxy.
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::process::{Command, Stdio};
 
-use portcullis_e2e::backend::Backend;
+use portcullis_e2e::backend::{Answer, Backend};
 use portcullis_e2e::client::{send, ClientRequest};
 use portcullis_e2e::config::{
     deploy_behind_proxy, AccessLog, EnvoyConfig, Filter, HttpOptions, Listener, Position,
-    Underscores, Upstream, DEPLOY_BEHIND_PROXY_POLICY, TRUST_NO_PEER,
+    Underscores, Upstream, CASE_HEADER, DEPLOY_BEHIND_PROXY_POLICY, TRUST_NO_PEER,
 };
 use portcullis_e2e::envoy::{expect_refused, Envoy};
+use portcullis_e2e::http1::{Conn, Response, TlsClient};
 use portcullis_e2e::module::Module;
 use portcullis_e2e::net::free_port;
 use portcullis_e2e::paths;
@@ -101,85 +100,167 @@ fn a_policy_that_sets_content_length_is_refused() {
     );
 }
 
-/// Sends raw bytes over TLS (`openssl s_client`) and returns what came back.
-fn raw_tls(to: SocketAddr, request: &[u8]) -> String {
-    let mut child = Command::new("openssl")
-        .args(["s_client", "-quiet", "-ign_eof", "-connect"])
-        .arg(to.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(request).unwrap();
-    let out = child.wait_with_output().unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
+/// Sends raw bytes on a fresh connection from 127.0.0.1 (TLS when
+/// `tls` is given) and reads the one response.
+fn raw(to: SocketAddr, tls: Option<&TlsClient>, request: &[u8]) -> Response {
+    let mut c = Conn::connect(SocketAddr::from(([127, 0, 0, 1], 0)), to, tls)
+        .unwrap_or_else(|e| panic!("connect {to}: {e}"));
+    c.exchange(request, false)
+        .unwrap_or_else(|e| panic!("{to}: {e}"))
 }
 
+/// A policy with HSTS at the top level and scopes that change it: `short`
+/// (its own `max_age: 600`) and `bare` (`inherit: false`, no HSTS), each
+/// with a denying `/deny/*` part so the filter's own replies show too.
 const HARDENED: &str = r#"{"name": "hardened",
   "response_headers": [{"set": "x-content-type-options", "value": "nosniff"}],
-  "hsts": {"max_age": 31536000, "include_subdomains": true}}"#;
+  "hsts": {"max_age": 31536000, "include_subdomains": true},
+  "scopes": [
+    {"name": "short-deny", "match": {"hosts": ["short.example"], "paths": ["/deny/*"]},
+     "hsts": {"max_age": 600}, "network": {"rules": [], "default_access": "deny"}},
+    {"name": "short", "match": {"hosts": ["short.example"]}, "hsts": {"max_age": 600}},
+    {"name": "bare-deny", "match": {"hosts": ["bare.example"], "paths": ["/deny/*"]},
+     "inherit": false, "network": {"rules": [], "default_access": "deny"}},
+    {"name": "bare", "match": {"hosts": ["bare.example"]}, "inherit": false}
+  ]}"#;
 
-/// Envoy's own replies on a TLS connection. Those sent after the stream's
-/// filter chain exists (a 404 of the router, a 400 for a broken body after
-/// the headers were decided) pass the filter's response hook, which hardens
-/// every response on a TLS connection, decided or not. Those Envoy sends
-/// while parsing the request head (a malformed header line, an `_` name
-/// under `REJECT_REQUEST`, a path that is not origin-form, HTTP/1.1
-/// without Host) are written before any HTTP filter exists: no filter can
-/// touch them, and this test pins that (docs/filter.md).
+const TOP_HSTS: &str = "max-age=31536000; includeSubDomains";
+
+fn hsts(r: &Response) -> Vec<String> {
+    r.values("strict-transport-security")
+        .iter()
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect()
+}
+
+/// Envoy's own replies, on a TLS and a plain listener of the shipped
+/// template. Those Envoy writes while parsing the request head (a
+/// malformed header line, an `_` name under `REJECT_REQUEST`, a path that
+/// is not origin-form, HTTP/1.1 without Host, HTTP/1.0, an upgrade no
+/// route allows) are sent before any HTTP filter exists: no filter can
+/// touch them, and they carry the response ops of none; on TLS the
+/// listener's `local_reply_config` gives them the top level's HSTS, exactly
+/// once (docs/filter.md). Those sent after the filter chain exists (a 404
+/// of the router, a 400 for a broken body) pass the filter's response hook
+/// and get the HSTS of the request's scope, and the filter's own replies
+/// keep theirs: exactly once, never the listener's where the scope says
+/// otherwise. On the plain listener, none ever.
 #[test]
 fn envoy_own_replies_on_tls() {
     let (_, wasm) = require_tools();
     let dir = paths::scratch("own-replies");
     let backend = Backend::start(SocketAddr::from(([127, 0, 0, 1], 0)), None).unwrap();
-    let listen = SocketAddr::from(([127, 0, 0, 1], port()));
+    let secure = SocketAddr::from(([127, 0, 0, 1], port()));
+    let plain = SocketAddr::from(([127, 0, 0, 1], port()));
     let c = config(
         &wasm,
         backend.addr(),
-        vec![listener("tls", listen, true, HARDENED)],
+        vec![
+            listener("tls", secure, true, HARDENED),
+            listener("plain", plain, false, HARDENED),
+        ],
     );
-    let envoy = Envoy::start(&dir, &c.render()).unwrap_or_else(|e| panic!("{e}"));
-    let hsts = "strict-transport-security: max-age=31536000; includesubdomains";
-    let through_filters: [(&str, &[u8], &str); 2] = [
-        ("CONNECT, which the route does not match", b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\nConnection: close\r\n\r\n", " 404 "),
-        ("a broken chunk after the head", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\n", " 400 "),
-    ];
-    for (what, bytes, status) in through_filters {
-        let out = raw_tls(listen, bytes).to_ascii_lowercase();
-        assert!(out.contains(status), "{what}: {out}");
-        assert!(
-            out.contains(hsts) && out.contains("x-content-type-options: nosniff"),
-            "{what}: not hardened:\n{out}"
-        );
-    }
-    let before_filters: [(&str, &[u8]); 4] = [
+    let yaml = c.render();
+    assert_eq!(
+        yaml.matches("local_reply_config:").count(),
+        1,
+        "the TLS listener only"
+    );
+    let envoy = Envoy::start(&dir, &yaml).unwrap_or_else(|e| panic!("{e}"));
+    let client = tls::pinned_client(&tls::test_cert().unwrap().cert).unwrap();
+    let before_filters: [(&str, &[u8], u16); 6] = [
         (
             "a malformed header line",
             b"GET / HTTP/1.1\r\nHost: a\r\nBad Header Line\r\nConnection: close\r\n\r\n",
+            400,
         ),
         (
             "a header name with _ (REJECT_REQUEST)",
             b"GET / HTTP/1.1\r\nHost: a\r\nx_functions_key: k\r\nConnection: close\r\n\r\n",
+            400,
         ),
         (
             "a path that is not origin-form",
             b"GET nopath HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+            400,
         ),
         (
             "HTTP/1.1 without Host",
             b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n",
+            400,
+        ),
+        ("HTTP/1.0", b"GET / HTTP/1.0\r\nHost: a\r\n\r\n", 426),
+        (
+            "an upgrade no route allows",
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+            403,
         ),
     ];
-    for (what, bytes) in before_filters {
-        let out = raw_tls(listen, bytes).to_ascii_lowercase();
-        assert!(out.starts_with("http/1.1 400"), "{what}: {out}");
+    for (what, bytes, status) in before_filters {
+        let r = raw(secure, Some(&client), bytes);
+        assert_eq!(r.status, status, "{what}: {r:?}");
+        assert_eq!(hsts(&r), [TOP_HSTS], "{what} on TLS: exactly one HSTS");
         assert!(
-            !out.contains("x-content-type-options") && !out.contains("strict-transport-security"),
-            "{what}: Envoy now runs filters on this reply; harden-it tests can move here:\n{out}"
+            r.values("x-content-type-options").is_empty(),
+            "{what}: Envoy now runs filters on this reply; the response ops can be expected here:\n{r:?}"
         );
+        let r = raw(plain, None, bytes);
+        assert_eq!(r.status, status, "{what} (plain): {r:?}");
+        assert!(hsts(&r).is_empty(), "{what} on plain: no HSTS: {r:?}");
     }
-    assert!(backend.requests().is_empty(), "nothing reached the backend");
+    // (what, request, status, the HSTS values on TLS)
+    let connect = |host: &str| {
+        format!("CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\nConnection: close\r\n\r\n")
+    };
+    let deny =
+        |host: &str| format!("GET /deny/x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    let through_filters: Vec<(&str, String, u16, Vec<&str>)> = vec![
+        ("a router 404 (CONNECT, no route)", connect("a"), 404, vec![TOP_HSTS]),
+        (
+            "a broken chunk after the head",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\n".into(),
+            400,
+            vec![TOP_HSTS],
+        ),
+        ("a router 404 in a scope with its own HSTS", connect("short.example"), 404, vec!["max-age=600"]),
+        ("the filter's deny in a scope with its own HSTS", deny("short.example"), 403, vec!["max-age=600"]),
+        ("a router 404 in a scope without HSTS", connect("bare.example"), 404, vec![]),
+        ("the filter's deny in a scope without HSTS", deny("bare.example"), 403, vec![]),
+        ("a forwarded request in a scope without HSTS", "GET / HTTP/1.1\r\nHost: bare.example\r\nConnection: close\r\n\r\n".into(), 200, vec![]),
+    ];
+    for (what, bytes, status, want) in &through_filters {
+        let r = raw(secure, Some(&client), bytes.as_bytes());
+        assert_eq!(r.status, *status, "{what}: {r:?}");
+        assert_eq!(hsts(&r), *want, "{what} on TLS");
+        let r = raw(plain, None, bytes.as_bytes());
+        assert_eq!(r.status, *status, "{what} (plain): {r:?}");
+        assert!(hsts(&r).is_empty(), "{what} on plain: no HSTS: {r:?}");
+    }
+    // An upstream's own HSTS in a scope without `hsts` is not the policy's:
+    // it passes untouched, on both listeners (only Envoy's own replies lose
+    // the listener's value).
+    for (to, tls) in [(secure, Some(&client)), (plain, None)] {
+        let id = format!("upstream-hsts-{}", tls.is_some());
+        backend.answer(
+            &id,
+            Answer {
+                status: 200,
+                headers: vec![("strict-transport-security".into(), b"max-age=5".to_vec())],
+            },
+        );
+        let bytes = format!(
+            "GET / HTTP/1.1\r\nHost: bare.example\r\n{CASE_HEADER}: {id}\r\nConnection: close\r\n\r\n"
+        );
+        let r = raw(to, tls, bytes.as_bytes());
+        assert_eq!(r.status, 200, "{id}: {r:?}");
+        assert_eq!(hsts(&r), ["max-age=5"], "{id}: the upstream's HSTS");
+    }
+    let forwarded = backend.requests();
+    assert_eq!(
+        forwarded.len(),
+        4,
+        "only the forwarded requests reached the backend: {forwarded:?}"
+    );
     drop(envoy);
 }
 

@@ -24,6 +24,7 @@ const DESTINATION_ADDRESS: &[u8] = b"destination\0address";
 const TLS_VERSION: &[u8] = b"connection\0tls_version";
 const PROTOCOL: &[u8] = b"request\0protocol";
 const PLUGIN_NAME: &[u8] = b"plugin_name";
+const CODE_DETAILS: &[u8] = b"response\0code_details";
 
 /// Counter ids of one would-be verdict: the total, per rule index, `default`.
 type WouldCounters = (stats::Counter, Vec<stats::Counter>, stats::Counter);
@@ -571,7 +572,17 @@ impl HttpContext for Http {
             HeaderMap::default()
         };
         let mut edits = Vec::new();
-        plan.edits(&shared.policy, &headers, &mut edits);
+        // A TLS listener's local_reply_config adds the top level's HSTS to
+        // Envoy's own replies (docs/filter.md); the core says when a reply
+        // Envoy wrote for this request (a router 404, a 503) must lose it
+        // again. Only then is the reply's origin read.
+        if plan.host_reply_differs(&shared.policy)
+            && host::property(CODE_DETAILS).is_some_and(|d| d.as_slice() != b"via_upstream")
+        {
+            plan.host_reply_edits(&shared.policy, &headers, &mut edits);
+        } else {
+            plan.edits(&shared.policy, &headers, &mut edits);
+        }
         if cfg!(feature = "edits-batch") && edits.len() > 1 {
             // Bench attribution only: several edits as one map read (if the
             // core did not already need it) and one rewrite.

@@ -14,7 +14,9 @@
 //! Then it asks the core for the decision, and either sends the core's
 //! hardened local reply or applies the request edits and forwards. Response
 //! edits (and HSTS) are applied to the responses of forwarded requests; the
-//! filter's own local replies already carry them.
+//! filter's own local replies already carry them. In a scope without `hsts`
+//! the HSTS a TLS listener's `local_reply_config` put on one of Envoy's own
+//! replies is removed (docs/filter.md, "Envoy's own replies").
 //!
 //! Observability:
 //! - the trace line (`verdict status step source client scope rule`) is set as the
