@@ -66,7 +66,6 @@ pub mod decide;
 pub mod edits;
 mod env;
 mod error;
-pub mod eval;
 pub mod explain;
 mod inputs;
 pub mod json;
