@@ -5,17 +5,18 @@
 //! An entry (of X-Forwarded-For, of a `for=` value, of the `header`) is, after
 //! trimming spaces and tabs, an IPv4 address, an IPv6 address with or without
 //! brackets, or an IPv4 or bracketed IPv6 address with a port (ignored):
-//! [`parse_entry`]. The `Forwarded` grammar is read by
+//! [`parse_entry`] (in `entry`). The `Forwarded` grammar is read by
 //! [`super::forwarded`]. What is *not* done here: no DNS names, no zone ids,
 //! no leading zeros, no port ranges, no guessing at `a:b:c:d:port`.
 
 use alloc::vec::Vec;
 use core::fmt;
-use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use core::net::IpAddr;
 
 use crate::addr;
 use crate::policy::{ClientFrom, Policy};
 
+use super::entry::{parse_entry, trim_ows};
 use super::forwarded::{self, Element, Node};
 use super::Request;
 
@@ -166,62 +167,6 @@ impl fmt::Debug for Excerpt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
     }
-}
-
-pub(super) fn trim_ows(mut s: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = s {
-        s = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = s {
-        s = rest;
-    }
-    s
-}
-
-/// A port: 1 to 5 digits, no leading zero (but `0`), at most 65535.
-pub(super) fn parse_port(p: &[u8]) -> Option<u16> {
-    if p.is_empty() || p.len() > 5 || !p.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    if p.len() > 1 && p.first() == Some(&b'0') {
-        return None;
-    }
-    core::str::from_utf8(p).ok()?.parse().ok()
-}
-
-/// Parses one entry: after trimming spaces and tabs, `a.b.c.d`, an IPv6
-/// address, `[v6]`, `a.b.c.d:port` or `[v6]:port` (the port is checked and
-/// ignored). The address is returned as written (IPv4-mapped IPv6 is not
-/// folded here).
-///
-/// ```
-/// use portcullis_core::decide::parse_entry;
-/// assert_eq!(parse_entry(b" 203.0.113.7:5100\t").unwrap().to_string(), "203.0.113.7");
-/// assert_eq!(parse_entry(b"[2001:db8::7]:5100").unwrap().to_string(), "2001:db8::7");
-/// assert_eq!(parse_entry(b"2001:db8::7").unwrap().to_string(), "2001:db8::7");
-/// assert!(parse_entry(b"").is_none());
-/// assert!(parse_entry(b"[203.0.113.7]").is_none());
-/// assert!(parse_entry(b"203.0.113.7:99999").is_none());
-/// assert!(parse_entry(b"fe80::1%eth0").is_none());
-/// ```
-pub fn parse_entry(e: &[u8]) -> Option<IpAddr> {
-    let e = trim_ows(e);
-    let s = core::str::from_utf8(e).ok()?;
-    if let Some(rest) = s.strip_prefix('[') {
-        let (v6, after) = rest.split_once(']')?;
-        let ip = v6.parse::<Ipv6Addr>().ok()?;
-        if !after.is_empty() {
-            parse_port(after.strip_prefix(':')?.as_bytes())?;
-        }
-        return Some(IpAddr::V6(ip));
-    }
-    let colons = s.bytes().filter(|&b| b == b':').count();
-    if colons == 1 {
-        let (v4, port) = s.split_once(':')?;
-        parse_port(port.as_bytes())?;
-        return Some(IpAddr::V4(v4.parse::<Ipv4Addr>().ok()?));
-    }
-    s.parse::<IpAddr>().ok()
 }
 
 /// What one step of a walk found.

@@ -20,7 +20,7 @@
 use alloc::vec::Vec;
 use core::net::IpAddr;
 
-use super::client::{parse_entry, trim_ows};
+use super::entry::{parse_entry, parse_port, trim_ows};
 
 /// One element of a `Forwarded` line, as far as the client walk cares.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,7 +193,7 @@ pub fn classify_node(v: &[u8]) -> Node {
     let port_ok = port.is_empty()
         || port.strip_prefix(b":").is_some_and(|p| {
             p.first() == Some(&b'_') && p.len() > 1 && p.iter().all(|&b| is_obf_char(b))
-                || super::client::parse_port(p).is_some()
+                || parse_port(p).is_some()
         });
     if name.eq_ignore_ascii_case(b"unknown") {
         return if port_ok {

@@ -7,7 +7,7 @@ use crate::addr;
 use crate::policy::syntax::split_host_port;
 use crate::policy::Policy;
 
-use super::client::trim_ows;
+use super::entry::trim_ows;
 use super::Request;
 
 impl Policy {

@@ -20,12 +20,14 @@ use crate::rule::{Flow, Transport};
 use crate::words::words;
 
 mod client;
+mod entry;
 pub mod forwarded;
 mod https;
 mod scope;
 mod trace;
 
-pub use client::{parse_entry, Client, ClientSource, Excerpt, Unknown, EXCERPT_BYTES};
+pub use client::{Client, ClientSource, Excerpt, Unknown, EXCERPT_BYTES};
+pub use entry::parse_entry;
 pub use scope::{scope_host, scope_path, Ambiguous, ScopeField};
 pub use trace::{Trace, NO_SCOPE, WOULD_PREFIX};
 
