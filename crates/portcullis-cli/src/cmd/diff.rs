@@ -18,8 +18,10 @@ pub(crate) struct DiffArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
-    /// Exit with status 1 when the report holds a change of this kind
-    /// (`any`: any flow change or any other section that differs).
+    /// Exit with status 1 when the report holds a change of this kind, at
+    /// the top level or in any region of the scopes (`any`: any flow
+    /// change, any other section that differs, a scope added, removed or
+    /// changed, or requests moving to another scope).
     #[arg(long, value_enum)]
     pub fail_on: Option<FailOn>,
 }
@@ -40,7 +42,7 @@ pub enum FailOn {
     NewlyAllowed,
     /// Some flow allowed by OLD is denied by NEW.
     NewlyDenied,
-    /// Any change at all.
+    /// Any change at all (scopes included).
     Any,
 }
 
@@ -50,7 +52,7 @@ impl FailOn {
         match self {
             FailOn::NewlyAllowed => r.has(Kind::NewlyAllowed),
             FailOn::NewlyDenied => r.has(Kind::NewlyDenied),
-            FailOn::Any => r.network_changed() || !r.settings.is_empty(),
+            FailOn::Any => r.any_change(),
         }
     }
 }

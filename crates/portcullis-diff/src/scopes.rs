@@ -1,0 +1,654 @@
+//! Requests cut into regions by the scopes' `match` patterns, and the two
+//! effective policies compared once per (old scope, new scope) pair.
+//!
+//! A request's scope depends only on its host, path and method (policy-v1
+//! "Scopes"). The cut is hierarchical and exact:
+//! - hosts: each exact pattern is a class; every other host is classed by
+//!   the longest `*.suffix` it matches (the wildcards a host matches are
+//!   suffixes of one another, so the longest names them all), or by none
+//!   ("any other host"). An authority that scopes cannot read is a class of
+//!   its own: refused with 400 by a policy that refuses it (the core is
+//!   asked, with a probe request), otherwise matching no `hosts`.
+//! - paths, within a host class, from the path patterns of the scopes whose
+//!   hosts hold (in either policy): each exact path, the longest `/p/*`
+//!   prefix, or none; plus "ambiguous path" when either policy refuses
+//!   those (400). Representatives that are not normalized paths (a pattern
+//!   with `//`, a dot-segment or an escaped letter) match no request and
+//!   are left out.
+//! - methods, within a path class, from the methods of the scopes left:
+//!   each named method, or any other.
+//!
+//! Each leaf picks, per policy, the first candidate scope (or the top
+//! level, or a 400). Leaves are grouped by the pair; a class whose leaves
+//! all pick the same pair is one region ("any path", "any method").
+//!
+//! What this module does *not* do: decide a request (the core does; its
+//! own pattern matching is used here), or sample: every class has a
+//! representative request, and every request is in exactly one region.
+
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use portcullis_core::decide::{scope_path, Request, Step};
+use portcullis_core::policy::{HostPattern, PathPattern, Policy, Scope};
+use portcullis_core::Transport;
+
+use crate::render::join;
+use crate::{
+    regions, settings, Applies, Decider, Flows, Group, Limits, Part, Region, ScopeChange, Scoped,
+    Setting,
+};
+
+/// What one policy does with a region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Pick {
+    /// 400 at step 1: 0 an unreadable authority, 1 an ambiguous path.
+    Refused(u8),
+    Top,
+    Scope(usize),
+}
+
+const REFUSED: [&str; 2] = ["400 unreadable authority", "400 ambiguous path"];
+
+/// The work bound was reached.
+struct Over;
+
+/// A class of one field: how the report shows it, and a representative
+/// (`None`: unreadable / ambiguous).
+struct Class {
+    desc: String,
+    rep: Option<String>,
+}
+
+struct Cut<'a> {
+    pols: [&'a Policy; 2],
+    /// Whether each policy refuses an unreadable authority / ambiguous path.
+    refuse: [[bool; 2]; 2],
+    work: usize,
+    limit: usize,
+    groups: BTreeMap<(Pick, Pick), Vec<Region>>,
+}
+
+/// A fresh name: `base` then `base1`, `base2`, ... until `taken` is false.
+fn fresh(base: &str, taken: impl Fn(&str) -> bool) -> String {
+    let mut s = String::from(base);
+    let mut i = 0u32;
+    while taken(&s) {
+        i = i.saturating_add(1);
+        s = alloc::format!("{base}{i}");
+    }
+    s
+}
+
+/// Up to three items, then how many more.
+fn few(items: &[String]) -> String {
+    let shown = join(items.iter().take(3), ", ");
+    match items.len() {
+        0..=3 => shown,
+        n => alloc::format!("{shown} and {} more", n - 3),
+    }
+}
+
+fn with_except(head: String, except: Vec<String>) -> String {
+    if except.is_empty() {
+        head
+    } else {
+        alloc::format!("{head} other than {}", few(&except))
+    }
+}
+
+/// Host classes of all the host patterns of both policies.
+fn host_classes(exact: &BTreeSet<String>, wild: &BTreeSet<String>) -> Vec<Class> {
+    let mut out = Vec::new();
+    for e in exact {
+        out.push(Class {
+            desc: alloc::format!("host {e}"),
+            rep: Some(e.clone()),
+        });
+    }
+    for w in wild {
+        let label = fresh("x", |l| exact.contains(&alloc::format!("{l}{w}")));
+        let pat = HostPattern::Wildcard(w.clone());
+        let mut except: Vec<String> = wild
+            .iter()
+            .filter(|o| *o != w && o.ends_with(w.as_str()))
+            .map(|o| alloc::format!("*{o}"))
+            .collect();
+        except.extend(exact.iter().filter(|e| pat.matches(e.as_bytes())).cloned());
+        out.push(Class {
+            desc: with_except(alloc::format!("hosts *{w}"), except),
+            rep: Some(alloc::format!("{label}{w}")),
+        });
+    }
+    out.push(Class {
+        desc: String::from("any other host"),
+        rep: Some(fresh("other", |l| exact.contains(l))),
+    });
+    out
+}
+
+/// The longest prefix pattern (by its base) matching a normalized path.
+fn longest_prefix<'p>(prefixes: &'p BTreeSet<String>, path: &str) -> Option<&'p String> {
+    if let Some(p) = prefixes.get(path) {
+        return Some(p);
+    }
+    let b = path.as_bytes();
+    (0..b.len())
+        .rev()
+        .filter(|&i| b.get(i) == Some(&b'/'))
+        .find_map(|i| path.get(..i).and_then(|s| prefixes.get(s)))
+}
+
+/// Path classes of some path patterns (ambiguous paths not included).
+fn path_classes(exact: &BTreeSet<String>, prefixes: &BTreeSet<String>) -> Vec<Class> {
+    let taken = |c: &str| exact.contains(c) || prefixes.contains(c);
+    let mut reps: Vec<String> = exact.iter().cloned().collect();
+    for p in prefixes {
+        if !p.is_empty() {
+            reps.push(p.clone());
+        }
+        let seg = fresh("x", |s| taken(&alloc::format!("{p}/{s}")));
+        reps.push(alloc::format!("{p}/{seg}"));
+    }
+    let seg = fresh("other", |s| taken(&alloc::format!("/{s}")));
+    reps.push(alloc::format!("/{seg}"));
+    // One representative per (exact pattern, longest prefix) key.
+    let mut keys: BTreeMap<(Option<&str>, Option<&str>), String> = BTreeMap::new();
+    for r in reps {
+        // A representative that normalization would change is no request.
+        if scope_path(r.as_bytes()).ok().as_deref() != Some(r.as_bytes()) {
+            continue;
+        }
+        let e = exact.get(r.as_str()).map(String::as_str);
+        let l = longest_prefix(prefixes, &r).map(String::as_str);
+        keys.entry((e, l)).or_insert(r);
+    }
+    keys.into_iter()
+        .map(|((e, l), rep)| {
+            let desc = match (e, l) {
+                (Some(e), _) => alloc::format!("path {e}"),
+                (None, Some(l)) => {
+                    let pat = PathPattern::Prefix(String::from(l));
+                    let mut except: Vec<String> = prefixes
+                        .iter()
+                        .filter(|o| {
+                            o.as_str() != l && pat.covers(&PathPattern::Prefix((*o).clone()))
+                        })
+                        .map(|o| alloc::format!("{o}/*"))
+                        .collect();
+                    except.extend(exact.iter().filter(|x| pat.matches(x.as_bytes())).cloned());
+                    with_except(alloc::format!("paths {l}/*"), except)
+                }
+                (None, None) => String::from("any other path"),
+            };
+            Class {
+                desc,
+                rep: Some(rep),
+            }
+        })
+        .collect()
+}
+
+fn host_holds(s: &Scope, host: Option<&str>) -> bool {
+    s.hosts.is_empty() || host.is_some_and(|h| s.hosts.iter().any(|p| p.matches(h.as_bytes())))
+}
+
+fn path_holds(s: &Scope, path: Option<&str>) -> bool {
+    s.paths.is_empty() || path.is_some_and(|p| s.paths.iter().any(|x| x.matches(p.as_bytes())))
+}
+
+fn method_holds(s: &Scope, m: Option<&str>) -> bool {
+    s.methods.is_empty() || m.is_some_and(|m| s.methods.iter().any(|x| x == m))
+}
+
+/// Per policy: whether it refuses (which), and its candidate scopes.
+type Sides = [(Option<u8>, Vec<usize>); 2];
+
+/// One leaf or a collapsed class: the regions found below, per pair.
+type Found = Vec<((Pick, Pick), Region)>;
+
+impl Cut<'_> {
+    fn spend(&mut self, n: usize) -> Result<(), Over> {
+        self.work = self.work.saturating_add(n);
+        if self.work > self.limit {
+            Err(Over)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn scopes(&self, side: usize) -> &[Scope] {
+        self.pols.get(side).map_or(&[], |p| p.scopes.as_slice())
+    }
+
+    fn filter(
+        &mut self,
+        side: usize,
+        list: &[usize],
+        keep: impl Fn(&Scope) -> bool,
+    ) -> Result<Vec<usize>, Over> {
+        self.spend(list.len())?;
+        let scopes = self.scopes(side);
+        Ok(list
+            .iter()
+            .copied()
+            .filter(|&i| scopes.get(i).is_some_and(&keep))
+            .collect())
+    }
+
+    /// Everything below a host class.
+    fn host(&mut self, hc: &Class, host_part: Part, sides: Sides) -> Result<Found, Over> {
+        let mut exact = BTreeSet::new();
+        let mut prefixes = BTreeSet::new();
+        for (side, (_, list)) in sides.iter().enumerate() {
+            for &i in list {
+                if let Some(s) = self.scopes(side).get(i) {
+                    for p in &s.paths {
+                        match p {
+                            PathPattern::Exact(e) => exact.insert(e.clone()),
+                            PathPattern::Prefix(b) => prefixes.insert(b.clone()),
+                        };
+                    }
+                }
+            }
+        }
+        let reads_paths = self.refuse[1].iter().any(|&r| r);
+        let mut classes = Vec::new();
+        if reads_paths {
+            classes.push(Class {
+                desc: String::from("an ambiguous path (%2F, %5C, \\, NUL or a bad escape)"),
+                rep: None,
+            });
+        }
+        if exact.is_empty() && prefixes.is_empty() {
+            classes.push(Class {
+                desc: String::from(if reads_paths {
+                    "any unambiguous path"
+                } else {
+                    "any path"
+                }),
+                rep: Some(String::from("/")),
+            });
+        } else {
+            classes.extend(path_classes(&exact, &prefixes));
+        }
+        self.spend(classes.len())?;
+        let cut_paths = classes.len() > 1 || reads_paths;
+        let mut found = Vec::new();
+        for pc in &classes {
+            let mut next: Sides = Default::default();
+            for (side, (refused, list)) in sides.iter().enumerate() {
+                let refused = match (refused, &pc.rep) {
+                    (Some(r), _) => Some(*r),
+                    (None, None) if self.refuse[1].get(side) == Some(&true) => Some(1),
+                    _ => None,
+                };
+                let rep = pc.rep.as_deref();
+                let kept = self.filter(side, list, |s| path_holds(s, rep))?;
+                if let Some(slot) = next.get_mut(side) {
+                    *slot = (refused, kept);
+                }
+            }
+            let path_part = match (&pc.rep, cut_paths) {
+                (_, false) => Part::Any,
+                (None, true) => Part::Unreadable,
+                (Some(r), true) => Part::Like(r.clone()),
+            };
+            found.extend(self.path(hc, host_part.clone(), pc, path_part, next)?);
+        }
+        Ok(collapse(found, |r| {
+            r.path = Part::Any;
+            r.method = Part::Any;
+            r.description = alloc::format!("{}, any path, any method", hc.desc);
+        }))
+    }
+
+    /// Everything below a path class.
+    fn path(
+        &mut self,
+        hc: &Class,
+        host_part: Part,
+        pc: &Class,
+        path_part: Part,
+        sides: Sides,
+    ) -> Result<Found, Over> {
+        let mut methods = BTreeSet::new();
+        for (side, (_, list)) in sides.iter().enumerate() {
+            for &i in list {
+                if let Some(s) = self.scopes(side).get(i) {
+                    methods.extend(s.methods.iter().cloned());
+                }
+            }
+        }
+        let other = fresh("X-OTHER", |m| methods.contains(m));
+        let mut classes: Vec<(String, Option<String>)> = methods
+            .iter()
+            .map(|m| (alloc::format!("method {m}"), Some(m.clone())))
+            .collect();
+        let cut = !classes.is_empty();
+        classes.push((
+            String::from(if cut {
+                "any other method"
+            } else {
+                "any method"
+            }),
+            None,
+        ));
+        let mut found = Vec::new();
+        for (desc, m) in classes {
+            self.spend(1)?;
+            let mut pair = [Pick::Top; 2];
+            for (side, (refused, list)) in sides.iter().enumerate() {
+                let scopes = self.scopes(side);
+                let pick = match refused {
+                    Some(r) => Pick::Refused(*r),
+                    None => list
+                        .iter()
+                        .copied()
+                        .find(|&i| scopes.get(i).is_some_and(|s| method_holds(s, m.as_deref())))
+                        .map_or(Pick::Top, Pick::Scope),
+                };
+                self.work = self.work.saturating_add(list.len());
+                if let Some(slot) = pair.get_mut(side) {
+                    *slot = pick;
+                }
+            }
+            let method = match (&m, cut) {
+                (_, false) => Part::Any,
+                (Some(m), true) => Part::Like(m.clone()),
+                (None, true) => Part::Like(other.clone()),
+            };
+            found.push((
+                (pair[0], pair[1]),
+                Region {
+                    description: alloc::format!("{}, {}, {desc}", hc.desc, pc.desc),
+                    host: host_part.clone(),
+                    path: path_part.clone(),
+                    method,
+                },
+            ));
+        }
+        let (hd, pd) = (hc.desc.clone(), pc.desc.clone());
+        Ok(collapse(found, |r| {
+            r.method = Part::Any;
+            r.description = alloc::format!("{hd}, {pd}, any method");
+        }))
+    }
+}
+
+/// One region for the whole class when every part of it picks one pair.
+fn collapse(found: Found, whole: impl FnOnce(&mut Region)) -> Found {
+    let Some(first) = found.first() else {
+        return found;
+    };
+    if found.len() > 1 && found.iter().all(|(p, _)| *p == first.0) {
+        let mut one = first.clone();
+        whole(&mut one.1);
+        alloc::vec![one]
+    } else {
+        found
+    }
+}
+
+/// Whether the core refuses a request with this authority and path at
+/// step 1 (asked, not assumed: the probe is decided by the policy).
+fn refuses(p: &Policy, authority: &[u8], path: &[u8]) -> bool {
+    let none: [(&str, &str); 0] = [];
+    let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 443);
+    let req = Request {
+        peer: addr,
+        local: addr,
+        tls: true,
+        transport: Transport::Tcp,
+        method: b"GET",
+        authority,
+        path,
+        headers: &none,
+    };
+    p.decide(&req).deciding_step() == Step::Scope
+}
+
+/// A policy denying every flow by a rule no document can name (names hold
+/// no spaces), standing for "refused with 400 at step 1".
+fn refusing(why: &str) -> Option<Policy> {
+    let mut p = Policy::parse(
+        br#"{"name":"refused","network":{"default_access":"deny","rules":[
+            {"name":"refused","priority":100,"access":"deny","source":["*"]}]}}"#,
+    )
+    .ok()?;
+    let rule = p.network.as_mut()?.rules.first_mut()?;
+    rule.name = String::from(why);
+    Some(p)
+}
+
+fn applies(p: &Policy, pick: Pick) -> Applies {
+    match pick {
+        Pick::Refused(r) => Applies::Refused(REFUSED.get(usize::from(r)).copied().unwrap_or("400")),
+        Pick::Top => Applies::TopLevel,
+        Pick::Scope(i) => {
+            Applies::Scope(p.scope_name(Some(i)).map(String::from).unwrap_or_default())
+        }
+    }
+}
+
+/// Sections that are the top level's in every scope (reported once).
+fn scoped_settings(a: &Policy, b: &Policy) -> Vec<Setting> {
+    settings::compare(a, b)
+        .into_iter()
+        .filter(|s| !matches!(s.field, "name" | "trace_json" | "client_ip"))
+        .collect()
+}
+
+fn describe(s: &Scope) -> String {
+    let mut parts = Vec::new();
+    if !s.hosts.is_empty() {
+        parts.push(alloc::format!(
+            "hosts {}",
+            join(s.hosts.iter().map(|h| alloc::format!("{h}")), ", ")
+        ));
+    }
+    if !s.paths.is_empty() {
+        parts.push(alloc::format!(
+            "paths {}",
+            join(s.paths.iter().map(|h| alloc::format!("{h}")), ", ")
+        ));
+    }
+    if !s.methods.is_empty() {
+        parts.push(alloc::format!("methods {}", join(&s.methods, ", ")));
+    }
+    if !s.inherit {
+        parts.push(String::from("inherit false"));
+    }
+    join(parts, "; ")
+}
+
+/// Each scope by name: added, removed, moved, matching otherwise, or with
+/// other sections.
+fn scope_changes(old: &Policy, new: &Policy) -> Vec<ScopeChange> {
+    let mut names: Vec<&str> = old.scopes.iter().map(|s| s.name.as_str()).collect();
+    for s in &new.scopes {
+        if !old.scopes.iter().any(|o| o.name == s.name) {
+            names.push(&s.name);
+        }
+    }
+    let find = |p: &Policy, n: &str| p.scopes.iter().position(|s| s.name == n);
+    let mut out = Vec::new();
+    for n in names {
+        let (a, b) = (find(old, n), find(new, n));
+        let settings = match (a, b) {
+            (Some(_), Some(_)) => scoped_settings(old.scoped(a), new.scoped(b)),
+            _ => Vec::new(),
+        };
+        let c = ScopeChange {
+            name: String::from(n),
+            old_position: a,
+            new_position: b,
+            old_match: a.and_then(|i| old.scopes.get(i)).map(describe),
+            new_match: b.and_then(|i| new.scopes.get(i)).map(describe),
+            settings,
+        };
+        if c.old_position != c.new_position || c.old_match != c.new_match || !c.settings.is_empty()
+        {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The scoped part of a report; `None` when neither policy has scopes.
+pub(crate) fn compare(old: &Policy, new: &Policy, limits: Limits) -> Option<Scoped> {
+    if old.scopes.is_empty() && new.scopes.is_empty() {
+        return None;
+    }
+    let pols = [old, new];
+    let refuse = [
+        pols.map(|p| !p.scopes.is_empty() && refuses(p, b"a:b", b"/")),
+        pols.map(|p| !p.scopes.is_empty() && refuses(p, b"h", b"/%2F")),
+    ];
+    let mut cut = Cut {
+        pols,
+        refuse,
+        work: 0,
+        limit: limits.regions,
+        groups: BTreeMap::new(),
+    };
+    let scopes = match run(&mut cut) {
+        Ok(()) => scope_changes(old, new),
+        Err(Over) => {
+            return Some(Scoped::TooManyRegions {
+                limit: limits.regions as u64,
+                scopes: scope_changes(old, new),
+            })
+        }
+    };
+    let refused = [refusing(REFUSED[0]), refusing(REFUSED[1])];
+    let mut budget = limits.cells;
+    let mut groups = Vec::new();
+    for ((a, b), regions) in core::mem::take(&mut cut.groups) {
+        let (x, y) = (applies(old, a), applies(new, b));
+        let (network, settings) = match (side(old, &refused, a), side(new, &refused, b)) {
+            (Some(pa), Some(pb)) => {
+                let (mut flows, used) = regions::network_counted(
+                    pa,
+                    pb,
+                    Limits {
+                        cells: budget,
+                        ..limits
+                    },
+                );
+                budget = budget.saturating_sub(used);
+                rename(&mut flows, &x, &y);
+                let refused = matches!(a, Pick::Refused(_)) || matches!(b, Pick::Refused(_));
+                let s = if refused {
+                    Vec::new()
+                } else {
+                    scoped_settings(pa, pb)
+                };
+                (flows, s)
+            }
+            _ => (Flows::TooComplex { limit: 0 }, Vec::new()),
+        };
+        let moved = x != y;
+        let quiet = matches!(&network, Flows::Exact { changes } if changes.is_empty());
+        if moved || !quiet || !settings.is_empty() {
+            groups.push(Group {
+                old: x,
+                new: y,
+                moved,
+                regions,
+                network,
+                settings,
+            });
+        }
+    }
+    Some(Scoped::Exact { groups, scopes })
+}
+
+/// The effective policy a pick stands for.
+fn side<'a>(p: &'a Policy, refused: &'a [Option<Policy>; 2], pick: Pick) -> Option<&'a Policy> {
+    match pick {
+        Pick::Refused(r) => refused.get(usize::from(r)).and_then(Option::as_ref),
+        Pick::Top => Some(p),
+        Pick::Scope(i) => Some(p.scoped(Some(i))),
+    }
+}
+
+/// A refused side's decider is the refusal.
+fn rename(flows: &mut Flows, x: &Applies, y: &Applies) {
+    let changes = match flows {
+        Flows::Exact { changes } | Flows::TooManyRanges { changes, .. } => changes,
+        Flows::TooComplex { .. } => return,
+    };
+    let to = |why: &'static str| Decider {
+        rule: String::from(why),
+        priority: None,
+        access: "deny",
+    };
+    for c in changes {
+        if let Applies::Refused(w) = x {
+            c.old = to(w);
+        }
+        if let Applies::Refused(w) = y {
+            c.new = to(w);
+        }
+    }
+}
+
+fn run(cut: &mut Cut<'_>) -> Result<(), Over> {
+    let mut exact = BTreeSet::new();
+    let mut wild = BTreeSet::new();
+    for p in cut.pols {
+        for s in &p.scopes {
+            for h in &s.hosts {
+                match h {
+                    HostPattern::Exact(e) => exact.insert(e.clone()),
+                    HostPattern::Wildcard(w) => wild.insert(w.clone()),
+                };
+            }
+        }
+    }
+    let mut classes: Vec<(Class, Part)> = Vec::new();
+    if exact.is_empty() && wild.is_empty() {
+        let c = Class {
+            desc: String::from("any host"),
+            rep: Some(String::from("any")),
+        };
+        classes.push((c, Part::Any));
+    } else {
+        classes.push((
+            Class {
+                desc: String::from("an unreadable authority"),
+                rep: None,
+            },
+            Part::Unreadable,
+        ));
+        for c in host_classes(&exact, &wild) {
+            let part = Part::Like(c.rep.clone().unwrap_or_default());
+            classes.push((c, part));
+        }
+    }
+    cut.spend(classes.len())?;
+    for (hc, part) in &classes {
+        let mut sides: Sides = Default::default();
+        for side in 0..2 {
+            let all: Vec<usize> = (0..cut.scopes(side).len()).collect();
+            let host = if matches!(part, Part::Any) {
+                None
+            } else {
+                hc.rep.as_deref()
+            };
+            let any = matches!(part, Part::Any);
+            let list = cut.filter(side, &all, |s| any || host_holds(s, host))?;
+            let refused = (hc.rep.is_none() && cut.refuse[0].get(side) == Some(&true)).then_some(0);
+            if let Some(slot) = sides.get_mut(side) {
+                *slot = (refused, list);
+            }
+        }
+        for (pair, region) in cut.host(hc, part.clone(), sides)? {
+            cut.groups.entry(pair).or_default().push(region);
+        }
+    }
+    Ok(())
+}
