@@ -57,6 +57,7 @@ struct Over;
 
 /// A class of one field: how the report shows it, and a representative
 /// (`None`: unreadable / ambiguous).
+#[derive(Clone)]
 struct Class {
     desc: String,
     rep: Option<String>,
@@ -66,9 +67,18 @@ struct Cut<'a> {
     pols: [&'a Policy; 2],
     /// Whether each policy refuses an unreadable authority / ambiguous path.
     refuse: [[bool; 2]; 2],
+    /// The policies standing for the two refusals.
+    refused: [Option<Policy>; 2],
     work: usize,
     limit: usize,
+    limits: Limits,
+    /// Units of work left for comparing pairs of effective policies.
+    budget: usize,
+    /// Each pair compared once: flows and other sections.
+    pairs: BTreeMap<(Pick, Pick), (Flows, Vec<Setting>)>,
     groups: BTreeMap<(Pick, Pick), Vec<Region>>,
+    /// Path classes by the path patterns they were cut from.
+    path_memo: BTreeMap<(Vec<String>, Vec<String>), Vec<Class>>,
 }
 
 /// A fresh name: `base` then `base1`, `base2`, ... until `taken` is false.
@@ -142,7 +152,9 @@ fn longest_prefix<'p>(prefixes: &'p BTreeSet<String>, path: &str) -> Option<&'p 
 }
 
 /// Path classes of some path patterns (ambiguous paths not included).
-fn path_classes(exact: &BTreeSet<String>, prefixes: &BTreeSet<String>) -> Vec<Class> {
+fn path_classes(exact: &[String], prefixes: &[String]) -> Vec<Class> {
+    let exact: &BTreeSet<String> = &exact.iter().cloned().collect();
+    let prefixes: &BTreeSet<String> = &prefixes.iter().cloned().collect();
     let taken = |c: &str| exact.contains(c) || prefixes.contains(c);
     let mut reps: Vec<String> = exact.iter().cloned().collect();
     for p in prefixes {
@@ -191,14 +203,6 @@ fn path_classes(exact: &BTreeSet<String>, prefixes: &BTreeSet<String>) -> Vec<Cl
         .collect()
 }
 
-fn host_holds(s: &Scope, host: Option<&str>) -> bool {
-    s.hosts.is_empty() || host.is_some_and(|h| s.hosts.iter().any(|p| p.matches(h.as_bytes())))
-}
-
-fn path_holds(s: &Scope, path: Option<&str>) -> bool {
-    s.paths.is_empty() || path.is_some_and(|p| s.paths.iter().any(|x| x.matches(p.as_bytes())))
-}
-
 fn method_holds(s: &Scope, m: Option<&str>) -> bool {
     s.methods.is_empty() || m.is_some_and(|m| s.methods.iter().any(|x| x == m))
 }
@@ -206,8 +210,16 @@ fn method_holds(s: &Scope, m: Option<&str>) -> bool {
 /// Per policy: whether it refuses (which), and its candidate scopes.
 type Sides = [(Option<u8>, Vec<usize>); 2];
 
-/// One leaf or a collapsed class: the regions found below, per pair.
-type Found = Vec<((Pick, Pick), Region)>;
+/// A leaf or a collapsed class below a class.
+#[derive(Clone)]
+enum Leaf {
+    /// Nothing to report: the pair picked is the same scope deciding alike.
+    Quiet,
+    /// A region and the pair that decides it.
+    Loud((Pick, Pick), Region),
+}
+
+type Found = Vec<Leaf>;
 
 impl Cut<'_> {
     fn spend(&mut self, n: usize) -> Result<(), Over> {
@@ -219,38 +231,115 @@ impl Cut<'_> {
         }
     }
 
+    /// The two effective policies of a pair compared (once).
+    fn pair(&mut self, (a, b): (Pick, Pick)) -> &(Flows, Vec<Setting>) {
+        if !self.pairs.contains_key(&(a, b)) {
+            let [old, new] = self.pols;
+            let (x, y) = (applies(old, a), applies(new, b));
+            let found = match (side(old, &self.refused, a), side(new, &self.refused, b)) {
+                (Some(pa), Some(pb)) => {
+                    let limits = Limits {
+                        cells: self.budget,
+                        ..self.limits
+                    };
+                    let (mut flows, used) = regions::network_counted(pa, pb, limits);
+                    self.budget = self.budget.saturating_sub(used);
+                    rename(&mut flows, &x, &y);
+                    let refused = matches!(a, Pick::Refused(_)) || matches!(b, Pick::Refused(_));
+                    let s = if refused {
+                        Vec::new()
+                    } else {
+                        scoped_settings(pa, pb)
+                    };
+                    (flows, s)
+                }
+                _ => (Flows::TooComplex { limit: 0 }, Vec::new()),
+            };
+            self.pairs.insert((a, b), found);
+        }
+        self.pairs
+            .entry((a, b))
+            .or_insert((Flows::TooComplex { limit: 0 }, Vec::new()))
+    }
+
+    /// Whether a pair has nothing to report: the same scope (by name, or
+    /// the top level, or the same refusal) deciding every flow alike, with
+    /// the same other sections.
+    fn quiet(&mut self, pair: (Pick, Pick)) -> bool {
+        let same = match pair {
+            (Pick::Scope(i), Pick::Scope(j)) => {
+                let [old, new] = self.pols;
+                old.scope_name(Some(i)) == new.scope_name(Some(j))
+            }
+            (a, b) => a == b,
+        };
+        same && matches!(self.pair(pair), (Flows::Exact { changes }, s) if changes.is_empty() && s.is_empty())
+    }
+
+    /// Whether everything below is quiet: both policies refuse alike, or
+    /// hold the same candidates (by name and `match`) in the same order,
+    /// each pair and the two top levels deciding alike.
+    /// `catches(s)`: whether a candidate takes every request left (then
+    /// the top level is never reached).
+    fn sides_quiet(&mut self, sides: &Sides, catches: fn(&Scope) -> bool) -> bool {
+        let [(ra, a), (rb, b)] = sides;
+        if ra != rb {
+            return false;
+        }
+        if ra.is_some() {
+            return true;
+        }
+        if a.len() != b.len() {
+            return false;
+        }
+        let caught = a
+            .iter()
+            .any(|&i| self.scopes(0).get(i).is_some_and(catches));
+        if !caught && !self.quiet((Pick::Top, Pick::Top)) {
+            return false;
+        }
+        let (a, b) = (a.clone(), b.clone());
+        a.iter().zip(&b).all(|(&i, &j)| {
+            let same_match = match (self.scopes(0).get(i), self.scopes(1).get(j)) {
+                (Some(x), Some(y)) => {
+                    x.hosts == y.hosts && x.paths == y.paths && x.methods == y.methods
+                }
+                _ => false,
+            };
+            same_match && self.quiet((Pick::Scope(i), Pick::Scope(j)))
+        })
+    }
+
     fn scopes(&self, side: usize) -> &[Scope] {
         self.pols.get(side).map_or(&[], |p| p.scopes.as_slice())
     }
 
-    fn filter(
-        &mut self,
-        side: usize,
-        list: &[usize],
-        keep: impl Fn(&Scope) -> bool,
-    ) -> Result<Vec<usize>, Over> {
-        self.spend(list.len())?;
-        let scopes = self.scopes(side);
-        Ok(list
-            .iter()
-            .copied()
-            .filter(|&i| scopes.get(i).is_some_and(&keep))
-            .collect())
-    }
-
     /// Everything below a host class.
     fn host(&mut self, hc: &Class, host_part: Part, sides: Sides) -> Result<Found, Over> {
-        let mut exact = BTreeSet::new();
-        let mut prefixes = BTreeSet::new();
+        let catches: fn(&Scope) -> bool = |s| s.paths.is_empty() && s.methods.is_empty();
+        if self.refuse[1][0] == self.refuse[1][1] && self.sides_quiet(&sides, catches) {
+            return Ok(alloc::vec![Leaf::Quiet]);
+        }
+        // Each path pattern, with the candidates (side, position in the
+        // list) naming it; candidates without `paths` hold for any path.
+        let mut exact: BTreeMap<String, Vec<(usize, usize)>> = BTreeMap::new();
+        let mut prefixes: BTreeMap<String, Vec<(usize, usize)>> = BTreeMap::new();
+        let mut anywhere: Vec<(usize, usize)> = Vec::new();
         for (side, (_, list)) in sides.iter().enumerate() {
-            for &i in list {
-                if let Some(s) = self.scopes(side).get(i) {
-                    for p in &s.paths {
-                        match p {
-                            PathPattern::Exact(e) => exact.insert(e.clone()),
-                            PathPattern::Prefix(b) => prefixes.insert(b.clone()),
-                        };
-                    }
+            self.spend(list.len())?;
+            for (pos, &i) in list.iter().enumerate() {
+                let Some(s) = self.scopes(side).get(i) else {
+                    continue;
+                };
+                if s.paths.is_empty() {
+                    anywhere.push((side, pos));
+                }
+                for p in &s.paths {
+                    let (map, key) = match p {
+                        PathPattern::Exact(e) => (&mut exact, e),
+                        PathPattern::Prefix(b) => (&mut prefixes, b),
+                    };
+                    map.entry(key.clone()).or_default().push((side, pos));
                 }
             }
         }
@@ -262,6 +351,8 @@ impl Cut<'_> {
                 rep: None,
             });
         }
+        let exact_set: Vec<String> = exact.keys().cloned().collect();
+        let prefix_set: Vec<String> = prefixes.keys().cloned().collect();
         if exact.is_empty() && prefixes.is_empty() {
             classes.push(Class {
                 desc: String::from(if reads_paths {
@@ -272,12 +363,38 @@ impl Cut<'_> {
                 rep: Some(String::from("/")),
             });
         } else {
-            classes.extend(path_classes(&exact, &prefixes));
+            let key = (exact_set, prefix_set);
+            if !self.path_memo.contains_key(&key) {
+                let made = path_classes(&key.0, &key.1);
+                self.spend(made.len())?;
+                self.path_memo.insert(key.clone(), made);
+            }
+            if let Some(made) = self.path_memo.get(&key) {
+                classes.extend(made.iter().cloned());
+            }
         }
         self.spend(classes.len())?;
         let cut_paths = classes.len() > 1 || reads_paths;
         let mut found = Vec::new();
         for pc in &classes {
+            // The candidates whose paths hold: those without `paths`, and
+            // those naming the class's exact path or one of its prefixes.
+            let mut held: Vec<(usize, usize)> = anywhere.clone();
+            if let Some(rep) = pc.rep.as_deref() {
+                if let Some(v) = exact.get(rep) {
+                    held.extend_from_slice(v);
+                }
+                let b = rep.as_bytes();
+                let cuts = (0..b.len()).filter(|&i| b.get(i) == Some(&b'/'));
+                for key in cuts.filter_map(|i| rep.get(..i)).chain([rep]) {
+                    if let Some(v) = prefixes.get(key) {
+                        held.extend_from_slice(v);
+                    }
+                }
+            }
+            held.sort_unstable();
+            held.dedup();
+            self.spend(held.len().saturating_add(1))?;
             let mut next: Sides = Default::default();
             for (side, (refused, list)) in sides.iter().enumerate() {
                 let refused = match (refused, &pc.rep) {
@@ -285,8 +402,11 @@ impl Cut<'_> {
                     (None, None) if self.refuse[1].get(side) == Some(&true) => Some(1),
                     _ => None,
                 };
-                let rep = pc.rep.as_deref();
-                let kept = self.filter(side, list, |s| path_holds(s, rep))?;
+                let kept: Vec<usize> = held
+                    .iter()
+                    .filter(|h| h.0 == side)
+                    .filter_map(|h| list.get(h.1).copied())
+                    .collect();
                 if let Some(slot) = next.get_mut(side) {
                     *slot = (refused, kept);
                 }
@@ -314,6 +434,9 @@ impl Cut<'_> {
         path_part: Part,
         sides: Sides,
     ) -> Result<Found, Over> {
+        if self.sides_quiet(&sides, |s| s.methods.is_empty()) {
+            return Ok(alloc::vec![Leaf::Quiet]);
+        }
         let mut methods = BTreeSet::new();
         for (side, (_, list)) in sides.iter().enumerate() {
             for &i in list {
@@ -360,15 +483,20 @@ impl Cut<'_> {
                 (Some(m), true) => Part::Like(m.clone()),
                 (None, true) => Part::Like(other.clone()),
             };
-            found.push((
-                (pair[0], pair[1]),
-                Region {
-                    description: alloc::format!("{}, {}, {desc}", hc.desc, pc.desc),
-                    host: host_part.clone(),
-                    path: path_part.clone(),
-                    method,
-                },
-            ));
+            let pair = (pair[0], pair[1]);
+            found.push(if self.quiet(pair) {
+                Leaf::Quiet
+            } else {
+                Leaf::Loud(
+                    pair,
+                    Region {
+                        description: alloc::format!("{}, {}, {desc}", hc.desc, pc.desc),
+                        host: host_part.clone(),
+                        path: path_part.clone(),
+                        method,
+                    },
+                )
+            });
         }
         let (hd, pd) = (hc.desc.clone(), pc.desc.clone());
         Ok(collapse(found, |r| {
@@ -380,12 +508,19 @@ impl Cut<'_> {
 
 /// One region for the whole class when every part of it picks one pair.
 fn collapse(found: Found, whole: impl FnOnce(&mut Region)) -> Found {
+    let pair = |l: &Leaf| match l {
+        Leaf::Quiet => None,
+        Leaf::Loud(p, _) => Some(*p),
+    };
     let Some(first) = found.first() else {
         return found;
     };
-    if found.len() > 1 && found.iter().all(|(p, _)| *p == first.0) {
+    let p = pair(first);
+    if found.len() > 1 && found.iter().all(|l| pair(l) == p) {
         let mut one = first.clone();
-        whole(&mut one.1);
+        if let Leaf::Loud(_, r) = &mut one {
+            whole(r);
+        }
         alloc::vec![one]
     } else {
         found
@@ -510,58 +645,35 @@ pub(crate) fn compare(old: &Policy, new: &Policy, limits: Limits) -> Option<Scop
     let mut cut = Cut {
         pols,
         refuse,
+        refused: [refusing(REFUSED[0]), refusing(REFUSED[1])],
         work: 0,
         limit: limits.regions,
+        limits,
+        budget: limits.cells,
+        pairs: BTreeMap::new(),
         groups: BTreeMap::new(),
+        path_memo: BTreeMap::new(),
     };
-    let scopes = match run(&mut cut) {
-        Ok(()) => scope_changes(old, new),
-        Err(Over) => {
-            return Some(Scoped::TooManyRegions {
-                limit: limits.regions as u64,
-                scopes: scope_changes(old, new),
-            })
-        }
-    };
-    let refused = [refusing(REFUSED[0]), refusing(REFUSED[1])];
-    let mut budget = limits.cells;
+    let scopes = scope_changes(old, new);
+    if run(&mut cut).is_err() {
+        return Some(Scoped::TooManyRegions {
+            limit: limits.regions as u64,
+            scopes,
+        });
+    }
     let mut groups = Vec::new();
     for ((a, b), regions) in core::mem::take(&mut cut.groups) {
         let (x, y) = (applies(old, a), applies(new, b));
-        let (network, settings) = match (side(old, &refused, a), side(new, &refused, b)) {
-            (Some(pa), Some(pb)) => {
-                let (mut flows, used) = regions::network_counted(
-                    pa,
-                    pb,
-                    Limits {
-                        cells: budget,
-                        ..limits
-                    },
-                );
-                budget = budget.saturating_sub(used);
-                rename(&mut flows, &x, &y);
-                let refused = matches!(a, Pick::Refused(_)) || matches!(b, Pick::Refused(_));
-                let s = if refused {
-                    Vec::new()
-                } else {
-                    scoped_settings(pa, pb)
-                };
-                (flows, s)
-            }
-            _ => (Flows::TooComplex { limit: 0 }, Vec::new()),
-        };
+        let (network, settings) = cut.pair((a, b)).clone();
         let moved = x != y;
-        let quiet = matches!(&network, Flows::Exact { changes } if changes.is_empty());
-        if moved || !quiet || !settings.is_empty() {
-            groups.push(Group {
-                old: x,
-                new: y,
-                moved,
-                regions,
-                network,
-                settings,
-            });
-        }
+        groups.push(Group {
+            old: x,
+            new: y,
+            moved,
+            regions,
+            network,
+            settings,
+        });
     }
     Some(Scoped::Exact { groups, scopes })
 }
@@ -630,24 +742,66 @@ fn run(cut: &mut Cut<'_>) -> Result<(), Over> {
         }
     }
     cut.spend(classes.len())?;
+    // Per policy: the scopes naming each host pattern, and those naming
+    // none (candidates for every host).
+    let mut named: [BTreeMap<(bool, String), Vec<usize>>; 2] = Default::default();
+    let mut hostless: [Vec<usize>; 2] = Default::default();
+    for side in 0..2 {
+        let n = cut.scopes(side).len();
+        cut.spend(n)?;
+        for i in 0..n {
+            let Some(s) = cut.scopes(side).get(i) else {
+                continue;
+            };
+            let (named, hostless) = (&mut named[side], &mut hostless[side]);
+            if s.hosts.is_empty() {
+                hostless.push(i);
+            }
+            for h in &s.hosts {
+                let key = match h {
+                    HostPattern::Exact(e) => (false, e.clone()),
+                    HostPattern::Wildcard(w) => (true, w.clone()),
+                };
+                named.entry(key).or_default().push(i);
+            }
+        }
+    }
     for (hc, part) in &classes {
         let mut sides: Sides = Default::default();
         for side in 0..2 {
-            let all: Vec<usize> = (0..cut.scopes(side).len()).collect();
-            let host = if matches!(part, Part::Any) {
-                None
-            } else {
-                hc.rep.as_deref()
-            };
-            let any = matches!(part, Part::Any);
-            let list = cut.filter(side, &all, |s| any || host_holds(s, host))?;
+            let mut list = hostless[side].clone();
+            match (part, hc.rep.as_deref()) {
+                (Part::Any, _) => list = (0..cut.scopes(side).len()).collect(),
+                (_, Some(h)) => {
+                    // The patterns this host matches: itself, and each
+                    // `*.suffix` of it (a suffix after a label).
+                    let mut keys = alloc::vec![(false, String::from(h))];
+                    let b = h.as_bytes();
+                    for i in (1..b.len()).filter(|&i| b.get(i) == Some(&b'.')) {
+                        if let Some(w) = h.get(i..) {
+                            keys.push((true, String::from(w)));
+                        }
+                    }
+                    for k in &keys {
+                        if let Some(v) = named[side].get(k) {
+                            list.extend_from_slice(v);
+                        }
+                    }
+                    list.sort_unstable();
+                    list.dedup();
+                }
+                (_, None) => {}
+            }
+            cut.spend(list.len().saturating_add(1))?;
             let refused = (hc.rep.is_none() && cut.refuse[0].get(side) == Some(&true)).then_some(0);
             if let Some(slot) = sides.get_mut(side) {
                 *slot = (refused, list);
             }
         }
-        for (pair, region) in cut.host(hc, part.clone(), sides)? {
-            cut.groups.entry(pair).or_default().push(region);
+        for leaf in cut.host(hc, part.clone(), sides)? {
+            if let Leaf::Loud(pair, region) = leaf {
+                cut.groups.entry(pair).or_default().push(region);
+            }
         }
     }
     Ok(())
