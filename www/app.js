@@ -841,6 +841,8 @@ function scopedPart(sc) {
       `too many regions: the cut stopped after ${sc.limit} units of work; every request may have changed`));
     return out;
   }
+  out.push(h('h3', {}, 'Requests by scope'));
+  if (!sc.groups.length) out.push(h('p', { class: 'muted' }, 'no change'));
   for (const g of sc.groups) {
     const title = `${applies(g.old)} → ${applies(g.new)}${g.moved ? ' (moved)' : ''}`;
     const more = g.regions.length - REGIONS_SHOWN;
@@ -879,7 +881,8 @@ function renderDiff(out) {
         + (moved ? `; requests move in ${moved} region group${moved === 1 ? '' : 's'}` : '');
   box.replaceChildren(
     h('div', { class: `summary ${total || over ? 'fail' : 'pass'}`, id: 'diff-summary', 'data-changes': total }, summary),
-    ...(sc ? [h('h3', {}, 'Top level')] : []),
+    ...(sc ? [h('h3', {}, 'Top level'),
+      changes.length || out.report.settings.length ? [] : h('p', { class: 'muted', id: 'diff-top-same' }, 'no change in who may call')] : []),
     ...flowGroups(changes),
     ...(out.report.settings.length ? [h('div', { class: 'diff-group', 'data-kind': 'settings' }, h('h3', {}, 'Settings'),
       settingsTable(out.report.settings))] : []),

@@ -13,6 +13,16 @@
 //! (`name`, `mode`, `client_ip`, `https_only`, `require_headers`, header ops, `hsts`)
 //! are compared as plain before/after ([`Setting`]).
 //!
+//! With `scopes` in either policy, [`Report::scopes`] goes on region by
+//! region ([`Scoped`]): requests are cut exactly by the scopes' `match`
+//! patterns (host, path, method; an unreadable authority and an ambiguous
+//! path where the engine refuses them) into [`Region`]s that choose one
+//! scope in each policy, and each (old, new) pair of effective policies is
+//! compared once, as above ([`Group`]); regions that move to another scope
+//! are listed too, and each scope that differs by name ([`ScopeChange`]).
+//! The property tests in `tests/scope_props.rs` check it against
+//! `Policy::decide` with a naive region reference.
+//!
 //! ```
 //! use portcullis_core::Policy;
 //! let old = Policy::parse(br#"{"name":"a","network":{"rules":[
@@ -26,18 +36,23 @@
 //! ```
 //!
 //! What this crate does *not* do:
-//! - it does not look at requests beyond the five-tuple: an unknown client
+//! - it does not look at requests beyond the five-tuple and, with scopes,
+//!   the host, path and method that choose the scope: an unknown client
 //!   (`client_ip`) is denied whatever the rules, and later steps
 //!   (`https_only`, `require_headers`) are compared as settings, not flows;
+//! - it does not list a region whose scopes decide alike (it is skipped,
+//!   not cut), and the text form lists at most 20 regions per pair;
 //! - it never prints a `require_headers` value or a header op's value (they
 //!   may be secrets from the environment), only names, statuses and counts;
 //! - it is not in the filter: only the CLI and the playground call it;
 //! - no I/O, no std (`#![no_std]` + `alloc`).
 //!
 //! Bounds: the walk stops after [`Limits::cells`] units of work
-//! ([`Flows::TooComplex`]), and a report longer than [`Limits::ranges`]
-//! printed intervals is summarized per group with its count
-//! ([`Flows::TooManyRanges`]); see `docs/rollout.md`.
+//! ([`Flows::TooComplex`]; shared by every pair of scopes), a report longer
+//! than [`Limits::ranges`] printed intervals is summarized per group with
+//! its count ([`Flows::TooManyRanges`]), and the cut into regions stops
+//! after [`Limits::regions`] units ([`Scoped::TooManyRegions`]); see
+//! `docs/rollout.md`.
 #![no_std]
 #![deny(missing_docs)]
 #![cfg_attr(
