@@ -31,7 +31,9 @@ use portcullis_core::{Flow, Transport};
 use portcullis_diff::{diff, Applies, Change, Flows, Kind, Part, Region, Report, Scoped};
 use proptest::prelude::*;
 
-const HOSTS: [&str; 7] = [
+/// Host patterns; `x.c.net`, `other` and `X-OTHER` are the names the diff
+/// tries first for its representatives (it must pick others).
+const HOSTS: [&str; 9] = [
     "a.c.net",
     "b.a.c.net",
     "c.net",
@@ -39,12 +41,20 @@ const HOSTS: [&str; 7] = [
     "*.a.c.net",
     "*.b.c.net",
     "[::1]",
+    "x.c.net",
+    "other",
 ];
-const PATHS: [&str; 8] = ["/a", "/a/b", "/a/*", "/a/b/*", "/ab", "/*", "/b/*", "/"];
-const METHODS: [&str; 3] = ["GET", "POST", "DELETE"];
+/// Path patterns, with some no normalized path can match (`/%61`,
+/// `/a/./b`, `/a//*`) and the fresh names the diff tries first.
+const PATHS: [&str; 12] = [
+    "/a", "/a/b", "/a/*", "/a/b/*", "/ab", "/*", "/b/*", "/", "/%61", "/a/./b", "/a//*", "/a/x",
+];
+const METHODS: [&str; 4] = ["GET", "POST", "DELETE", "X-OTHER"];
 const SOURCES: [&str; 5] = ["10.0.0.0/8", "10.1.0.0/16", "10.1.2.3", "192.0.2.0/24", "*"];
 
-const AUTHORITIES: [&str; 16] = [
+const AUTHORITIES: [&str; 18] = [
+    "x1.c.net",
+    "OTHER",
     "a.c.net",
     "A.C.NET.",
     "b.a.c.net:443",
@@ -62,7 +72,7 @@ const AUTHORITIES: [&str; 16] = [
     "a.c.net:99999",
     "x.c.net",
 ];
-const REQ_PATHS: [&str; 16] = [
+const REQ_PATHS: [&str; 20] = [
     "/",
     "/a",
     "/a/",
@@ -79,8 +89,12 @@ const REQ_PATHS: [&str; 16] = [
     "/%61",
     "/a\\b",
     "/a/b/../../ab",
+    "/a/./b",
+    "/a//x",
+    "/other",
+    "/a/x/y",
 ];
-const REQ_METHODS: [&str; 4] = ["GET", "POST", "DELETE", "PUT"];
+const REQ_METHODS: [&str; 5] = ["GET", "POST", "DELETE", "PUT", "X-OTHER"];
 const PEERS: [[u8; 4]; 8] = [
     [10, 0, 0, 1],
     [10, 1, 0, 1],
@@ -532,6 +546,46 @@ fn run(old: &GenPolicy, new: &GenPolicy, probes: &[Probe]) -> Result<(), TestCas
     let pn =
         Policy::parse(tn.as_bytes()).map_err(|e| TestCaseError::fail(format!("{tn}: {e:?}")))?;
     let report = diff(&po, &pn);
+    // Every listed region is real: its example is a request of the region
+    // (by the naive reference) that the core sends to the named scopes.
+    let groups = report.scopes.as_ref().map_or(&[][..], |s| s.groups());
+    for g in groups {
+        for r in &g.regions {
+            let pick = |p: &Part, any: &'static str, bad: &'static str| match p {
+                Part::Any => any.to_string(),
+                Part::Unreadable => bad.to_string(),
+                Part::Like(x) => x.clone(),
+            };
+            let (h, p, m) = (
+                pick(&r.host, "any.example", "a:b"),
+                pick(&r.path, "/", "/a%2Fb"),
+                pick(&r.method, "GET", "GET"),
+            );
+            let fail = |why: &str| {
+                TestCaseError::fail(format!(
+                    "region {:?} ({h} {p} {m}): {why}\nold {to}\nnew {tn}\n{report}",
+                    r.description
+                ))
+            };
+            if !in_region(r, &[&po, &pn], &h, &p, &m) {
+                return Err(fail("the example is not in its region"));
+            }
+            let none: [(&str, &str); 0] = [];
+            let req = Request {
+                peer: "10.1.2.3:1".parse().unwrap(),
+                local: "10.9.0.4:443".parse().unwrap(),
+                tls: true,
+                transport: Transport::Tcp,
+                method: m.as_bytes(),
+                authority: h.as_bytes(),
+                path: p.as_bytes(),
+                headers: &none,
+            };
+            if decide(&po, &req).0 != g.old || decide(&pn, &req).0 != g.new {
+                return Err(fail("the core chooses other scopes"));
+            }
+        }
+    }
     for &pr in probes {
         check(&po, &pn, &report, pr)
             .map_err(|e| TestCaseError::fail(format!("{e}\nold {to}\nnew {tn}\n{report}")))?;
