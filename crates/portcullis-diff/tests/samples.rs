@@ -215,3 +215,31 @@ fn scoped_pair_json_and_bounds() {
     let same = diff(&old, &old);
     assert!(!same.any_change(), "{same}");
 }
+
+#[test]
+fn a_renamed_scope_moves_its_requests_and_nothing_else() {
+    let old = load("tests/diff/two-apis.old.json");
+    let text = std::fs::read_to_string(root().join("tests/diff/two-apis.old.json")).unwrap();
+    let new = policy(&text.replace("\"catalog-api\"", "\"catalog\""));
+    let r = diff(&old, &new);
+    // Same sections, same flows: only the scope's name (traces, counters).
+    assert!(!r.network_changed(), "{r}");
+    assert!(r.any_change(), "{r}");
+    let groups = r.scopes.as_ref().unwrap().groups();
+    assert_eq!(groups.len(), 1, "{r}");
+    let g = &groups[0];
+    assert!(g.moved && g.changes().is_empty() && g.settings.is_empty());
+    assert_eq!(
+        (g.old.clone(), g.new.clone()),
+        (
+            Applies::Scope("catalog-api".into()),
+            Applies::Scope("catalog".into())
+        )
+    );
+    let text = r.to_string();
+    assert!(
+        text.contains("  old scope catalog-api, new scope catalog (moved):\n"),
+        "{text}"
+    );
+    assert!(text.contains("  catalog-api: removed from position 3: hosts catalog.contoso.net, *.catalog.contoso.net\n"), "{text}");
+}
