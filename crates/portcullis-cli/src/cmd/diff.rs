@@ -1,6 +1,7 @@
 //! `portcullis diff OLD NEW`: which flows a policy change lets in or locks
 //! out, exactly (computed by `portcullis-diff` from the compiled rules), and
-//! the other sections before and after.
+//! the other sections before and after; with scopes, for every region of
+//! requests whose scope or effective policy changes.
 
 use std::path::PathBuf;
 
@@ -9,7 +10,9 @@ use portcullis_diff::{Kind, Report};
 
 /// Arguments of `portcullis diff`.
 #[derive(Debug, clap::Args)]
-#[command(about = "Compare two policies: the exact flows whose network decision changes")]
+#[command(
+    about = "Compare two policies: the exact flows whose network decision changes (scope by scope)"
+)]
 pub(crate) struct DiffArgs {
     /// The current policy.
     pub old: PathBuf,
