@@ -244,6 +244,10 @@ impl Cut<'_> {
                     };
                     let (mut flows, used) = regions::network_counted(pa, pb, limits);
                     self.budget = self.budget.saturating_sub(used);
+                    if let Flows::TooComplex { limit } = &mut flows {
+                        // The bound is the one shared by every pair.
+                        *limit = self.limits.cells as u64;
+                    }
                     rename(&mut flows, &x, &y);
                     let refused = matches!(a, Pick::Refused(_)) || matches!(b, Pick::Refused(_));
                     let s = if refused {

@@ -243,3 +243,25 @@ fn a_renamed_scope_moves_its_requests_and_nothing_else() {
     );
     assert!(text.contains("  catalog-api: removed from position 3: hosts catalog.contoso.net, *.catalog.contoso.net\n"), "{text}");
 }
+
+#[test]
+fn pairs_of_scopes_share_one_bound() {
+    let old = load("tests/diff/two-apis.old.json");
+    let new = load("tests/diff/two-apis.new.json");
+    let r = diff_with(
+        &old,
+        &new,
+        Limits {
+            cells: 3,
+            ..Limits::default()
+        },
+    );
+    let groups = r.scopes.as_ref().unwrap().groups();
+    assert!(groups
+        .iter()
+        .any(|g| matches!(g.network, Flows::TooComplex { limit: 3 })));
+    assert!(r.has(Kind::NewlyAllowed) && r.has(Kind::NewlyDenied) && r.network_changed());
+    assert!(r
+        .to_string()
+        .contains("    too many ranges: the comparison stopped after 3 cells"));
+}
