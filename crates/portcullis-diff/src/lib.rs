@@ -62,6 +62,7 @@
 
 extern crate alloc;
 
+mod classes;
 mod regions;
 mod render;
 mod scopes;

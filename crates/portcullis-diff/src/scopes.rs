@@ -31,10 +31,11 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use portcullis_core::decide::{scope_path, Request, Step};
+use portcullis_core::decide::{Request, Step};
 use portcullis_core::policy::{HostPattern, PathPattern, Policy, Scope};
 use portcullis_core::Transport;
 
+use crate::classes::{fresh, host_classes, path_classes, Class};
 use crate::render::join;
 use crate::{
     regions, settings, Applies, Decider, Flows, Group, Limits, Part, Region, ScopeChange, Scoped,
@@ -55,14 +56,6 @@ const REFUSED: [&str; 2] = ["400 unreadable authority", "400 ambiguous path"];
 /// The work bound was reached.
 struct Over;
 
-/// A class of one field: how the report shows it, and a representative
-/// (`None`: unreadable / ambiguous).
-#[derive(Clone)]
-struct Class {
-    desc: String,
-    rep: Option<String>,
-}
-
 struct Cut<'a> {
     pols: [&'a Policy; 2],
     /// Whether each policy refuses an unreadable authority / ambiguous path.
@@ -79,128 +72,6 @@ struct Cut<'a> {
     groups: BTreeMap<(Pick, Pick), Vec<Region>>,
     /// Path classes by the path patterns they were cut from.
     path_memo: BTreeMap<(Vec<String>, Vec<String>), Vec<Class>>,
-}
-
-/// A fresh name: `base` then `base1`, `base2`, ... until `taken` is false.
-fn fresh(base: &str, taken: impl Fn(&str) -> bool) -> String {
-    let mut s = String::from(base);
-    let mut i = 0u32;
-    while taken(&s) {
-        i = i.saturating_add(1);
-        s = alloc::format!("{base}{i}");
-    }
-    s
-}
-
-/// Up to three items, then how many more.
-fn few(items: &[String]) -> String {
-    let shown = join(items.iter().take(3), ", ");
-    match items.len() {
-        0..=3 => shown,
-        n => alloc::format!("{shown} and {} more", n - 3),
-    }
-}
-
-fn with_except(head: String, except: Vec<String>) -> String {
-    if except.is_empty() {
-        head
-    } else {
-        alloc::format!("{head} other than {}", few(&except))
-    }
-}
-
-/// Host classes of all the host patterns of both policies.
-fn host_classes(exact: &BTreeSet<String>, wild: &BTreeSet<String>) -> Vec<Class> {
-    let mut out = Vec::new();
-    for e in exact {
-        out.push(Class {
-            desc: alloc::format!("host {e}"),
-            rep: Some(e.clone()),
-        });
-    }
-    for w in wild {
-        let label = fresh("x", |l| exact.contains(&alloc::format!("{l}{w}")));
-        let pat = HostPattern::Wildcard(w.clone());
-        let mut except: Vec<String> = wild
-            .iter()
-            .filter(|o| *o != w && o.ends_with(w.as_str()))
-            .map(|o| alloc::format!("*{o}"))
-            .collect();
-        except.extend(exact.iter().filter(|e| pat.matches(e.as_bytes())).cloned());
-        out.push(Class {
-            desc: with_except(alloc::format!("hosts *{w}"), except),
-            rep: Some(alloc::format!("{label}{w}")),
-        });
-    }
-    out.push(Class {
-        desc: String::from("any other host"),
-        rep: Some(fresh("other", |l| exact.contains(l))),
-    });
-    out
-}
-
-/// The longest prefix pattern (by its base) matching a normalized path.
-fn longest_prefix<'p>(prefixes: &'p BTreeSet<String>, path: &str) -> Option<&'p String> {
-    if let Some(p) = prefixes.get(path) {
-        return Some(p);
-    }
-    let b = path.as_bytes();
-    (0..b.len())
-        .rev()
-        .filter(|&i| b.get(i) == Some(&b'/'))
-        .find_map(|i| path.get(..i).and_then(|s| prefixes.get(s)))
-}
-
-/// Path classes of some path patterns (ambiguous paths not included).
-fn path_classes(exact: &[String], prefixes: &[String]) -> Vec<Class> {
-    let exact: &BTreeSet<String> = &exact.iter().cloned().collect();
-    let prefixes: &BTreeSet<String> = &prefixes.iter().cloned().collect();
-    let taken = |c: &str| exact.contains(c) || prefixes.contains(c);
-    let mut reps: Vec<String> = exact.iter().cloned().collect();
-    for p in prefixes {
-        if !p.is_empty() {
-            reps.push(p.clone());
-        }
-        let seg = fresh("x", |s| taken(&alloc::format!("{p}/{s}")));
-        reps.push(alloc::format!("{p}/{seg}"));
-    }
-    let seg = fresh("other", |s| taken(&alloc::format!("/{s}")));
-    reps.push(alloc::format!("/{seg}"));
-    // One representative per (exact pattern, longest prefix) key.
-    let mut keys: BTreeMap<(Option<&str>, Option<&str>), String> = BTreeMap::new();
-    for r in reps {
-        // A representative that normalization would change is no request.
-        if scope_path(r.as_bytes()).ok().as_deref() != Some(r.as_bytes()) {
-            continue;
-        }
-        let e = exact.get(r.as_str()).map(String::as_str);
-        let l = longest_prefix(prefixes, &r).map(String::as_str);
-        keys.entry((e, l)).or_insert(r);
-    }
-    keys.into_iter()
-        .map(|((e, l), rep)| {
-            let desc = match (e, l) {
-                (Some(e), _) => alloc::format!("path {e}"),
-                (None, Some(l)) => {
-                    let pat = PathPattern::Prefix(String::from(l));
-                    let mut except: Vec<String> = prefixes
-                        .iter()
-                        .filter(|o| {
-                            o.as_str() != l && pat.covers(&PathPattern::Prefix((*o).clone()))
-                        })
-                        .map(|o| alloc::format!("{o}/*"))
-                        .collect();
-                    except.extend(exact.iter().filter(|x| pat.matches(x.as_bytes())).cloned());
-                    with_except(alloc::format!("paths {l}/*"), except)
-                }
-                (None, None) => String::from("any other path"),
-            };
-            Class {
-                desc,
-                rep: Some(rep),
-            }
-        })
-        .collect()
 }
 
 fn method_holds(s: &Scope, m: Option<&str>) -> bool {
