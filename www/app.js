@@ -798,6 +798,64 @@ const HEADINGS = {
 };
 const decider = (d) => (d.priority == null ? `${d.rule} (${d.access})` : `${d.rule} (priority ${d.priority}, ${d.access})`);
 
+const col = (v) => v.join(', ');
+
+/** The flow groups of one comparison (the top level, or a pair of scopes). */
+function flowGroups(changes) {
+  return changes.map((c) => h('div', { class: 'diff-group', 'data-kind': c.kind },
+    h('h3', {}, HEADINGS[c.kind] || c.kind),
+    h('p', { class: 'note' }, 'old: ', h('b', { 'data-side': 'old' }, decider(c.old)), ' · new: ', h('b', { 'data-side': 'new' }, decider(c.new))),
+    c.flows.length ? h('table', { class: 'rules' },
+      h('tr', {}, ['source', 'source ports', 'destination', 'destination ports', 'protocol'].map((t) => h('th', {}, t))),
+      c.flows.map((f) => h('tr', { class: 'flow' },
+        h('td', { 'data-field': 'source' }, col(f.source)), h('td', {}, col(f.source_ports)),
+        h('td', {}, col(f.destination)), h('td', { 'data-field': 'destination_ports' }, col(f.destination_ports)),
+        h('td', { 'data-field': 'protocol' }, f.protocol)))) : h('p', { class: 'muted' }, `${c.ranges} ranges (not listed)`)));
+}
+
+function settingsTable(list) {
+  return h('table', { class: 'rules' }, h('tr', {}, h('th', {}, 'field'), h('th', {}, 'current'), h('th', {}, 'editor')),
+    list.map((st) => h('tr', { 'data-setting': st.field }, h('td', {}, st.field), h('td', {}, st.old), h('td', {}, st.new))));
+}
+
+/** `top-level`, `{scope: name}` or `{refused: why}` as words. */
+const applies = (a) => (a === 'top-level' ? 'top level' : a.scope != null ? `scope ${a.scope}` : a.refused);
+const REGIONS_SHOWN = 50;
+
+/** The scoped part: scopes that differ, and the regions of requests that change. */
+function scopedPart(sc) {
+  if (!sc) return [];
+  const pos = (p) => (p == null ? 'none' : String(p));
+  const out = [];
+  if (sc.scopes.length) {
+    out.push(h('div', { class: 'diff-group', 'data-kind': 'scopes' }, h('h3', {}, 'Scopes'),
+      h('table', { class: 'rules' }, h('tr', {}, h('th', {}, 'scope'), h('th', {}, 'current'), h('th', {}, 'editor')),
+        sc.scopes.map((c) => h('tr', { 'data-scope-change': c.name }, h('td', {}, c.name),
+          h('td', {}, c.old_match == null ? 'absent' : `${pos(c.old_position)}: ${c.old_match}`),
+          h('td', {}, c.new_match == null ? 'absent' : `${pos(c.new_position)}: ${c.new_match}`)))),
+      ...sc.scopes.filter((c) => c.settings.length).map((c) => h('div', { 'data-scope-settings': c.name },
+        h('p', { class: 'note' }, `${c.name}: other sections`), settingsTable(c.settings)))));
+  }
+  if (sc.status === 'too-many-regions') {
+    out.push(h('p', { class: 'summary fail', id: 'diff-regions-over' },
+      `too many regions: the cut stopped after ${sc.limit} units of work; every request may have changed`));
+    return out;
+  }
+  out.push(h('h3', {}, 'Requests by scope'));
+  if (!sc.groups.length) out.push(h('p', { class: 'muted' }, 'no change'));
+  for (const g of sc.groups) {
+    const title = `${applies(g.old)} → ${applies(g.new)}${g.moved ? ' (moved)' : ''}`;
+    const more = g.regions.length - REGIONS_SHOWN;
+    out.push(h('div', { class: 'diff-region-group', 'data-old': applies(g.old), 'data-new': applies(g.new), 'data-moved': String(g.moved) },
+      h('h3', {}, title),
+      h('ul', { class: 'regions' }, g.regions.slice(0, REGIONS_SHOWN).map((r) => h('li', { 'data-region': '' }, r.description)),
+        more > 0 ? [h('li', { class: 'muted' }, `and ${more} more`)] : []),
+      g.network.status === 'too-complex' ? h('p', { class: 'muted' }, 'too many ranges: the comparison stopped') : flowGroups(g.network.changes || []),
+      g.settings.length ? settingsTable(g.settings) : []));
+  }
+  return out;
+}
+
 function renderDiff(out) {
   const box = $('#diff-results');
   if (!out.ok) {
@@ -809,25 +867,26 @@ function renderDiff(out) {
   }
   const net = out.report.network;
   const changes = net.changes || [];
-  const summary = net.status === 'too-complex'
+  const sc = out.report.scopes;
+  const groups = sc?.groups || [];
+  // Flow groups everywhere: the top level's and each pair of scopes'.
+  const total = changes.length + groups.reduce((n, g) => n + (g.network.changes || []).length, 0);
+  const moved = groups.filter((g) => g.moved).length;
+  const over = net.status === 'too-complex' || sc?.status === 'too-many-regions'
+    || groups.some((g) => g.network.status === 'too-complex');
+  const summary = over
     ? 'too many ranges: the comparison stopped'
-    : changes.length === 0 ? 'no change in who may call'
-      : `${changes.length} group${changes.length === 1 ? '' : 's'} of flows change${net.status === 'too-many-ranges' ? ` (too many ranges: ${net.ranges})` : ''}`;
-  const col = (v) => v.join(', ');
+    : total === 0 ? (groups.length || sc?.scopes.length ? 'no change in who may call; scopes or other sections differ' : 'no change in who may call')
+      : `${total} group${total === 1 ? '' : 's'} of flows change${net.status === 'too-many-ranges' ? ` (too many ranges: ${net.ranges})` : ''}`
+        + (moved ? `; requests move in ${moved} region group${moved === 1 ? '' : 's'}` : '');
   box.replaceChildren(
-    h('div', { class: `summary ${changes.length ? 'fail' : 'pass'}`, id: 'diff-summary', 'data-changes': changes.length }, summary),
-    ...changes.map((c) => h('div', { class: 'diff-group', 'data-kind': c.kind },
-      h('h3', {}, HEADINGS[c.kind] || c.kind),
-      h('p', { class: 'note' }, 'old: ', h('b', { 'data-side': 'old' }, decider(c.old)), ' · new: ', h('b', { 'data-side': 'new' }, decider(c.new))),
-      c.flows.length ? h('table', { class: 'rules' },
-        h('tr', {}, ['source', 'source ports', 'destination', 'destination ports', 'protocol'].map((t) => h('th', {}, t))),
-        c.flows.map((f) => h('tr', { class: 'flow' },
-          h('td', { 'data-field': 'source' }, col(f.source)), h('td', {}, col(f.source_ports)),
-          h('td', {}, col(f.destination)), h('td', { 'data-field': 'destination_ports' }, col(f.destination_ports)),
-          h('td', { 'data-field': 'protocol' }, f.protocol)))) : h('p', { class: 'muted' }, `${c.ranges} ranges (not listed)`))),
+    h('div', { class: `summary ${total || over ? 'fail' : 'pass'}`, id: 'diff-summary', 'data-changes': total }, summary),
+    ...(sc ? [h('h3', {}, 'Top level'),
+      changes.length || out.report.settings.length ? [] : h('p', { class: 'muted', id: 'diff-top-same' }, 'no change in who may call')] : []),
+    ...flowGroups(changes),
     ...(out.report.settings.length ? [h('div', { class: 'diff-group', 'data-kind': 'settings' }, h('h3', {}, 'Settings'),
-      h('table', { class: 'rules' }, h('tr', {}, h('th', {}, 'field'), h('th', {}, 'current'), h('th', {}, 'editor')),
-        out.report.settings.map((st) => h('tr', { 'data-setting': st.field }, h('td', {}, st.field), h('td', {}, st.old), h('td', {}, st.new)))))] : []),
+      settingsTable(out.report.settings))] : []),
+    ...scopedPart(sc),
     h('details', {}, h('summary', {}, 'as portcullis diff prints it'), h('pre', { id: 'diff-text' }, out.text)));
 }
 

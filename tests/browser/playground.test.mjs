@@ -561,6 +561,40 @@ test('the Diff tab shows exactly the flows a change lets in and locks out', asyn
   await page.locator('#tab-evaluate').click();
 });
 
+test('the Diff tab shows changes inside scopes, region by region', async () => {
+  await page.locator('#tab-evaluate').click();
+  // The two-apis sample with its key inline; the candidate widens the admin
+  // scope's network (the top levels are equal).
+  const current = readFileSync(join(root, 'tests/diff/two-apis.old.json'), 'utf8');
+  const wider = readFileSync(join(root, 'tests/diff/two-apis.admin-wider.json'), 'utf8');
+  const expected = readFileSync(join(root, 'tests/diff/two-apis.admin-wider.txt'), 'utf8');
+  await setPolicy(page, current);
+  await page.locator('#tab-diff').click();
+  await page.locator('#diff-from-editor').click();
+  await setPolicy(page, wider);
+  await page.locator('#run-diff').click();
+  await page.waitForFunction(() => document.querySelector('#diff-summary')?.dataset.changes === '1');
+  assert.equal(await page.locator('#diff-text').textContent(), expected.slice(expected.indexOf('\n') + 1));
+  const group = page.locator('.diff-region-group[data-old="scope orders-admin"]');
+  assert.equal(await group.getAttribute('data-new'), 'scope orders-admin');
+  assert.equal(await group.locator('li[data-region]').textContent(), 'host orders.contoso.net, paths /admin/*, any method');
+  assert.equal(await group.locator('.diff-group[data-kind="newly-allowed"] [data-side="new"]').textContent(),
+    'allow-management (priority 100, allow)');
+  await shot(page, 'diff-scopes');
+  // Dropping the admin scope: its requests move to the top level.
+  const dropped = readFileSync(join(root, 'tests/diff/two-apis.new.json'), 'utf8');
+  await setPolicy(page, dropped);
+  await page.locator('#run-diff').click();
+  await page.waitForFunction(() => document.querySelector('.diff-region-group[data-moved="true"]') !== null);
+  const moved = page.locator('.diff-region-group[data-moved="true"]');
+  assert.equal(await moved.getAttribute('data-old'), 'scope orders-admin');
+  assert.equal(await moved.getAttribute('data-new'), 'top level');
+  assert.equal(await page.locator('tr[data-scope-change="orders-admin"] td:last-child').textContent(), 'absent');
+  // The key's value never shows, only that it changed.
+  assert.ok(!(await page.locator('#diff-results').textContent()).includes('orders-test-key'));
+  await page.locator('#tab-evaluate').click();
+});
+
 test('the evaluation view names the scope and why earlier scopes did not apply', async () => {
   await page.locator('#sample').selectOption('two-apis');
   const text = readFileSync(join(dataRoot, 'policy-samples/two-apis.json'), 'utf8');

@@ -36,7 +36,7 @@ enum Command {
     Explain(cmd::explain::Args),
     /// Compare two policies: the exact flows whose network decision changes,
     /// grouped by the rule deciding them in OLD and in NEW, and the other
-    /// sections before/after.
+    /// sections before/after; with scopes, region by region of requests.
     Diff(cmd::diff::DiffArgs),
     /// Import an APIM policy (XML) or NSG rules (JSON) as a policy-v1
     /// document; the report of what was mapped, skipped or unsupported goes

@@ -12,6 +12,8 @@ const PARTNERS: [&str; 2] = [
     "tests/diff/partners.new.json",
 ];
 const LAYERED: &str = "policy-samples/layered-security.json";
+/// The two-apis sample with its key inline (no environment needed).
+const TWO_APIS: &str = "tests/diff/two-apis.old.json";
 
 #[test]
 fn prints_the_expected_reports() {
@@ -59,6 +61,24 @@ fn fail_on_fires_only_for_its_kind() {
         assert_eq!(run(&["--fail-on", kind], same), Some(0), "{kind}");
     }
     assert_eq!(run(&["--fail-on", "sometimes"], same), Some(2));
+    // Changes inside scopes only (the top levels are equal): widening the
+    // admin scope's network, then dropping that scope.
+    let admin = [TWO_APIS, "tests/diff/two-apis.admin-wider.json"];
+    assert_eq!(run(&["--fail-on", "newly-allowed"], admin), Some(1));
+    assert_eq!(run(&["--fail-on", "newly-denied"], admin), Some(0));
+    assert_eq!(run(&["--fail-on", "any"], admin), Some(1));
+    let dropped = [TWO_APIS, "tests/diff/two-apis.new.json"];
+    for kind in ["newly-allowed", "newly-denied", "any"] {
+        assert_eq!(run(&["--fail-on", kind], dropped), Some(1), "{kind}");
+    }
+    // The same policy: nothing fires.
+    for kind in ["newly-allowed", "newly-denied", "any"] {
+        assert_eq!(
+            run(&["--fail-on", kind], [TWO_APIS, TWO_APIS]),
+            Some(0),
+            "{kind}"
+        );
+    }
     assert_eq!(run(&[], ["tests/diff/missing.json", LAYERED]), Some(1));
 }
 
@@ -82,4 +102,29 @@ fn json_form() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["network"]["changes"].as_array().unwrap().len(), 0);
     assert_eq!(v["settings"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn json_form_with_scopes() {
+    let o = portcullis(&[
+        "diff",
+        TWO_APIS,
+        "tests/diff/two-apis.new.json",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let expected =
+        std::fs::read_to_string(root().join("tests/diff/two-apis.new.report.json")).unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), expected);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let g = &v["scopes"]["groups"][0];
+    assert_eq!(g["old"]["scope"], "orders-admin");
+    assert_eq!(g["new"], "top-level");
+    assert_eq!(g["moved"], true);
+    assert_eq!(g["network"]["changes"][0]["kind"], "newly-allowed");
+    // Policies without scopes keep the old form: no `scopes` key.
+    let o = portcullis(&["diff", LAYERED, LAYERED, "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v.get("scopes").is_none());
 }

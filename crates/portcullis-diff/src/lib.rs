@@ -13,6 +13,16 @@
 //! (`name`, `mode`, `client_ip`, `https_only`, `require_headers`, header ops, `hsts`)
 //! are compared as plain before/after ([`Setting`]).
 //!
+//! With `scopes` in either policy, [`Report::scopes`] goes on region by
+//! region ([`Scoped`]): requests are cut exactly by the scopes' `match`
+//! patterns (host, path, method; an unreadable authority and an ambiguous
+//! path where the engine refuses them) into [`Region`]s that choose one
+//! scope in each policy, and each (old, new) pair of effective policies is
+//! compared once, as above ([`Group`]); regions that move to another scope
+//! are listed too, and each scope that differs by name ([`ScopeChange`]).
+//! The property tests in `tests/scope_props.rs` check it against
+//! `Policy::decide` with a naive region reference.
+//!
 //! ```
 //! use portcullis_core::Policy;
 //! let old = Policy::parse(br#"{"name":"a","network":{"rules":[
@@ -26,18 +36,23 @@
 //! ```
 //!
 //! What this crate does *not* do:
-//! - it does not look at requests beyond the five-tuple: an unknown client
+//! - it does not look at requests beyond the five-tuple and, with scopes,
+//!   the host, path and method that choose the scope: an unknown client
 //!   (`client_ip`) is denied whatever the rules, and later steps
 //!   (`https_only`, `require_headers`) are compared as settings, not flows;
+//! - it does not list a region whose scopes decide alike (it is skipped,
+//!   not cut), and the text form lists at most 20 regions per pair;
 //! - it never prints a `require_headers` value or a header op's value (they
 //!   may be secrets from the environment), only names, statuses and counts;
 //! - it is not in the filter: only the CLI and the playground call it;
 //! - no I/O, no std (`#![no_std]` + `alloc`).
 //!
 //! Bounds: the walk stops after [`Limits::cells`] units of work
-//! ([`Flows::TooComplex`]), and a report longer than [`Limits::ranges`]
-//! printed intervals is summarized per group with its count
-//! ([`Flows::TooManyRanges`]); see `docs/rollout.md`.
+//! ([`Flows::TooComplex`]; shared by every pair of scopes), a report longer
+//! than [`Limits::ranges`] printed intervals is summarized per group with
+//! its count ([`Flows::TooManyRanges`]), and the cut into regions stops
+//! after [`Limits::regions`] units ([`Scoped::TooManyRegions`]); see
+//! `docs/rollout.md`.
 #![no_std]
 #![deny(missing_docs)]
 #![cfg_attr(
@@ -47,8 +62,10 @@
 
 extern crate alloc;
 
+mod classes;
 mod regions;
 mod render;
+mod scopes;
 mod settings;
 mod space;
 
@@ -176,6 +193,144 @@ pub struct Report {
     pub network: Flows,
     /// Other sections, before and after (only those that differ).
     pub settings: Vec<Setting>,
+    /// Requests by region of the scopes' `match` patterns; absent when
+    /// neither policy has scopes (then `network` and `settings` are the
+    /// whole story).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    pub scopes: Option<Scoped>,
+}
+
+/// Which part of a policy decides a region's requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
+pub enum Applies {
+    /// No scope matches: the top level.
+    TopLevel,
+    /// This scope (by name).
+    Scope(String),
+    /// Refused with 400 before any scope is chosen
+    /// (`400 unreadable authority`, `400 ambiguous path`).
+    Refused(&'static str),
+}
+
+/// One field of a region.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
+pub enum Part {
+    /// Any value: the region is not cut on this field.
+    Any,
+    /// An authority scopes cannot read (for `host`), or an ambiguous path
+    /// (for `path`).
+    Unreadable,
+    /// Every value that the patterns that matter here (hosts: every host
+    /// pattern; paths: those of the scopes whose hosts hold; methods: those
+    /// of the scopes whose hosts and paths hold) match exactly as they
+    /// match this example.
+    Like(String),
+}
+
+/// A set of requests, by host, path and method.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct Region {
+    /// As words, e.g. `host admin.contoso.net, paths /admin/*, any method`.
+    pub description: String,
+    /// The host (without port).
+    pub host: Part,
+    /// The path (normalized as scopes compare it).
+    pub path: Part,
+    /// The method.
+    pub method: Part,
+}
+
+/// The regions that one (old, new) pair of scopes decides, and what
+/// changes for them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct Group {
+    /// What decides these requests in the old policy.
+    pub old: Applies,
+    /// ... and in the new one.
+    pub new: Applies,
+    /// Whether they move to another scope (traces and counters name it).
+    pub moved: bool,
+    /// The regions.
+    pub regions: Vec<Region>,
+    /// Flows whose network decision changes there (the two effective
+    /// policies compared).
+    pub network: Flows,
+    /// The effective policies' other sections that differ there (those
+    /// that are the top level's everywhere, `name` and `client_ip`, are in
+    /// [`Report::settings`]).
+    pub settings: Vec<Setting>,
+}
+
+impl Group {
+    /// The flow groups (also when too long to list).
+    pub fn changes(&self) -> &[Change] {
+        match &self.network {
+            Flows::Exact { changes } | Flows::TooManyRanges { changes, .. } => changes,
+            Flows::TooComplex { .. } => &[],
+        }
+    }
+}
+
+/// A scope, by name, that differs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct ScopeChange {
+    /// Its name.
+    pub name: String,
+    /// Index in the old policy's `scopes` (`None`: added).
+    pub old_position: Option<usize>,
+    /// Index in the new one (`None`: removed).
+    pub new_position: Option<usize>,
+    /// Its `match` (and `inherit false`) before.
+    pub old_match: Option<String>,
+    /// ... and after.
+    pub new_match: Option<String>,
+    /// Its effective sections that differ (when in both policies).
+    pub settings: Vec<Setting>,
+}
+
+/// The scoped part of a report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(tag = "status", rename_all = "kebab-case"))]
+pub enum Scoped {
+    /// Every region whose requests change, grouped by (old, new) scope.
+    Exact {
+        /// The groups that change something.
+        groups: Vec<Group>,
+        /// Scopes that differ by name.
+        scopes: Vec<ScopeChange>,
+    },
+    /// The cut into regions was abandoned after [`Limits::regions`] units
+    /// of work: every request may have changed.
+    TooManyRegions {
+        /// The bound.
+        limit: u64,
+        /// Scopes that differ by name.
+        scopes: Vec<ScopeChange>,
+    },
+}
+
+impl Scoped {
+    /// The groups (none when the cut was abandoned).
+    pub fn groups(&self) -> &[Group] {
+        match self {
+            Scoped::Exact { groups, .. } => groups,
+            Scoped::TooManyRegions { .. } => &[],
+        }
+    }
+    /// The scopes that differ by name.
+    pub fn scopes(&self) -> &[ScopeChange] {
+        match self {
+            Scoped::Exact { scopes, .. } | Scoped::TooManyRegions { scopes, .. } => scopes,
+        }
+    }
 }
 
 impl Report {
@@ -187,15 +342,41 @@ impl Report {
         }
     }
     /// Whether some flow is decided with another verdict or by another
-    /// rule, or the comparison could not finish (then it is assumed).
+    /// rule, at the top level or in some region of the scopes, or a
+    /// comparison could not finish (then it is assumed).
     pub fn network_changed(&self) -> bool {
-        matches!(self.network, Flows::TooComplex { .. }) || !self.changes().is_empty()
+        let top = matches!(self.network, Flows::TooComplex { .. }) || !self.changes().is_empty();
+        top || match &self.scopes {
+            None => false,
+            Some(Scoped::TooManyRegions { .. }) => true,
+            Some(Scoped::Exact { groups, .. }) => groups
+                .iter()
+                .any(|g| matches!(g.network, Flows::TooComplex { .. }) || !g.changes().is_empty()),
+        }
     }
-    /// Whether some group is of kind `k` (assumed when the comparison
-    /// could not finish).
+    /// Whether some group is of kind `k`, at the top level or in some
+    /// region (assumed when a comparison could not finish).
     pub fn has(&self, k: Kind) -> bool {
-        matches!(self.network, Flows::TooComplex { .. })
-            || self.changes().iter().any(|c| c.kind == k)
+        let top = matches!(self.network, Flows::TooComplex { .. })
+            || self.changes().iter().any(|c| c.kind == k);
+        top || match &self.scopes {
+            None => false,
+            Some(Scoped::TooManyRegions { .. }) => true,
+            Some(Scoped::Exact { groups, .. }) => groups.iter().any(|g| {
+                matches!(g.network, Flows::TooComplex { .. })
+                    || g.changes().iter().any(|c| c.kind == k)
+            }),
+        }
+    }
+    /// Whether anything differs: flows, sections, a scope, or a region
+    /// moving to another scope.
+    pub fn any_change(&self) -> bool {
+        self.network_changed()
+            || !self.settings.is_empty()
+            || self
+                .scopes
+                .as_ref()
+                .is_some_and(|s| !s.groups().is_empty() || !s.scopes().is_empty())
     }
 }
 
@@ -206,16 +387,22 @@ pub struct Limits {
     pub cells: usize,
     /// Printed intervals before the report lists counts only.
     pub ranges: u64,
+    /// Units of work cutting requests into regions of the scopes' patterns
+    /// (one per class and per candidate scope visited) before giving up
+    /// ([`Scoped::TooManyRegions`]).
+    pub regions: usize,
 }
 
 impl Default for Limits {
     /// 5,000,000 units of work (about two seconds natively on the hostile
-    /// pair of the bench) and 100,000
-    /// printed intervals.
+    /// pair of the bench; shared by every pair of scopes compared),
+    /// 100,000 printed intervals, and 5,000,000 units of work cutting
+    /// requests into regions.
     fn default() -> Limits {
         Limits {
             cells: 5_000_000,
             ranges: 100_000,
+            regions: 5_000_000,
         }
     }
 }
@@ -232,5 +419,6 @@ pub fn diff_with(old: &Policy, new: &Policy, limits: Limits) -> Report {
         new_name: new.name.clone(),
         network: regions::network(old, new, limits),
         settings: settings::compare(old, new),
+        scopes: scopes::compare(old, new, limits),
     }
 }

@@ -47,14 +47,25 @@ impl Regions {
 }
 
 pub(crate) fn network(old: &Policy, new: &Policy, limits: Limits) -> Flows {
+    network_counted(old, new, limits).0
+}
+
+/// [`network`], and the units of work it took (the rules read count too),
+/// for callers that share one budget between several comparisons.
+pub(crate) fn network_counted(old: &Policy, new: &Policy, limits: Limits) -> (Flows, usize) {
     let mut b = Builder::new(old, new, limits.cells);
     let all = |s: usize| (0..b.sides[s].rules.len() as u32).collect::<Vec<u32>>();
     let (a, n) = (all(0), all(1));
+    let read = a.len().saturating_add(n.len());
     let Ok(root) = b.build(SRC, a, n) else {
-        return Flows::TooComplex {
-            limit: limits.cells as u64,
-        };
+        return (
+            Flows::TooComplex {
+                limit: limits.cells as u64,
+            },
+            b.work.saturating_add(read),
+        );
     };
+    let work = b.work.saturating_add(read);
     let mut regions = Regions::default();
     regions.intern(Region::Full);
     // Nodes are pushed after their children: one pass in order suffices.
@@ -168,7 +179,7 @@ pub(crate) fn network(old: &Policy, new: &Policy, limits: Limits) -> Flows {
                 &b.new.rule,
             ))
     });
-    if over {
+    let flows = if over {
         Flows::TooManyRanges {
             ranges: total,
             limit: limits.ranges,
@@ -176,7 +187,8 @@ pub(crate) fn network(old: &Policy, new: &Policy, limits: Limits) -> Flows {
         }
     } else {
         Flows::Exact { changes }
-    }
+    };
+    (flows, work)
 }
 
 fn decider(p: &Policy, b: &Builder, side: usize, d: Dec) -> Decider {

@@ -6,7 +6,7 @@ use core::fmt::{self, Write};
 use core::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::space::{Iv, MAPPED_HI, MAPPED_LO};
-use crate::{Change, Decider, FlowSet, Flows, Report};
+use crate::{Applies, Change, Decider, FlowSet, Flows, Report, Scoped, Setting};
 
 /// The prefix length when `[lo, hi]` is exactly one prefix of a `bits`-bit
 /// family.
@@ -104,56 +104,163 @@ impl fmt::Display for FlowSet {
     }
 }
 
-fn groups(f: &mut fmt::Formatter<'_>, changes: &[Change], flows: bool) -> fmt::Result {
+fn groups(f: &mut fmt::Formatter<'_>, pad: &str, changes: &[Change], flows: bool) -> fmt::Result {
     let mut kind = None;
     for c in changes {
         if kind != Some(c.kind) {
-            writeln!(f, "{}:", c.kind.heading())?;
+            writeln!(f, "{pad}{}:", c.kind.heading())?;
             kind = Some(c.kind);
         }
         if flows {
-            writeln!(f, "  old {}, new {}:", c.old, c.new)?;
+            writeln!(f, "{pad}  old {}, new {}:", c.old, c.new)?;
             for fl in &c.flows {
-                writeln!(f, "    {fl}")?;
+                writeln!(f, "{pad}    {fl}")?;
             }
         } else {
             let s = if c.ranges == 1 { "" } else { "s" };
-            writeln!(f, "  old {}, new {}: {} range{s}", c.old, c.new, c.ranges)?;
+            writeln!(
+                f,
+                "{pad}  old {}, new {}: {} range{s}",
+                c.old, c.new, c.ranges
+            )?;
         }
     }
     Ok(())
 }
 
+/// The network part, each line after `pad`.
+fn network(f: &mut fmt::Formatter<'_>, pad: &str, flows: &Flows) -> fmt::Result {
+    match flows {
+        Flows::Exact { changes } if changes.is_empty() => {
+            writeln!(f, "{pad}no change in who may call")
+        }
+        Flows::Exact { changes } => groups(f, pad, changes, true),
+        Flows::TooManyRanges {
+            ranges,
+            limit,
+            changes,
+        } => {
+            writeln!(
+                f,
+                "{pad}too many ranges: {ranges} (the report lists at most {limit}); per group:"
+            )?;
+            groups(f, pad, changes, false)
+        }
+        Flows::TooComplex { limit } => writeln!(
+            f,
+            "{pad}too many ranges: the comparison stopped after {limit} cells; \
+             every flow may have changed"
+        ),
+    }
+}
+
+fn settings(f: &mut fmt::Formatter<'_>, pad: &str, list: &[Setting]) -> fmt::Result {
+    for s in list {
+        writeln!(f, "{pad}{}: {} -> {}", s.field, s.old, s.new)?;
+    }
+    Ok(())
+}
+
+impl fmt::Display for Applies {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Applies::TopLevel => f.write_str("top level"),
+            Applies::Scope(n) => write!(f, "scope {n}"),
+            Applies::Refused(w) => f.write_str(w),
+        }
+    }
+}
+
+/// Regions listed per group in the text form (JSON has them all).
+const SHOWN_REGIONS: usize = 20;
+
+fn scoped(f: &mut fmt::Formatter<'_>, s: &Scoped) -> fmt::Result {
+    let list = s.scopes();
+    if !list.is_empty() {
+        writeln!(f, "scopes:")?;
+    }
+    let pos = |p: Option<usize>| p.map_or_else(|| String::from("none"), |i| alloc::format!("{i}"));
+    for c in list {
+        match (&c.old_match, &c.new_match) {
+            (None, Some(m)) => writeln!(
+                f,
+                "  {}: added at position {}: {m}",
+                c.name,
+                pos(c.new_position)
+            )?,
+            (Some(m), None) => writeln!(
+                f,
+                "  {}: removed from position {}: {m}",
+                c.name,
+                pos(c.old_position)
+            )?,
+            (a, b) => {
+                writeln!(f, "  {}:", c.name)?;
+                if c.old_position != c.new_position {
+                    writeln!(
+                        f,
+                        "    position: {} -> {}",
+                        pos(c.old_position),
+                        pos(c.new_position)
+                    )?;
+                }
+                if a != b {
+                    let m = |x: &Option<String>| x.clone().unwrap_or_default();
+                    writeln!(f, "    match: {} -> {}", m(a), m(b))?;
+                }
+                settings(f, "    ", &c.settings)?;
+            }
+        }
+    }
+    match s {
+        Scoped::TooManyRegions { limit, .. } => writeln!(
+            f,
+            "requests by scope: too many regions: the cut stopped after {limit} units of work; \
+             every request may have changed"
+        ),
+        Scoped::Exact { groups, .. } if groups.is_empty() => {
+            writeln!(f, "requests by scope: no change")
+        }
+        Scoped::Exact { groups, .. } => {
+            writeln!(f, "requests by scope:")?;
+            for g in groups {
+                let moved = if g.moved { " (moved)" } else { "" };
+                writeln!(f, "  old {}, new {}{moved}:", g.old, g.new)?;
+                writeln!(f, "    regions:")?;
+                for r in g.regions.iter().take(SHOWN_REGIONS) {
+                    writeln!(f, "      {}", r.description)?;
+                }
+                if g.regions.len() > SHOWN_REGIONS {
+                    writeln!(
+                        f,
+                        "      and {} more (see --format json)",
+                        g.regions.len() - SHOWN_REGIONS
+                    )?;
+                }
+                network(f, "    ", &g.network)?;
+                if !g.settings.is_empty() {
+                    writeln!(f, "    settings:")?;
+                    settings(f, "      ", &g.settings)?;
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
 impl fmt::Display for Report {
     /// The text form `portcullis diff` prints.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.network {
-            Flows::Exact { changes } if changes.is_empty() => {
-                writeln!(f, "no change in who may call")?
-            }
-            Flows::Exact { changes } => groups(f, changes, true)?,
-            Flows::TooManyRanges {
-                ranges,
-                limit,
-                changes,
-            } => {
-                writeln!(
-                    f,
-                    "too many ranges: {ranges} (the report lists at most {limit}); per group:"
-                )?;
-                groups(f, changes, false)?;
-            }
-            Flows::TooComplex { limit } => writeln!(
-                f,
-                "too many ranges: the comparison stopped after {limit} cells; \
-                 every flow may have changed"
-            )?,
+        if self.scopes.is_some() {
+            writeln!(f, "top level:")?;
         }
+        network(f, "", &self.network)?;
         if !self.settings.is_empty() {
             writeln!(f, "settings:")?;
-            for s in &self.settings {
-                writeln!(f, "  {}: {} -> {}", s.field, s.old, s.new)?;
-            }
+            settings(f, "  ", &self.settings)?;
+        }
+        if let Some(s) = &self.scopes {
+            scoped(f, s)?;
         }
         Ok(())
     }

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use portcullis_core::Policy;
-use portcullis_diff::{diff, diff_with, Flows, Kind, Limits};
+use portcullis_diff::{diff, diff_with, Applies, Flows, Kind, Limits, Part, Scoped};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -108,6 +108,7 @@ fn bounds_say_too_many_ranges() {
         Limits {
             cells: 1_000_000,
             ranges: 1,
+            ..Limits::default()
         },
     );
     let Flows::TooManyRanges {
@@ -129,6 +130,7 @@ fn bounds_say_too_many_ranges() {
         Limits {
             cells: 3,
             ranges: 100,
+            ..Limits::default()
         },
     );
     assert!(matches!(r.network, Flows::TooComplex { limit: 3 }), "{r}");
@@ -161,4 +163,105 @@ fn settings_before_and_after_without_secrets() {
     for secret in ["SECRET", "DENY", "SAMEORIGIN"] {
         assert!(!text.contains(secret), "{text}");
     }
+}
+
+#[test]
+fn scoped_pair_json_and_bounds() {
+    let old = load("tests/diff/two-apis.old.json");
+    let new = load("tests/diff/two-apis.new.json");
+    let r = diff(&old, &new);
+    assert!(r.any_change() && r.has(Kind::NewlyAllowed) && r.has(Kind::NewlyDenied));
+    // The top level alone does not change: only the scopes do.
+    assert!(r.changes().is_empty() && r.settings.is_empty(), "{r}");
+    let Some(Scoped::Exact { groups, scopes }) = &r.scopes else {
+        panic!("{r}")
+    };
+    let admin = groups
+        .iter()
+        .find(|g| g.old == Applies::Scope("orders-admin".into()))
+        .unwrap();
+    assert!(admin.moved && admin.new == Applies::TopLevel, "{r}");
+    assert_eq!(
+        admin.regions[0].host,
+        Part::Like("orders.contoso.net".into())
+    );
+    assert!(scopes
+        .iter()
+        .any(|s| s.name == "orders-admin" && s.new_position.is_none()));
+    // The key's value is never printed, only that it changed.
+    let text = r.to_string();
+    assert!(
+        !text.contains("orders-test-key") && text.contains("(new values)"),
+        "{text}"
+    );
+    let json = std::fs::read_to_string(root().join("tests/diff/two-apis.new.report.json")).unwrap();
+    assert!(!json.contains("orders-test-key"));
+    // A bound on the cut into regions: a clear outcome, assumed changed.
+    let tight = diff_with(
+        &old,
+        &new,
+        Limits {
+            regions: 5,
+            ..Limits::default()
+        },
+    );
+    assert!(
+        matches!(tight.scopes, Some(Scoped::TooManyRegions { limit: 5, .. })),
+        "{tight}"
+    );
+    assert!(tight.network_changed() && tight.has(Kind::NewlyAllowed) && tight.any_change());
+    assert!(tight.to_string().contains("too many regions"), "{tight}");
+    // Against itself: nothing.
+    let same = diff(&old, &old);
+    assert!(!same.any_change(), "{same}");
+}
+
+#[test]
+fn a_renamed_scope_moves_its_requests_and_nothing_else() {
+    let old = load("tests/diff/two-apis.old.json");
+    let text = std::fs::read_to_string(root().join("tests/diff/two-apis.old.json")).unwrap();
+    let new = policy(&text.replace("\"catalog-api\"", "\"catalog\""));
+    let r = diff(&old, &new);
+    // Same sections, same flows: only the scope's name (traces, counters).
+    assert!(!r.network_changed(), "{r}");
+    assert!(r.any_change(), "{r}");
+    let groups = r.scopes.as_ref().unwrap().groups();
+    assert_eq!(groups.len(), 1, "{r}");
+    let g = &groups[0];
+    assert!(g.moved && g.changes().is_empty() && g.settings.is_empty());
+    assert_eq!(
+        (g.old.clone(), g.new.clone()),
+        (
+            Applies::Scope("catalog-api".into()),
+            Applies::Scope("catalog".into())
+        )
+    );
+    let text = r.to_string();
+    assert!(
+        text.contains("  old scope catalog-api, new scope catalog (moved):\n"),
+        "{text}"
+    );
+    assert!(text.contains("  catalog-api: removed from position 3: hosts catalog.contoso.net, *.catalog.contoso.net\n"), "{text}");
+}
+
+#[test]
+fn pairs_of_scopes_share_one_bound() {
+    let old = load("tests/diff/two-apis.old.json");
+    let new = load("tests/diff/two-apis.new.json");
+    let r = diff_with(
+        &old,
+        &new,
+        Limits {
+            cells: 3,
+            ..Limits::default()
+        },
+    );
+    let groups = r.scopes.as_ref().unwrap().groups();
+    assert!(groups
+        .iter()
+        .any(|g| matches!(g.network, Flows::TooComplex { limit: 3 })));
+    assert!(r.has(Kind::NewlyAllowed) && r.has(Kind::NewlyDenied) && r.network_changed());
+    assert!(r
+        .to_string()
+        .contains("    too many ranges: the comparison stopped after 3 cells"));
 }

@@ -831,6 +831,25 @@ mod tests {
     }
 
     #[test]
+    fn diff_policies_reports_changes_inside_scopes() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/diff/");
+        let read = |f: &str| std::fs::read_to_string(format!("{root}{f}")).unwrap();
+        let (old, new) = (read("two-apis.old.json"), read("two-apis.admin-wider.json"));
+        let out = parse(diff_policies(&old, &new, None));
+        assert_eq!(out["ok"], true, "{out}");
+        let g = &out["report"]["scopes"]["groups"][0];
+        assert_eq!(g["old"]["scope"], "orders-admin");
+        assert_eq!(g["new"]["scope"], "orders-admin");
+        assert_eq!(
+            g["regions"][0]["description"],
+            "host orders.contoso.net, paths /admin/*, any method"
+        );
+        assert_eq!(g["network"]["changes"][0]["kind"], "newly-allowed");
+        let expected = read("two-apis.admin-wider.txt");
+        assert_eq!(out["text"], expected.split_once('\n').unwrap().1);
+    }
+
+    #[test]
     fn the_environment_panel_feeds_value_from() {
         let policy = r#"{"name": "p", "request_headers": [
             {"set": "x-functions-key", "value_from": {"env": "FUNCTION_KEY"}}]}"#;

@@ -1,6 +1,7 @@
 //! `portcullis diff OLD NEW`: which flows a policy change lets in or locks
 //! out, exactly (computed by `portcullis-diff` from the compiled rules), and
-//! the other sections before and after.
+//! the other sections before and after; with scopes, for every region of
+//! requests whose scope or effective policy changes.
 
 use std::path::PathBuf;
 
@@ -9,7 +10,9 @@ use portcullis_diff::{Kind, Report};
 
 /// Arguments of `portcullis diff`.
 #[derive(Debug, clap::Args)]
-#[command(about = "Compare two policies: the exact flows whose network decision changes")]
+#[command(
+    about = "Compare two policies: the exact flows whose network decision changes (scope by scope)"
+)]
 pub(crate) struct DiffArgs {
     /// The current policy.
     pub old: PathBuf,
@@ -18,8 +21,10 @@ pub(crate) struct DiffArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
-    /// Exit with status 1 when the report holds a change of this kind
-    /// (`any`: any flow change or any other section that differs).
+    /// Exit with status 1 when the report holds a change of this kind, at
+    /// the top level or in any region of the scopes (`any`: any flow
+    /// change, any other section that differs, a scope added, removed or
+    /// changed, or requests moving to another scope).
     #[arg(long, value_enum)]
     pub fail_on: Option<FailOn>,
 }
@@ -40,7 +45,7 @@ pub enum FailOn {
     NewlyAllowed,
     /// Some flow allowed by OLD is denied by NEW.
     NewlyDenied,
-    /// Any change at all.
+    /// Any change at all (scopes included).
     Any,
 }
 
@@ -50,7 +55,7 @@ impl FailOn {
         match self {
             FailOn::NewlyAllowed => r.has(Kind::NewlyAllowed),
             FailOn::NewlyDenied => r.has(Kind::NewlyDenied),
-            FailOn::Any => r.network_changed() || !r.settings.is_empty(),
+            FailOn::Any => r.any_change(),
         }
     }
 }
