@@ -154,6 +154,7 @@ impl Map {
 
     /// Appends a value.
     pub fn add(&self, name: &str, value: &[u8]) -> bool {
+        let value = non_empty(value);
         // SAFETY: buffers read during the call only.
         unsafe {
             abi::envoy_dynamic_module_callback_http_add_header(
@@ -167,6 +168,7 @@ impl Map {
 
     /// Replaces every value.
     pub fn set(&self, name: &str, value: &[u8]) -> bool {
+        let value = non_empty(value);
         // SAFETY: buffers read during the call only.
         unsafe {
             abi::envoy_dynamic_module_callback_http_set_header(
@@ -189,6 +191,19 @@ impl Map {
                 ModuleBuffer::NULL,
             )
         }
+    }
+}
+
+/// ABI v0.2.0 cannot write an empty header value: Envoy's `set_header`
+/// takes an empty value for a removal and `add_header` refuses one. The
+/// module writes one space instead, optional whitespace that is not part of
+/// the field value (RFC 9110, 5.5): an HTTP/1.1 peer reads the empty value.
+/// Over HTTP/2 and HTTP/3 the space is sent as is (docs/deploy.md).
+fn non_empty(value: &[u8]) -> &[u8] {
+    if value.is_empty() {
+        b" "
+    } else {
+        value
     }
 }
 

@@ -35,7 +35,6 @@
         clippy::indexing_slicing
     )
 )]
-
 // The hooks are the module's entry points: Envoy calls them with the
 // pointers the ABI describes (this module's own, and Envoy's for the
 // duration of the hook); they cannot be `unsafe fn` for Envoy.
