@@ -135,6 +135,8 @@ pub fn prepare_text(name: &str, text: &str, base: &Path) -> Result<Prepared, Str
 /// One Envoy plus one stand-in backend serving any number of prepared files.
 #[derive(Debug)]
 pub struct Harness {
+    /// Which build Envoy runs.
+    pub engine: Engine,
     /// Envoy.
     pub envoy: Envoy,
     /// The stand-in backend (canned answers per case).
@@ -166,6 +168,16 @@ pub enum Engine {
 }
 
 impl Engine {
+    /// Where Envoy lists the filter's counters in `/stats`: proxy-wasm
+    /// counters under `wasmcustom.`, the module's native counters under
+    /// `dynamicmodulescustom.` (the names after it are the same).
+    pub fn counter_prefix(self) -> &'static str {
+        match self {
+            Engine::Wasm => "wasmcustom.",
+            Engine::Native => "dynamicmodulescustom.",
+        }
+    }
+
     /// The module Envoy loads for this engine (failing the test when it is
     /// not built).
     #[allow(clippy::panic)]
@@ -250,6 +262,7 @@ impl Harness {
         let envoy = Envoy::start_with(&dir, &config.render_with(&opts), &options)
             .map_err(|e: StartError| e.to_string())?;
         Ok(Harness {
+            engine,
             envoy,
             backend,
             dir,
