@@ -300,13 +300,14 @@ impl EnvoyConfig {
         if let Some((name, _)) = self.module.native_search_path() {
             return format!(
                 r#""@type": {DYNAMIC_MODULE_FILTER_TYPE}
-# lib{name}.so, found in ENVOY_DYNAMIC_MODULES_SEARCH_PATH.
+# lib{file}.so, found in ENVOY_DYNAMIC_MODULES_SEARCH_PATH.
 dynamic_module_config: {{ name: {name} }}
 filter_name: portcullis
 filter_config:
   "@type": type.googleapis.com/google.protobuf.StringValue
   value: {policy}
 "#,
+                file = name,
                 name = yaml_str(&name),
                 policy = yaml_str(policy),
             );

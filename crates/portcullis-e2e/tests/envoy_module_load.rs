@@ -182,3 +182,46 @@ fn a_module_missing_a_callback_is_refused_at_load() {
         "{log}"
     );
 }
+
+/// `envoy --mode validate` loads the module: the upgrade check of
+/// docs/deploy.md passes with the shipped module and fails with one pinned
+/// to another ABI version.
+#[test]
+fn validate_mode_runs_the_abi_check() {
+    let shipped = paths::envoy_module().unwrap_or_else(|e| panic!("{e}"));
+    let validate = |module_dir: &Path| {
+        let dir = paths::scratch("load-validate");
+        let (cfg, _) = config(module_dir);
+        let file = dir.join("validate.yaml");
+        std::fs::write(&file, cfg.render()).unwrap();
+        let out = Command::new(paths::envoy_bin().unwrap())
+            .args([
+                "--mode",
+                "validate",
+                "--disable-hot-restart",
+                "-l",
+                "info",
+                "-c",
+            ])
+            .arg(&file)
+            .env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", module_dir)
+            .output()
+            .unwrap();
+        let log = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), log)
+    };
+    let (ok, log) = validate(shipped.parent().unwrap());
+    assert!(ok, "{log}");
+    assert!(
+        log.contains("Dynamic module ABI version v0.2.0 matched"),
+        "{log}"
+    );
+    assert!(log.contains("portcullis: policy \"load\" loaded"), "{log}");
+    let (ok, log) = validate(&variant("test-other-abi"));
+    assert!(!ok, "{log}");
+    assert!(log.contains("portcullis: refusing to load"), "{log}");
+}
