@@ -225,3 +225,54 @@ fn validate_mode_runs_the_abi_check() {
     assert!(!ok, "{log}");
     assert!(log.contains("portcullis: refusing to load"), "{log}");
 }
+
+/// A panic in a hook is caught and fails closed: a 500 with details
+/// `portcullis_panic`, nothing forwarded, Envoy still serving.
+#[test]
+fn a_panic_in_a_hook_fails_closed() {
+    let dir = variant("test-panic");
+    let backend =
+        portcullis_e2e::backend::Backend::start(SocketAddr::from(([127, 0, 0, 1], 0)), None)
+            .unwrap();
+    let scratch = paths::scratch("load-panic");
+    let (mut cfg, listen) = config(&dir);
+    cfg.upstream = Upstream::Static(backend.addr());
+    let log = scratch.join("access.jsonl");
+    cfg.access_log = AccessLog::JsonFile(log.clone());
+    let mut envoy = Envoy::start_with(&scratch, &cfg.render(), &options(&dir, &[]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut req = ClientRequest::get(std::net::Ipv4Addr::LOCALHOST, listen, false, "a");
+    req = req.header("x-portcullis-test-panic", b"1");
+    let r = client::send(&scratch, &req).unwrap();
+    assert_eq!(r.status, 500, "{r:?}");
+    assert!(
+        backend.requests().is_empty(),
+        "a panicking request was forwarded"
+    );
+    // The upstream's response panics the response hook: a 500 instead.
+    backend.answer(
+        "panic-response",
+        portcullis_e2e::backend::Answer {
+            status: 200,
+            headers: vec![("x-portcullis-test-panic".into(), b"1".to_vec())],
+        },
+    );
+    let req = ClientRequest::get(std::net::Ipv4Addr::LOCALHOST, listen, false, "a")
+        .header(portcullis_e2e::config::CASE_HEADER, b"panic-response");
+    let r = client::send(&scratch, &req).unwrap();
+    assert_eq!(r.status, 500, "{r:?}");
+    // And Envoy still serves.
+    assert_eq!(get(listen), 200);
+    let text = envoy.log();
+    assert!(
+        text.contains("portcullis: panic in request headers; failing closed"),
+        "{text}"
+    );
+    assert!(
+        text.contains("portcullis: panic in response headers; failing closed"),
+        "{text}"
+    );
+    let access = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(access.contains("portcullis_panic"), "{access}");
+    envoy.stop();
+}

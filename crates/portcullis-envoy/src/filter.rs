@@ -220,6 +220,14 @@ fn tls(s: Stream) -> bool {
 impl Filter {
     /// Decides the request; returns whether to continue (forward).
     pub fn request_headers(&mut self, config: &Config, s: Stream) -> bool {
+        #[cfg(feature = "test-panic")]
+        #[allow(clippy::panic)]
+        if s.headers(abi::REQUEST_HEADER)
+            .first("x-portcullis-test-panic")
+            .is_some()
+        {
+            panic!("test-panic: x-portcullis-test-panic");
+        }
         let policy = &config.policy;
         let needs = &config.needs;
         let peer = s.socket(abi::ATTR_SOURCE_ADDRESS);
@@ -309,6 +317,14 @@ impl Filter {
 
     /// Applies the response plan.
     pub fn response_headers(&mut self, config: &Config, s: Stream) {
+        #[cfg(feature = "test-panic")]
+        #[allow(clippy::panic)]
+        if s.headers(abi::RESPONSE_HEADER)
+            .first("x-portcullis-test-panic")
+            .is_some()
+        {
+            panic!("test-panic: x-portcullis-test-panic in the response");
+        }
         let (secure, scope) = match self.respond {
             Respond::No => return,
             Respond::Edit { secure, scope } => (secure, scope),
