@@ -119,6 +119,9 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
     _name: EnvoyBuffer,
     config: EnvoyBuffer,
 ) -> ConfigModulePtr {
+    if cfg!(feature = "bench-empty") {
+        return EMPTY.as_ptr().cast();
+    }
     guard("config", || {
         // SAFETY: Envoy keeps the configuration bytes valid during the hook.
         let bytes = unsafe { config.bytes() };
@@ -130,10 +133,13 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
     .unwrap_or(core::ptr::null())
 }
 
+/// The bench-empty variant's configuration and streams (never dereferenced).
+static EMPTY: [u8; 1] = [0];
+
 /// A configuration is gone (after its last stream).
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(config: ConfigModulePtr) {
-    if config.is_null() {
+    if config.is_null() || cfg!(feature = "bench-empty") {
         return;
     }
     // SAFETY: `config` came from `Box::into_raw` in config_new and Envoy
@@ -168,6 +174,9 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
     config: ConfigModulePtr,
     _envoy: FilterEnvoyPtr,
 ) -> FilterModulePtr {
+    if cfg!(feature = "bench-empty") {
+        return EMPTY.as_ptr().cast();
+    }
     guard("stream", || {
         let f = Filter {
             config: config.cast::<Config>(),
@@ -198,6 +207,9 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     module: FilterModulePtr,
     _end_of_stream: bool,
 ) -> u32 {
+    if cfg!(feature = "bench-empty") {
+        return abi::REQUEST_HEADERS_CONTINUE;
+    }
     let s = Stream(envoy);
     let forward = guard("request headers", || {
         // SAFETY: `module` is this stream's filter.
@@ -231,6 +243,9 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
     module: FilterModulePtr,
     _end_of_stream: bool,
 ) -> u32 {
+    if cfg!(feature = "bench-empty") {
+        return abi::CONTINUE;
+    }
     let s = Stream(envoy);
     let done = guard("response headers", || {
         // SAFETY: `module` is this stream's filter.
@@ -252,7 +267,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
 /// The stream is gone.
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(module: FilterModulePtr) {
-    if module.is_null() {
+    if module.is_null() || cfg!(feature = "bench-empty") {
         return;
     }
     // SAFETY: from `Box::into_raw` in filter_new; Envoy destroys it once.
