@@ -276,3 +276,51 @@ fn a_panic_in_a_hook_fails_closed() {
     assert!(access.contains("portcullis_panic"), "{access}");
     envoy.stop();
 }
+
+/// One configuration shared by several workers: every request decided,
+/// every count kept (native counters are shared by the threads).
+#[test]
+fn several_workers_share_one_configuration() {
+    let module = paths::envoy_module().unwrap_or_else(|e| panic!("{e}"));
+    let dir = module.parent().unwrap().to_path_buf();
+    let backend =
+        portcullis_e2e::backend::Backend::start(SocketAddr::from(([127, 0, 0, 1], 0)), None)
+            .unwrap();
+    let scratch = paths::scratch("load-workers");
+    let (mut cfg, listen) = config(&dir);
+    cfg.upstream = Upstream::Static(backend.addr());
+    let mut opts = options(&dir, &[]);
+    opts.concurrency = 4;
+    let mut envoy =
+        Envoy::start_with(&scratch, &cfg.render(), &opts).unwrap_or_else(|e| panic!("{e}"));
+    let (threads, each) = (6, 25);
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let scratch = &scratch;
+            s.spawn(move || {
+                // Half allowed (127.0.0.1), half denied (127.0.0.2).
+                let from = std::net::Ipv4Addr::new(127, 0, 0, 1 + (t % 2) as u8);
+                for _ in 0..each {
+                    let r = client::send(scratch, &ClientRequest::get(from, listen, false, "a"))
+                        .unwrap();
+                    assert_eq!(r.status, if t % 2 == 0 { 200 } else { 403 });
+                }
+            });
+        }
+    });
+    let half = (threads / 2 * each) as u64;
+    assert_eq!(
+        envoy
+            .stat("dynamicmodulescustom.portcullis.load.allowed")
+            .unwrap(),
+        Some(half)
+    );
+    assert_eq!(
+        envoy
+            .stat("dynamicmodulescustom.portcullis.load.denied")
+            .unwrap(),
+        Some(half)
+    );
+    assert_eq!(backend.requests().len() as u64, half);
+    envoy.stop();
+}

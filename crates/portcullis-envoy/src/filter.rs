@@ -378,3 +378,10 @@ pub fn fail_closed(s: Stream, details: &str) {
     )];
     s.send_response(500, &headers, b"Internal Server Error\n", details);
 }
+
+/// Envoy shares one configuration between its worker threads: it must be
+/// `Sync` (no interior mutability; the trace buffer is per thread).
+const _: fn() = || {
+    fn shared_between_workers<T: Sync + Send>() {}
+    shared_between_workers::<Config>();
+};
