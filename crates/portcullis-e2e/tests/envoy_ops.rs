@@ -168,6 +168,27 @@ fn ecds_on(engine: Engine) {
         "the problems are not in Envoy's log"
     );
     assert!(envoy.running());
+
+    // Back to v1: its counters go on from where they were (the native
+    // module carries them over; Envoy dropped them with the old config).
+    let reloads = ecds_stat(&envoy, ".config_reload");
+    write_atomic(
+        &ecds,
+        &cfg.render_ecds_resource("portcullis", &policy("ecds-v1", "allow", "deny")),
+    );
+    wait_for(
+        "the ECDS update back to v1",
+        Duration::from_secs(30),
+        || ecds_stat(&envoy, ".config_reload") > reloads,
+    );
+    assert_eq!(status(&dir, allowed, listen), 200);
+    let again = envoy
+        .stat_when(
+            &format!("{}portcullis.ecds-v1.allowed", engine.counter_prefix()),
+            |v| v == Some(2),
+        )
+        .unwrap();
+    assert_eq!(again, Some(2), "ecds-v1.allowed across the swaps");
 }
 
 #[test]

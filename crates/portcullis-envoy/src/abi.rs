@@ -206,6 +206,15 @@ extern "C" {
         value: u64,
     ) -> u32;
 
+    /// Adds `value` to a counter from the configuration (no stream needed).
+    pub fn envoy_dynamic_module_callback_http_filter_config_increment_counter(
+        config: ConfigEnvoyPtr,
+        id: usize,
+        label_values: *mut ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> u32;
+
     /// The `index`-th value of header `key` in map `header_type`; the
     /// number of values goes to `*optional_size` when it is not null.
     pub fn envoy_dynamic_module_callback_http_get_header(

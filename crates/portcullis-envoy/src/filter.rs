@@ -11,6 +11,7 @@ use portcullis_core::{
 };
 
 use crate::abi;
+use crate::counters::{self, Counter};
 use crate::host::{self, Map, Stream};
 use crate::stats;
 
@@ -25,28 +26,34 @@ impl Env for ProcessEnv {
     }
 }
 
+/// A counter Envoy defined (`None`: it refused).
+type C = Option<Counter>;
+
 /// A scope's counters.
 #[derive(Debug)]
 struct ScopeCounters {
     /// allowed, denied, redirected.
-    verdicts: [Option<usize>; 3],
+    verdicts: [C; 3],
     /// Its own rules and `default`, when it states `network`.
-    rules: Option<(Vec<Option<usize>>, Option<usize>)>,
+    rules: Option<(Vec<C>, C)>,
 }
 
 /// One would-be verdict's counters: total, per rule, `default`.
-type WouldCounters = (Option<usize>, Vec<Option<usize>>, Option<usize>);
+type WouldCounters = (C, Vec<C>, C);
 
 /// One filter configuration.
 #[derive(Debug)]
 pub struct Config {
     policy: Policy,
     needs: Inputs,
-    verdicts: [Option<usize>; 3],
-    rules: Vec<Option<usize>>,
-    default_rule: Option<usize>,
+    verdicts: [C; 3],
+    rules: Vec<C>,
+    default_rule: C,
     scopes: Vec<ScopeCounters>,
     would: Vec<WouldCounters>,
+    /// The counters of replaced policies, kept in `/stats`.
+    /// (Held for their lifetime: dropping them hands their tallies over.)
+    _retired: Vec<C>,
     /// Filter state key of the trace (`portcullis.<policy>.trace`).
     trace_key: String,
     /// The JSON trace's key, when the policy asks for it.
@@ -78,15 +85,26 @@ impl Config {
                 return None;
             }
         };
-        let define = |name: String| {
-            let id = host::define_counter(envoy, &name);
-            if id.is_none() {
+        let own: RefCell<Vec<String>> = RefCell::new(Vec::new());
+        let define = |name: String| -> C {
+            if let Ok(mut own) = own.try_borrow_mut() {
+                own.push(name.clone());
+            }
+            let Some(id) = host::define_counter(envoy, &name) else {
                 host::log(
                     abi::LOG_WARN,
                     &format!("portcullis: cannot define counter {name}"),
                 );
+                return None;
+            };
+            let (c, carry) = Counter::define(&name, id);
+            if carry > 0 && !host::config_count(envoy, id, carry) {
+                host::log(
+                    abi::LOG_WARN,
+                    &format!("portcullis: cannot carry counter {name} over"),
+                );
             }
-            id
+            Some(c)
         };
         let rules = policy.network.as_ref().map_or(0, |n| n.rules.len());
         let verdicts = Verdict::ALL.map(|v| define(stats::verdict(&policy, v)));
@@ -130,6 +148,8 @@ impl Config {
         } else {
             Vec::new()
         };
+        let others = counters::others(&own.borrow());
+        let retired = others.into_iter().map(&define).collect();
         host::log(
             abi::LOG_INFO,
             &format!("portcullis: policy \"{}\" loaded", policy.name),
@@ -141,6 +161,7 @@ impl Config {
             default_rule,
             scopes,
             would,
+            _retired: retired,
             trace_key: policy.trace_property(),
             json_key: policy.trace_json.then(|| policy.json_trace_property()),
             debug: host::log_enabled(abi::LOG_DEBUG),
@@ -150,34 +171,35 @@ impl Config {
 
     /// Counts a decision (same counters as the wasm filter).
     fn count(&self, s: Stream, d: &Decision) {
-        let add = |c: Option<usize>| {
-            if let Some(id) = c {
-                s.count(id);
+        let add = |c: Option<&Counter>| {
+            if let Some(c) = c {
+                s.count(c.id);
+                c.add();
             }
         };
         let v = d.verdict.index();
-        add(self.verdicts.get(v).copied().flatten());
+        add(self.verdicts.get(v).and_then(Option::as_ref));
         let scope = d.scope.and_then(|i| self.scopes.get(i));
         let (rules, default) = match scope.and_then(|sc| sc.rules.as_ref()) {
-            Some((rules, default)) => (rules, *default),
-            None => (&self.rules, self.default_rule),
+            Some((rules, default)) => (rules, default.as_ref()),
+            None => (&self.rules, self.default_rule.as_ref()),
         };
         add(match d.rule {
-            Some(i) => rules.get(i).copied().flatten(),
+            Some(i) => rules.get(i).and_then(Option::as_ref),
             None => default,
         });
-        add(scope.and_then(|sc| sc.verdicts.get(v).copied().flatten()));
+        add(scope.and_then(|sc| sc.verdicts.get(v).and_then(Option::as_ref)));
         if let Some(w) = &d.would {
             let would = stats::WOULD
                 .iter()
                 .position(|&x| x == w.verdict)
                 .and_then(|i| self.would.get(i));
             if let Some((total, rules, default)) = would {
-                add(*total);
+                add(total.as_ref());
                 add(match (d.rule, scope.is_some_and(|sc| sc.rules.is_some())) {
                     (_, true) => None,
-                    (Some(i), false) => rules.get(i).copied().flatten(),
-                    (None, false) => *default,
+                    (Some(i), false) => rules.get(i).and_then(Option::as_ref),
+                    (None, false) => default.as_ref(),
                 });
             }
         }

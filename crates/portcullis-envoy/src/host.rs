@@ -37,6 +37,22 @@ pub fn define_counter(config: abi::ConfigEnvoyPtr, name: &str) -> Option<usize> 
     (r == abi::METRICS_SUCCESS).then_some(id)
 }
 
+/// Adds `value` to a counter of a configuration being set up.
+pub fn config_count(config: abi::ConfigEnvoyPtr, id: usize, value: u64) -> bool {
+    // SAFETY: `config` is the pointer Envoy passed to the config hook that
+    // calls this; no labels.
+    let r = unsafe {
+        abi::envoy_dynamic_module_callback_http_filter_config_increment_counter(
+            config,
+            id,
+            core::ptr::null_mut(),
+            0,
+            value,
+        )
+    };
+    r == abi::METRICS_SUCCESS
+}
+
 /// One stream, as the module sees it: Envoy's filter pointer, valid for the
 /// duration of the hook that received it.
 #[derive(Debug, Clone, Copy)]

@@ -41,6 +41,7 @@
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 pub mod abi;
+mod counters;
 mod filter;
 mod host;
 #[path = "../../portcullis-filter/src/stats.rs"]
