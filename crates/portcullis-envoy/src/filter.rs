@@ -170,7 +170,7 @@ impl Config {
     }
 
     /// Counts a decision (same counters as the wasm filter).
-    fn count(&self, s: Stream, d: &Decision) {
+    fn count(&self, s: Stream<'_>, d: &Decision) {
         let add = |c: Option<&Counter>| {
             if let Some(c) = c {
                 s.count(c.id);
@@ -234,14 +234,14 @@ pub struct Filter {
 
 const UNSPECIFIED: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
 
-fn tls(s: Stream) -> bool {
+fn tls(s: Stream<'_>) -> bool {
     s.attribute(abi::ATTR_CONNECTION_TLS_VERSION)
         .is_some_and(|v| !v.is_empty())
 }
 
 impl Filter {
     /// Decides the request; returns whether to continue (forward).
-    pub fn request_headers(&mut self, config: &Config, s: Stream) -> bool {
+    pub fn request_headers(&mut self, config: &Config, s: Stream<'_>) -> bool {
         #[cfg(feature = "test-panic")]
         #[allow(clippy::panic)]
         if s.headers(abi::REQUEST_HEADER)
@@ -338,7 +338,7 @@ impl Filter {
     }
 
     /// Applies the response plan.
-    pub fn response_headers(&mut self, config: &Config, s: Stream) {
+    pub fn response_headers(&mut self, config: &Config, s: Stream<'_>) {
         #[cfg(feature = "test-panic")]
         #[allow(clippy::panic)]
         if s.headers(abi::RESPONSE_HEADER)
@@ -393,7 +393,7 @@ fn apply(map: &Map, edits: &[Edit<'_>]) {
 
 /// Answers a stream that cannot be decided (no configuration, a panic):
 /// 500, never forwarded.
-pub fn fail_closed(s: Stream, details: &str) {
+pub fn fail_closed(s: Stream<'_>, details: &str) {
     let headers = [(
         String::from("content-type"),
         b"text/plain; charset=utf-8".to_vec(),

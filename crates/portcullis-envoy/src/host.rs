@@ -1,6 +1,7 @@
 //! Safe wrappers over the callbacks of [`crate::abi`]: the only place that
 //! calls into Envoy.
 
+use core::marker::PhantomData;
 use core::net::SocketAddr;
 
 use portcullis_core::addr::parse_socket;
@@ -53,18 +54,36 @@ pub fn config_count(config: abi::ConfigEnvoyPtr, id: usize, value: u64) -> bool 
     r == abi::METRICS_SUCCESS
 }
 
-/// One stream, as the module sees it: Envoy's filter pointer, valid for the
-/// duration of the hook that received it.
+/// One stream during one hook, as the module sees it: Envoy's filter
+/// pointer, valid for `'h`, the hook that received it. What Envoy hands
+/// back (header values, attributes) borrows for `'h` too; Envoy keeps it
+/// valid until the hook returns, unless a setter changes that header map
+/// (every read here is used before the edits).
 #[derive(Debug, Clone, Copy)]
-pub struct Stream(pub FilterEnvoyPtr);
+pub struct Stream<'h> {
+    ptr: FilterEnvoyPtr,
+    hook: PhantomData<&'h ()>,
+}
 
-impl Stream {
+impl<'h> Stream<'h> {
+    /// The stream Envoy passed to the running hook.
+    ///
+    /// # Safety
+    /// `ptr` must be the filter pointer Envoy passed to the hook that is
+    /// running, and `'h` must not outlive that hook.
+    pub unsafe fn new(ptr: FilterEnvoyPtr) -> Stream<'h> {
+        Stream {
+            ptr,
+            hook: PhantomData,
+        }
+    }
+
     /// Adds one to a counter.
     pub fn count(self, id: usize) {
-        // SAFETY: `self.0` is the live stream; no labels.
+        // SAFETY: `self.ptr` is the live stream; no labels.
         unsafe {
             abi::envoy_dynamic_module_callback_http_filter_increment_counter(
-                self.0,
+                self.ptr,
                 id,
                 core::ptr::null_mut(),
                 0,
@@ -74,14 +93,15 @@ impl Stream {
     }
 
     /// A string attribute, if Envoy has it.
-    pub fn attribute(self, id: abi::AttributeId) -> Option<&'static [u8]> {
+    pub fn attribute(self, id: abi::AttributeId) -> Option<&'h [u8]> {
         let mut b = EnvoyBuffer::EMPTY;
-        // SAFETY: `self.0` is the live stream; `b` is written by Envoy.
+        // SAFETY: `self.ptr` is the live stream; `b` is written by Envoy.
         let ok = unsafe {
-            abi::envoy_dynamic_module_callback_http_filter_get_attribute_string(self.0, id, &mut b)
+            abi::envoy_dynamic_module_callback_http_filter_get_attribute_string(
+                self.ptr, id, &mut b,
+            )
         };
-        // SAFETY: Envoy keeps the bytes valid until the hook returns; the
-        // 'static is never held past it (callers use it within the hook).
+        // SAFETY: Envoy keeps the bytes valid until the hook returns ('h).
         ok.then(|| unsafe { b.bytes() })
     }
 
@@ -93,7 +113,7 @@ impl Stream {
     }
 
     /// The headers of map `kind`.
-    pub fn headers(self, kind: HeaderType) -> Map {
+    pub fn headers(self, kind: HeaderType) -> Map<'h> {
         Map { stream: self, kind }
     }
 
@@ -117,7 +137,7 @@ impl Stream {
         // SAFETY: every buffer lives until the call returns; Envoy copies them.
         unsafe {
             abi::envoy_dynamic_module_callback_http_send_response(
-                self.0,
+                self.ptr,
                 u32::from(status),
                 h.as_mut_ptr(),
                 h.len(),
@@ -132,7 +152,7 @@ impl Stream {
         // SAFETY: buffers are read during the call only.
         unsafe {
             abi::envoy_dynamic_module_callback_http_set_filter_state_bytes(
-                self.0,
+                self.ptr,
                 ModuleBuffer::of(key.as_bytes()),
                 ModuleBuffer::of(value),
             )
@@ -143,19 +163,19 @@ impl Stream {
 /// One header map of a stream, read through Envoy on demand (implements
 /// the core's [`Headers`]).
 #[derive(Debug, Clone, Copy)]
-pub struct Map {
-    stream: Stream,
+pub struct Map<'h> {
+    stream: Stream<'h>,
     kind: HeaderType,
 }
 
-impl Map {
+impl<'h> Map<'h> {
     /// The first value of `name` (lowercase), if any.
-    pub fn first(&self, name: &str) -> Option<&'static [u8]> {
+    pub fn first(&self, name: &str) -> Option<&'h [u8]> {
         let mut b = EnvoyBuffer::EMPTY;
         // SAFETY: live stream; `b` written by Envoy; key read during the call.
         let ok = unsafe {
             abi::envoy_dynamic_module_callback_http_get_header(
-                self.stream.0,
+                self.stream.ptr,
                 self.kind,
                 ModuleBuffer::of(name.as_bytes()),
                 &mut b,
@@ -174,7 +194,7 @@ impl Map {
         // SAFETY: buffers read during the call only.
         unsafe {
             abi::envoy_dynamic_module_callback_http_add_header(
-                self.stream.0,
+                self.stream.ptr,
                 self.kind,
                 ModuleBuffer::of(name.as_bytes()),
                 ModuleBuffer::of(value),
@@ -188,7 +208,7 @@ impl Map {
         // SAFETY: buffers read during the call only.
         unsafe {
             abi::envoy_dynamic_module_callback_http_set_header(
-                self.stream.0,
+                self.stream.ptr,
                 self.kind,
                 ModuleBuffer::of(name.as_bytes()),
                 ModuleBuffer::of(value),
@@ -201,7 +221,7 @@ impl Map {
         // SAFETY: the key is read during the call; a null value removes.
         unsafe {
             abi::envoy_dynamic_module_callback_http_set_header(
-                self.stream.0,
+                self.stream.ptr,
                 self.kind,
                 ModuleBuffer::of(name.as_bytes()),
                 ModuleBuffer::NULL,
@@ -223,7 +243,7 @@ fn non_empty(value: &[u8]) -> &[u8] {
     }
 }
 
-impl Headers for Map {
+impl Headers for Map<'_> {
     fn each_value(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
         let mut count = 0usize;
         let mut index = 0usize;
@@ -232,7 +252,7 @@ impl Headers for Map {
             // SAFETY: live stream; `b` and `count` written by Envoy.
             let ok = unsafe {
                 abi::envoy_dynamic_module_callback_http_get_header(
-                    self.stream.0,
+                    self.stream.ptr,
                     self.kind,
                     ModuleBuffer::of(name.as_bytes()),
                     &mut b,
@@ -252,13 +272,13 @@ impl Headers for Map {
     fn each_name(&self, f: &mut dyn FnMut(&[u8])) {
         // SAFETY: live stream.
         let n = unsafe {
-            abi::envoy_dynamic_module_callback_http_get_headers_size(self.stream.0, self.kind)
+            abi::envoy_dynamic_module_callback_http_get_headers_size(self.stream.ptr, self.kind)
         };
         let mut all = vec![EnvoyHeader::EMPTY; n];
         // SAFETY: `all` has room for the `n` headers Envoy reported.
         let ok = unsafe {
             abi::envoy_dynamic_module_callback_http_get_headers(
-                self.stream.0,
+                self.stream.ptr,
                 self.kind,
                 all.as_mut_ptr(),
             )

@@ -211,7 +211,8 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     if cfg!(feature = "bench-empty") {
         return abi::REQUEST_HEADERS_CONTINUE;
     }
-    let s = Stream(envoy);
+    // SAFETY: `envoy` is the filter pointer of this hook; `s` lives in it.
+    let s = unsafe { Stream::new(envoy) };
     let forward = guard("request headers", || {
         // SAFETY: `module` is this stream's filter.
         match unsafe { stream(module) } {
@@ -247,7 +248,8 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
     if cfg!(feature = "bench-empty") {
         return abi::CONTINUE;
     }
-    let s = Stream(envoy);
+    // SAFETY: `envoy` is the filter pointer of this hook; `s` lives in it.
+    let s = unsafe { Stream::new(envoy) };
     let done = guard("response headers", || {
         // SAFETY: `module` is this stream's filter.
         if let Some((f, c)) = unsafe { stream(module) } {
