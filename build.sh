@@ -106,6 +106,7 @@ run_tests() {
     cargo clippy -q -p portcullis-filter --target wasm32-unknown-unknown -- -D warnings
     cargo clippy -q -p portcullis-core --target wasm32v1-none -- -D warnings
     cargo clippy -q -p portcullis-import --target wasm32v1-none -- -D warnings
+    cargo clippy -q -p portcullis-replay --target wasm32v1-none -- -D warnings
     log "test: cargo test (core, corpus, property tests, host, CLI, Envoy end to end)"
     export PORTCULLIS_ENVOY="${PORTCULLIS_ENVOY:-$(envoy_bin)}"
     cargo test --workspace
