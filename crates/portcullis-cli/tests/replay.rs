@@ -240,3 +240,22 @@ fn reads_stdin_and_never_prints_header_values() {
     assert!(out.contains("e.g. -:2"), "{out}");
     assert!(!out.contains(secret) && !String::from_utf8_lossy(&o.stderr).contains(secret));
 }
+
+#[test]
+fn the_rollout_guide_shows_the_report_it_gets() {
+    let o = portcullis(&[
+        "replay",
+        LAYERED,
+        NO_FE1ASE,
+        NSG_V2,
+        "--fail-on",
+        "observed-newly-denied",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "fe1ase is still calling");
+    let doc = std::fs::read_to_string(root().join("docs/rollout.md")).unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        doc.contains(out.as_ref()),
+        "docs/rollout.md's replay example is stale; it should show:\n{out}"
+    );
+}
