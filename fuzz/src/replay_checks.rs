@@ -69,7 +69,31 @@ fn items(data: &[u8]) -> Result<(Vec<String>, Tally, Tally), String> {
             ));
         }
     }
+    // Split record by record over three workers: the same tally.
+    let parts = read::read_parallel_in(&mut &data[..], 3, 1, &Tally::default, &|t, line, item| {
+        match &item {
+            Item::Record(r) => t.add(Side::Policy(&old), &new, r, Loc { file: 0, line }),
+            Item::Skip(u) => t.skipped(*u),
+            Item::Malformed(_) => {}
+        }
+        ControlFlow::Continue(())
+    });
+    if let Ok(parts) = parts {
+        let mut merged = Tally::default();
+        for p in &parts {
+            merged.merge(p);
+        }
+        if merged != pair {
+            return Err("three workers tally otherwise than one".into());
+        }
+    } else if result_ok(data) {
+        return Err("the parallel read failed where the plain one did not".into());
+    }
     Ok((seen, pair, recorded))
+}
+
+fn result_ok(data: &[u8]) -> bool {
+    read::read_bytes(data, &mut |_, _| ControlFlow::Continue(())).is_ok()
 }
 
 /// The check: any bytes as a log, then the same bytes gzipped.

@@ -7,9 +7,9 @@
 use std::io::{IsTerminal as _, Read};
 use std::ops::ControlFlow;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use portcullis_core::Policy;
 use portcullis_replay::read::{self, Item};
@@ -86,25 +86,12 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
-/// Progress on stderr, only when it is a terminal.
+/// Progress on stderr (MiB read), only when it is a terminal.
 struct Progress {
     on: bool,
-    last: Instant,
-    bytes: Arc<AtomicU64>,
 }
 
 impl Progress {
-    fn tick(&mut self, name: &str, records: u64) {
-        if !self.on
-            || !records.is_multiple_of(4096)
-            || self.last.elapsed() < Duration::from_millis(200)
-        {
-            return;
-        }
-        self.last = Instant::now();
-        let mib = self.bytes.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0);
-        eprint!("\rreplay: {name}: {records} records, {mib:.1} MiB read   ");
-    }
     fn done(&self) {
         if self.on {
             eprint!("\r{:60}\r", "");
@@ -158,10 +145,8 @@ pub(crate) fn run(a: &ReplayArgs) -> crate::Outcome {
     };
     let mut tally = Tally::default();
     let bytes = Arc::new(AtomicU64::new(0));
-    let mut progress = Progress {
+    let progress = Progress {
         on: std::io::stderr().is_terminal(),
-        last: Instant::now(),
-        bytes: bytes.clone(),
     };
     for (i, name) in logs.iter().enumerate() {
         let file = u32::try_from(i).unwrap_or(u32::MAX);
@@ -189,40 +174,68 @@ pub(crate) fn run(a: &ReplayArgs) -> crate::Outcome {
                 return Ok(false);
             }
         };
-        let mut stop: Option<String> = None;
-        let mut seen = 0u64;
-        let result = read::read(&mut *input, &mut |line, item| {
-            seen += 1;
-            progress.tick(name, seen);
-            let at = Loc { file, line };
-            match item {
-                Item::Record(r) if !window.holds(r.time) => tally.outside(),
-                Item::Record(r) => tally.add(side, &new, &r, at),
-                Item::Skip(why) => tally.skipped(why),
-                Item::Malformed(m) => {
-                    if a.keep_going {
-                        tally.skipped(Unjudged::Malformed);
-                    } else {
-                        stop = Some(format!(
-                            "{name}:{line}: {m} (--keep-going skips and counts malformed records)"
-                        ));
-                        return ControlFlow::Break(());
+        // This thread scans; the workers parse and judge (all cores).
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let keep_going = a.keep_going;
+        let new = &new;
+        let done = AtomicBool::new(false);
+        let result = std::thread::scope(|scope| {
+            if progress.on {
+                let (done, bytes) = (&done, &bytes);
+                scope.spawn(move || {
+                    while !done.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(200));
+                        let mib = bytes.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0);
+                        eprint!("\rreplay: {name}: {mib:.1} MiB read   ");
                     }
-                }
+                });
             }
-            ControlFlow::Continue(())
+            let r = read::read_parallel(
+                &mut *input,
+                threads,
+                &|| (Tally::default(), None::<(u64, String)>),
+                &|(tally, stop), line, item| {
+                    match item {
+                        Item::Record(r) if !window.holds(r.time) => tally.outside(),
+                        Item::Record(r) => tally.add(side, new, &r, Loc { file, line }),
+                        Item::Skip(why) => tally.skipped(why),
+                        Item::Malformed(_) if keep_going => tally.skipped(Unjudged::Malformed),
+                        Item::Malformed(m) => {
+                            *stop = Some((line, m));
+                            return ControlFlow::Break(());
+                        }
+                    }
+                    ControlFlow::Continue(())
+                },
+            );
+            done.store(true, Ordering::Relaxed);
+            r
         });
         progress.done();
-        if let Some(m) = stop {
-            eprintln!("portcullis replay: {m}");
+        let states = match result {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("portcullis replay: {name}:{e}");
+                if !a.keep_going {
+                    return Ok(false);
+                }
+                tally.skipped(Unjudged::Malformed);
+                continue;
+            }
+        };
+        // The first malformed record, in input order.
+        if let Some((line, m)) = states
+            .iter()
+            .filter_map(|(_, s)| s.as_ref())
+            .min_by_key(|s| s.0)
+        {
+            eprintln!(
+                "portcullis replay: {name}:{line}: {m} (--keep-going skips and counts malformed records)"
+            );
             return Ok(false);
         }
-        if let Err(e) = result {
-            eprintln!("portcullis replay: {name}:{e}");
-            if !a.keep_going {
-                return Ok(false);
-            }
-            tally.skipped(Unjudged::Malformed);
+        for (t, _) in &states {
+            tally.merge(t);
         }
     }
     let report = tally.report(logs, side, &new);

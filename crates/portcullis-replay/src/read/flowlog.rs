@@ -35,6 +35,15 @@ pub fn read(
     r: &mut dyn BufRead,
     f: &mut dyn FnMut(u64, Item<'_>) -> ControlFlow<()>,
 ) -> Result<(), ReadError> {
+    scan(r, &mut |line, s| f(line, tuple(s)))
+}
+
+/// Scans a flow-log document, handing every flow tuple string (not yet
+/// parsed, see [`tuple`]) to `f` with its line.
+pub fn scan(
+    r: &mut dyn BufRead,
+    f: &mut dyn FnMut(u64, &[u8]) -> ControlFlow<()>,
+) -> Result<(), ReadError> {
     let mut stack: Vec<Frame> = Vec::with_capacity(MAX_DEPTH);
     let mut line: u64 = 1;
     let mut in_string = false;
@@ -56,7 +65,25 @@ pub fn read(
             break;
         }
         let n = buf.len();
-        for &b in buf {
+        let mut i = 0usize;
+        while let Some(&b) = buf.get(i) {
+            // Inside a string, take the run of plain bytes at once.
+            if in_string && !escape {
+                let rest = buf.get(i..).unwrap_or_default();
+                let k = rest
+                    .iter()
+                    .position(|&c| c == b'"' || c == b'\\' || c == b'\n')
+                    .unwrap_or(rest.len());
+                if k > 0 {
+                    if s.len().saturating_add(k) > MAX_LINE {
+                        return Err(err(s_line, "string longer than 1 MiB"));
+                    }
+                    s.extend_from_slice(rest.get(..k).unwrap_or_default());
+                    i += k;
+                    continue;
+                }
+            }
+            i += 1;
             if in_string {
                 if escape {
                     escape = false;
@@ -147,7 +174,7 @@ fn string_done(
     stack: &mut [Frame],
     s: &[u8],
     line: u64,
-    f: &mut dyn FnMut(u64, Item<'_>) -> ControlFlow<()>,
+    f: &mut dyn FnMut(u64, &[u8]) -> ControlFlow<()>,
 ) -> ControlFlow<()> {
     match stack.last_mut() {
         Some(Frame::Obj { expect_key, tuples }) if *expect_key => {
@@ -155,66 +182,120 @@ fn string_done(
             *tuples = s == b"flowTuples";
             ControlFlow::Continue(())
         }
-        Some(Frame::Arr { tuples: true }) => f(line, tuple(s)),
+        Some(Frame::Arr { tuples: true }) => f(line, s),
         _ => ControlFlow::Continue(()),
     }
 }
 
+/// An address as `str::parse` reads it, IPv4 without the general parser.
+fn ip(b: &[u8]) -> Option<IpAddr> {
+    fn octet(b: &[u8]) -> Option<u8> {
+        match b {
+            [d @ b'0'..=b'9'] => Some(d - b'0'),
+            [b'1'..=b'9', rest @ ..] if rest.len() <= 2 && rest.iter().all(u8::is_ascii_digit) => {
+                let v = b.iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
+                u8::try_from(v).ok()
+            }
+            _ => None,
+        }
+    }
+    if b.len() <= 15 && !b.contains(&b':') {
+        let mut parts = b.split(|&c| c == b'.');
+        let mut o = [0u8; 4];
+        for slot in &mut o {
+            *slot = octet(parts.next()?)?;
+        }
+        if parts.next().is_some() {
+            return None;
+        }
+        return Some(IpAddr::from(o));
+    }
+    std::str::from_utf8(b).ok()?.parse().ok()
+}
+
+/// Decimal digits only (no sign), as a number that fits.
+fn number<T: TryFrom<u64>>(b: &[u8]) -> Option<T> {
+    if b.is_empty() || b.len() > 19 {
+        return None;
+    }
+    let mut n = 0u64;
+    for &d in b {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + u64::from(d - b'0');
+    }
+    T::try_from(n).ok()
+}
+
 /// One flow tuple.
 pub fn tuple(s: &[u8]) -> Item<'static> {
-    let Ok(s) = std::str::from_utf8(s) else {
-        return Item::Malformed("flow tuple is not UTF-8".into());
-    };
-    let fields: Vec<&str> = s.split(',').collect();
-    let [epoch, src, dst, sport, dport, proto, dir, state, ..] = fields.as_slice() else {
+    let mut fields: [&[u8]; 8] = [&[]; 8];
+    let mut rest = s;
+    let mut count = 0usize;
+    for slot in &mut fields {
+        match rest.iter().position(|&c| c == b',') {
+            Some(i) => {
+                *slot = rest.get(..i).unwrap_or_default();
+                rest = rest.get(i + 1..).unwrap_or_default();
+                count += 1;
+            }
+            None => {
+                *slot = rest;
+                count += 1;
+                break;
+            }
+        }
+    }
+    if count < 8 {
         return Item::Malformed(format!(
-            "flow tuple has {} fields, at least 8 expected",
-            fields.len()
+            "flow tuple has {count} fields, at least 8 expected"
         ));
-    };
-    let Ok(epoch) = epoch.parse::<i64>() else {
+    }
+    let [epoch, src, dst, sport, dport, proto, dir, state] = fields;
+    let Some(epoch) = number::<i64>(epoch) else {
         return Item::Malformed("flow tuple: bad time".into());
     };
-    let (Ok(sport), Ok(dport)) = (sport.parse::<u16>(), dport.parse::<u16>()) else {
+    let (Some(sport), Some(dport)) = (number::<u16>(sport), number::<u16>(dport)) else {
         return Item::Malformed("flow tuple: bad port".into());
     };
     // NSG: T|U and A|D, seconds; VNet: a protocol number and B|C|E|D,
     // milliseconds.
-    let (transport, time, allowed) = match *proto {
-        "T" | "U" => {
-            let allowed = match *state {
-                "A" => true,
-                "D" => false,
+    let (transport, time, allowed) = match proto {
+        [p @ (b'T' | b'U')] => {
+            let allowed = match state {
+                [b'A'] => true,
+                [b'D'] => false,
                 _ => return Item::Malformed("flow tuple: decision is not A or D".into()),
             };
-            let t = if *proto == "T" {
-                Some(Transport::Tcp)
+            let t = if *p == b'T' {
+                Transport::Tcp
             } else {
-                Some(Transport::Udp)
+                Transport::Udp
             };
-            (t, epoch, allowed)
+            (Some(t), epoch, allowed)
         }
-        p if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
-            let allowed = match *state {
-                "B" | "C" | "E" => true,
-                "D" => false,
+        p if !p.is_empty() && p.iter().all(u8::is_ascii_digit) => {
+            let allowed = match state {
+                [b'B' | b'C' | b'E'] => true,
+                [b'D'] => false,
                 _ => return Item::Malformed("flow tuple: state is not B, C, E or D".into()),
             };
             let t = match p {
-                "6" => Some(Transport::Tcp),
-                "17" => Some(Transport::Udp),
+                b"6" => Some(Transport::Tcp),
+                b"17" => Some(Transport::Udp),
                 _ => None,
             };
             (t, epoch.div_euclid(1000), allowed)
         }
         _ => return Item::Malformed("flow tuple: protocol is not T, U or a number".into()),
     };
-    match *dir {
-        "I" => {}
-        "O" => return Item::Skip(Unjudged::Outbound),
+    match dir {
+        [b'I'] => {}
+        [b'O'] => return Item::Skip(Unjudged::Outbound),
         _ => return Item::Malformed("flow tuple: direction is not I or O".into()),
     }
-    let (Ok(src), Ok(dst)) = (src.parse::<IpAddr>(), dst.parse::<IpAddr>()) else {
+    let (Some(src), Some(dst)) = (ip(src), ip(dst)) else {
         return Item::Skip(Unjudged::MalformedAddress);
     };
     let Some(transport) = transport else {
@@ -231,4 +312,40 @@ pub fn tuple(s: &[u8]) -> Item<'static> {
             transport,
         }),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ip;
+
+    #[test]
+    fn ipv4_is_read_as_std_reads_it() {
+        for s in [
+            "1.2.3.4",
+            "0.0.0.0",
+            "255.255.255.255",
+            "256.1.1.1",
+            "01.2.3.4",
+            "1.2.3",
+            "1.2.3.4.5",
+            "1..3.4",
+            "",
+            "1.2.3.4 ",
+            "+1.2.3.4",
+            "1.2.3.04",
+            "10.0.1.4",
+            "::1",
+            "2001:db8::5",
+            "::ffff:1.2.3.4",
+            "1.2.3.-4",
+            "999.1.1.1",
+            "1.2.3.4a",
+        ] {
+            assert_eq!(ip(s.as_bytes()), s.parse().ok(), "{s:?}");
+        }
+        for a in 0..=255u32 {
+            let s = format!("{a}.{}.{}.{}", 255 - a, a / 2, (a * 7) % 256);
+            assert_eq!(ip(s.as_bytes()), s.parse().ok(), "{s}");
+        }
+    }
 }

@@ -26,6 +26,15 @@ pub fn read(
     r: &mut dyn BufRead,
     f: &mut dyn FnMut(u64, Item<'_>) -> ControlFlow<()>,
 ) -> Result<(), ReadError> {
+    scan(r, &mut |line, bytes| one(bytes, line, f))
+}
+
+/// Scans JSON lines, handing every line that is not blank (not yet parsed,
+/// see [`one`]) to `f` with its number.
+pub fn scan(
+    r: &mut dyn BufRead,
+    f: &mut dyn FnMut(u64, &[u8]) -> ControlFlow<()>,
+) -> Result<(), ReadError> {
     let mut buf = Vec::new();
     let mut line = 0u64;
     loop {
@@ -51,7 +60,7 @@ pub fn read(
         if buf.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        if let ControlFlow::Break(()) = one(&buf, line, f) {
+        if let ControlFlow::Break(()) = f(line, &buf) {
             return Ok(());
         }
     }

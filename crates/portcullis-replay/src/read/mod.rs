@@ -126,3 +126,127 @@ pub fn read_bytes(
     let mut r = bytes;
     read(&mut r, f)
 }
+
+/// Records per batch handed to a worker by [`read_parallel`].
+const BATCH: usize = 4096;
+
+/// Raw records (flow tuple strings or JSON lines) and their lines.
+struct Batch {
+    data: Vec<u8>,
+    /// (end offset in `data`, line) of each record.
+    units: Vec<(usize, u64)>,
+}
+
+impl Batch {
+    fn new() -> Batch {
+        Batch {
+            data: Vec::with_capacity(BATCH * 64),
+            units: Vec::with_capacity(BATCH),
+        }
+    }
+}
+
+/// [`read`] on `threads` threads: this thread scans the input (format
+/// detected) into batches of raw records, the workers parse them and call
+/// `f` on their own state (made by `make`), which is returned, one per
+/// worker, for the caller to merge. The records a worker sees are in input
+/// order, but which worker sees which is not fixed: `f`'s state must merge
+/// to the same result whatever the split (a [`crate::Tally`] does). `f`
+/// stops the reading with `ControlFlow::Break` (other workers may have
+/// handled later records by then).
+pub fn read_parallel<T: Send>(
+    r: &mut dyn BufRead,
+    threads: usize,
+    make: &(dyn Fn() -> T + Sync),
+    f: &(dyn Fn(&mut T, u64, Item<'_>) -> ControlFlow<()> + Sync),
+) -> Result<Vec<T>, ReadError> {
+    read_parallel_in(r, threads, BATCH, make, f)
+}
+
+/// [`read_parallel`] with `batch` records per batch (tests split small
+/// inputs with a batch of 1).
+pub fn read_parallel_in<T: Send>(
+    r: &mut dyn BufRead,
+    threads: usize,
+    batch: usize,
+    make: &(dyn Fn() -> T + Sync),
+    f: &(dyn Fn(&mut T, u64, Item<'_>) -> ControlFlow<()> + Sync),
+) -> Result<Vec<T>, ReadError> {
+    let per_batch = batch.max(1);
+    if threads <= 1 {
+        // One core: no copies, no channels.
+        let mut state = make();
+        read(r, &mut |line, item| f(&mut state, line, item))?;
+        return Ok(vec![state]);
+    }
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc::sync_channel;
+
+    let format = detect(r).map_err(|e| ReadError {
+        line: 0,
+        message: e.to_string(),
+    })?;
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let mut senders = Vec::with_capacity(threads);
+        let mut workers = Vec::with_capacity(threads);
+        for _ in 0..threads {
+            let (tx, rx) = sync_channel::<Batch>(2);
+            senders.push(tx);
+            let stop = &stop;
+            workers.push(scope.spawn(move || {
+                let mut state = make();
+                for b in rx {
+                    let mut start = 0usize;
+                    for &(end, line) in &b.units {
+                        let bytes = b.data.get(start..end).unwrap_or_default();
+                        start = end;
+                        let flow = match format {
+                            Format::FlowLog => f(&mut state, line, flowlog::tuple(bytes)),
+                            Format::Lines => {
+                                lines::one(bytes, line, &mut |l, item| f(&mut state, l, item))
+                            }
+                        };
+                        if flow.is_break() {
+                            stop.store(true, Ordering::Relaxed);
+                            break;
+                        }
+                    }
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                }
+                state
+            }));
+        }
+        let mut batch = Batch::new();
+        let mut next = 0usize;
+        let mut send = |batch: &mut Batch| -> ControlFlow<()> {
+            let full = std::mem::replace(batch, Batch::new());
+            let to = senders.get(next % senders.len());
+            next = next.wrapping_add(1);
+            match to.map(|s| s.send(full)) {
+                Some(Ok(())) if !stop.load(Ordering::Relaxed) => ControlFlow::Continue(()),
+                _ => ControlFlow::Break(()),
+            }
+        };
+        let mut unit = |line: u64, bytes: &[u8]| -> ControlFlow<()> {
+            batch.data.extend_from_slice(bytes);
+            batch.units.push((batch.data.len(), line));
+            if batch.units.len() >= per_batch {
+                return send(&mut batch);
+            }
+            ControlFlow::Continue(())
+        };
+        let scanned = match format {
+            Format::FlowLog => flowlog::scan(r, &mut unit),
+            Format::Lines => lines::scan(r, &mut unit),
+        };
+        if !batch.units.is_empty() {
+            let _ = send(&mut batch);
+        }
+        drop(senders);
+        let states: Vec<T> = workers.into_iter().filter_map(|w| w.join().ok()).collect();
+        scanned.map(|()| states)
+    })
+}
