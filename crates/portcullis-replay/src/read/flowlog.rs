@@ -74,6 +74,19 @@ pub fn scan(
                     .iter()
                     .position(|&c| c == b'"' || c == b'\\' || c == b'\n')
                     .unwrap_or(rest.len());
+                // A whole string in this buffer: handed over without a copy.
+                if s.is_empty() && rest.get(k) == Some(&b'"') {
+                    let whole = rest.get(..k).unwrap_or_default();
+                    if k > MAX_LINE {
+                        return Err(err(s_line, "string longer than 1 MiB"));
+                    }
+                    in_string = false;
+                    i += k + 1;
+                    if let ControlFlow::Break(()) = string_done(&mut stack, whole, s_line, f) {
+                        return Ok(());
+                    }
+                    continue;
+                }
                 if k > 0 {
                     if s.len().saturating_add(k) > MAX_LINE {
                         return Err(err(s_line, "string longer than 1 MiB"));
@@ -187,27 +200,46 @@ fn string_done(
     }
 }
 
-/// An address as `str::parse` reads it, IPv4 without the general parser.
+/// An address as `str::parse` reads it, IPv4 without the general parser:
+/// four decimal octets of at most three digits, no leading zero, each at
+/// most 255.
 fn ip(b: &[u8]) -> Option<IpAddr> {
-    fn octet(b: &[u8]) -> Option<u8> {
-        match b {
-            [d @ b'0'..=b'9'] => Some(d - b'0'),
-            [b'1'..=b'9', rest @ ..] if rest.len() <= 2 && rest.iter().all(u8::is_ascii_digit) => {
-                let v = b.iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
-                u8::try_from(v).ok()
-            }
-            _ => None,
-        }
-    }
     if b.len() <= 15 && !b.contains(&b':') {
-        let mut parts = b.split(|&c| c == b'.');
         let mut o = [0u8; 4];
-        for slot in &mut o {
-            *slot = octet(parts.next()?)?;
+        let mut k = 0usize;
+        let mut v = 0u32;
+        let mut digits = 0u32;
+        let mut lead_zero = false;
+        for &c in b {
+            match c {
+                b'0'..=b'9' => {
+                    if digits == 0 {
+                        lead_zero = c == b'0';
+                    } else if lead_zero {
+                        return None;
+                    }
+                    v = v * 10 + u32::from(c - b'0');
+                    digits += 1;
+                    if digits > 3 || v > 255 {
+                        return None;
+                    }
+                }
+                b'.' => {
+                    if digits == 0 {
+                        return None;
+                    }
+                    *o.get_mut(k)? = u8::try_from(v).ok()?;
+                    k += 1;
+                    v = 0;
+                    digits = 0;
+                }
+                _ => return None,
+            }
         }
-        if parts.next().is_some() {
+        if digits == 0 || k != 3 {
             return None;
         }
+        *o.get_mut(3)? = u8::try_from(v).ok()?;
         return Some(IpAddr::from(o));
     }
     std::str::from_utf8(b).ok()?.parse().ok()
