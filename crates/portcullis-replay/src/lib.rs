@@ -51,7 +51,7 @@ use portcullis_core::Transport;
 
 pub use judge::{judge, Decider, Judged};
 pub use report::{ClientOut, DeciderOut, GroupOut, Report, RuleHits, Unjudgeable, SHOWN_CLIENTS};
-pub use tally::{Kind, Loc, Side, Tally, Window, MAX_CLIENTS};
+pub use tally::{Kind, Loc, Side, Tally, Timeline, Window, MAX_BUCKETS, MAX_CLIENTS};
 
 /// What a record saw.
 #[derive(Debug, Clone, Copy)]

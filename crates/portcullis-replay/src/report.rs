@@ -128,6 +128,10 @@ pub struct Report {
     pub rules: Vec<RuleHits>,
     /// Records not judged, by reason.
     pub not_judged: Vec<Unjudgeable>,
+    /// Judged records NEW denies, over time: seconds per bucket.
+    pub denied_bucket_seconds: i64,
+    /// The buckets: (start, RFC 3339; records), in time order.
+    pub denied_over_time: Vec<(String, u64)>,
 }
 
 impl Report {
@@ -330,6 +334,13 @@ impl Tally {
                         description: u.describe(),
                     })
                 })
+                .collect(),
+            denied_bucket_seconds: self.denied_over_time.width,
+            denied_over_time: self
+                .denied_over_time
+                .buckets
+                .iter()
+                .map(|(k, n)| (format_rfc3339(*k), *n))
                 .collect(),
         }
     }

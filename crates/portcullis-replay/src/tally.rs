@@ -200,6 +200,62 @@ impl Group {
     }
 }
 
+/// Most buckets a [`Timeline`] keeps: more, and the buckets widen (doubling).
+pub const MAX_BUCKETS: usize = 512;
+
+/// Counts over time, in buckets of `width` seconds (60 s, doubled whenever
+/// there would be more than [`MAX_BUCKETS`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timeline {
+    /// Seconds per bucket.
+    pub width: i64,
+    /// Bucket start (seconds since the epoch, a multiple of `width`) to
+    /// count.
+    pub buckets: BTreeMap<i64, u64>,
+}
+
+impl Default for Timeline {
+    fn default() -> Timeline {
+        Timeline {
+            width: 60,
+            buckets: BTreeMap::new(),
+        }
+    }
+}
+
+impl Timeline {
+    /// Counts `n` at time `t`.
+    pub fn add(&mut self, t: i64, n: u64) {
+        let k = t.div_euclid(self.width).saturating_mul(self.width);
+        let e = self.buckets.entry(k).or_insert(0);
+        *e = e.saturating_add(n);
+        while self.buckets.len() > MAX_BUCKETS {
+            self.widen(self.width.saturating_mul(2));
+        }
+    }
+
+    fn widen(&mut self, width: i64) {
+        if width <= self.width {
+            return;
+        }
+        self.width = width;
+        let old = core::mem::take(&mut self.buckets);
+        for (k, n) in old {
+            let k = k.div_euclid(width).saturating_mul(width);
+            let e = self.buckets.entry(k).or_insert(0);
+            *e = e.saturating_add(n);
+        }
+    }
+
+    /// Adds another timeline.
+    pub fn merge(&mut self, o: &Timeline) {
+        self.widen(o.width);
+        for (k, n) in &o.buckets {
+            self.add(*k, *n);
+        }
+    }
+}
+
 /// The running aggregate of a replay. Feed it records ([`Tally::add`]),
 /// merge tallies of parts of the input ([`Tally::merge`]), then write the
 /// [`Report`](crate::Report).
@@ -217,6 +273,8 @@ pub struct Tally {
     pub(crate) hits: BTreeMap<(Option<u32>, Option<u32>), u64>,
     pub(crate) first: Option<i64>,
     pub(crate) last: Option<i64>,
+    /// Judged records NEW denies, over time (records with a time).
+    pub denied_over_time: Timeline,
 }
 
 /// The time window of a replay (`--since`, `--until`, inclusive).
@@ -265,6 +323,9 @@ impl Tally {
         });
         let hit = self.hits.entry((owner, n.decider.rule)).or_insert(0);
         *hit = hit.saturating_add(1);
+        if let (false, Some(t)) = (n.decider.allowed, r.time) {
+            self.denied_over_time.add(t, 1);
+        }
         let kind = match (was_allowed, n.decider.allowed) {
             (true, false) => Kind::NewlyDenied,
             (false, true) => Kind::NewlyAllowed,
@@ -342,5 +403,6 @@ impl Tally {
         }
         self.first = min_opt(self.first, o.first);
         self.last = max_opt(self.last, o.last);
+        self.denied_over_time.merge(&o.denied_over_time);
     }
 }

@@ -323,9 +323,19 @@ proptest! {
         let text = format!("{{\"records\":[{{\"properties\":{{\"flows\":[{{\"flows\":[{{\"flowTuples\":[\n{}\n]}}]}}]}}}}]}}", list.join(",\n"));
         for side in [Side::Policy(&old), Side::Recorded] {
             let mut tally = Tally::default();
+            let mut denied_by_new = 0u64;
             read_bytes(text.as_bytes(), &mut |line, item| {
                 match item {
-                    Item::Record(r) => tally.add(side, &new, &r, Loc { file: 0, line }),
+                    Item::Record(r) => {
+                        let old_judged = match side {
+                            Side::Policy(o) => judge(o, &r).is_ok(),
+                            Side::Recorded => r.recorded.is_some(),
+                        };
+                        if let (Ok(n), true) = (judge(&new, &r), old_judged) {
+                            denied_by_new += u64::from(!n.decider.allowed);
+                        }
+                        tally.add(side, &new, &r, Loc { file: 0, line })
+                    }
                     Item::Skip(u) => tally.skipped(u),
                     Item::Malformed(m) => panic!("{m}"),
                 }
@@ -346,6 +356,8 @@ proptest! {
             if new.network.is_some() {
                 prop_assert_eq!(hits, report.judged);
             }
+            let over_time: u64 = report.denied_over_time.iter().map(|b| b.1).sum();
+            prop_assert_eq!(over_time, denied_by_new);
             let outbound = tuples.iter().filter(|t| t.3 == "O").count() as u64;
             prop_assert_eq!(tally.not_judged_for(Unjudged::Outbound), outbound);
         }
