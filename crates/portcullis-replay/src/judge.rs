@@ -274,8 +274,24 @@ fn http(p: &Policy, h: &HttpSeen<'_>) -> Result<Judged, Unjudged> {
         path: h.path.unwrap_or(b"/"),
         headers: &seen,
     };
-    let d = p.decide(&req(h.tls.unwrap_or(true)));
-    if h.tls.is_none() {
+    // A plain hop from a trusted proxy may be secure by its
+    // X-Forwarded-Proto: when the record does not carry it, TLS is as good
+    // as not recorded.
+    let levels = || core::iter::once(p).chain((0..p.scopes.len()).map(|i| p.scoped(Some(i))));
+    let forwarded_proto_unknown = h.tls != Some(true)
+        && !h
+            .carried
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case("x-forwarded-proto"))
+        && c.trusted_proxies.contains(addr::key(peer))
+        && levels().any(|q| {
+            q.https_only
+                .as_ref()
+                .is_some_and(|x| x.trust_forwarded_proto)
+        });
+    let tls = if forwarded_proto_unknown { None } else { h.tls };
+    let d = p.decide(&req(tls.unwrap_or(true)));
+    if tls.is_none() {
         let other = p.decide(&req(false));
         if other.enforced_verdict() != d.enforced_verdict()
             || other.rule != d.rule

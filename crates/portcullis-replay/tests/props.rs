@@ -96,7 +96,12 @@ fn policy(http: bool) -> impl Strategy<Value = Policy> {
                 s += r#","client_ip":{"from":"x-forwarded-for","trusted_proxies":["10.0.0.0/8"]}"#;
             }
             if http && https {
-                s += r#","https_only":{"action":"reject"}"#;
+                // Behind a trusted proxy, sometimes its X-Forwarded-Proto is believed.
+                if xff && fdid {
+                    s += r#","https_only":{"action":"reject","trust_forwarded_proto":true}"#;
+                } else {
+                    s += r#","https_only":{"action":"reject"}"#;
+                }
             }
             if http && fdid {
                 s += r#","require_headers":[{"name":"x-azure-fdid","values":["fd-1"]}]"#;
@@ -136,7 +141,7 @@ fn judged_one(p: &Policy, text: &str) -> Result<portcullis_replay::Judged, Unjud
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::with_cases(1024))]
 
     /// Flow tuples (NSG and VNet): the network step on the flow, as the
     /// core's matcher decides it, in the top level and every scope alike.
@@ -190,8 +195,13 @@ proptest! {
         tls in any::<bool>(),
         fdid in prop::option::of(prop::sample::select(&["fd-1", "fd-2"][..])),
         host in prop::sample::select(&["api.example.com", "other.example.com"][..]),
+        xfp in prop::option::of(prop::option::of(prop::sample::select(&["https", "http"][..]))),
     ) {
         let mut headers = serde_json::Map::new();
+        // None: not carried; Some(None): carried, absent.
+        if let Some(v) = xfp {
+            headers.insert("x-forwarded-proto".into(), v.map_or(serde_json::Value::Null, Into::into));
+        }
         headers.insert("x-forwarded-for".into(), xff.map_or(serde_json::Value::Null, |x| x.to_string().into()));
         headers.insert("x-azure-fdid".into(), fdid.map_or(serde_json::Value::Null, Into::into));
         let peer_sa = SocketAddr::new(peer, 50000);
@@ -208,7 +218,7 @@ proptest! {
             "headers": headers,
         })
         .to_string();
-        let got = judged_one(&p, &line).unwrap();
+        let got = judged_one(&p, &line);
         let mut h: Vec<(&str, String)> = Vec::new();
         if let Some(x) = xff {
             h.push(("x-forwarded-for", x.to_string()));
@@ -216,6 +226,19 @@ proptest! {
         if let Some(f) = fdid {
             h.push(("x-azure-fdid", f.to_string()));
         }
+        if let Some(Some(v)) = xfp {
+            h.push(("x-forwarded-proto", v.to_string()));
+        }
+        let trusts_xfp = p.https_only.as_ref().is_some_and(|x| x.trust_forwarded_proto)
+            && p.client_ip.trusted_proxies.contains(addr::key(peer));
+        let got = match got {
+            Err(Unjudged::TlsNotRecorded) => {
+                // Only when the proxy's X-Forwarded-Proto matters and is not carried.
+                prop_assert!(trusts_xfp && xfp.is_none() && !tls);
+                return Ok(());
+            }
+            other => other.unwrap(),
+        };
         let req = Request {
             peer: peer_sa,
             local: "10.0.1.4:443".parse().unwrap(),
@@ -228,6 +251,14 @@ proptest! {
         };
         let (allowed, rule) = enforced(&p, &req);
         prop_assert_eq!(got.decider.allowed, allowed);
+        if xfp.is_none() {
+            // Not carried: the request may have had any; judged only when
+            // that cannot matter.
+            let mut with = h.clone();
+            with.push(("x-forwarded-proto", "https".to_string()));
+            let req = Request { headers: &with, ..req };
+            prop_assert_eq!(got.decider.allowed, enforced(&p, &req).0);
+        }
         prop_assert_eq!(got.decider.rule.map(|r| r as usize), rule);
         prop_assert_eq!(got.decider.scope.map(|s| s as usize), p.decide(&req).scope);
     }
