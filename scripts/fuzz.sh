@@ -22,7 +22,7 @@ ROOT=$PWD
 SECS=${1:-60}
 shift || true
 TARGETS=("$@")
-((${#TARGETS[@]})) || TARGETS=(policy_parse decide filter_wasm differential client_addr scope_input import_apim import_nsg import_service_tags)
+((${#TARGETS[@]})) || TARGETS=(policy_parse decide filter_wasm differential client_addr scope_input import_apim import_nsg import_service_tags replay_logs)
 CARGO_FUZZ_VERSION=0.13.2
 # Environment overrides: FUZZ_SANITIZER (address|none), FUZZ_RSS_MB, FUZZ_TIMEOUT.
 RSS_MB=${FUZZ_RSS_MB:-2048}

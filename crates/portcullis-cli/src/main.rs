@@ -42,6 +42,10 @@ enum Command {
     /// document; the report of what was mapped, skipped or unsupported goes
     /// to stderr.
     Import(cmd::import::ImportArgs),
+    /// Replay recorded traffic (flow logs, access logs, traces) against a
+    /// candidate: who NEW would cut off or let in among the callers the log
+    /// saw, per rule of NEW the records it decided, what could not be judged.
+    Replay(cmd::replay::ReplayArgs),
     Package(cmd::package::Args),
     Completions(cmd::completions::Args),
 }
@@ -68,6 +72,7 @@ fn main() -> ExitCode {
         Command::Explain(a) => cmd::explain::run(a, &style),
         Command::Import(a) => cmd::import::run(&a),
         Command::Diff(a) => cmd::diff::run(&a),
+        Command::Replay(a) => cmd::replay::run(&a),
         Command::Package(a) => cmd::package::run(a),
         Command::Completions(a) => cmd::completions::run(a, Cli::command()),
     };
