@@ -159,9 +159,12 @@ fn network(
     let Some(net) = net else {
         return Ok((true, None));
     };
+    // Rules with `headers` are matched rule by rule: a layer-4 record
+    // cannot show headers.
+    let headers = net.rules.iter().any(|r| !r.headers.is_empty());
     let rule = match f.full() {
-        Some(flow) => p.match_rule(&flow),
-        None => match_partial(net, f)?,
+        Some(flow) if !headers => p.match_rule(&flow),
+        _ => match_partial(net, f)?,
     };
     let access = rule
         .and_then(|i| net.rules.get(i))
@@ -188,6 +191,9 @@ fn match_partial(net: &Network, f: &Partial) -> Result<Option<usize>, Unjudged> 
             || (f.dst.is_none() && !r.destination.is_any());
         if unknown {
             return Err(Unjudged::PortNotRecorded);
+        }
+        if !r.headers.is_empty() {
+            return Err(Unjudged::HeadersNotRecorded);
         }
         return Ok(Some(i));
     }
@@ -259,6 +265,21 @@ fn http(p: &Policy, h: &HttpSeen<'_>) -> Result<Judged, Unjudged> {
             return Err(Unjudged::ClientHeaderNotRecorded);
         }
     }
+    // A rule's `headers` the record does not carry: the rule may match or
+    // not, so the record is not judged (never guessed).
+    let levels = || core::iter::once(p).chain((0..p.scopes.len()).map(|i| p.scoped(Some(i))));
+    let unrecorded = levels().any(|q| {
+        q.network.as_ref().is_some_and(|n| {
+            n.rules.iter().flat_map(|r| &r.headers).any(|m| {
+                !h.carried
+                    .iter()
+                    .any(|c| c.eq_ignore_ascii_case(m.name.as_str()))
+            })
+        })
+    });
+    if unrecorded {
+        return Err(Unjudged::HeadersNotRecorded);
+    }
     let seen = Seen { h, p };
     let unspecified = match h.peer {
         IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
@@ -277,7 +298,6 @@ fn http(p: &Policy, h: &HttpSeen<'_>) -> Result<Judged, Unjudged> {
     // A plain hop from a trusted proxy may be secure by its
     // X-Forwarded-Proto: when the record does not carry it, TLS is as good
     // as not recorded.
-    let levels = || core::iter::once(p).chain((0..p.scopes.len()).map(|i| p.scoped(Some(i))));
     let forwarded_proto_unknown = h.tls != Some(true)
         && !h
             .carried
@@ -338,4 +358,41 @@ fn step_index(s: Step) -> u8 {
 
 fn verdict_index(v: Verdict) -> u8 {
     u8::try_from(v.index()).unwrap_or(u8::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::FlowSeen;
+
+    /// A rule's `headers`: a flow log cannot show them, so a flow that such
+    /// a rule may decide is not judged; one decided before it is.
+    #[test]
+    fn a_rule_with_headers_leaves_a_layer_4_flow_unjudged() {
+        let p = Policy::parse(
+            br#"{"name": "p", "network": {"rules": [
+              {"name": "office", "priority": 100, "access": "allow", "source": ["10.0.0.0/8"]},
+              {"name": "fd", "priority": 200, "access": "allow", "source": ["*"],
+               "headers": {"x-azure-fdid": ["id"]}}]}}"#,
+        )
+        .unwrap();
+        let flow = |src: [u8; 4]| Record {
+            time: None,
+            recorded: None,
+            observed: Observed::Flow(FlowSeen {
+                src: IpAddr::from(src),
+                sport: 5000,
+                dst: IpAddr::from([10, 9, 9, 9]),
+                dport: 443,
+                transport: Transport::Tcp,
+            }),
+        };
+        assert_eq!(
+            judge(&p, &flow([65, 52, 1, 1])).map(|j| j.decider.allowed),
+            Err(Unjudged::HeadersNotRecorded)
+        );
+        let office = judge(&p, &flow([10, 1, 2, 3])).unwrap();
+        assert!(office.decider.allowed);
+        assert_eq!(office.decider.rule, Some(0));
+    }
 }

@@ -153,6 +153,9 @@ pub enum Unjudged {
     /// Layer 4 or a trace: the scope is unknown (no host, path or method)
     /// and the policy's scopes decide the flow differently.
     ScopeNotRecorded,
+    /// A rule that may decide names `headers` the record does not carry
+    /// (a layer-4 record carries none).
+    HeadersNotRecorded,
     /// `--policy`: the log does not say what was decided.
     NoRecordedDecision,
     /// The record is malformed (skipped with `--keep-going`).
@@ -161,7 +164,7 @@ pub enum Unjudged {
 
 impl Unjudged {
     /// Every reason, in report order.
-    pub const ALL: [Unjudged; 14] = [
+    pub const ALL: [Unjudged; 15] = [
         Unjudged::Outbound,
         Unjudged::Protocol,
         Unjudged::MalformedAddress,
@@ -174,6 +177,7 @@ impl Unjudged {
         Unjudged::TlsNotRecorded,
         Unjudged::PortNotRecorded,
         Unjudged::ScopeNotRecorded,
+        Unjudged::HeadersNotRecorded,
         Unjudged::NoRecordedDecision,
         Unjudged::Malformed,
     ];
@@ -193,6 +197,7 @@ impl Unjudged {
             Unjudged::TlsNotRecorded => "tls-not-recorded",
             Unjudged::PortNotRecorded => "port-not-recorded",
             Unjudged::ScopeNotRecorded => "scope-not-recorded",
+            Unjudged::HeadersNotRecorded => "headers-not-recorded",
             Unjudged::NoRecordedDecision => "no-recorded-decision",
             Unjudged::Malformed => "malformed",
         }
@@ -220,6 +225,9 @@ impl Unjudged {
             }
             Unjudged::ScopeNotRecorded => {
                 "the scope is unknown (no host, path or method) and the scopes decide differently"
+            }
+            Unjudged::HeadersNotRecorded => {
+                "a rule that may decide names headers the record does not carry"
             }
             Unjudged::NoRecordedDecision => "the log does not say what was decided",
             Unjudged::Malformed => "malformed records (skipped with --keep-going)",
