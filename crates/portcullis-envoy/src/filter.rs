@@ -5,6 +5,7 @@ use core::cell::RefCell;
 use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use portcullis_core::edits::is_twin;
+use portcullis_core::names;
 use portcullis_core::policy::Mode;
 use portcullis_core::{
     Action, Decision, Edit, EditOp, Env, Headers, Inputs, Policy, Request, ResponsePlan, Transport,
@@ -14,7 +15,6 @@ use portcullis_core::{
 use crate::abi;
 use crate::counters::{self, Counter};
 use crate::host::{self, Map, Stream};
-use crate::stats;
 
 /// `value_from` variables: Envoy's own process environment, read once
 /// when a configuration is loaded.
@@ -108,15 +108,15 @@ impl Config {
             Some(c)
         };
         let rules = policy.network.as_ref().map_or(0, |n| n.rules.len());
-        let verdicts = Verdict::ALL.map(|v| define(stats::verdict(&policy, v)));
+        let verdicts = Verdict::ALL.map(|v| define(names::verdict(&policy, v)));
         let rule_ids = (0..rules)
-            .map(|i| define(stats::rule(&policy, Some(i))))
+            .map(|i| define(names::rule(&policy, Some(i))))
             .collect();
-        let default_rule = define(stats::rule(&policy, None));
+        let default_rule = define(names::rule(&policy, None));
         let scopes = (0..policy.scopes.len())
             .map(|s| ScopeCounters {
-                verdicts: Verdict::ALL.map(|v| define(stats::scope_verdict(&policy, s, v))),
-                rules: stats::own_rules(&policy, s).then(|| {
+                verdicts: Verdict::ALL.map(|v| define(names::scope_verdict(&policy, s, v))),
+                rules: names::own_rules(&policy, s).then(|| {
                     let n = policy
                         .scoped(Some(s))
                         .network
@@ -124,9 +124,9 @@ impl Config {
                         .map_or(0, |n| n.rules.len());
                     (
                         (0..n)
-                            .map(|i| define(stats::scope_rule(&policy, s, Some(i))))
+                            .map(|i| define(names::scope_rule(&policy, s, Some(i))))
                             .collect(),
-                        define(stats::scope_rule(&policy, s, None)),
+                        define(names::scope_rule(&policy, s, None)),
                     )
                 }),
             })
@@ -134,15 +134,15 @@ impl Config {
         let would = if policy.mode == Mode::Report
             || policy.scopes.iter().any(|s| s.policy.mode == Mode::Report)
         {
-            stats::WOULD
+            names::WOULD
                 .iter()
                 .map(|&w| {
                     (
-                        define(stats::would(&policy, w)),
+                        define(names::would(&policy, w)),
                         (0..rules)
-                            .map(|i| define(stats::would_rule(&policy, w, Some(i))))
+                            .map(|i| define(names::would_rule(&policy, w, Some(i))))
                             .collect(),
-                        define(stats::would_rule(&policy, w, None)),
+                        define(names::would_rule(&policy, w, None)),
                     )
                 })
                 .collect()
@@ -191,7 +191,7 @@ impl Config {
         });
         add(scope.and_then(|sc| sc.verdicts.get(v).and_then(Option::as_ref)));
         if let Some(w) = &d.would {
-            let would = stats::WOULD
+            let would = names::WOULD
                 .iter()
                 .position(|&x| x == w.verdict)
                 .and_then(|i| self.would.get(i));
