@@ -18,6 +18,7 @@
 
 use alloc::format;
 use alloc::string::String;
+use alloc::vec::Vec;
 
 use crate::decide::Verdict;
 use crate::policy::Policy;
@@ -121,4 +122,140 @@ pub fn would_rule(policy: &Policy, v: Verdict, rule: Option<usize>) -> String {
         would(policy, v),
         segment(policy.rule_name(rule))
     )
+}
+
+/// A scope's counters in a [`CounterSet`].
+#[derive(Debug)]
+struct ScopeSet<C> {
+    /// allowed, denied, redirected.
+    verdicts: [C; 3],
+    /// Its own rules and `default`, when it states `network`.
+    rules: Option<(Vec<C>, C)>,
+}
+
+/// One would-be verdict's counters: total, per rule, `default`.
+type WouldSet<C> = (C, Vec<C>, C);
+
+/// Every counter a policy defines, as a host's handles `C`, and which of
+/// them a decision counts in ([`CounterSet::hits`]): one layout for every
+/// engine, so the wasm filter and the native module count alike.
+///
+/// ```
+/// use portcullis_core::{names::CounterSet, Policy, Request, Transport};
+/// let p = Policy::parse(br#"{"name": "p", "network": {"rules": [
+///   {"name": "fe", "priority": 100, "access": "allow", "source": ["10.0.0.0/8"]}]}}"#).unwrap();
+/// let set = CounterSet::define(&p, |name| name);
+/// let none: [(&str, &str); 0] = [];
+/// let req = Request {
+///     peer: "10.1.2.3:5000".parse().unwrap(), local: "10.0.0.4:443".parse().unwrap(),
+///     tls: true, transport: Transport::Tcp, method: b"GET", authority: b"a", path: b"/",
+///     headers: &none,
+/// };
+/// let mut hit = Vec::new();
+/// set.hits(&p.decide(&req), |c| hit.push(c.clone()));
+/// assert_eq!(hit, ["portcullis.p.allowed", "portcullis.p.rule.fe"]);
+/// ```
+#[derive(Debug)]
+pub struct CounterSet<C> {
+    verdicts: [C; 3],
+    rules: Vec<C>,
+    default_rule: C,
+    scopes: Vec<ScopeSet<C>>,
+    would: Vec<WouldSet<C>>,
+}
+
+impl<C> CounterSet<C> {
+    /// Defines every counter of `policy` through `define` (a host call), in
+    /// this order: the three verdicts, each rule by index, `default`; for
+    /// each scope its three verdicts and, when it states `network`, its
+    /// rules and `default`; for a policy that reports (at the top level or
+    /// in some scope) each would-be verdict, then that verdict per rule and
+    /// `default`.
+    pub fn define(policy: &Policy, mut define: impl FnMut(String) -> C) -> CounterSet<C> {
+        let count = |p: &Policy| p.network.as_ref().map_or(0, |n| n.rules.len());
+        let rules = count(policy);
+        let verdicts = Verdict::ALL.map(|v| define(verdict(policy, v)));
+        let rule_counters = (0..rules).map(|i| define(rule(policy, Some(i)))).collect();
+        let default_rule = define(rule(policy, None));
+        let scopes = (0..policy.scopes.len())
+            .map(|s| ScopeSet {
+                verdicts: Verdict::ALL.map(|v| define(scope_verdict(policy, s, v))),
+                rules: own_rules(policy, s).then(|| {
+                    let n = count(policy.scoped(Some(s)));
+                    (
+                        (0..n)
+                            .map(|i| define(scope_rule(policy, s, Some(i))))
+                            .collect(),
+                        define(scope_rule(policy, s, None)),
+                    )
+                }),
+            })
+            .collect();
+        let reports = policy.mode == crate::policy::Mode::Report
+            || policy
+                .scopes
+                .iter()
+                .any(|s| s.policy.mode == crate::policy::Mode::Report);
+        let would = if reports {
+            WOULD
+                .iter()
+                .map(|&w| {
+                    (
+                        define(would(policy, w)),
+                        (0..rules)
+                            .map(|i| define(would_rule(policy, w, Some(i))))
+                            .collect(),
+                        define(would_rule(policy, w, None)),
+                    )
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        CounterSet {
+            verdicts,
+            rules: rule_counters,
+            default_rule,
+            scopes,
+            would,
+        }
+    }
+
+    /// Calls `f` with every counter decision `d` counts in: its verdict;
+    /// the rule that decided (or `default`), under its scope when the
+    /// scope has its own `network`; the scope's verdict; in report mode the
+    /// would-be verdict and, for the top level's rules, that verdict per
+    /// rule.
+    pub fn hits<'s>(&'s self, d: &crate::decide::Decision, mut f: impl FnMut(&'s C)) {
+        let v = d.verdict.index();
+        if let Some(c) = self.verdicts.get(v) {
+            f(c);
+        }
+        let scope = d.scope.and_then(|s| self.scopes.get(s));
+        let (rules, default) = match scope.and_then(|s| s.rules.as_ref()) {
+            Some((rules, default)) => (rules, default),
+            None => (&self.rules, &self.default_rule),
+        };
+        if let Some(c) = d.rule.map_or(Some(default), |i| rules.get(i)) {
+            f(c);
+        }
+        if let Some(c) = scope.and_then(|s| s.verdicts.get(v)) {
+            f(c);
+        }
+        if let Some(w) = &d.would {
+            let would = WOULD
+                .iter()
+                .position(|&x| x == w.verdict)
+                .and_then(|i| self.would.get(i));
+            if let Some((total, rules, default)) = would {
+                f(total);
+                // Per rule only for the top level's rules.
+                if scope.is_none_or(|s| s.rules.is_none()) {
+                    if let Some(c) = d.rule.map_or(Some(default), |i| rules.get(i)) {
+                        f(c);
+                    }
+                }
+            }
+        }
+    }
 }
