@@ -676,12 +676,14 @@ def goals(results, sizes, proto="h1"):
 
 def rss_phase(args, workdir, upstream_port, filter_wasm, empty_wasm, cidrs, repeats):
     """VmRSS (kB) of Envoy with no filter, the empty filter and Portcullis at
-    the 10,000-CIDR policy, at --concurrency 1, 2 and 4, after 1 s of load;
-    the median of `repeats` fresh processes each."""
+    the 10,000-CIDR policy (the wasm filter, and the native module when it is
+    benched), at --concurrency 1, 2 and 4, after 1 s of load; the median of
+    `repeats` fresh processes each."""
     out = []
     lua = os.path.join(workdir, "report.lua")
+    variants = ("a", "d", "c") + (("n",) if NATIVE_DIR else ())
     for conc in (1, 2, 4):
-        for variant in ("a", "d", "c"):
+        for variant in variants:
             idle, loaded = [], []
             for i in range(repeats):
                 key = f"rss-{variant}-{conc}-{i}"
@@ -696,7 +698,7 @@ def rss_phase(args, workdir, upstream_port, filter_wasm, empty_wasm, cidrs, repe
                     loaded.append(env.rss_kb())
                 finally:
                     env.stop()
-            r = {"variant": variant, "cidrs": len(cidrs) if variant == "c" else None, "concurrency": conc,
+            r = {"variant": variant, "cidrs": len(cidrs) if variant in ("c", "n") else None, "concurrency": conc,
                  "rss_kb_idle": statistics.median(idle), "rss_kb_loaded": statistics.median(loaded),
                  "rss_kb_loaded_all": loaded}
             out.append(r)
@@ -718,6 +720,14 @@ def rss_phase(args, workdir, upstream_port, filter_wasm, empty_wasm, cidrs, repe
         "filter_kb_per_worker_vs_none_1to4": per_worker("c", 4) - per_worker("a", 4),
         "filter_kb_per_worker_vs_empty_1to4": per_worker("c", 4) - per_worker("d", 4),
     }
+    if NATIVE_DIR:
+        # The native module's Envoy RSS per worker (issue 23), beside the
+        # wasm filter's.
+        derived.update({
+            "native_kb_at_conc1_vs_none": by[("n", 1)] - by[("a", 1)],
+            "native_kb_per_worker_vs_none": per_worker("n", 2) - per_worker("a", 2),
+            "native_kb_per_worker_vs_none_1to4": per_worker("n", 4) - per_worker("a", 4),
+        })
     return out, derived
 
 
