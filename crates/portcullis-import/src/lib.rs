@@ -44,6 +44,7 @@
 extern crate alloc;
 
 pub mod apim;
+pub mod appsvc;
 mod lines;
 pub mod nsg;
 pub mod out;
