@@ -38,10 +38,14 @@ enum Command {
     /// grouped by the rule deciding them in OLD and in NEW, and the other
     /// sections before/after; with scopes, region by region of requests.
     Diff(cmd::diff::DiffArgs),
-    /// Import an APIM policy (XML) or NSG rules (JSON) as a policy-v1
-    /// document; the report of what was mapped, skipped or unsupported goes
-    /// to stderr.
+    /// Import an APIM policy (XML), NSG rules or App Service access
+    /// restrictions (JSON) as a policy-v1 document; the report of what was
+    /// mapped, skipped or unsupported goes to stderr.
     Import(cmd::import::ImportArgs),
+    /// Export a policy's network rules to a native enforcer (app-service:
+    /// the siteConfig access restrictions); what the target cannot express
+    /// exactly is refused, or listed with --approximate.
+    Export(cmd::export::ExportArgs),
     Package(cmd::package::Args),
     Completions(cmd::completions::Args),
 }
@@ -67,6 +71,7 @@ fn main() -> ExitCode {
         Command::Test(a) => cmd::test::run(a, &style),
         Command::Explain(a) => cmd::explain::run(a, &style),
         Command::Import(a) => cmd::import::run(&a),
+        Command::Export(a) => cmd::export::run(&a),
         Command::Diff(a) => cmd::diff::run(&a),
         Command::Package(a) => cmd::package::run(a),
         Command::Completions(a) => cmd::completions::run(a, Cli::command()),
