@@ -159,8 +159,11 @@ fn core_has_headers() -> bool {
     .is_ok()
 }
 
+/// A rule's header conditions: (name, sorted values), sorted by name.
+type Headers = Vec<(String, Vec<String>)>;
+
 /// Every rule's headers, by (network path, priority order), as name -> sorted values.
-fn rule_headers(text: &str) -> Vec<Vec<(String, Vec<String>)>> {
+fn rule_headers(text: &str) -> Vec<Headers> {
     let root = json::parse(text).unwrap();
     let mut nets: Vec<&Value> = root.get("network").into_iter().collect();
     if let Some(Value {
@@ -179,7 +182,7 @@ fn rule_headers(text: &str) -> Vec<Vec<(String, Vec<String>)>> {
         else {
             continue;
         };
-        let mut rs: Vec<(u64, Vec<(String, Vec<String>)>)> = rules
+        let mut rs: Vec<(u64, Headers)> = rules
             .iter()
             .map(|r| {
                 let mut hs = Vec::new();
