@@ -114,9 +114,9 @@ impl fmt::Display for Exported {
             .filter(|n| n.kind == NoteKind::Refused)
             .count();
         if self.config.is_some() {
-            write!(f, "exported; {} approximations", self.notes.len())
+            write!(f, "exported; {} approximated", self.notes.len())
         } else {
-            write!(f, "refused: {refused} things App Service cannot express exactly (--approximate lists what would change)")
+            write!(f, "refused: {refused} refused (App Service cannot express them exactly; --approximate lists what would change)")
         }
     }
 }
