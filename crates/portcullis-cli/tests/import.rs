@@ -227,13 +227,27 @@ fn app_service_import_then_export_and_refusal() {
     let r = portcullis(&["export", "app-service", ps]);
     assert_eq!(r.status.code(), Some(1), "{}", err(&r));
     assert!(out(&r).is_empty());
-    assert!(err(&r).contains(": client_ip: refused: client_ip from x-forwarded-for"), "{}", err(&r));
+    assert!(
+        err(&r).contains(": client_ip: refused: client_ip from x-forwarded-for"),
+        "{}",
+        err(&r)
+    );
     let a = portcullis(&["export", "app-service", ps, "--approximate"]);
     assert_eq!(a.status.code(), Some(0), "{}", err(&a));
-    assert!(err(&a).contains(": client_ip: approximated:"), "{}", err(&a));
+    assert!(
+        err(&a).contains(": client_ip: approximated:"),
+        "{}",
+        err(&a)
+    );
     let config = out(&a);
-    assert!(config.contains("\"ipSecurityRestrictionsDefaultAction\": \"Deny\""), "{config}");
-    assert!(config.contains("\"ipAddress\": \"198.51.100.66/32\""), "{config}");
+    assert!(
+        config.contains("\"ipSecurityRestrictionsDefaultAction\": \"Deny\""),
+        "{config}"
+    );
+    assert!(
+        config.contains("\"ipAddress\": \"198.51.100.66/32\""),
+        "{config}"
+    );
     // And that configuration imports again.
     let back = tmp("exported.json");
     std::fs::write(&back, &config).unwrap();

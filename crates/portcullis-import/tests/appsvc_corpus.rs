@@ -30,5 +30,10 @@ fn the_imported_az_export_decides_as_app_service_documents() {
     o.source = "orders-func.az.json".to_string();
     let out = appsvc::import(&text, &o);
     let golden = std::fs::read_to_string(dir.join("golden/orders-func.az.policy.json")).unwrap();
-    assert_eq!(out.policy.as_deref(), Some(golden.as_str()), "{}", out.report);
+    assert_eq!(
+        out.policy.as_deref(),
+        Some(golden.as_str()),
+        "{}",
+        out.report
+    );
 }
