@@ -245,6 +245,8 @@ fn who_may_call_changed(d: &Report) -> bool {
 enum Scm {
     None,
     Inherit,
+    /// `inherit: false` without a network: the scm host is not filtered.
+    Alone,
     Own((Vec<R>, Vec<u16>, bool)),
 }
 
@@ -252,6 +254,7 @@ fn scm() -> impl Strategy<Value = Scm> {
     prop_oneof![
         Just(Scm::None),
         Just(Scm::Inherit),
+        Just(Scm::Alone),
         network().prop_map(Scm::Own),
     ]
 }
@@ -283,6 +286,9 @@ fn policy(
     match scm {
         Scm::None => {}
         Scm::Inherit => doc.push_str(&scope(None)),
+        Scm::Alone => doc.push_str(
+            r#", "scopes": [{"name": "kudu", "match": {"hosts": ["*.scm.azurewebsites.net"]}, "inherit": false}]"#,
+        ),
         Scm::Own(n) => doc.push_str(&scope(Some(network_json(n, with_headers)))),
     }
     doc.push('}');

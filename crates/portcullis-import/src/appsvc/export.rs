@@ -238,20 +238,19 @@ pub fn export(text: &str, approximate: bool) -> Result<Exported, String> {
                     ),
                 );
             }
-            let Some(net) = s.get("network") else {
-                // It inherits the top level's network: the main rules.
-                continue;
-            };
             let Some(scope) = policy.scopes.get(i) else {
                 continue;
             };
-            scm = Some(side(
-                &mut cx,
-                text,
-                &scope.policy,
-                Some(net),
-                &format!("{path}.network"),
-            ));
+            match s.get("network") {
+                Some(net) => {
+                    let p = format!("{path}.network");
+                    scm = Some(side(&mut cx, text, &scope.policy, Some(net), &p));
+                }
+                // Standing alone without a network: no address filtering.
+                None if !scope.inherit => scm = Some((Vec::new(), "Allow")),
+                // It inherits the top level's network: the main rules.
+                None => {}
+            }
         }
     }
     let scm_count = scm.as_ref().map_or(0, |s| s.0.len());
