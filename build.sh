@@ -4,7 +4,9 @@
 #   ./build.sh setup        install every tool the project needs (idempotent)
 #   ./build.sh build        build the core (no_std check), the filter and its
 #                           release artefacts (dist/: .wasm, .wasm.sha256, OCI
-#                           image layout), the playground wasm and the CLI
+#                           image layout), the native Envoy module (dist/:
+#                           libportcullis_envoy.so, .sha256), the playground
+#                           wasm and the CLI
 #   ./build.sh test         setup + build + every test suite (what CI runs)
 #   ./build.sh demo         run Envoy with a sample policy + the playground
 #   ./build.sh bench        benchmarks (core, wasmtime corpus, Envoy), never in tests
@@ -83,6 +85,10 @@ build() {
     if [ -x scripts/build-filter.sh ]; then
         log "build: filter and release artefacts (dist/portcullis_filter.wasm, .sha256, .oci/)"
         scripts/build-filter.sh
+    fi
+    if [ -x scripts/build-envoy-module.sh ]; then
+        log "build: native Envoy module (dist/libportcullis_envoy.so, .sha256)"
+        scripts/build-envoy-module.sh
     fi
     if [ -x scripts/build-web.sh ]; then
         log "build: playground (www/pkg)"

@@ -55,7 +55,7 @@ rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown ||
     rustup target add wasm32-unknown-unknown
 
 # ---- artefacts
-log "build: filter, empty filter, release CLI"
+log "build: filter, empty filter, native module, empty native module, release CLI"
 scripts/build-filter.sh
 # The same filter with several response edits as one map read + rewrite
 # (feature edits-batch), for the attribution variant cB; wasm-opt'd like dist/.
@@ -73,6 +73,11 @@ fi
 cargo build -q --locked --release --target wasm32-unknown-unknown \
     --manifest-path bench/empty-filter/Cargo.toml --target-dir "$out/empty-filter"
 empty="$out/empty-filter/wasm32-unknown-unknown/release/portcullis_bench_empty_filter.wasm"
+# The native module (n) and its bench-empty build (e), the native floor.
+scripts/build-envoy-module.sh
+cargo build -q --locked --release -p portcullis-envoy --features bench-empty \
+    --target-dir "$out/native-empty"
+native_empty="$out/native-empty/release/libportcullis_envoy.so"
 cargo build -q --release -p portcullis-cli
 # Shares the workspace's target dir (and its lock file's versions), so the
 # wasmtime the tests already built is reused.
@@ -121,7 +126,8 @@ cat "$sizes_json"
 
 # ---- 4. Envoy
 log "Envoy side by side"
-args=(--envoy "$envoy" --filter dist/portcullis_filter.wasm --filter-batch "$batch" --empty "$empty" --out "$out")
+args=(--envoy "$envoy" --filter dist/portcullis_filter.wasm --filter-batch "$batch" --empty "$empty" --out "$out"
+    --native dist/libportcullis_envoy.so --native-empty "$native_empty")
 [ "$quick" = 1 ] && args+=(--quick)
 [ -n "${BENCH_REPEATS:-}" ] && args+=(--repeats "$BENCH_REPEATS")
 [ -n "${BENCH_SECONDS:-}" ] && args+=(--seconds "$BENCH_SECONDS")

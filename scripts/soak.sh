@@ -26,7 +26,8 @@
 # default 600: the load stops there and the run fails its request-count
 # check), SOAK_THREADS (load threads, default 4), SOAK_SWAP_PERCENT (default
 # 15), SOAK_SEED (default 1), SOAK_CONCURRENCY (Envoy workers, 1 or 2,
-# default 1), SOAK_H2_SHARE (percent over HTTP/2, default 20), SOAK_JSON
+# default 1), SOAK_H2_SHARE (percent over HTTP/2, default 20), SOAK_ENGINE
+# (wasm, the default, or native: dist/libportcullis_envoy.so), SOAK_JSON
 # (default target/bench/soak.json).
 # Prints the figures, one PASS/FAIL line per check and `N passed, N failed`;
 # exits non-zero if any check fails. See docs/robustness.md ("Soak").
@@ -34,7 +35,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 usage() {
-    sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 }
 while [ $# -gt 0 ]; do
@@ -66,7 +67,11 @@ PORTCULLIS_ENVOY=${PORTCULLIS_ENVOY:-$(python3 -c 'import envoy, os; print(os.pa
 export PORTCULLIS_ENVOY
 
 # --- build (incremental: cheap when nothing changed)
-scripts/build-filter.sh
+if [ "${SOAK_ENGINE:-wasm}" = native ]; then
+    scripts/build-envoy-module.sh
+else
+    scripts/build-filter.sh
+fi
 cargo build -q --release -p portcullis-soak --bin portcullis-soak
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 

@@ -145,16 +145,25 @@ let lineMarks = { errors: [], rule: null };
 
 function renderEditor() {
   const lines = ta.value.split('\n').length;
+  // Every problem of a line, in column order: the line is marked once (with
+  // the first message), and each problem gets a caret at its column.
   const errs = new Map();
   for (const e of lineMarks.errors) {
-    if (!errs.has(e.line)) errs.set(e.line, e);
+    if (!errs.has(e.line)) errs.set(e.line, []);
+    errs.get(e.line).push(e);
   }
+  for (const list of errs.values()) list.sort((a, b) => a.column - b.column);
   const ruleLine = lineMarks.rule ? lineMarks.rule.line : 0;
   const ruleCls = lineMarks.rule ? `rule-${lineMarks.rule.access}` : '';
   const g = [];
   for (let i = 1; i <= lines; i++) {
-    const cls = errs.has(i) ? 'err' : i === ruleLine ? ruleCls : '';
-    g.push(h('div', { class: cls || null, title: errs.has(i) ? errs.get(i).message : null }, i));
+    const here = errs.get(i);
+    const cls = here ? 'err' : i === ruleLine ? ruleCls : '';
+    g.push(h('div', {
+      class: cls || null,
+      title: here ? here.map((e) => `${e.line}:${e.column} ${e.message}`).join('\n') : null,
+      onclick: here ? () => jumpTo(i, here[0].column) : null,
+    }, i));
   }
   g.push(h('div', {}, ''), h('div', {}, ''));
   gutter.replaceChildren(...g);
@@ -163,9 +172,15 @@ function renderEditor() {
   if (ruleLine && !errs.has(ruleLine)) {
     layer.append(h('div', { class: `mark ${ruleCls}`, style: `top:${top(ruleLine)}`, 'data-line': ruleLine }));
   }
-  for (const [line, e] of errs) {
+  for (const [line, list] of errs) {
     layer.append(h('div', { class: 'mark err', style: `top:${top(line)}`, 'data-line': line },
-      h('span', { class: 'msg' }, e.message)));
+      // The column is in characters (1-based); the editor's font is
+      // monospaced, so it is that many `ch` from the text's left edge.
+      ...list.map((e) => h('span', {
+        class: 'col', style: `--col:${Math.max(0, e.column - 1)}`,
+        'data-line': e.line, 'data-column': e.column, title: e.message,
+      })),
+      h('span', { class: 'msg' }, list[0].message)));
   }
   marks.replaceChildren(layer);
   syncScroll();
@@ -174,19 +189,73 @@ function renderEditor() {
 function syncScroll() {
   gutter.scrollTop = ta.scrollTop;
   const layer = marks.firstChild;
-  if (layer) layer.style.transform = `translateY(${-ta.scrollTop}px)`;
+  if (layer) {
+    layer.style.transform = `translateY(${-ta.scrollTop}px)`;
+    layer.style.setProperty('--scroll-x', `${ta.scrollLeft}px`);
+  }
 }
 ta.addEventListener('scroll', syncScroll);
 
-function jumpToLine(line) {
+/** The offset in the editor's text of a 1-based line and column (columns
+ * count characters, as the core's do). */
+function offsetOf(line, column) {
   const lines = ta.value.split('\n');
   let start = 0;
   for (let i = 0; i < line - 1 && i < lines.length; i++) start += lines[i].length + 1;
-  const end = start + (lines[line - 1] || '').length;
+  const text = lines[line - 1] || '';
+  // Characters, not UTF-16 units: step over whole code points.
+  let at = 0;
+  for (let c = 1; c < column && at < text.length; c++) at += text.codePointAt(at) > 0xffff ? 2 : 1;
+  return start + at;
+}
+
+/** Moves the cursor to a line (and column), scrolled into view. With a
+ * column, the JSON token that starts there is selected (a string with its
+ * quotes, or a word, number or punctuation mark); without, the line. */
+function jumpTo(line, column) {
+  const lines = ta.value.split('\n');
+  const lineStart = offsetOf(line, 1);
+  const lineEnd = lineStart + (lines[line - 1] || '').length;
+  let start = lineStart;
+  let end = lineEnd;
+  if (column) {
+    start = Math.min(offsetOf(line, column), lineEnd);
+    end = start;
+    const t = ta.value;
+    if (t[end] === '"') {
+      end++;
+      while (end < lineEnd && t[end] !== '"') end += t[end] === '\\' ? 2 : 1;
+      end = Math.min(end + 1, lineEnd);
+    } else {
+      while (end < lineEnd && !/[\s,:{}\[\]"]/.test(t[end])) end++;
+      if (end === start && end < lineEnd) end++;
+    }
+  }
   ta.focus({ preventScroll: true });
   ta.setSelectionRange(start, end);
   ta.scrollTop = Math.max(0, (line - 1) * 20 - ta.clientHeight / 3);
+  // Bring the column into view when the line is wider than the editor.
+  if (column) {
+    const x = (column - 1) * charWidth();
+    if (x < ta.scrollLeft || x > ta.scrollLeft + ta.clientWidth - 40) ta.scrollLeft = Math.max(0, x - ta.clientWidth / 3);
+  }
   syncScroll();
+}
+
+/** The width of one character of the editor's monospaced font, in px. */
+let charWidthPx = 0;
+function charWidth() {
+  if (!charWidthPx) {
+    const probe = h('span', { class: 'ch-probe' }, 'x'.repeat(100));
+    marks.append(probe);
+    charWidthPx = probe.getBoundingClientRect().width / 100 || 7.8;
+    probe.remove();
+  }
+  return charWidthPx;
+}
+
+function jumpToLine(line) {
+  jumpTo(line, 0);
 }
 
 ta.addEventListener('keydown', (ev) => {
@@ -345,8 +414,12 @@ function renderPolicyStatus(c) {
     chip.textContent = `${c.errors.length} error${c.errors.length === 1 ? '' : 's'}`;
   }
   lineMarks.errors = c.errors;
+  // Each problem moves the cursor to its line and column (click, or Enter).
   $('#policy-errors').replaceChildren(...c.errors.map((e) => h('li', {
-    'data-line': e.line, onclick: () => jumpToLine(e.line),
+    'data-line': e.line, 'data-column': e.column, tabindex: 0, role: 'button',
+    title: `go to line ${e.line}, column ${e.column}`,
+    onclick: () => jumpTo(e.line, e.column),
+    onkeydown: (ev) => { if (ev.key === 'Enter' || ev.key === ' ') { ev.preventDefault(); jumpTo(e.line, e.column); } },
   }, h('code', {}, `${e.line}:${e.column}`), ' ', e.path ? h('code', {}, e.path) : '(document)', ': ', e.message)));
 }
 

@@ -179,7 +179,14 @@ EMPTY_CALLS = {
 # (--filter-batch).
 FILTER_BATCH = None
 # Variants whose responses keep the upstream's fingerprints (no header ops).
-NO_HEADER_OPS = ("a", "d", "cnone", "cnet", "dP", "dC", "dT")
+NO_HEADER_OPS = ("a", "d", "cnone", "cnet", "dP", "dC", "dT", "e")
+
+# The native module (crates/portcullis-envoy): (n) with the same policy as
+# (c), (e) its bench-empty build, the floor of any dynamic module. Both are
+# copied into one directory, Envoy's ENVOY_DYNAMIC_MODULES_SEARCH_PATH.
+NATIVE = {"n": "portcullis_envoy", "e": "portcullis_envoy_empty"}
+NATIVE_DIR = None
+T_DYNAMIC = "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter"
 
 T_HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 T_ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
@@ -270,6 +277,14 @@ def proxy_config(variant, cidrs, admin_port, port, upstream_port, filter_wasm, e
                     "@type": T_ACTION, "name": "default", "action": "DENY"}}},
             },
         }})
+    elif variant in NATIVE:
+        filters.append({"name": "portcullis", "typed_config": {
+            "@type": T_DYNAMIC,
+            "dynamic_module_config": {"name": NATIVE[variant]},
+            "filter_name": "portcullis",
+            "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue",
+                              "value": policy_json(cidrs) if variant == "n" else "{}"},
+        }})
     elif variant in PORTCULLIS or variant in EMPTY_CALLS:
         portcullis = variant in PORTCULLIS
         cfg = {
@@ -357,8 +372,11 @@ class Envoy:
         if cpu is not None:
             cmd = ["taskset", "-c", str(cpu)] + cmd
         self.started = time.monotonic()
+        env = dict(os.environ)
+        if NATIVE_DIR:
+            env["ENVOY_DYNAMIC_MODULES_SEARCH_PATH"] = NATIVE_DIR
         with open(self.log_path, "w") as logf:
-            self.proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env)
         self.ready_s = None
 
     def wait_ready(self, timeout=300):
@@ -438,7 +456,7 @@ def check_variant(key, variant, port):
                 problems.append(f"{name} not removed")
         if h.get("strict-transport-security") != HSTS:
             problems.append(f"HSTS is {h.get('strict-transport-security')!r}")
-    if variant in ("b1", "b2", "c", "cnet", "ctrace", "cbatch", "cscopes"):
+    if variant in ("b1", "b2", "c", "cnet", "ctrace", "cbatch", "cscopes", "n"):
         denied, _ = get(port, DENIED)
         if denied != 403:
             problems.append(f"client {DENIED} (not listed) got {denied}, want 403")
@@ -585,6 +603,8 @@ LABELS = {
     "b1": "(b1) RBAC classic principals",
     "b2": "(b2) RBAC matcher IP trie",
     "c": "(c) Portcullis filter",
+    "n": "(n) Portcullis native module",
+    "e": "(e) empty native module",
     "dH": "(dH) empty filter + the filter's former 8 host calls",
     "dP": "(dP) empty filter + the source address read",
     "dC": "(dC) empty filter + 2 counter increments",
@@ -708,6 +728,8 @@ def main():
     ap.add_argument("--empty", required=True)
     ap.add_argument("--filter-batch", help="the filter built with --features edits-batch (variant cB)")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--native", help="dist/libportcullis_envoy.so: variants (n)")
+    ap.add_argument("--native-empty", help="the module built with --features bench-empty: variant (e)")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeats", type=int)
     ap.add_argument("--seconds", type=float)
@@ -736,6 +758,13 @@ def main():
     with open(lua, "w") as f:
         f.write(WRK_LUA)
 
+    global NATIVE_DIR
+    if a.native and a.native_empty:
+        NATIVE_DIR = os.path.join(workdir, "modules")
+        os.makedirs(NATIVE_DIR, exist_ok=True)
+        shutil.copy(a.native, os.path.join(NATIVE_DIR, "libportcullis_envoy.so"))
+        shutil.copy(a.native_empty, os.path.join(NATIVE_DIR, "libportcullis_envoy_empty.so"))
+
     pin = taskset_ok()
     envoy_cpu, load_cpu = (0, 1) if pin else (None, None)
     log(f"envoy bench: {repeats} round(s) of {seconds:g} s, {a.connections} connections, sizes {sizes}, "
@@ -743,9 +772,9 @@ def main():
 
     # Variants in measuring order. b1 stops at 10,000 (the issue asks 100,000
     # only of the trie and Portcullis).
-    order = ["a", "d"]
+    order = ["a", "d"] + (["e"] if NATIVE_DIR else [])
     for n in sizes:
-        for v in ("b1", "b2", "c"):
+        for v in ("b1", "b2", "c") + (("n",) if NATIVE_DIR else ()):
             if v == "b1" and n > 10000:
                 continue
             order.append(f"{v}@{n}")
@@ -867,7 +896,8 @@ def main():
         counted = {}
         if a.callgrind and instructions.available():
             keys = ["a", "d", "dP", "dT", "dE", "dB", "dN", "cnone"] + [f"c@{n}" for n in sizes] \
-                + [f"ctrace@{att}", f"cbatch@{att}", f"cscopes@{att}", f"b2@{att}"]
+                + [f"ctrace@{att}", f"cbatch@{att}", f"cscopes@{att}", f"b2@{att}"] \
+                + ["e"] + [f"n@{n}" for n in sizes] + [f"b2@{n}" for n in sizes if n != att]
             keys = [k for k in keys if k in order]
 
             def start(key, prefix):
@@ -888,6 +918,7 @@ def main():
         g += goals(by_proto[proto], sizes, proto)
     g += paired.goals(paired_results, sizes, protos)
     g += instructions.goals(counted, sizes, protos)
+    g += instructions.native_goals(counted, sizes, protos)
     if rss_derived:
         own = rss_derived["filter_kb_per_worker_vs_empty"] * 1024
         g.append({"goal": "Portcullis's own RSS per extra worker at 10,000 CIDRs (beyond the empty wasm filter) "
@@ -932,6 +963,8 @@ def main():
         met = "yes" if x["met"] else "NO"
         if "milestone_1_10" in x and not x["met"]:
             met += " (1.10 milestone: " + ("yes" if x["milestone_1_10"] else "no") + ")"
+        if "milestone_1_00" in x and not x["met"]:
+            met += " (1.00 milestone: " + ("yes" if x["milestone_1_00"] else "no") + ")"
         md.append(f"| {x['goal']} | {v} | {met} |")
     md.append("")
     if not rss:

@@ -130,6 +130,35 @@ def goals(results, sizes, protos):
     return g
 
 
+def native_goals(results, sizes, protos):
+    """Issue 23: the native module (n) against native RBAC (b2) at the same
+    size (milestone <= 1.00, goal <= 0.95), flat in the policy size
+    (<= 1.01 from the smallest to the largest), and its distance from the
+    empty module (e)."""
+    g = []
+    for proto in protos:
+        def per(k):
+            x = results.get(k, {}).get(proto)
+            return x["per_request"] if x else None
+        for n in sizes:
+            v, b = per(f"n@{n}"), per(f"b2@{n}")
+            if v and b:
+                g.append({"goal": f"instructions/req (n)@{n} <= 0.95x (b2)@{n}, {proto} (milestone 1.00x)",
+                          "ratio": v / b, "limit": 0.95, "met": v / b <= 0.95,
+                          "milestone_1_00": v / b <= 1.00})
+        lo, hi = per(f"n@{min(sizes)}"), per(f"n@{max(sizes)}")
+        if lo and hi:
+            g.append({"goal": f"instructions/req (n) flat: (n)@{max(sizes)} <= 1.01x (n)@{min(sizes)}, {proto}",
+                      "ratio": hi / lo, "limit": 1.01, "met": hi / lo <= 1.01})
+        e = per("e")
+        for n in sizes:
+            v = per(f"n@{n}")
+            if v and e:
+                g.append({"goal": f"instructions/req (n)@{n} over (e), {proto} (information)",
+                          "ratio": v / e, "limit": None, "met": True})
+    return g
+
+
 def markdown(results, protos, labels):
     if not results:
         return []

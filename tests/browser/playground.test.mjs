@@ -146,6 +146,8 @@ test('a denied client is denied, with the rule that decided', async () => {
   await setField(page, 'local_ip', '10.0.0.4');
   await setField(page, 'local_port', 443);
   await verdictIs(page, 'deny');
+  // Port 80 is denied too: wait for the decision of port 443 itself.
+  await page.waitForFunction(() => document.querySelector('tr[data-rule="allow-azure-mgmt"] .why')?.textContent.includes('443'));
   assert.equal(await page.locator('#status').textContent(), '403');
   assert.match(await page.locator('[data-fact="rule"]').textContent(), /^default/);
   assert.equal(await page.locator('[data-fact="client"]').textContent(), '8.8.8.8 (from peer)');
@@ -256,6 +258,111 @@ test('a syntax error is reported at its line, and a field error at its field', a
   assert.match(await page.locator('#policy-errors li').textContent(), /network\.rules\[2\]\.priority/);
   await setPolicy(page, good);
   await page.waitForSelector('#policy-status.ok');
+});
+
+/** The character the editor holds at a 1-based line and column (columns
+ * count characters, as the core's do). */
+function charAt(text, line, column) {
+  return Array.from(text.split('\n')[line - 1] || '')[column - 1];
+}
+
+/** The UTF-16 offset of a 1-based line and column in `text`. */
+function offsetOf(text, line, column) {
+  const lines = text.split('\n');
+  let at = 0;
+  for (let i = 0; i < line - 1; i++) at += lines[i].length + 1;
+  return at + Array.from(lines[line - 1]).slice(0, column - 1).join('').length;
+}
+
+/** Checks the marked error at `line`: its caret sits over the character at
+ * the error's column, and clicking the error in the list puts the cursor there
+ * with `token` selected. Returns the column. */
+async function checkMarkedError(text, line, token) {
+  const item = page.locator(`#policy-errors li[data-line="${line}"]`).first();
+  const column = Number(await item.getAttribute('data-column'));
+  assert.ok(column >= 1, `column ${column}`);
+  assert.match(await item.textContent(), new RegExp(`^${line}:${column} `));
+  // The core's column points at the offending text.
+  assert.equal(charAt(text, line, column), token[0], `${line}:${column} holds ${charAt(text, line, column)}`);
+  // The editor marks the line and the column.
+  const caret = page.locator(`#policy-editor .mark.err[data-line="${line}"] .col[data-column="${column}"]`);
+  assert.equal(await caret.count(), 1);
+  await caretOver(caret, line, column);
+  // Clicking the error moves the cursor there and selects the token.
+  await page.locator('#policy').evaluate((ta) => { ta.setSelectionRange(0, 0); ta.blur(); });
+  await item.click();
+  const sel = await page.locator('#policy').evaluate((ta) => ({
+    start: ta.selectionStart, end: ta.selectionEnd, focused: document.activeElement === ta,
+  }));
+  assert.ok(sel.focused, 'the editor has the focus');
+  assert.equal(sel.start, offsetOf(text, line, column));
+  assert.equal(text.slice(sel.start, sel.end), token);
+  // The caret follows the text when the editor scrolls to it.
+  await page.waitForFunction(() => {
+    const ta = document.querySelector('#policy');
+    const layer = document.querySelector('#policy-editor .marks .layer');
+    return layer && layer.style.getPropertyValue('--scroll-x') === `${ta.scrollLeft}px`;
+  });
+  await caretOver(caret, line, column);
+  return column;
+}
+
+/** Checks that `caret` covers the character at line:column of the editor. */
+async function caretOver(caret, line, column) {
+  const box = await caret.boundingBox();
+  const where = await page.evaluate(({ line, column }) => {
+    const ta = document.querySelector('#policy');
+    const r = ta.getBoundingClientRect();
+    const cs = getComputedStyle(ta);
+    const probe = document.createElement('span');
+    probe.style.cssText = `position:absolute;visibility:hidden;white-space:pre;font-family:${cs.fontFamily};font-size:${cs.fontSize}`;
+    probe.textContent = 'x'.repeat(100);
+    document.body.append(probe);
+    const ch = probe.getBoundingClientRect().width / 100;
+    probe.remove();
+    return {
+      x: r.left + parseFloat(cs.paddingLeft) + (column - 1) * ch - ta.scrollLeft,
+      y: r.top + parseFloat(cs.paddingTop) + (line - 1) * parseFloat(cs.lineHeight) - ta.scrollTop,
+      ch,
+    };
+  }, { line, column });
+  assert.ok(Math.abs(box.x - where.x) < 1.5, `caret at x=${box.x}, the character at x=${where.x}`);
+  assert.ok(Math.abs(box.y - where.y) < 1.5, `caret at y=${box.y}, the line at y=${where.y}`);
+  assert.ok(Math.abs(box.width - where.ch) < 1, `caret ${box.width}px wide, a character ${where.ch}px`);
+}
+
+test('each error is marked at its line and column, and the list moves the cursor there', async () => {
+  const good = readFileSync(join(dataRoot, 'policy-samples/layered-security.json'), 'utf8');
+  // Two problems on two lines: a wrong word and a priority out of range.
+  const bad = good.replace('"priority": 300', '"priority": 5').replace('"access": "allow"', '"access": "alow"');
+  assert.notEqual(bad, good);
+  await setPolicy(page, bad);
+  const pline = lineOf(bad, '"priority": 5');
+  const aline = lineOf(bad, '"alow"');
+  await page.waitForFunction(() => document.querySelectorAll('#policy-errors li').length === 2);
+  assert.equal(await page.locator('#policy-status').textContent(), '2 errors');
+  for (const l of [pline, aline]) {
+    assert.equal(await page.locator(`#policy-editor .gutter div:nth-child(${l})`).getAttribute('class'), 'err');
+  }
+  await checkMarkedError(bad, pline, '5');
+  await checkMarkedError(bad, aline, '"alow"');
+  await shot(page, 'error-marks');
+
+  // A syntax error far right on a long line: the editor scrolls to the column
+  // and the caret follows the text.
+  const lines = good.split('\n');
+  const at = lineOf(good, '"fe2ase"');
+  lines[at - 1] += `${' '.repeat(300)}@`;
+  const wide = lines.join('\n');
+  await setPolicy(page, wide);
+  await page.waitForFunction((l) => document.querySelector('#policy-errors li')?.dataset.line === String(l), at);
+  const column = await checkMarkedError(wide, at, '@');
+  assert.ok(column > 300, `column ${column}`);
+  assert.ok(await page.locator('#policy').evaluate((ta) => ta.scrollLeft) > 0, 'the editor scrolled right');
+
+  await setPolicy(page, good);
+  await page.waitForSelector('#policy-status.ok');
+  assert.equal(await page.locator('#policy-editor .mark.err').count(), 0);
 });
 
 /** Runs the file in the Tests tab (select it, click Run); returns the result. */

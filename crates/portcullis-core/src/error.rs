@@ -201,6 +201,14 @@ pub enum Error {
     RedirectWithoutHosts,
     /// A host name that is not valid in `hosts`.
     BadHost(String),
+    /// A list or map longer than the spec allows (a rule's `headers`: at
+    /// most 8 names, 8 values each).
+    TooMany {
+        /// What there are too many of.
+        what: &'static str,
+        /// The most allowed.
+        max: usize,
+    },
     /// The compiled rule table would exceed the engine's bound.
     TooComplex {
         /// Entries the table would need.
@@ -339,6 +347,7 @@ impl fmt::Display for Error {
                 f.write_str("action \"redirect\" needs \"hosts\", the hosts a Location may name")
             }
             Error::BadHost(h) => write!(f, "invalid host {h:?}: expected a DNS name or address, optionally with :port"),
+            Error::TooMany { what, max } => write!(f, "at most {max} {what}"),
             Error::TooComplex { entries, limit } => write!(
                 f,
                 "the rules need {entries} match-table entries, above the limit of {limit}; merge overlapping rules"

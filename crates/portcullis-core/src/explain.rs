@@ -12,7 +12,9 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::addr;
-use crate::decide::{scope_host, Client, ClientSource, Reason, Request, ScopeField, Unknown};
+use crate::decide::{
+    header_miss, scope_host, Client, ClientSource, HeaderMiss, Reason, Request, ScopeField, Unknown,
+};
 use crate::policy::{HeaderOp, Policy};
 use crate::rule::{Flow, Rule};
 use crate::words::words;
@@ -31,6 +33,8 @@ words! {
         DestinationPorts = "destination_ports",
         /// `protocol`
         Protocol = "protocol",
+        /// `headers`
+        Headers = "headers",
     }
 }
 
@@ -115,7 +119,12 @@ impl Policy {
             .iter()
             .enumerate()
             .map(|(index, r)| {
-                let failed = flow.first_mismatch(r);
+                let failed = flow.first_mismatch(r).or_else(|| {
+                    r.headers
+                        .iter()
+                        .any(|m| header_miss(m, req.headers).is_some())
+                        .then_some(Field::Headers)
+                });
                 let this = failed.is_none() && !decided;
                 decided |= this;
                 RuleCheck {
@@ -284,6 +293,27 @@ impl RuleCheck {
                 req.transport.as_str(),
                 r.protocol.as_str()
             ),
+            // The header and why, never its value (it may be a secret such
+            // as a Front Door id).
+            Some(Field::Headers) => r
+                .headers
+                .iter()
+                .find_map(|m| {
+                    header_miss(m, req.headers).map(|miss| {
+                        let n = m.values.len();
+                        let why = match miss {
+                            HeaderMiss::Missing => "is missing",
+                            HeaderMiss::Repeated => "has more than one line",
+                            HeaderMiss::NotAllowed => "is none of the allowed values",
+                        };
+                        alloc::format!(
+                            "header {} {why} (headers allows {n} value{})",
+                            m.name,
+                            if n == 1 { "" } else { "s" }
+                        )
+                    })
+                })
+                .unwrap_or_default(),
         }
     }
 }

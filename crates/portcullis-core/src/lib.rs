@@ -79,8 +79,8 @@ mod words;
 
 pub use act::{Action, Forward, ResponsePlan};
 pub use decide::{
-    Client, ClientSource, Decision, Headers, Reason, Request, Step, Trace, Verdict, Would,
-    NO_SCOPE, WOULD_PREFIX,
+    header_miss, Client, ClientSource, Decision, HeaderMiss, Headers, Reason, Request, Step, Trace,
+    Verdict, Would, NO_SCOPE, WOULD_PREFIX,
 };
 pub use edits::{apply_edits, Edit, EditOp, HeaderEntry};
 pub use env::{Env, NoEnv};

@@ -178,6 +178,20 @@ fn rest_covers(e: &Rule, r: &Rule) -> bool {
         && ports_cover(&e.source_ports, &r.source_ports)
         && ports_cover(&e.destination_ports, &r.destination_ports)
         && e.destination.covers(&r.destination)
+        && headers_cover(e, r)
+}
+
+/// Whether every request `r`'s `headers` admit, `e`'s admit too: each
+/// header `e` names, `r` names with a subset of its values. A rule with
+/// headers never covers one without (so a rule with headers shadowed by
+/// one without is flagged, and never the other way round).
+fn headers_cover(e: &Rule, r: &Rule) -> bool {
+    e.headers.iter().all(|m| {
+        r.headers
+            .iter()
+            .find(|x| x.name == m.name)
+            .is_some_and(|x| x.values.iter().all(|v| m.values.contains(v)))
+    })
 }
 
 fn meets(a: &Rule, b: &Rule) -> bool {
@@ -186,6 +200,12 @@ fn meets(a: &Rule, b: &Rule) -> bool {
         && ports_meet(&a.destination_ports, &b.destination_ports)
         && a.destination.intersects(&b.destination)
         && a.source.intersects(&b.source)
+        && a.headers.iter().all(|m| {
+            b.headers
+                .iter()
+                .find(|x| x.name == m.name)
+                .is_none_or(|x| x.values.iter().any(|v| m.values.contains(v)))
+        })
 }
 
 /// How a path pattern's base is compared: `None` if it never can be

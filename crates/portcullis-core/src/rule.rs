@@ -106,6 +106,8 @@ pub struct Rule {
     pub destination_ports: PortSet,
     /// Transport.
     pub protocol: Protocol,
+    /// `headers`: every one must hold (empty: the rule looks at no header).
+    pub headers: Vec<HeaderMatch>,
     /// The source specs as written, for explanations.
     pub source_text: Vec<String>,
     /// The destination specs as written (empty when omitted, i.e. `*`).
@@ -118,13 +120,29 @@ pub struct Rule {
     pub span: Span,
 }
 
+/// Most names in a rule's `headers`, and most values per name.
+pub const MAX_RULE_HEADERS: usize = 8;
+
+/// One entry of a rule's `headers` (Azure App Service access restrictions'
+/// `headers`, e.g. `x-azure-fdid`): the request must carry exactly one line
+/// of `name` whose value, spaces and tabs trimmed, is one of `values`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HeaderMatch {
+    /// Lowercased header name.
+    pub name: String,
+    /// The allowed values (never empty, no CR, LF or NUL).
+    pub values: Vec<Vec<u8>>,
+}
+
 impl Rule {
-    /// Whether the rule matches any flow whose source it matches.
+    /// Whether the rule matches any flow whose source it matches (and looks
+    /// at no header).
     pub fn source_only(&self) -> bool {
         self.source_ports.is_any()
             && self.destination.is_any()
             && self.destination_ports.is_any()
             && self.protocol == Protocol::Any
+            && self.headers.is_empty()
     }
 }
 

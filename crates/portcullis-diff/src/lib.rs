@@ -36,8 +36,9 @@
 //! ```
 //!
 //! What this crate does *not* do:
-//! - it does not look at requests beyond the five-tuple and, with scopes,
-//!   the host, path and method that choose the scope: an unknown client
+//! - it does not look at requests beyond the five-tuple, the headers that
+//!   rules name (per header class, [`Change::when`]) and, with scopes, the
+//!   host, path and method that choose the scope: an unknown client
 //!   (`client_ip`) is denied whatever the rules, and later steps
 //!   (`https_only`, `require_headers`) are compared as settings, not flows;
 //! - it does not list a region whose scopes decide alike (it is skipped,
@@ -63,6 +64,7 @@
 extern crate alloc;
 
 mod classes;
+mod headers;
 mod regions;
 mod render;
 mod scopes;
@@ -142,6 +144,11 @@ pub struct FlowSet {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Change {
+    /// For policies whose rules name `headers`: the header conditions under
+    /// which these flows change, as alternatives (`x-azure-fdid is one of
+    /// [fd-1]`); empty when no rule of either policy names a header.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Vec::is_empty"))]
+    pub when: Vec<String>,
     /// What changes.
     pub kind: Kind,
     /// The deciding rule in the old policy.

@@ -51,8 +51,15 @@ pub(crate) fn network(old: &Policy, new: &Policy, limits: Limits) -> Flows {
 }
 
 /// [`network`], and the units of work it took (the rules read count too),
-/// for callers that share one budget between several comparisons.
+/// for callers that share one budget between several comparisons. Rules
+/// with `headers` are compared per header class (`crate::headers`).
 pub(crate) fn network_counted(old: &Policy, new: &Policy, limits: Limits) -> (Flows, usize) {
+    crate::headers::network_counted(old, new, limits)
+}
+
+/// The flow-only comparison: every rule's `headers` are taken to hold (the
+/// header classes have already kept or dropped each rule).
+pub(crate) fn flows_counted(old: &Policy, new: &Policy, limits: Limits) -> (Flows, usize) {
     let mut b = Builder::new(old, new, limits.cells);
     let all = |s: usize| (0..b.sides[s].rules.len() as u32).collect::<Vec<u32>>();
     let (a, n) = (all(0), all(1));
@@ -150,6 +157,7 @@ pub(crate) fn network_counted(old: &Policy, new: &Policy, limits: Limits) -> (Fl
             _ => Kind::OtherRule,
         };
         changes.push(Change {
+            when: Vec::new(),
             kind,
             old: decider(old, &b, 0, x),
             new: decider(new, &b, 1, y),

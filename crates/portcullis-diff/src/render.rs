@@ -113,6 +113,10 @@ fn groups(f: &mut fmt::Formatter<'_>, pad: &str, changes: &[Change], flows: bool
         }
         if flows {
             writeln!(f, "{pad}  old {}, new {}:", c.old, c.new)?;
+            for (i, w) in c.when.iter().enumerate() {
+                let lead = if i == 0 { "when" } else { "or when" };
+                writeln!(f, "{pad}    {lead} {w}:")?;
+            }
             for fl in &c.flows {
                 writeln!(f, "{pad}    {fl}")?;
             }
@@ -123,6 +127,10 @@ fn groups(f: &mut fmt::Formatter<'_>, pad: &str, changes: &[Change], flows: bool
                 "{pad}  old {}, new {}: {} range{s}",
                 c.old, c.new, c.ranges
             )?;
+            for (i, w) in c.when.iter().enumerate() {
+                let lead = if i == 0 { "when" } else { "or when" };
+                writeln!(f, "{pad}    {lead} {w}")?;
+            }
         }
     }
     Ok(())

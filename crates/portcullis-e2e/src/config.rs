@@ -43,6 +43,24 @@ pub fn json_trace_format(name: &str) -> String {
     format!("%FILTER_STATE(wasm.portcullis.{name}.trace_json:PLAIN)%")
 }
 
+/// [`trace_format`] for the native module, which sets the filter state
+/// `portcullis.<policy>.trace` itself (no `wasm.` prefix).
+pub fn native_trace_format(name: &str) -> String {
+    format!("%FILTER_STATE(portcullis.{name}.trace:PLAIN)%")
+}
+
+/// [`json_trace_format`] for the native module.
+pub fn native_json_trace_format(name: &str) -> String {
+    format!("%FILTER_STATE(portcullis.{name}.trace_json:PLAIN)%")
+}
+
+/// The type URL of the native module's filter configuration.
+pub const DYNAMIC_MODULE_FILTER_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter";
+
+/// The type URL of the wasm filter's configuration.
+pub const WASM_FILTER_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+
 /// The request header the tests use to find a request's access-log line and
 /// the backend's canned answer. Deployments do not log it.
 pub const CASE_HEADER: &str = "x-portcullis-e2e-case";
@@ -358,8 +376,26 @@ impl EnvoyConfig {
     }
 
     /// [`EnvoyConfig::wasm_filter_config`] with another plugin name (one
-    /// per instance when a listener runs several).
+    /// per instance when a listener runs several). With the native module
+    /// ([`crate::module::Code::Native`]) the
+    /// `envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter`
+    /// message instead, the policy as its `filter_config`.
     pub fn named_wasm_filter_config(&self, plugin: &str, policy: &str) -> String {
+        if let Some((name, _)) = self.module.native_search_path() {
+            return format!(
+                r#""@type": {DYNAMIC_MODULE_FILTER_TYPE}
+# lib{file}.so, found in ENVOY_DYNAMIC_MODULES_SEARCH_PATH.
+dynamic_module_config: {{ name: {name} }}
+filter_name: portcullis
+filter_config:
+  "@type": type.googleapis.com/google.protobuf.StringValue
+  value: {policy}
+"#,
+                file = name,
+                name = yaml_str(&name),
+                policy = yaml_str(policy),
+            );
+        }
         format!(
             r#""@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
 config:
@@ -388,8 +424,29 @@ config:
         )
     }
 
+    /// The access-log operator printing policy `name`'s trace (wasm filter
+    /// or native module).
+    pub fn trace_op(&self, name: &str) -> String {
+        if self.module.is_native() {
+            native_trace_format(name)
+        } else {
+            trace_format(name)
+        }
+    }
+
+    /// The same for the JSON trace.
+    pub fn json_trace_op(&self, name: &str) -> String {
+        if self.module.is_native() {
+            native_json_trace_format(name)
+        } else {
+            json_trace_format(name)
+        }
+    }
+
     fn access_log(&self, names: &[String]) -> String {
         let first = names.first().map_or("portcullis", String::as_str);
+        let trace_format = |n: &str| self.trace_op(n);
+        let json_trace_format = |n: &str| self.json_trace_op(n);
         let many = names.len() > 1;
         match &self.access_log {
             AccessLog::Stdout => {
@@ -488,8 +545,13 @@ config:
       path_config_source:
         path: {path}
         watched_directory: {{ path: {dir} }}
-    type_urls: ["type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"]
+    type_urls: [{type_url}]
 "#,
+                    type_url = yaml_str(if self.module.is_native() {
+                        DYNAMIC_MODULE_FILTER_TYPE
+                    } else {
+                        WASM_FILTER_TYPE
+                    }),
                     name = yaml_str(name),
                     path = yaml_str(&path.to_string_lossy()),
                     dir = yaml_str(&dir),

@@ -31,6 +31,10 @@ pub const BACKEND_KEY_ENV: &str = "FUNCTION_KEY";
 pub const MODULE_CLUSTER: &str = "artifacts";
 /// Where the module file sits on an Envoy host.
 pub const LOCAL_MODULE: &str = "/etc/envoy/portcullis_filter.wasm";
+
+/// Where docs/deploy.md puts the native module (its directory is
+/// `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`).
+pub const NATIVE_MODULE: &str = "/etc/envoy/modules/libportcullis_envoy.so";
 /// What the Envoy snippets put where the policy's JSON text goes.
 pub const POLICY_PLACEHOLDER: &str = "<the policy document, as one JSON string>";
 /// The Istio `phase`: before Istio's own authorization filters.
@@ -323,6 +327,8 @@ pub fn snippets(d: &Deployment) -> Vec<Snippet> {
     local.module = Module::local(LOCAL_MODULE);
     let mut remote = local.clone();
     remote.module = d.module(None);
+    let mut native = local.clone();
+    native.module = Module::native(NATIVE_MODULE);
     let inline = Filter::Inline {
         policy: POLICY_PLACEHOLDER.into(),
     };
@@ -343,6 +349,10 @@ pub fn snippets(d: &Deployment) -> Vec<Snippet> {
             .listener_hsts()
             .map(|h| local_reply_config(&h))
             .unwrap_or_default(),
+        },
+        Snippet {
+            name: "envoy-native",
+            text: format!("http_filters:\n{}", native.render_http_filter(&inline)),
         },
         Snippet {
             name: "envoy-remote",

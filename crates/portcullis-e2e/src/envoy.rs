@@ -95,7 +95,7 @@ impl Default for Options {
         Options {
             concurrency: 1,
             log_level: "warning".into(),
-            component_log_level: Some("wasm:debug,config:info".into()),
+            component_log_level: Some("wasm:debug,dynamic_modules:debug,config:info".into()),
             env: Vec::new(),
         }
     }
@@ -144,8 +144,16 @@ impl Envoy {
             // Access log lines reach the file quickly (the tests poll for them).
             .args(["--file-flush-interval-msec", "20"])
             .arg("--admin-address-path")
-            .arg(&admin_path)
-            .envs(options.env.iter().map(|(k, v)| (k, v)))
+            .arg(&admin_path);
+        // The native module's directory, for configurations that load it
+        // (`Options::env` may name another).
+        if let Some(dir) = paths::envoy_module()
+            .ok()
+            .and_then(|m| m.parent().map(Path::to_path_buf))
+        {
+            cmd.env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", dir);
+        }
+        cmd.envs(options.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2);

@@ -40,13 +40,19 @@ pub struct Remote {
     pub retries: u32,
 }
 
-/// Where the module's bytes come from (`vm_config.code`).
+/// Where the module's bytes come from (`vm_config.code`), or the native
+/// module instead of the wasm filter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Code {
     /// A local file.
     Local(PathBuf),
     /// Fetched over HTTP and verified by its SHA-256.
     Remote(Remote),
+    /// Not the wasm filter: the native module `lib<name>.so` at this path,
+    /// loaded by `envoy.filters.http.dynamic_modules` from its directory
+    /// (`ENVOY_DYNAMIC_MODULES_SEARCH_PATH`, see [`Module::native_search_path`]).
+    /// Its environment is Envoy's own: [`VmEnv`] does not apply.
+    Native(PathBuf),
 }
 
 /// Environment variables of the VM (`vm_config.environment_variables`).
@@ -83,12 +89,36 @@ impl Module {
         }
     }
 
+    /// The native module at `path` (`.../lib<name>.so`).
+    pub fn native(path: impl Into<PathBuf>) -> Module {
+        Module {
+            code: Code::Native(path.into()),
+            env: VmEnv::default(),
+        }
+    }
+
     /// The local file, if the code is one.
     pub fn local_path(&self) -> Option<&PathBuf> {
         match &self.code {
             Code::Local(p) => Some(p),
-            Code::Remote(_) => None,
+            Code::Remote(_) | Code::Native(_) => None,
         }
+    }
+
+    /// Whether this is the native module.
+    pub fn is_native(&self) -> bool {
+        matches!(self.code, Code::Native(_))
+    }
+
+    /// The native module's name (`lib<name>.so`) and the directory Envoy
+    /// must find it in (`ENVOY_DYNAMIC_MODULES_SEARCH_PATH`).
+    pub fn native_search_path(&self) -> Option<(String, PathBuf)> {
+        let Code::Native(p) = &self.code else {
+            return None;
+        };
+        let file = p.file_name()?.to_string_lossy();
+        let name = file.strip_prefix("lib")?.strip_suffix(".so")?.to_owned();
+        Some((name, p.parent()?.to_path_buf()))
     }
 
     /// The `vm_config` mapping body (YAML, unindented): vm id, V8, the code,
@@ -113,6 +143,9 @@ impl Module {
                     "  local:\n    filename: {}",
                     yaml_str(&path.to_string_lossy())
                 );
+            }
+            Code::Native(path) => {
+                let _ = writeln!(out, "  # not a wasm module: {}", path.to_string_lossy());
             }
             Code::Remote(r) => {
                 let _ = write!(

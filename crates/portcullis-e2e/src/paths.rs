@@ -93,3 +93,19 @@ pub fn filter_wasm() -> Result<PathBuf, String> {
         ))
     }
 }
+
+/// The native module: `$PORTCULLIS_ENVOY_MODULE`, else
+/// `dist/libportcullis_envoy.so`.
+pub fn envoy_module() -> Result<PathBuf, String> {
+    let p = std::env::var_os("PORTCULLIS_ENVOY_MODULE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("dist").join("libportcullis_envoy.so"));
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(format!(
+            "the native module {} is missing: run `./build.sh build` (scripts/build-envoy-module.sh)",
+            p.display()
+        ))
+    }
+}

@@ -29,7 +29,7 @@ use crate::client::{self, ClientRequest, Version};
 use crate::config::{
     AccessLog, EnvoyConfig, Filter, HttpOptions, Listener, Underscores, Upstream, CASE_HEADER,
 };
-use crate::envoy::{Envoy, StartError};
+use crate::envoy::{Envoy, Options, StartError};
 use crate::module::Module;
 use crate::translate::{self, Translation};
 use crate::{paths, tls};
@@ -135,6 +135,8 @@ pub fn prepare_text(name: &str, text: &str, base: &Path) -> Result<Prepared, Str
 /// One Envoy plus one stand-in backend serving any number of prepared files.
 #[derive(Debug)]
 pub struct Harness {
+    /// Which build Envoy runs.
+    pub engine: Engine,
     /// Envoy.
     pub envoy: Envoy,
     /// The stand-in backend (canned answers per case).
@@ -154,12 +156,56 @@ pub fn require_tools() -> (PathBuf, PathBuf) {
     (envoy, wasm)
 }
 
+/// Which Portcullis build Envoy runs the files on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// The proxy-wasm filter (`dist/portcullis_filter.wasm`, see
+    /// [`paths::filter_wasm`]) in `envoy.filters.http.wasm`.
+    Wasm,
+    /// The native module (`dist/libportcullis_envoy.so`, see
+    /// [`paths::envoy_module`]) in `envoy.filters.http.dynamic_modules`.
+    Native,
+}
+
+impl Engine {
+    /// Where Envoy lists the filter's counters in `/stats`: proxy-wasm
+    /// counters under `wasmcustom.`, the module's native counters under
+    /// `dynamicmodulescustom.` (the names after it are the same).
+    pub fn counter_prefix(self) -> &'static str {
+        match self {
+            Engine::Wasm => "wasmcustom.",
+            Engine::Native => "dynamicmodulescustom.",
+        }
+    }
+
+    /// The module Envoy loads for this engine (failing the test when it is
+    /// not built).
+    #[allow(clippy::panic)]
+    pub fn module(self) -> Module {
+        match self {
+            Engine::Wasm => Module::local(require_tools().1),
+            Engine::Native => {
+                Module::native(paths::envoy_module().unwrap_or_else(|e| panic!("{e}")))
+            }
+        }
+    }
+}
+
 impl Harness {
     /// Starts a backend and an Envoy with the listeners of every file in
-    /// `files` that has a translation. `key`: the backend's function key for
-    /// requests without a canned answer.
+    /// `files` that has a translation, on the wasm filter. `key`: the
+    /// backend's function key for requests without a canned answer.
     pub fn start(name: &str, files: &[&Prepared], key: Option<&[u8]>) -> Result<Harness, String> {
-        let (_, wasm) = require_tools();
+        Harness::start_on(Engine::Wasm, name, files, key)
+    }
+
+    /// [`Harness::start`] on `engine`.
+    pub fn start_on(
+        engine: Engine,
+        name: &str,
+        files: &[&Prepared],
+        key: Option<&[u8]>,
+    ) -> Result<Harness, String> {
         let dir = paths::scratch(name);
         let backend = Backend::start(SocketAddr::from(([127, 0, 0, 1], 0)), key)
             .map_err(|e| format!("backend: {e}"))?;
@@ -179,11 +225,12 @@ impl Harness {
                 });
             }
         }
-        // Every file's `env` goes to the VM's environment
-        // (vm_config.environment_variables.key_values), where the filter
-        // reads value_from / values_from; a name two files give different
-        // values is not set, so their policies are refused and shown.
-        let mut module = Module::local(wasm);
+        // Every file's `env` goes to the filter's environment (the wasm
+        // VM's vm_config.environment_variables.key_values; Envoy's own
+        // environment for the native module), where it reads value_from /
+        // values_from; a name two files give different values is not set,
+        // so their policies are refused and shown.
+        let mut module = engine.module();
         let mut clash = Vec::new();
         for f in files.iter().filter(|f| f.translation.is_some()) {
             for (k, v) in &f.file.env {
@@ -195,6 +242,10 @@ impl Harness {
             }
         }
         module.env.key_values.retain(|(k, _)| !clash.contains(k));
+        let mut options = Options::default();
+        if module.is_native() {
+            options.env = std::mem::take(&mut module.env.key_values);
+        }
         let config = EnvoyConfig {
             admin: SocketAddr::from(([127, 0, 0, 1], 0)),
             listeners,
@@ -208,9 +259,10 @@ impl Harness {
             underscores: Underscores::Allow,
             ..HttpOptions::default()
         };
-        let envoy = Envoy::start(&dir, &config.render_with(&opts))
+        let envoy = Envoy::start_with(&dir, &config.render_with(&opts), &options)
             .map_err(|e: StartError| e.to_string())?;
         Ok(Harness {
+            engine,
             envoy,
             backend,
             dir,

@@ -4,14 +4,20 @@
 //! (see `portcullis_e2e::translate`). Files whose policy must be rejected
 //! are each given to an Envoy of their own, which must refuse to start and
 //! name every expected JSON path in its log.
+//!
+//! Both engines run the whole corpus: the wasm filter and the native module
+//! (`Engine::Native`, `dist/libportcullis_envoy.so`).
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
 
 use portcullis_core::Policy;
 use portcullis_e2e::envoy::expect_refused;
+use portcullis_e2e::module::Module;
 use portcullis_e2e::paths;
-use portcullis_e2e::runner::{prepare, require_tools, run_files, Harness, Prepared};
+use portcullis_e2e::runner::{
+    prepare, require_tools, run_files, Counts, Engine, Harness, Prepared,
+};
 use portcullis_harness::{corpus, run_file, CaseRun, FileReport, Loaded, Rejection, Suite, Tally};
 
 /// The corpus, as every engine finds it.
@@ -19,8 +25,19 @@ fn corpus_files() -> Vec<PathBuf> {
     corpus::files(&paths::workspace())
 }
 
+/// The corpus on the wasm filter, then on the native module, which must
+/// run as many cases and skip no more.
 #[test]
 fn corpus_through_envoy() {
+    let wasm = corpus_on(Engine::Wasm);
+    let native = corpus_on(Engine::Native);
+    assert!(
+        native.skipped <= wasm.skipped && native.run >= wasm.run,
+        "native module: {native:?}; wasm filter: {wasm:?}"
+    );
+}
+
+fn corpus_on(engine: Engine) -> Counts {
     require_tools();
     let files = corpus_files();
     assert!(
@@ -47,13 +64,13 @@ fn corpus_through_envoy() {
             ));
         }
     }
-    let h = Harness::start("corpus", &runnable, None).unwrap_or_else(|e| panic!("{e}"));
+    let h = Harness::start_on(engine, "corpus", &runnable, None).unwrap_or_else(|e| panic!("{e}"));
     let (counts, mut failures) = run_files(&h, &runnable);
     let bad_stats = h.wasm_failures().unwrap_or_else(|e| panic!("{e}"));
     drop(h);
     failures.extend(broken);
     println!(
-        "corpus through Envoy: {} files, {} cases run, {} skipped, {} failed",
+        "corpus through Envoy ({engine:?}): {} files, {} cases run, {} skipped, {} failed",
         runnable.len(),
         counts.run,
         counts.skipped,
@@ -70,6 +87,7 @@ fn corpus_through_envoy() {
         failures.len(),
         failures.join("\n\n")
     );
+    counts
 }
 
 /// Every rejected-policy file: Envoy refuses the configuration, exits
@@ -77,7 +95,16 @@ fn corpus_through_envoy() {
 /// the one runner, with Envoy as the engine that loads the policy).
 #[test]
 fn corpus_rejected_policies_are_refused_by_envoy() {
-    let (_, wasm) = require_tools();
+    rejected_on(Engine::Wasm);
+}
+
+#[test]
+fn corpus_rejected_policies_are_refused_by_envoy_native_module() {
+    rejected_on(Engine::Native);
+}
+
+fn rejected_on(engine: Engine) {
+    let module = engine.module();
     let files: Vec<Suite> = corpus_files()
         .iter()
         .filter_map(|f| Suite::read(f).ok())
@@ -92,14 +119,14 @@ fn corpus_rejected_policies_are_refused_by_envoy() {
         let handles: Vec<_> = chunks
             .into_iter()
             .map(|chunk| {
-                let wasm = wasm.clone();
+                let module = module.clone();
                 s.spawn(move || {
                     chunk
                         .into_iter()
                         .map(|suite| {
                             run_file(
                                 suite,
-                                |policy| load_refused(&wasm, policy.text),
+                                |policy| load_refused(&module, policy.text),
                                 |_: &mut (), _, _| CaseRun::Error("no cases".into()),
                             )
                         })
@@ -114,7 +141,7 @@ fn corpus_rejected_policies_are_refused_by_envoy() {
     });
     let tally = Tally::of(&reports);
     let failures: Vec<String> = reports.iter().flat_map(FileReport::failures).collect();
-    println!("rejected policies refused by Envoy: {tally}");
+    println!("rejected policies refused by Envoy ({engine:?}): {tally}");
     assert!(
         tally.rejections > 0,
         "no rejected-policy file in the corpus"
@@ -126,7 +153,7 @@ fn corpus_rejected_policies_are_refused_by_envoy() {
 /// Envoy as the engine that loads a policy: one Envoy with one listener
 /// holding it, which must refuse to start; the problems are read back from
 /// its log (`... rejected: LINE:COL: PATH: message`).
-fn load_refused(wasm: &std::path::Path, policy: &str) -> Loaded<()> {
+fn load_refused(module: &Module, policy: &str) -> Loaded<()> {
     let dir = paths::scratch("refused");
     let config = portcullis_e2e::config::EnvoyConfig {
         admin: portcullis_e2e::net::any_port(),
@@ -142,7 +169,7 @@ fn load_refused(wasm: &std::path::Path, policy: &str) -> Loaded<()> {
             [127, 0, 0, 1],
             9,
         ))),
-        module: portcullis_e2e::module::Module::local(wasm),
+        module: module.clone(),
         access_log: portcullis_e2e::config::AccessLog::Stdout,
     };
     match expect_refused(&dir, &config.render()) {

@@ -25,7 +25,7 @@ use portcullis_e2e::config::{rollout_example, AccessLog, Filter, Upstream, CASE_
 use portcullis_e2e::envoy::Envoy;
 use portcullis_e2e::net::free_port;
 use portcullis_e2e::paths;
-use portcullis_e2e::runner::require_tools;
+use portcullis_e2e::runner::{require_tools, Engine};
 
 fn read(rel: &str) -> String {
     std::fs::read_to_string(paths::workspace().join(rel)).unwrap()
@@ -51,7 +51,17 @@ fn log_entry(path: &Path, id: &str) -> serde_json::Value {
 
 #[test]
 fn a_report_mode_candidate_records_the_would_be_decisions_beside_the_enforcing_policy() {
-    let (_, wasm) = require_tools();
+    rollout_on(Engine::Wasm);
+}
+
+#[test]
+fn a_report_mode_candidate_beside_the_enforcing_policy_on_the_native_module() {
+    rollout_on(Engine::Native);
+}
+
+fn rollout_on(engine: Engine) {
+    require_tools();
+    let prefix = format!("{}portcullis.", engine.counter_prefix());
     let dir = paths::scratch("rollout");
     let backend = Backend::start(SocketAddr::from(([127, 0, 0, 1], 0)), None).unwrap();
     let listen = SocketAddr::from(([127, 0, 0, 1], free_port(&[Ipv4Addr::LOCALHOST]).unwrap()));
@@ -68,7 +78,7 @@ fn a_report_mode_candidate_records_the_would_be_decisions_beside_the_enforcing_p
     cfg.admin = SocketAddr::from(([127, 0, 0, 1], 0));
     cfg.listeners[0].address = listen;
     cfg.upstream = Upstream::Static(backend.addr());
-    cfg.module = portcullis_e2e::module::Module::local(wasm.clone());
+    cfg.module = engine.module();
     cfg.access_log = AccessLog::JsonFile(log.clone());
     assert!(matches!(&cfg.listeners[0].filter, Filter::Chain { policies } if policies.len() == 2));
     let mut envoy = Envoy::start(&dir, &cfg.render()).unwrap_or_else(|e| panic!("{e}"));
@@ -178,27 +188,23 @@ fn a_report_mode_candidate_records_the_would_be_decisions_beside_the_enforcing_p
     assert!(want.contains_key("orders-current.denied"), "{want:?}");
     // Counters reach Envoy on the filter's tick: wait for them.
     envoy.settle_counters().unwrap();
-    let stats: BTreeMap<String, u64> = envoy
-        .stats_matching("wasmcustom.portcullis.")
-        .unwrap()
-        .into_iter()
-        .collect();
+    let stats: BTreeMap<String, u64> = envoy.stats_matching(&prefix).unwrap().into_iter().collect();
     for (k, v) in &want {
         assert_eq!(
-            stats.get(&format!("wasmcustom.portcullis.{k}")),
+            stats.get(&format!("{prefix}{k}")),
             Some(v),
             "{k}: {stats:?}"
         );
     }
     // Nothing else counted: every non-zero counter is one the core predicts.
     for (k, v) in &stats {
-        let short = k.trim_start_matches("wasmcustom.portcullis.");
+        let short = k.trim_start_matches(prefix.as_str());
         if *v > 0 {
             assert_eq!(want.get(short), Some(v), "{k}");
         }
     }
     assert_eq!(
-        stats.get("wasmcustom.portcullis.orders-candidate.denied"),
+        stats.get(&format!("{prefix}orders-candidate.denied")),
         Some(&0)
     );
     println!("rollout counters: {want:?}");

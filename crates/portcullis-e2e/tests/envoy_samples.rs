@@ -12,7 +12,9 @@ use std::process::Command;
 
 use portcullis_e2e::client::{send, ClientRequest};
 use portcullis_e2e::paths;
-use portcullis_e2e::runner::{prepare_text, require_tools, run_every_case, Harness, Prepared};
+use portcullis_e2e::runner::{
+    prepare_text, require_tools, run_every_case, Engine, Harness, Prepared,
+};
 
 fn samples() -> PathBuf {
     paths::workspace().join("policy-samples")
@@ -139,10 +141,43 @@ fn curl_ok(args: &[&str]) -> bool {
 
 #[test]
 fn functions_behind_apim_in_envoy() {
+    functions_behind_apim_on(Engine::Wasm);
+}
+
+/// The same on the native module: HSTS exactly once, fingerprints gone,
+/// the function key from Envoy's own environment (value_from), TLS.
+#[test]
+fn functions_behind_apim_in_envoy_native_module() {
+    functions_behind_apim_on(Engine::Native);
+}
+
+/// No error from the native module in Envoy's log (policy rejections aside).
+fn assert_module_healthy(h: &Harness) {
+    let log = h.envoy.log();
+    assert!(
+        log.contains("Dynamic module ABI version v0.2.0 matched"),
+        "{log}"
+    );
+    let errors: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            (l.contains("][error][dynamic_modules]") || l.contains("][critical]["))
+                && !l.contains("policy")
+        })
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "module errors in Envoy's log:\n{}",
+        errors.join("\n")
+    );
+}
+
+fn functions_behind_apim_on(engine: Engine) {
     require_tools();
     let p = prepared("functions-behind-apim (inline cases)", APIM_CASES);
     // The backend really checks the key when no canned answer is registered.
-    let h = Harness::start("apim", &[&p], Some(b"K-test")).unwrap_or_else(|e| panic!("{e}"));
+    let h =
+        Harness::start_on(engine, "apim", &[&p], Some(b"K-test")).unwrap_or_else(|e| panic!("{e}"));
     run_every_case(&h, &p);
 
     let t = p
@@ -239,12 +274,19 @@ fn functions_behind_apim_in_envoy() {
         .concat()
     ));
 
-    assert_vm_healthy(&h);
+    match engine {
+        Engine::Wasm => assert_vm_healthy(&h),
+        Engine::Native => assert_module_healthy(&h),
+    }
     let allowed = h
         .envoy
-        .stat_when("wasmcustom.portcullis.functions-behind-apim.allowed", |v| {
-            v.is_some_and(|n| n >= 4)
-        })
+        .stat_when(
+            &format!(
+                "{}portcullis.functions-behind-apim.allowed",
+                engine.counter_prefix()
+            ),
+            |v| v.is_some_and(|n| n >= 4),
+        )
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(
         allowed.is_some_and(|n| n >= 4),

@@ -13,15 +13,25 @@ use portcullis_core::{Policy, Trace};
 use portcullis_e2e::client::{send, ClientRequest, Version};
 use portcullis_e2e::config::CASE_HEADER;
 use portcullis_e2e::paths;
-use portcullis_e2e::runner::{prepare, require_tools, run_every_case, Harness};
+use portcullis_e2e::runner::{prepare, require_tools, run_every_case, Engine, Harness};
 use portcullis_harness::native::run_core;
 
 #[test]
 fn two_apis_scopes_in_envoy() {
+    two_apis_scopes_on(Engine::Wasm);
+}
+
+#[test]
+fn two_apis_scopes_in_envoy_native_module() {
+    two_apis_scopes_on(Engine::Native);
+}
+
+fn two_apis_scopes_on(engine: Engine) {
     require_tools();
     let file = paths::workspace().join("policy-samples/two-apis.tests.json");
     let p = prepare(&file).unwrap_or_else(|e| panic!("{e}"));
-    let h = Harness::start("scopes", &[&p], None).unwrap_or_else(|e| panic!("{e}"));
+    let h = Harness::start_on(engine, "scopes", &[&p], None).unwrap_or_else(|e| panic!("{e}"));
+    let prefix = engine.counter_prefix();
 
     // 1. Every case of the sample's test file, through Envoy.
     run_every_case(&h, &p);
@@ -36,7 +46,7 @@ fn two_apis_scopes_in_envoy() {
         if scope != portcullis_core::NO_SCOPE {
             *want
                 .entry(format!(
-                    "wasmcustom.portcullis.two-apis.scope.{scope}.{}",
+                    "{prefix}portcullis.two-apis.scope.{scope}.{}",
                     o.verdict.counter_word()
                 ))
                 .or_default() += 1;
@@ -58,7 +68,9 @@ fn two_apis_scopes_in_envoy() {
     assert_eq!(seen, want, "per-scope verdict counters");
     let admin_rule = h
         .envoy
-        .stat("wasmcustom.portcullis.two-apis.scope.orders-admin.rule.allow-management")
+        .stat(&format!(
+            "{prefix}portcullis.two-apis.scope.orders-admin.rule.allow-management"
+        ))
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(admin_rule, Some(1), "the admin scope counts its own rule");
 

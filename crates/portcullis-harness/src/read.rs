@@ -416,8 +416,11 @@ impl Reader<'_> {
                 "expect_policy_error",
                 "description",
                 "env",
+                "$schema",
             ],
         )?;
+        // `$schema`: where editors find the JSON Schema; a string, ignored.
+        let _ = self.opt_string(&o, "$schema");
         let policy = match o.get("policy") {
             Some(
                 p @ Value {

@@ -158,12 +158,20 @@ pub fn hardening(got: &Response, secure: bool, hsts: bool, filter_ran: bool) -> 
 
 /// Checks Envoy's own rejection of oversized headers: 431, and no sign of
 /// the filter (it never saw the request).
-pub fn envoy_431(got: &Response) -> Result<(), String> {
+///
+/// The wasm filter never sees Envoy's 431 (sent while parsing the request
+/// head); Envoy does run the native module on it (`native`), which applies
+/// the policy's response ops as on any reply it did not decide.
+pub fn envoy_431(got: &Response, native: bool) -> Result<(), String> {
     if got.status != 431 {
         return Err(format!("status {} instead of Envoy's 431", got.status));
     }
-    if !got.values("x-portcullis-policy").is_empty() {
+    let ran = !got.values("x-portcullis-policy").is_empty();
+    if ran && !native {
         return Err("a 431 carries x-portcullis-policy: the filter ran".into());
+    }
+    if !ran && native {
+        return Err("a 431 lacks x-portcullis-policy: the native module did not harden it".into());
     }
     Ok(())
 }

@@ -28,6 +28,9 @@ pub struct Config {
     /// Percent of the requests sent over HTTP/2 ([`crate::workload::h2_picked`];
     /// the rest go over HTTP/1.1).
     pub h2_share: u64,
+    /// Run the native module (`SOAK_ENGINE=native`,
+    /// `dist/libportcullis_envoy.so`) instead of the wasm filter.
+    pub native: bool,
     /// Where the JSON summary goes.
     pub json: PathBuf,
 }
@@ -49,7 +52,8 @@ impl Config {
     /// `SOAK_CONCURRENCY` (Envoy workers, 1 or 2; default 1 — the
     /// swap-window proof needs one worker, see [`crate::swap`]),
     /// `SOAK_H2_SHARE` (percent of the requests over HTTP/2, 0..=100,
-    /// default [`DEFAULT_H2_SHARE`]), `SOAK_JSON` (default
+    /// default [`DEFAULT_H2_SHARE`]), `SOAK_ENGINE` (`wasm`, the default, or
+    /// `native`), `SOAK_JSON` (default
     /// `target/bench/soak.json`).
     pub fn from_env() -> Result<Config, String> {
         let concurrency = env_u64("SOAK_CONCURRENCY", 1)?;
@@ -61,6 +65,11 @@ impl Config {
             return Err("SOAK_H2_SHARE must be a percent, 0..=100".into());
         }
         let threads = env_u64("SOAK_THREADS", 4)?.clamp(1, 64);
+        let native = match std::env::var("SOAK_ENGINE").as_deref() {
+            Err(_) | Ok("wasm") => false,
+            Ok("native") => true,
+            Ok(other) => return Err(format!("SOAK_ENGINE={other}: wasm or native")),
+        };
         Ok(Config {
             requests: env_u64("SOAK_REQUESTS", 1_000_000)?,
             threads: usize::try_from(threads).unwrap_or(4),
@@ -69,6 +78,7 @@ impl Config {
             seed: env_u64("SOAK_SEED", 1)?,
             concurrency: u32::try_from(concurrency).unwrap_or(1),
             h2_share,
+            native,
             json: std::env::var_os("SOAK_JSON")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| paths::target().join("bench").join("soak.json")),

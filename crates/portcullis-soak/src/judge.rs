@@ -131,10 +131,12 @@ pub fn judge(s: &Summary, alive: bool) -> Vec<CheckResult> {
     for (pi, name) in POLICY_NAMES.iter().enumerate() {
         for (v, word) in VERDICTS {
             let ours = t.decisions(pi, v);
-            let theirs = counter(
-                &s.filter_counters,
-                &format!("wasmcustom.portcullis.{name}.{word}"),
-            );
+            let prefix = if s.config.native {
+                crate::rig::NATIVE_COUNTERS
+            } else {
+                crate::rig::WASM_COUNTERS
+            };
+            let theirs = counter(&s.filter_counters, &format!("{prefix}{name}.{word}"));
             if ours != theirs {
                 diffs.push(format!("{name}.{word}: filter {theirs}, client {ours}"));
             }

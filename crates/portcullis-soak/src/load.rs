@@ -125,12 +125,12 @@ fn sent<'a>(spec: &'a Spec, peer: SocketAddr, local: SocketAddr) -> Sent<'a> {
 }
 
 /// A request Envoy must answer itself (431): checked without the core.
-fn check_envoy_431(spec: &Spec, resp: &Response, t: &mut Tally, protocol: Protocol) {
+fn check_envoy_431(load: &Load, spec: &Spec, resp: &Response, t: &mut Tally, protocol: Protocol) {
     t.envoy_431_expected += 1;
     if resp.status == 431 {
         t.envoy_431_seen += 1;
     }
-    if let Err(e) = check::envoy_431(resp) {
+    if let Err(e) = check::envoy_431(resp, load.cfg.native) {
         t.mismatches += 1;
         t.example(format!("mismatch: {}: {e}", what(spec, protocol)));
     }
@@ -155,7 +155,7 @@ fn check_response(
         t.status_5xx += 1;
     }
     if spec.envoy_rejects {
-        return check_envoy_431(spec, resp, t, protocol);
+        return check_envoy_431(load, spec, resp, t, protocol);
     }
     if resp.status == 431 {
         t.envoy_431_seen += 1;

@@ -43,6 +43,11 @@ pub struct Rig {
     ecds: PathBuf,
 }
 
+/// Where Envoy lists the wasm filter's counters.
+pub const WASM_COUNTERS: &str = "wasmcustom.portcullis.";
+/// Where Envoy lists the native module's counters (same names after it).
+pub const NATIVE_COUNTERS: &str = "dynamicmodulescustom.portcullis.";
+
 /// What Envoy says at the end of a run.
 #[derive(Debug, Clone, Default)]
 pub struct EnvoyEnd {
@@ -73,7 +78,11 @@ fn write_atomic(path: &Path, text: &str) -> Result<(), String> {
 impl Rig {
     /// Starts the backend and Envoy with policy A in the ECDS file.
     pub fn start(cfg: &Config) -> Result<Rig, String> {
-        let wasm = paths::filter_wasm()?;
+        let module = if cfg.native {
+            Module::native(paths::envoy_module()?)
+        } else {
+            Module::local(paths::filter_wasm()?)
+        };
         let dir = paths::scratch("soak");
         let backend = Backend::start_unrecorded(net::any_port(), None)
             .map_err(|e| format!("backend: {e}"))?;
@@ -105,7 +114,7 @@ impl Rig {
                 },
             ],
             upstream: Upstream::Static(backend.addr()),
-            module: Module::local(wasm),
+            module,
             access_log: AccessLog::Off,
         };
         write_atomic(
@@ -184,7 +193,12 @@ impl Rig {
                 .collect()
         };
         let wasm_stats = matching("wasm", &|n| n.starts_with("wasm."));
-        let filter_counters = matching("wasmcustom.portcullis.", &|n| {
+        let prefix = if self.config.module.is_native() {
+            NATIVE_COUNTERS
+        } else {
+            WASM_COUNTERS
+        };
+        let filter_counters = matching(prefix, &|n| {
             n.ends_with(".allowed") || n.ends_with(".denied") || n.ends_with(".redirected")
         });
         let ecds = matching("extension_config_discovery", &|n| n.contains("portcullis"));

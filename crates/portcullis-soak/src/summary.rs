@@ -158,6 +158,7 @@ impl Summary {
             "rps": self.rps(),
             "threads": self.config.threads,
             "envoy_concurrency": self.config.concurrency,
+            "engine": if self.config.native { "native" } else { "wasm" },
             "seed": self.config.seed,
             "http2": self.protocols_json(),
             "mismatches": t.mismatches,
@@ -341,6 +342,7 @@ mod tests {
             seed: 1,
             concurrency: 1,
             h2_share: 20,
+            native: false,
             json: std::path::PathBuf::from("soak.json"),
         };
         let s = Summary {

@@ -364,6 +364,39 @@ impl Decision {
     }
 }
 
+/// Why a rule's `headers` entry does not hold for a request (explanations
+/// say which header and why, never its value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderMiss {
+    /// The request does not carry the header.
+    Missing,
+    /// It carries more than one line of it.
+    Repeated,
+    /// Its one line is none of the allowed values.
+    NotAllowed,
+}
+
+/// Whether a request's headers satisfy one `headers` entry of a rule:
+/// exactly one line, whose value (spaces and tabs trimmed) equals one of
+/// the values, compared in constant time; `None` when it holds.
+pub fn header_miss(m: &crate::rule::HeaderMatch, headers: &dyn Headers) -> Option<HeaderMiss> {
+    let mut lines = 0u8;
+    let mut ok = false;
+    headers.each_value(&m.name, &mut |v| {
+        lines = lines.saturating_add(1);
+        let v = entry::trim_ows(v);
+        for want in &m.values {
+            ok |= ct_eq(v, want);
+        }
+    });
+    match lines {
+        0 => Some(HeaderMiss::Missing),
+        1 if ok => None,
+        1 => Some(HeaderMiss::NotAllowed),
+        _ => Some(HeaderMiss::Repeated),
+    }
+}
+
 /// Constant-time equality (length is not hidden).
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
@@ -465,7 +498,7 @@ impl Policy {
         };
         if let Some(net) = &self.network {
             let flow = req.flow(ip);
-            let (rule, access) = match self.match_rule(&flow) {
+            let (rule, access) = match self.match_rule_with(&flow, req.headers) {
                 Some(i) => (
                     Some(i),
                     net.rules.get(i).map_or(net.default_access, |r| r.access),
@@ -522,8 +555,30 @@ impl Policy {
         d.stop(Reason::UnknownClient, status).report(self.mode)
     }
 
-    /// The first rule (index into `network.rules`) matching a flow.
+    /// The first rule (index into `network.rules`) matching a flow of a
+    /// request that carries no header: a rule with `headers` never matches
+    /// here. Layer-4 callers (flow logs) should check
+    /// [`Policy::rules_read_headers`] first; requests use
+    /// [`Policy::match_rule_with`].
     pub fn match_rule(&self, flow: &Flow) -> Option<usize> {
+        let none: [(&[u8], &[u8]); 0] = [];
+        self.match_rule_with(flow, &none)
+    }
+
+    /// Whether some rule (of the top level or of a scope) has `headers`, so
+    /// the network step depends on request headers, not only on the flow.
+    pub fn rules_read_headers(&self) -> bool {
+        let reads = |p: &Policy| {
+            p.network
+                .as_ref()
+                .is_some_and(|n| n.rules.iter().any(|r| !r.headers.is_empty()))
+        };
+        reads(self) || self.scopes.iter().any(|s| reads(&s.policy))
+    }
+
+    /// The first rule (index into `network.rules`) matching a flow and, for
+    /// rules with `headers`, the request's headers.
+    pub fn match_rule_with(&self, flow: &Flow, headers: &dyn Headers) -> Option<usize> {
         let net = self.network.as_ref()?;
         let (a, b) = net.table.candidates(flow.src);
         // Merge the two ascending lists, each rule once.
@@ -558,7 +613,12 @@ impl Policy {
                 }
                 _ => net.rules.get(idx).is_some_and(|r| flow.matches_rest(r)),
             };
-            if hit {
+            if hit
+                && net
+                    .rules
+                    .get(idx)
+                    .is_none_or(|r| r.headers.iter().all(|m| header_miss(m, headers).is_none()))
+            {
                 return Some(idx);
             }
         }

@@ -488,7 +488,8 @@ impl Policy {
             })
     }
 
-    /// The headers the policy sets on requests or requires, whose `_`
+    /// The headers the policy sets on requests, requires, or names in a
+    /// rule's `headers`, whose `_`
     /// twins (`x_functions_key` beside `x-functions-key`) are removed from
     /// requests (see [`Policy::request_edits`]). May repeat a name.
     pub fn guarded_names(&self) -> impl Iterator<Item = &str> {
@@ -496,7 +497,13 @@ impl Policy {
             HeaderOp::Set { name, .. } => Some(name.as_str()),
             HeaderOp::Remove(_) => None,
         });
+        let rules = self.network.iter().flat_map(|n| {
+            n.rules
+                .iter()
+                .flat_map(|r| r.headers.iter().map(|h| h.name.as_str()))
+        });
         sets.chain(self.require_headers.iter().map(|r| r.name.as_str()))
+            .chain(rules)
     }
 
     /// Whether response edits depend on the response's headers (a `skip`

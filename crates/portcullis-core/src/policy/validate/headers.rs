@@ -6,10 +6,12 @@ use alloc::vec::Vec;
 
 use crate::env::is_var_name;
 use crate::error::{EnvProblem, Error};
-use crate::json::Value;
+use crate::json::{Kind, Value};
+use crate::rule::{HeaderMatch, MAX_RULE_HEADERS};
 
 use super::super::syntax::{is_token, FRAMING, HOP_BY_HOP};
 use super::super::{Exists, HeaderOp, RequiredHeader};
+use super::read::Elem;
 use super::{child, index, Validator};
 
 impl<'t> Validator<'t> {
@@ -67,6 +69,89 @@ impl<'t> Validator<'t> {
             }
         }
         Some(lower)
+    }
+
+    /// A rule's `headers`: a map of at most 8 header names (tokens, not
+    /// pseudo-, hop-by-hop, framing or `host`; each once, whatever its
+    /// case) to 1..8 non-empty values each. Sorted by name, so equal maps
+    /// compare equal.
+    pub(super) fn rule_headers(&mut self, v: &Value, path: &str) -> Option<Vec<HeaderMatch>> {
+        let Kind::Object(members) = &v.kind else {
+            self.wrong_type(path, v, "an object");
+            return None;
+        };
+        let mut out: Vec<HeaderMatch> = Vec::new();
+        let mut ok = true;
+        if members.len() > MAX_RULE_HEADERS {
+            self.err(
+                path,
+                v.span,
+                Error::TooMany {
+                    what: "header names",
+                    max: MAX_RULE_HEADERS,
+                },
+            );
+            ok = false;
+        }
+        for m in members {
+            let p = child(path, &m.key);
+            let key = Value {
+                kind: Kind::String(m.key.clone()),
+                span: m.key_span,
+            };
+            let Some(name) = self.header_name(&key, &p, true) else {
+                ok = false;
+                continue;
+            };
+            if out.iter().any(|h| h.name == name) {
+                self.err(&p, m.key_span, Error::DuplicateKey(m.key.clone()));
+                ok = false;
+                continue;
+            }
+            let Some((n, elems)) = self.list(&m.value, &p) else {
+                ok = false;
+                continue;
+            };
+            if n == 0 {
+                self.err(&p, m.value.span, Error::Empty);
+                ok = false;
+                continue;
+            }
+            if n > MAX_RULE_HEADERS {
+                self.err(
+                    &p,
+                    m.value.span,
+                    Error::TooMany {
+                        what: "values per header",
+                        max: MAX_RULE_HEADERS,
+                    },
+                );
+                ok = false;
+                continue;
+            }
+            let mut values = Vec::with_capacity(n);
+            for (j, e) in elems.enumerate() {
+                let xp = index(&p, j);
+                match e {
+                    Elem::Str(span, "") => {
+                        self.err(&xp, span, Error::Empty);
+                        ok = false;
+                    }
+                    Elem::Str(span, s) if s.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) => {
+                        self.err(&xp, span, Error::BadHeaderValue);
+                        ok = false;
+                    }
+                    Elem::Str(_, s) => values.push(s.as_bytes().to_vec()),
+                    Elem::Other(x) => {
+                        self.wrong_type(&xp, x, "a string");
+                        ok = false;
+                    }
+                }
+            }
+            out.push(HeaderMatch { name, values });
+        }
+        out.sort();
+        ok.then_some(out)
     }
 
     pub(super) fn header_value(&mut self, v: &Value, path: &str) -> Option<String> {

@@ -130,6 +130,7 @@ const TOP: &[&str] = &[
     "trace_json",
     "scopes",
     "trace",
+    "$schema",
 ];
 
 impl<'t> Validator<'t> {
@@ -150,6 +151,10 @@ impl<'t> Validator<'t> {
                 None
             }
         });
+        // `$schema`: where editors find the JSON Schema; a string, ignored.
+        if let Some(s) = f.get("$schema") {
+            self.string(s, &child("", "$schema"));
+        }
         let groups = self.or_default(f.get("address_groups"), BTreeMap::new(), Self::groups);
         let groups_ok = groups.is_some();
         let groups = groups.unwrap_or_default();

@@ -180,6 +180,7 @@ impl<'t> Validator<'t> {
             "destination",
             "destination_ports",
             "protocol",
+            "headers",
             "description",
         ];
         let f = self.fields(v, path, RULE)?;
@@ -223,6 +224,9 @@ impl<'t> Validator<'t> {
         let protocol = self.or_default(f.get("protocol"), Protocol::Any, |s, p| {
             s.word(p, &child(path, "protocol"))
         });
+        let headers = self.or_default(f.get("headers"), Vec::new(), |s, h| {
+            s.rule_headers(h, &child(path, "headers"))
+        });
         if let Some(d) = f.get("description") {
             self.string(d, &child(path, "description"));
         }
@@ -236,6 +240,7 @@ impl<'t> Validator<'t> {
             destination: destination?,
             destination_ports: destination_ports?,
             protocol: protocol?,
+            headers: headers?,
             source_text,
             destination_text,
             path: path.to_string(),
