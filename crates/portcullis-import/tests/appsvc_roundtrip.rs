@@ -2,8 +2,9 @@
 //! access restrictions express exactly, exported (`appsvc::export`, not
 //! approximate), imported back (`appsvc::import`, `--strict`), must decide
 //! every flow alike: `portcullis diff` finds nothing newly allowed or newly
-//! denied, at the top level or in the scm scope's region. The rules'
-//! header conditions are compared directly as well (name -> values).
+//! denied, at the top level or in the scm scope's region (the diff sees
+//! rule headers). The rules' header conditions are also compared directly
+//! (name -> values), rule by rule in priority order.
 #![allow(clippy::unwrap_used, clippy::panic)] // test helpers: a failure should stop the test loudly
 
 use portcullis_core::json::{self, Kind, Value};
@@ -117,7 +118,7 @@ fn quote(s: &str) -> String {
     format!("{s:?}")
 }
 
-fn network_json((rules, prios, allow): &(Vec<R>, Vec<u16>, bool), with_headers: bool) -> String {
+fn network_json((rules, prios, allow): &(Vec<R>, Vec<u16>, bool)) -> String {
     let list: Vec<String> = rules
         .iter()
         .zip(prios)
@@ -129,7 +130,7 @@ fn network_json((rules, prios, allow): &(Vec<R>, Vec<u16>, bool), with_headers: 
                 if r.access { "allow" } else { "deny" },
                 src.join(", ")
             );
-            if with_headers && !r.headers.is_empty() {
+            if !r.headers.is_empty() {
                 let h: Vec<String> = r
                     .headers
                     .iter()
@@ -149,14 +150,6 @@ fn network_json((rules, prios, allow): &(Vec<R>, Vec<u16>, bool), with_headers: 
         list.join(", "),
         if *allow { "allow" } else { "deny" }
     )
-}
-
-/// Whether the core reads rule `headers` (the field lands with issue 25).
-fn core_has_headers() -> bool {
-    Policy::parse(
-        br#"{"name":"h","network":{"rules":[{"name":"a","priority":100,"access":"allow","source":["*"],"headers":{"x-azure-fdid":["x"]}}]}}"#,
-    )
-    .is_ok()
 }
 
 /// A rule's header conditions: (name, sorted values), sorted by name.
@@ -259,22 +252,14 @@ fn scm() -> impl Strategy<Value = Scm> {
     ]
 }
 
-fn policy(
-    main: &Option<(Vec<R>, Vec<u16>, bool)>,
-    scm: &Scm,
-    partners: &[String],
-    with_headers: bool,
-) -> String {
+fn policy(main: &Option<(Vec<R>, Vec<u16>, bool)>, scm: &Scm, partners: &[String]) -> String {
     let groups: Vec<String> = partners.iter().map(|s| quote(s)).collect();
     let mut doc = format!(
         r#"{{"name": "rt", "address_groups": {{"partners": [{}]}}"#,
         groups.join(", ")
     );
     if let Some(n) = main {
-        doc.push_str(&format!(
-            r#", "network": {}"#,
-            network_json(n, with_headers)
-        ));
+        doc.push_str(&format!(r#", "network": {}"#, network_json(n)));
     }
     let scope = |net: Option<String>| {
         format!(
@@ -289,7 +274,7 @@ fn policy(
         Scm::Alone => doc.push_str(
             r#", "scopes": [{"name": "kudu", "match": {"hosts": ["*.scm.azurewebsites.net"]}, "inherit": false}]"#,
         ),
-        Scm::Own(n) => doc.push_str(&scope(Some(network_json(n, with_headers)))),
+        Scm::Own(n) => doc.push_str(&scope(Some(network_json(n)))),
     }
     doc.push('}');
     doc
@@ -304,8 +289,7 @@ proptest! {
         scm in scm(),
         partners in proptest::collection::vec(prop_oneof![v4(), v6()], 1..=3),
     ) {
-        let with_headers = core_has_headers();
-        let text = policy(&main, &scm, &partners, with_headers);
+        let text = policy(&main, &scm, &partners);
         let old = Policy::parse(text.as_bytes()).unwrap_or_else(|e| panic!("{e}\n{text}"));
         let out = export::export(&text, false).unwrap();
         let config = out.config.clone().unwrap_or_else(|| panic!("refused: {out}\n{text}"));
@@ -326,17 +310,11 @@ proptest! {
         let mut got = rule_headers(&imported);
         want.dedup();
         got.dedup();
-        if with_headers {
-            let mut w = want.clone();
-            w.retain(|h| !h.is_empty());
-            let mut g = got.clone();
-            g.retain(|h| !h.is_empty());
-            g.dedup();
-            w.dedup();
-            prop_assert_eq!(w, g);
-        } else {
-            prop_assert!(got.iter().all(Vec::is_empty));
-        }
+        want.retain(|h| !h.is_empty());
+        got.retain(|h| !h.is_empty());
+        want.dedup();
+        got.dedup();
+        prop_assert_eq!(want, got);
     }
 }
 
@@ -431,4 +409,18 @@ fn over_512_rules_is_refused_even_approximately() {
         out.notes.iter().any(|n| n.reason.contains("at most 512")),
         "{out}"
     );
+}
+
+#[test]
+fn the_round_trip_check_sees_a_dropped_header_condition() {
+    let with = r#"{"name": "h", "network": {"rules": [
+      {"name": "fd", "priority": 100, "access": "allow", "source": ["147.243.0.0/16"], "headers": {"x-azure-fdid": ["abc"]}}]}}"#;
+    let without = r#"{"name": "h", "network": {"rules": [
+      {"name": "fd", "priority": 100, "access": "allow", "source": ["147.243.0.0/16"]}]}}"#;
+    let d = diff(
+        &Policy::parse(with.as_bytes()).unwrap(),
+        &Policy::parse(without.as_bytes()).unwrap(),
+    );
+    assert!(who_may_call_changed(&d), "{d}");
+    assert_ne!(rule_headers(with), rule_headers(without));
 }
