@@ -67,7 +67,8 @@ for t in "${TARGETS[@]}"; do
     case $t in
     policy_parse) args+=(-max_len=16384 -dict=policy.dict) ;;
     import_apim) args+=(-max_len=16384 -dict=import_apim.dict) ;;
-    import_nsg | import_service_tags | import_app_service) args+=(-max_len=16384 -dict=policy.dict) ;;
+    import_nsg | import_service_tags) args+=(-max_len=16384 -dict=policy.dict) ;;
+    import_app_service) args+=(-max_len=16384 -dict=import_app_service.dict) ;;
     client_addr) args+=(-max_len=4096 -dict=client_addr.dict) ;;
     scope_input) args+=(-max_len=1024 -dict=scope_input.dict) ;;
     *) args+=(-max_len=8192) ;;
