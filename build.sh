@@ -112,6 +112,7 @@ run_tests() {
     cargo clippy -q -p portcullis-filter --target wasm32-unknown-unknown -- -D warnings
     cargo clippy -q -p portcullis-core --target wasm32v1-none -- -D warnings
     cargo clippy -q -p portcullis-import --target wasm32v1-none -- -D warnings
+    cargo clippy -q -p portcullis-replay --target wasm32v1-none -- -D warnings
     log "test: the API documentation builds without warnings (broken intra-doc links included)"
     RUSTDOCFLAGS="${RUSTDOCFLAGS:-} -D warnings" cargo doc -q --no-deps --workspace
     log "test: cargo test (core, corpus, property tests, host, CLI, Envoy end to end)"

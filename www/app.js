@@ -648,12 +648,13 @@ $('#share').addEventListener('click', async () => {
 // ---------------------------------------------------------------- tabs
 
 function setTab(tab) {
-  state.tab = ['tests', 'import', 'diff'].includes(tab) ? tab : 'evaluate';
+  state.tab = ['tests', 'import', 'diff', 'replay'].includes(tab) ? tab : 'evaluate';
   for (const b of document.querySelectorAll('.tabs button')) b.setAttribute('aria-selected', String(b.dataset.tab === state.tab));
   $('#view-evaluate').hidden = state.tab !== 'evaluate';
   $('#view-tests').hidden = state.tab !== 'tests';
   $('#view-import').hidden = state.tab !== 'import';
   $('#view-diff').hidden = state.tab !== 'diff';
+  $('#view-replay').hidden = state.tab !== 'replay';
   saveHashSoon();
 }
 for (const b of document.querySelectorAll('.tabs button')) b.addEventListener('click', () => setTab(b.dataset.tab));
@@ -966,6 +967,93 @@ function renderDiff(out) {
 $('#run-diff').addEventListener('click', async () => {
   const { data } = await call('diff_policies', diffTa.value, ta.value, envJson());
   renderDiff(data);
+});
+
+// ---------------------------------------------------------------- replay
+
+// The log stays in this page: it is read here and handed to the worker.
+const replayTa = $('#replay-old');
+let replayLog = null;
+$('#replay-from-editor').addEventListener('click', () => { replayTa.value = ta.value; });
+async function takeLog(file) {
+  if (!file) return;
+  replayLog = { name: file.name, bytes: new Uint8Array(await file.arrayBuffer()) };
+  $('#replay-drop').dataset.loaded = file.name;
+}
+$('#replay-file').addEventListener('change', (ev) => takeLog(ev.target.files[0]));
+const drop = $('#view-replay');
+drop.addEventListener('dragover', (ev) => { ev.preventDefault(); });
+drop.addEventListener('drop', (ev) => { ev.preventDefault(); takeLog(ev.dataTransfer.files[0]); });
+
+const replaySide = (d) => {
+  const scope = d.scope ? `scope ${d.scope}: ` : '';
+  if (d.step === 'recorded') return `recorded ${d.verdict}`;
+  if (d.step === 'network' || d.step === 'forward') {
+    const access = d.verdict === 'forward' ? 'allow' : 'deny';
+    return scope + (d.priority == null ? `${d.rule} (${access})` : `${d.rule} (priority ${d.priority}, ${access})`);
+  }
+  return `${scope}${d.step}${d.header ? ` ${d.header}` : ''}: ${d.verdict}`;
+};
+
+function replayChart(sparse, width) {
+  if (!sparse.length) return h('p', { class: 'muted' }, 'No timed record denied by the editor\'s policy.');
+  // Every bucket from the first to the last, empty ones too (time runs evenly).
+  const at = (t) => Date.parse(t) / 1000;
+  const byStart = new Map(sparse.map(([t, n]) => [at(t), n]));
+  const first = at(sparse[0][0]);
+  const last = at(sparse[sparse.length - 1][0]);
+  const buckets = [];
+  for (let t = first; t <= last && buckets.length < 2048; t += width) {
+    buckets.push([new Date(t * 1000).toISOString().replace('.000Z', 'Z'), byStart.get(t) || 0]);
+  }
+  const max = Math.max(...buckets.map((b) => b[1]));
+  return h('div', { class: 'replay-chart', id: 'replay-chart', 'data-buckets': buckets.length, role: 'img',
+    'aria-label': `records the editor's policy denies, per ${width} s` },
+  buckets.map(([t, n]) => h('div', { class: 'bar', title: `${t}: ${n}`, 'data-count': n,
+    style: `height: ${n ? Math.max(2, Math.round((n / max) * 100)) : 0}%` })));
+}
+
+function renderReplay(out) {
+  const box = $('#replay-results');
+  if (!out.ok) {
+    box.replaceChildren(h('div', { class: 'summary fail', id: 'replay-summary', 'data-denied': -1 }, 'A policy is not valid'),
+      h('ul', { class: 'errors' },
+        out.old_errors.map((e) => h('li', {}, `current ${e.line}:${e.column} ${e.path || '(document)'}: ${e.message}`)),
+        out.new_errors.map((e) => h('li', {}, `editor ${e.line}:${e.column} ${e.path || '(document)'}: ${e.message}`))));
+    return;
+  }
+  const r = out.report;
+  const denied = r.newly_denied.reduce((n, g) => n + g.records, 0);
+  const allowed = r.newly_allowed.reduce((n, g) => n + g.records, 0);
+  const group = (kind) => (g) => h('div', { class: 'diff-group replay-group', 'data-kind': kind },
+    h('p', { class: 'note' }, 'old: ', h('b', { 'data-side': 'old' }, replaySide(g.old)), ' · new: ',
+      h('b', { 'data-side': 'new' }, replaySide(g.new)), ` · ${g.records} record${g.records === 1 ? '' : 's'}`),
+    h('table', { class: 'rules' },
+      h('tr', {}, ['client', 'records', 'first seen', 'last seen', 'example'].map((t) => h('th', {}, t))),
+      g.clients.map((c) => h('tr', { class: 'client' },
+        h('td', { 'data-field': 'client' }, c.client), h('td', { 'data-field': 'records' }, String(c.records)),
+        h('td', {}, c.first_seen || ''), h('td', {}, c.last_seen || ''), h('td', {}, c.example)))));
+  box.replaceChildren(
+    h('div', { class: `summary ${denied ? 'fail' : 'pass'}`, id: 'replay-summary', 'data-denied': denied, 'data-allowed': allowed },
+      `${r.records} records: ${denied} newly denied, ${allowed} newly allowed, ${r.judged} judged`),
+    ...(out.error ? [h('p', { class: 'errors' }, `stopped: ${out.error}`)] : []),
+    ...(out.malformed ? [h('p', { class: 'note' }, `malformed records skipped, the first: ${out.malformed}`)] : []),
+    h('h3', {}, 'Records the editor\'s policy denies, over time'),
+    replayChart(r.denied_over_time, r.denied_bucket_seconds),
+    h('h3', {}, 'Newly denied'),
+    ...(r.newly_denied.length ? r.newly_denied.map(group('newly-denied')) : [h('p', { class: 'muted' }, 'none')]),
+    h('h3', {}, 'Newly allowed'),
+    ...(r.newly_allowed.length ? r.newly_allowed.map(group('newly-allowed')) : [h('p', { class: 'muted' }, 'none')]),
+    h('details', {}, h('summary', {}, 'as portcullis replay prints it'), h('pre', { id: 'replay-text' }, out.text)));
+}
+
+$('#run-replay').addEventListener('click', async () => {
+  if (!replayLog) {
+    $('#replay-results').replaceChildren(h('p', { class: 'muted', id: 'replay-summary', 'data-denied': -2 }, 'Choose or drop a log first.'));
+    return;
+  }
+  const { data } = await call('replay_log', replayTa.value, ta.value, replayLog.bytes, replayLog.name, envJson());
+  renderReplay(data);
 });
 
 // ---------------------------------------------------------------- start

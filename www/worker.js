@@ -1,9 +1,9 @@
 // The playground's engine thread: loads the wasm once and answers calls.
 // Message in: {id, fn, args}; out: {id, ok, value, ms} or {id, ok: false, error}.
-// Every function of the wasm takes strings and returns a JSON string.
+// Every function of the wasm takes strings (a log: bytes) and returns a JSON string.
 import init, * as engine from './pkg/portcullis_web.js';
 
-const CALLS = new Set(['check_policy', 'evaluate', 'read_request', 'run_tests', 'import_policy', 'diff_policies', 'version']);
+const CALLS = new Set(['check_policy', 'evaluate', 'read_request', 'run_tests', 'import_policy', 'diff_policies', 'replay_log', 'version']);
 const ready = init({ module_or_path: new URL('./pkg/portcullis_web_bg.wasm', import.meta.url) });
 
 self.onmessage = async (ev) => {

@@ -46,6 +46,10 @@ enum Command {
     /// the siteConfig access restrictions); what the target cannot express
     /// exactly is refused, or listed with --approximate.
     Export(cmd::export::ExportArgs),
+    /// Replay recorded traffic (flow logs, access logs, traces) against a
+    /// candidate: who NEW would cut off or let in among the callers the log
+    /// saw, per rule of NEW the records it decided, what could not be judged.
+    Replay(cmd::replay::ReplayArgs),
     Package(cmd::package::Args),
     Completions(cmd::completions::Args),
 }
@@ -73,6 +77,7 @@ fn main() -> ExitCode {
         Command::Import(a) => cmd::import::run(&a),
         Command::Export(a) => cmd::export::run(&a),
         Command::Diff(a) => cmd::diff::run(&a),
+        Command::Replay(a) => cmd::replay::run(&a),
         Command::Package(a) => cmd::package::run(a),
         Command::Completions(a) => cmd::completions::run(a, Cli::command()),
     };

@@ -71,6 +71,7 @@ mod inputs;
 pub mod json;
 pub mod lint;
 pub mod matcher;
+pub mod names;
 pub mod policy;
 mod provenance;
 pub mod reply;

@@ -5,16 +5,14 @@ use core::cell::RefCell;
 use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use portcullis_core::edits::is_twin;
-use portcullis_core::policy::Mode;
+use portcullis_core::names::CounterSet;
 use portcullis_core::{
     Action, Decision, Edit, EditOp, Env, Headers, Inputs, Policy, Request, ResponsePlan, Transport,
-    Verdict,
 };
 
 use crate::abi;
 use crate::counters::{self, Counter};
 use crate::host::{self, Map, Stream};
-use crate::stats;
 
 /// `value_from` variables: Envoy's own process environment, read once
 /// when a configuration is loaded.
@@ -30,28 +28,13 @@ impl Env for ProcessEnv {
 /// A counter Envoy defined (`None`: it refused).
 type C = Option<Counter>;
 
-/// A scope's counters.
-#[derive(Debug)]
-struct ScopeCounters {
-    /// allowed, denied, redirected.
-    verdicts: [C; 3],
-    /// Its own rules and `default`, when it states `network`.
-    rules: Option<(Vec<C>, C)>,
-}
-
-/// One would-be verdict's counters: total, per rule, `default`.
-type WouldCounters = (C, Vec<C>, C);
-
 /// One filter configuration.
 #[derive(Debug)]
 pub struct Config {
     policy: Policy,
     needs: Inputs,
-    verdicts: [C; 3],
-    rules: Vec<C>,
-    default_rule: C,
-    scopes: Vec<ScopeCounters>,
-    would: Vec<WouldCounters>,
+    /// The policy's counters ([`CounterSet::hits`]).
+    set: CounterSet<C>,
     /// The counters of replaced policies, kept in `/stats`.
     /// (Held for their lifetime: dropping them hands their tallies over.)
     _retired: Vec<C>,
@@ -107,48 +90,7 @@ impl Config {
             }
             Some(c)
         };
-        let rules = policy.network.as_ref().map_or(0, |n| n.rules.len());
-        let verdicts = Verdict::ALL.map(|v| define(stats::verdict(&policy, v)));
-        let rule_ids = (0..rules)
-            .map(|i| define(stats::rule(&policy, Some(i))))
-            .collect();
-        let default_rule = define(stats::rule(&policy, None));
-        let scopes = (0..policy.scopes.len())
-            .map(|s| ScopeCounters {
-                verdicts: Verdict::ALL.map(|v| define(stats::scope_verdict(&policy, s, v))),
-                rules: stats::own_rules(&policy, s).then(|| {
-                    let n = policy
-                        .scoped(Some(s))
-                        .network
-                        .as_ref()
-                        .map_or(0, |n| n.rules.len());
-                    (
-                        (0..n)
-                            .map(|i| define(stats::scope_rule(&policy, s, Some(i))))
-                            .collect(),
-                        define(stats::scope_rule(&policy, s, None)),
-                    )
-                }),
-            })
-            .collect();
-        let would = if policy.mode == Mode::Report
-            || policy.scopes.iter().any(|s| s.policy.mode == Mode::Report)
-        {
-            stats::WOULD
-                .iter()
-                .map(|&w| {
-                    (
-                        define(stats::would(&policy, w)),
-                        (0..rules)
-                            .map(|i| define(stats::would_rule(&policy, w, Some(i))))
-                            .collect(),
-                        define(stats::would_rule(&policy, w, None)),
-                    )
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let set = CounterSet::define(&policy, &define);
         let others = counters::others(&own.borrow());
         let retired = others.into_iter().map(&define).collect();
         host::log(
@@ -157,11 +99,7 @@ impl Config {
         );
         Some(Config {
             needs: policy.inputs(),
-            verdicts,
-            rules: rule_ids,
-            default_rule,
-            scopes,
-            would,
+            set,
             _retired: retired,
             trace_key: policy.trace_property(),
             json_key: policy.trace_json.then(|| policy.json_trace_property()),
@@ -178,32 +116,7 @@ impl Config {
                 c.add();
             }
         };
-        let v = d.verdict.index();
-        add(self.verdicts.get(v).and_then(Option::as_ref));
-        let scope = d.scope.and_then(|i| self.scopes.get(i));
-        let (rules, default) = match scope.and_then(|sc| sc.rules.as_ref()) {
-            Some((rules, default)) => (rules, default.as_ref()),
-            None => (&self.rules, self.default_rule.as_ref()),
-        };
-        add(match d.rule {
-            Some(i) => rules.get(i).and_then(Option::as_ref),
-            None => default,
-        });
-        add(scope.and_then(|sc| sc.verdicts.get(v).and_then(Option::as_ref)));
-        if let Some(w) = &d.would {
-            let would = stats::WOULD
-                .iter()
-                .position(|&x| x == w.verdict)
-                .and_then(|i| self.would.get(i));
-            if let Some((total, rules, default)) = would {
-                add(total.as_ref());
-                add(match (d.rule, scope.is_some_and(|sc| sc.rules.is_some())) {
-                    (_, true) => None,
-                    (Some(i), false) => rules.get(i).and_then(Option::as_ref),
-                    (None, false) => default.as_ref(),
-                });
-            }
-        }
+        self.set.hits(d, |c| add(c.as_ref()));
     }
 }
 

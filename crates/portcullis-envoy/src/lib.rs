@@ -44,9 +44,6 @@ pub mod abi;
 mod counters;
 mod filter;
 mod host;
-#[path = "../../portcullis-filter/src/stats.rs"]
-#[allow(dead_code)]
-mod stats;
 pub mod version;
 
 use core::ffi::{c_char, c_void};

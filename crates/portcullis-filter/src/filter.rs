@@ -6,9 +6,9 @@ use std::rc::Rc;
 
 use portcullis_core::addr::parse_socket;
 use portcullis_core::edits::is_twin;
-use portcullis_core::policy::Mode;
+use portcullis_core::names::CounterSet;
 use portcullis_core::{
-    Decision, EditOp, Headers, Inputs, Policy, Request, ResponsePlan, Transport, Verdict,
+    Decision, EditOp, Headers, Inputs, Policy, Request, ResponsePlan, Transport,
 };
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
@@ -26,17 +26,6 @@ const PROTOCOL: &[u8] = b"request\0protocol";
 const PLUGIN_NAME: &[u8] = b"plugin_name";
 const CODE_DETAILS: &[u8] = b"response\0code_details";
 
-/// Counter ids of one would-be verdict: the total, per rule index, `default`.
-type WouldCounters = (stats::Counter, Vec<stats::Counter>, stats::Counter);
-
-/// A scope's counters.
-struct ScopeCounters {
-    /// allowed, denied, redirected.
-    verdicts: [stats::Counter; 3],
-    /// Its own rules and `default`, when it states `network`.
-    rules: Option<(Vec<stats::Counter>, stats::Counter)>,
-}
-
 /// How often the counters kept in the VM are handed to the host.
 pub const FLUSH_PERIOD_MS: u32 = 1000;
 
@@ -46,19 +35,10 @@ struct Shared {
     needs: Inputs,
     /// Every counter, accumulated in the VM (see [`stats::Counters`]).
     counters: stats::Counters,
-    /// Counters for allowed, denied, redirected.
-    verdicts: [stats::Counter; 3],
-    /// Counter per rule index.
-    rules: Vec<stats::Counter>,
-    /// Counter for `default`.
-    default_rule: stats::Counter,
-    /// Counters per scope (by index into `scopes`).
-    scopes: Vec<ScopeCounters>,
+    /// Which counter is which ([`CounterSet::hits`]).
+    set: CounterSet<stats::Counter>,
     /// The host has no tick: hand the counts over after every request.
     flush_each_request: bool,
-    /// Report mode: counters per would-be verdict (deny, redirect): the
-    /// total, then per rule index, then `default` (empty in enforce mode).
-    would: Vec<WouldCounters>,
     /// `portcullis.<policy>.trace` (filter state `wasm.portcullis.<policy>.trace`).
     trace_property: String,
     /// `portcullis.<policy>.trace_json`, when the policy asks for it.
@@ -71,9 +51,8 @@ struct Shared {
 
 impl Shared {
     fn new(policy: Policy, debug: bool, flush_each_request: bool) -> Shared {
-        let rules = policy.network.as_ref().map_or(0, |n| n.rules.len());
         let mut counters = stats::Counters::default();
-        let mut define = |name: String| {
+        let define = |name: String| {
             counters.define(&name, |name| {
                 let id = host::define_counter(name);
                 if id.is_none() {
@@ -85,57 +64,12 @@ impl Shared {
                 id
             })
         };
-        let verdicts = Verdict::ALL.map(|v| define(stats::verdict(&policy, v)));
-        let rule_counters = (0..rules)
-            .map(|i| define(stats::rule(&policy, Some(i))))
-            .collect();
-        let default_rule = define(stats::rule(&policy, None));
-        let scopes = (0..policy.scopes.len())
-            .map(|s| ScopeCounters {
-                verdicts: Verdict::ALL.map(|v| define(stats::scope_verdict(&policy, s, v))),
-                rules: stats::own_rules(&policy, s).then(|| {
-                    let n = policy
-                        .scoped(Some(s))
-                        .network
-                        .as_ref()
-                        .map_or(0, |n| n.rules.len());
-                    (
-                        (0..n)
-                            .map(|i| define(stats::scope_rule(&policy, s, Some(i))))
-                            .collect(),
-                        define(stats::scope_rule(&policy, s, None)),
-                    )
-                }),
-            })
-            .collect();
-        // Report mode at the top level or in some scope.
-        let would = if policy.mode == Mode::Report
-            || policy.scopes.iter().any(|s| s.policy.mode == Mode::Report)
-        {
-            stats::WOULD
-                .iter()
-                .map(|&w| {
-                    (
-                        define(stats::would(&policy, w)),
-                        (0..rules)
-                            .map(|i| define(stats::would_rule(&policy, w, Some(i))))
-                            .collect(),
-                        define(stats::would_rule(&policy, w, None)),
-                    )
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let set = CounterSet::define(&policy, define);
         Shared {
             needs: policy.inputs(),
             counters,
-            verdicts,
-            rules: rule_counters,
-            default_rule,
-            scopes,
+            set,
             flush_each_request,
-            would,
             trace_property: policy.trace_property(),
             json_property: policy.trace_json.then(|| policy.json_trace_property()),
             policy,
@@ -146,44 +80,7 @@ impl Shared {
 
     /// Counts a decision, in the VM.
     fn count(&self, d: &Decision) {
-        let v = d.verdict.index();
-        if let Some(&c) = self.verdicts.get(v) {
-            self.counters.add(c);
-        }
-        let scope = d.scope.and_then(|s| self.scopes.get(s));
-        // A scope with its own `network` counts its rules under the scope.
-        let (rules, default) = match scope.and_then(|s| s.rules.as_ref()) {
-            Some((rules, default)) => (rules, *default),
-            None => (&self.rules, self.default_rule),
-        };
-        let rule = match d.rule {
-            Some(i) => rules.get(i).copied(),
-            None => Some(default),
-        };
-        if let Some(c) = rule {
-            self.counters.add(c);
-        }
-        if let Some(&c) = scope.and_then(|s| s.verdicts.get(v)) {
-            self.counters.add(c);
-        }
-        if let Some(w) = &d.would {
-            let would = stats::WOULD
-                .iter()
-                .position(|&x| x == w.verdict)
-                .and_then(|i| self.would.get(i));
-            if let Some((total, rules, default)) = would {
-                self.counters.add(*total);
-                // Per rule only for the top level's rules.
-                let rule = match (d.rule, scope.is_some_and(|s| s.rules.is_some())) {
-                    (_, true) => None,
-                    (Some(i), false) => rules.get(i).copied(),
-                    (None, false) => Some(*default),
-                };
-                if let Some(c) = rule {
-                    self.counters.add(c);
-                }
-            }
-        }
+        self.set.hits(d, |&c| self.counters.add(c));
         if self.flush_each_request {
             self.flush();
         }

@@ -129,6 +129,94 @@ pub fn diff_policies(old_text: &str, new_text: &str, env_json: Option<String>) -
     to_json(&out)
 }
 
+/// Replays a log (`portcullis replay`): the bytes of a log file of any
+/// format the CLI reads (gzip too), named `name` in the report, decided by
+/// the current policy and the editor's (`old_text` empty: the decisions the
+/// log recorded, `--policy`). Malformed records are skipped and counted
+/// (`--keep-going`); the first is named in `malformed` as `name:line`.
+/// `{ok, old_errors, new_errors, report, text, error, malformed}`. The log
+/// never leaves the page: this runs in the page's worker.
+#[wasm_bindgen]
+pub fn replay_log(
+    old_text: &str,
+    new_text: &str,
+    log: &[u8],
+    name: &str,
+    env_json: Option<String>,
+) -> String {
+    use portcullis_replay::read::{self, Item};
+    use portcullis_replay::{Loc, Side, Tally, Unjudged};
+    #[derive(Serialize)]
+    struct Out {
+        ok: bool,
+        old_errors: Vec<ProblemOut>,
+        new_errors: Vec<ProblemOut>,
+        report: Option<portcullis_replay::Report>,
+        text: String,
+        error: Option<String>,
+        malformed: Option<String>,
+    }
+    let env = env_of(env_json);
+    let new = Policy::parse_with_env(new_text.as_bytes(), &env);
+    let old =
+        (!old_text.trim().is_empty()).then(|| Policy::parse_with_env(old_text.as_bytes(), &env));
+    let (new, old) = match (new, old) {
+        (Ok(n), None) => (n, None),
+        (Ok(n), Some(Ok(o))) => (n, Some(o)),
+        (n, o) => {
+            return to_json(&Out {
+                ok: false,
+                old_errors: o
+                    .as_ref()
+                    .and_then(|o| o.as_ref().err())
+                    .map(problems)
+                    .unwrap_or_default(),
+                new_errors: n.as_ref().err().map(problems).unwrap_or_default(),
+                report: None,
+                text: String::new(),
+                error: None,
+                malformed: None,
+            })
+        }
+    };
+    let side = match &old {
+        Some(p) => Side::Policy(p),
+        None => Side::Recorded,
+    };
+    let mut tally = Tally::default();
+    let mut malformed = None;
+    let mut error = None;
+    match read::from_reader(Box::new(std::io::Cursor::new(log.to_vec()))) {
+        Ok(mut input) => {
+            let r = read::read(&mut *input, &mut |line, item| {
+                match item {
+                    Item::Record(r) => tally.add(side, &new, &r, Loc { file: 0, line }),
+                    Item::Skip(why) => tally.skipped(why),
+                    Item::Malformed(m) => {
+                        tally.skipped(Unjudged::Malformed);
+                        malformed.get_or_insert_with(|| format!("{name}:{line}: {m}"));
+                    }
+                }
+                std::ops::ControlFlow::Continue(())
+            });
+            if let Err(e) = r {
+                error = Some(format!("{name}:{e}"));
+            }
+        }
+        Err(e) => error = Some(format!("{name}: {e}")),
+    }
+    let report = tally.report(&[name.to_string()], side, &new);
+    to_json(&Out {
+        ok: true,
+        old_errors: Vec::new(),
+        new_errors: Vec::new(),
+        text: report.to_string(),
+        report: Some(report),
+        error,
+        malformed,
+    })
+}
+
 /// A header for display: the value as text, escaped when not UTF-8; a value
 /// the policy read from the environment as `(from env NAME)` (the core's
 /// [`Policy::shown`]), never in clear, with `from_env` naming the variable.
@@ -813,6 +901,41 @@ mod tests {
 
     fn eval(case: Value) -> Value {
         parse(evaluate(POLICY, &case.to_string(), None))
+    }
+
+    #[test]
+    fn replay_log_reports_the_callers_a_change_cuts_off() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let read = |p: &str| std::fs::read(root.join(p)).unwrap();
+        let old = String::from_utf8(read("policy-samples/layered-security.json")).unwrap();
+        let new = String::from_utf8(read("tests/replay/layered-security.no-fe1ase.json")).unwrap();
+        let log = read("tests/replay/layered-security.nsg-v2.json");
+        let name = "tests/replay/layered-security.nsg-v2.json";
+        let out = parse(replay_log(&old, &new, &log, name, None));
+        assert_eq!(out["ok"], true);
+        // The same report the CLI prints (tests/replay).
+        let expected = String::from_utf8(read("tests/replay/layered-security.nsg-v2.txt")).unwrap();
+        assert_eq!(out["text"], expected.split_once('\n').unwrap().1);
+        assert_eq!(
+            out["report"]["newly_denied"][0]["clients"][0]["client"],
+            "65.52.10.20"
+        );
+        let over_time = out["report"]["denied_over_time"].as_array().unwrap();
+        assert_eq!(
+            over_time
+                .iter()
+                .map(|b| b[1].as_u64().unwrap())
+                .sum::<u64>(),
+            6
+        );
+        // Gzipped, and against the recorded decisions.
+        let gz = read("tests/replay/layered-security.nsg-v1.json.gz");
+        let out = parse(replay_log("", &new, &gz, "v1.json.gz", None));
+        assert_eq!(out["report"]["old"], "recorded");
+        assert_eq!(out["report"]["records"], 4);
+        let bad = parse(replay_log(&old, &new, b"{\"records\":[", "x", None));
+        assert!(bad["error"].as_str().unwrap().starts_with("x:1:"), "{bad}");
+        assert_eq!(parse(replay_log("{", &new, &log, "x", None))["ok"], false);
     }
 
     #[test]

@@ -62,7 +62,7 @@ impl FailOn {
 
 /// Reads and checks one policy; the message says what is wrong (an
 /// unreadable file, or every problem of an invalid policy).
-fn load(path: &PathBuf) -> Result<Policy, String> {
+pub(crate) fn load(path: &PathBuf) -> Result<Policy, String> {
     let f = path.display();
     let bytes = std::fs::read(path).map_err(|e| format!("{f}: {e}"))?;
     super::parse_policy(&bytes).map_err(|problems| {

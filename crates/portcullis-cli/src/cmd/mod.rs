@@ -7,6 +7,7 @@ pub(crate) mod explain;
 pub(crate) mod export;
 pub(crate) mod import;
 pub(crate) mod package;
+pub(crate) mod replay;
 pub(crate) mod test;
 
 /// Parses a policy for `check`, `explain` and `diff`: `value_from` and
