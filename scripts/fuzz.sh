@@ -4,7 +4,7 @@
 #
 #   SECONDS   per target, default 60 (libFuzzer -max_total_time)
 #   TARGET    policy_parse decide filter_wasm differential client_addr
-#             scope_input import_apim import_nsg import_service_tags (default: all)
+#             scope_input import_apim import_nsg import_service_tags import_app_service replay_logs (default: all)
 #
 # Seeds come from fuzz/corpus/<target> (committed, never written to: new
 # inputs go to fuzz/target/corpus-work/<target>). A crash leaves its input in
@@ -22,7 +22,7 @@ ROOT=$PWD
 SECS=${1:-60}
 shift || true
 TARGETS=("$@")
-((${#TARGETS[@]})) || TARGETS=(policy_parse decide filter_wasm differential client_addr scope_input import_apim import_nsg import_service_tags replay_logs)
+((${#TARGETS[@]})) || TARGETS=(policy_parse decide filter_wasm differential client_addr scope_input import_apim import_nsg import_service_tags import_app_service replay_logs)
 CARGO_FUZZ_VERSION=0.13.2
 # Environment overrides: FUZZ_SANITIZER (address|none), FUZZ_RSS_MB, FUZZ_TIMEOUT.
 RSS_MB=${FUZZ_RSS_MB:-2048}
@@ -68,6 +68,7 @@ for t in "${TARGETS[@]}"; do
     policy_parse) args+=(-max_len=16384 -dict=policy.dict) ;;
     import_apim) args+=(-max_len=16384 -dict=import_apim.dict) ;;
     import_nsg | import_service_tags) args+=(-max_len=16384 -dict=policy.dict) ;;
+    import_app_service) args+=(-max_len=16384 -dict=import_app_service.dict) ;;
     client_addr) args+=(-max_len=4096 -dict=client_addr.dict) ;;
     scope_input) args+=(-max_len=1024 -dict=scope_input.dict) ;;
     *) args+=(-max_len=8192) ;;

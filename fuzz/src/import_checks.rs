@@ -1,5 +1,5 @@
 //! The checks behind the importer fuzz targets (`import_apim`, `import_nsg`,
-//! `import_service_tags`), included by path both by those targets and by
+//! `import_service_tags`, `import_app_service`), included by path both by those targets and by
 //! `crates/portcullis-import/tests/fuzz_replay.rs`, which replays the
 //! committed inputs under `cargo test`.
 //!
@@ -11,9 +11,12 @@
 //! - `--strict` never produces a policy the lenient run does not, and then
 //!   the same one;
 //! - a service tags snapshot that reads, imported through an NSG that names
-//!   its tags, gives groups that `drift` finds unchanged against it.
+//!   its tags, gives groups that `drift` finds unchanged against it;
+//! - an App Service import that gives a policy exports back
+//!   (`export app-service --approximate`) to a configuration that imports
+//!   again without an error.
 
-use portcullis_import::{apim, nsg, tags, ItemKind, Options, Outcome};
+use portcullis_import::{apim, appsvc, nsg, tags, ItemKind, Options, Outcome};
 
 fn check_outcome(text: &str, out: &Outcome) -> Result<(), String> {
     let errors = out.report.count(ItemKind::Error);
@@ -89,6 +92,43 @@ pub fn check_nsg(data: &[u8]) -> Result<(), String> {
         return Ok(());
     };
     both(text, nsg::import, None).map(|_| ())
+}
+
+/// The snapshot the App Service target resolves `tag: ServiceTag` with.
+const APP_SERVICE_TAGS: &str = r#"{"changeNumber": 7, "cloud": "Public", "values": [
+  {"name": "AzureFrontDoor.Backend", "id": "AzureFrontDoor.Backend",
+   "properties": {"changeNumber": 3, "addressPrefixes": ["147.243.0.0/16", "2a01:111:2050::/44"]}},
+  {"name": "ApiManagement", "id": "ApiManagement",
+   "properties": {"changeNumber": 2, "addressPrefixes": ["20.86.92.252/32"]}}]}"#;
+
+/// `import_app_service`.
+pub fn check_app_service(data: &[u8]) -> Result<(), String> {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return Ok(());
+    };
+    let snap = tags::Snapshot::parse(APP_SERVICE_TAGS).map_err(|e| e.to_string())?;
+    let out = both(text, appsvc::import, Some(&snap))?;
+    let Some(policy) = out.policy else {
+        return Ok(());
+    };
+    let exported = appsvc::export::export(&policy, true)
+        .map_err(|e| format!("the import does not export: {e}\n{policy}"))?;
+    let Some(config) = exported.config else {
+        // Only App Service's own limits refuse an approximate export.
+        return if exported.notes.iter().any(|n| n.reason.contains("at most")) {
+            Ok(())
+        } else {
+            Err(format!("approximate export refused: {exported}\n{policy}"))
+        };
+    };
+    let again = appsvc::import(&config, &Options::new("fuzz"));
+    if again.policy.is_none() {
+        return Err(format!(
+            "the export does not import again: {}\n{config}",
+            again.report
+        ));
+    }
+    Ok(())
 }
 
 /// `import_service_tags`.

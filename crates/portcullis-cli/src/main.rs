@@ -38,10 +38,14 @@ enum Command {
     /// grouped by the rule deciding them in OLD and in NEW, and the other
     /// sections before/after; with scopes, region by region of requests.
     Diff(cmd::diff::DiffArgs),
-    /// Import an APIM policy (XML) or NSG rules (JSON) as a policy-v1
-    /// document; the report of what was mapped, skipped or unsupported goes
-    /// to stderr.
+    /// Import an APIM policy (XML), NSG rules or App Service access
+    /// restrictions (JSON) as a policy-v1 document; the report of what was
+    /// mapped, skipped or unsupported goes to stderr.
     Import(cmd::import::ImportArgs),
+    /// Export a policy's network rules to a native enforcer (app-service:
+    /// the siteConfig access restrictions); what the target cannot express
+    /// exactly is refused, or listed with --approximate.
+    Export(cmd::export::ExportArgs),
     /// Replay recorded traffic (flow logs, access logs, traces) against a
     /// candidate: who NEW would cut off or let in among the callers the log
     /// saw, per rule of NEW the records it decided, what could not be judged.
@@ -71,6 +75,7 @@ fn main() -> ExitCode {
         Command::Test(a) => cmd::test::run(a, &style),
         Command::Explain(a) => cmd::explain::run(a, &style),
         Command::Import(a) => cmd::import::run(&a),
+        Command::Export(a) => cmd::export::run(&a),
         Command::Diff(a) => cmd::diff::run(&a),
         Command::Replay(a) => cmd::replay::run(&a),
         Command::Package(a) => cmd::package::run(a),

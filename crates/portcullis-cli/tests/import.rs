@@ -188,3 +188,69 @@ fn check_lists_what_each_service_tag_gained_and_lost() {
     assert!(t.contains("ApiManagement.WestEurope changed (changeNumber 12 -> 13): 1 gained, 1 lost\n  + 20.103.252.0/28\n  - 13.69.66.144/28"), "{t}");
     assert!(t.contains("AzureFrontDoor.Backend unchanged"), "{t}");
 }
+
+#[test]
+fn app_service_import_then_export_and_refusal() {
+    // The ARM template: an import with reported items, then exported back.
+    let p = tmp("orders-func.json");
+    let ps = p.to_str().unwrap();
+    let o = portcullis(&[
+        "import",
+        "app-service",
+        "tests/import/orders-func.arm.json",
+        "-o",
+        ps,
+        "--name",
+        "orders-func",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let golden =
+        std::fs::read_to_string(root().join("tests/import/golden/orders-func.arm.policy.json"))
+            .unwrap();
+    assert_eq!(std::fs::read_to_string(&p).unwrap(), golden);
+    let e = err(&o);
+    assert!(
+        e.contains("tests/import/orders-func.arm.json:50:13: unsupported: AllowOfficeDirect"),
+        "{e}"
+    );
+    // --strict refuses what is inexact (x-forwarded-for, the ARM expression).
+    let s = portcullis(&[
+        "import",
+        "app-service",
+        "tests/import/orders-func.arm.json",
+        "--strict",
+    ]);
+    assert_eq!(s.status.code(), Some(1), "{}", err(&s));
+    assert!(out(&s).is_empty());
+    // The imported policy reads X-Forwarded-For: App Service cannot, so the
+    // export is refused, and listed with --approximate.
+    let r = portcullis(&["export", "app-service", ps]);
+    assert_eq!(r.status.code(), Some(1), "{}", err(&r));
+    assert!(out(&r).is_empty());
+    assert!(
+        err(&r).contains(": client_ip: refused: client_ip from x-forwarded-for"),
+        "{}",
+        err(&r)
+    );
+    let a = portcullis(&["export", "app-service", ps, "--approximate"]);
+    assert_eq!(a.status.code(), Some(0), "{}", err(&a));
+    assert!(
+        err(&a).contains(": client_ip: approximated:"),
+        "{}",
+        err(&a)
+    );
+    let config = out(&a);
+    assert!(
+        config.contains("\"ipSecurityRestrictionsDefaultAction\": \"Deny\""),
+        "{config}"
+    );
+    assert!(
+        config.contains("\"ipAddress\": \"198.51.100.66/32\""),
+        "{config}"
+    );
+    // And that configuration imports again.
+    let back = tmp("exported.json");
+    std::fs::write(&back, &config).unwrap();
+    let i = portcullis(&["import", "app-service", back.to_str().unwrap(), "--strict"]);
+    assert_eq!(i.status.code(), Some(0), "{}", err(&i));
+}

@@ -4,6 +4,9 @@
 //!   `ip-filter`, `set-header`, `check-header`, named values;
 //! - [`nsg::import`]: NSG security rules (JSON) in the ARM template / resource
 //!   shape, the REST GET shape or the flat `az network nsg rule list` shape;
+//! - [`appsvc::import`]: Azure App Service access restrictions (JSON: `az
+//!   webapp config access-restriction show`, `siteConfig`, ARM), the scm
+//!   site's rules as a scope; and [`appsvc::export::export`], the way back;
 //! - [`tags::Snapshot::parse`]: an Azure service tags file (the weekly
 //!   download or the Discovery API), used by the NSG importer to resolve
 //!   service tags into address groups, and by [`tags::drift`] to list what
@@ -44,6 +47,7 @@
 extern crate alloc;
 
 pub mod apim;
+pub mod appsvc;
 mod lines;
 pub mod nsg;
 pub mod out;
@@ -55,7 +59,7 @@ pub use report::{Item, ItemKind, Outcome, Report};
 
 use alloc::string::{String, ToString};
 
-/// Largest APIM policy or NSG document accepted, in bytes (1 MiB). Real ones
+/// Largest APIM policy, NSG or App Service document accepted, in bytes (1 MiB). Real ones
 /// are a few kilobytes; the bound keeps a hostile paste from eating memory.
 pub const MAX_INPUT_BYTES: usize = 1 << 20;
 
@@ -70,7 +74,7 @@ pub struct Options<'a> {
     pub name: String,
     /// Make every unsupported item an error (no policy is produced then).
     pub strict: bool,
-    /// A service tags snapshot to resolve service tags with (NSG only).
+    /// A service tags snapshot to resolve service tags with (NSG, App Service).
     pub service_tags: Option<&'a tags::Snapshot>,
     /// The input's name as the user knows it (a file name), for descriptions.
     pub source: String,

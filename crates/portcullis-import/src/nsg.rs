@@ -610,51 +610,15 @@ impl Mapper<'_, '_> {
         if literal {
             return Addr::Spec(s.to_string());
         }
-        let Some(snap) = self.opts.service_tags else {
-            return Addr::No(format!(
-                "the service tag {s} needs a snapshot (--service-tags FILE.json)"
-            ));
-        };
-        let Some(tag) = snap.get(s) else {
-            return Addr::No(format!(
-                "{s} is not a tag of the service tags snapshot (changeNumber {})",
-                snap.change_number
-            ));
-        };
-        if tag.prefixes.is_empty() {
-            return Addr::No(format!(
-                "the service tag {} has no address prefixes in the snapshot",
-                tag.name
-            ));
+        match crate::tags::into_group(
+            self.opts.service_tags,
+            s,
+            &mut self.groups,
+            &mut self.provenance,
+        ) {
+            Ok(group) => Addr::Spec(group),
+            Err(why) => Addr::No(why),
         }
-        if !self.groups.contains_key(&tag.name) {
-            self.groups.insert(tag.name.clone(), tag.prefixes.clone());
-            let mut st = J::obj().with("tag", J::s(&tag.name));
-            if !snap.cloud.is_empty() {
-                st.push("cloud", J::s(&snap.cloud));
-            }
-            if !tag.change_number.is_empty() {
-                st.push("change_number", J::s(&tag.change_number));
-            }
-            if !snap.change_number.is_empty() {
-                st.push("snapshot_change_number", J::s(&snap.change_number));
-            }
-            let d = format!(
-                "Azure service tag {} ({} prefixes), cloud {}, tag changeNumber {}, snapshot changeNumber {}",
-                tag.name,
-                tag.prefixes.len(),
-                if snap.cloud.is_empty() { "unknown" } else { &snap.cloud },
-                if tag.change_number.is_empty() { "unknown" } else { &tag.change_number },
-                if snap.change_number.is_empty() { "unknown" } else { &snap.change_number },
-            );
-            self.provenance.insert(
-                tag.name.clone(),
-                J::obj()
-                    .with("description", J::Str(d))
-                    .with("service_tag", st),
-            );
-        }
-        Addr::Spec(tag.name.clone())
     }
 
     fn default_rule(&mut self, d: &Value) {

@@ -20,7 +20,7 @@
 //! assert_eq!(snap.get("azurefrontdoor.backend").unwrap().prefixes, ["147.243.0.0/16"]);
 //! ```
 
-use alloc::collections::BTreeSet;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -29,6 +29,7 @@ use core::fmt;
 use portcullis_core::json::{self, Kind, Value};
 
 use crate::lines::Lines;
+use crate::out::J;
 use crate::MAX_SERVICE_TAGS_BYTES;
 
 /// A service tags snapshot.
@@ -207,6 +208,70 @@ impl Snapshot {
     pub fn get(&self, name: &str) -> Option<&Tag> {
         self.tags.iter().find(|t| t.name.eq_ignore_ascii_case(name))
     }
+}
+
+/// Resolves the service tag `s` into an address group of `groups` (named as
+/// the snapshot spells the tag), recording where it came from in
+/// `provenance`; gives the group's name, or why it cannot be resolved. Used
+/// by every importer that meets service tags (NSG, App Service).
+pub(crate) fn into_group(
+    snap: Option<&Snapshot>,
+    s: &str,
+    groups: &mut BTreeMap<String, Vec<String>>,
+    provenance: &mut BTreeMap<String, J>,
+) -> Result<String, String> {
+    let Some(snap) = snap else {
+        return Err(format!(
+            "the service tag {s} needs a snapshot (--service-tags FILE.json)"
+        ));
+    };
+    let Some(tag) = snap.get(s) else {
+        return Err(format!(
+            "{s} is not a tag of the service tags snapshot (changeNumber {})",
+            snap.change_number
+        ));
+    };
+    if tag.prefixes.is_empty() {
+        return Err(format!(
+            "the service tag {} has no address prefixes in the snapshot",
+            tag.name
+        ));
+    }
+    if !groups.contains_key(&tag.name) {
+        groups.insert(tag.name.clone(), tag.prefixes.clone());
+        let mut st = J::obj().with("tag", J::s(&tag.name));
+        if !snap.cloud.is_empty() {
+            st.push("cloud", J::s(&snap.cloud));
+        }
+        if !tag.change_number.is_empty() {
+            st.push("change_number", J::s(&tag.change_number));
+        }
+        if !snap.change_number.is_empty() {
+            st.push("snapshot_change_number", J::s(&snap.change_number));
+        }
+        let or_unknown = |s: &str| {
+            if s.is_empty() {
+                "unknown".to_string()
+            } else {
+                s.to_string()
+            }
+        };
+        let d = format!(
+            "Azure service tag {} ({} prefixes), cloud {}, tag changeNumber {}, snapshot changeNumber {}",
+            tag.name,
+            tag.prefixes.len(),
+            or_unknown(&snap.cloud),
+            or_unknown(&tag.change_number),
+            or_unknown(&snap.change_number),
+        );
+        provenance.insert(
+            tag.name.clone(),
+            J::obj()
+                .with("description", J::Str(d))
+                .with("service_tag", st),
+        );
+    }
+    Ok(tag.name.clone())
 }
 
 /// How one imported group differs from a newer snapshot.

@@ -24,10 +24,11 @@ fn files(dir: &Path) -> Vec<PathBuf> {
 fn committed_fuzz_inputs_hold_the_invariants() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
     type Check = fn(&[u8]) -> Result<(), String>;
-    let targets: [(&str, Check); 3] = [
+    let targets: [(&str, Check); 4] = [
         ("import_apim", import_checks::check_apim),
         ("import_nsg", import_checks::check_nsg),
         ("import_service_tags", import_checks::check_service_tags),
+        ("import_app_service", import_checks::check_app_service),
     ];
     for (name, check) in targets {
         let seeds = files(&root.join("corpus").join(name));

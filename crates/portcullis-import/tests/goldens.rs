@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use portcullis_import::{apim, nsg, tags, ItemKind, Options, Outcome};
+use portcullis_import::{apim, appsvc, nsg, tags, ItemKind, Options, Outcome};
 
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/import")
@@ -40,6 +40,7 @@ fn compare(golden: &str, got: &str, failures: &mut Vec<String>) {
 enum Kind {
     Apim,
     Nsg,
+    AppService,
 }
 
 struct Case {
@@ -108,6 +109,30 @@ const CASES: &[Case] = &[
         tags: None,
         strict: true,
     },
+    Case {
+        golden: "orders-func.az",
+        input: "orders-func.az.json",
+        kind: Kind::AppService,
+        name: "orders-func",
+        tags: Some("ServiceTags_Public_20261123.json"),
+        strict: false,
+    },
+    Case {
+        golden: "orders-func.az.strict",
+        input: "orders-func.az.json",
+        kind: Kind::AppService,
+        name: "orders-func",
+        tags: Some("ServiceTags_Public_20261123.json"),
+        strict: true,
+    },
+    Case {
+        golden: "orders-func.arm",
+        input: "orders-func.arm.json",
+        kind: Kind::AppService,
+        name: "orders-func",
+        tags: None,
+        strict: false,
+    },
 ];
 
 fn run(c: &Case) -> Outcome {
@@ -120,6 +145,7 @@ fn run(c: &Case) -> Outcome {
     match c.kind {
         Kind::Apim => apim::import(&text, &o),
         Kind::Nsg => nsg::import(&text, &o),
+        Kind::AppService => appsvc::import(&text, &o),
     }
 }
 
@@ -161,6 +187,9 @@ fn which_imports_produce_a_policy() {
             ("apim-reported", true),
             ("apim-reported.strict", false),
             ("apim-mixed-values", true),
+            ("orders-func.az", true),
+            ("orders-func.az.strict", false),
+            ("orders-func.arm", true),
         ]
     );
 }

@@ -786,7 +786,8 @@ pub fn run_tests(test_file_text: &str, policies_json: &str) -> String {
     to_json(&out)
 }
 
-/// The Import view: an APIM policy (`kind` = `apim`) or NSG rules (`nsg`)
+/// The Import view: an APIM policy (`kind` = `apim`), NSG rules (`nsg`) or
+/// App Service access restrictions (`app-service`)
 /// into a policy document, optionally resolving service tags through a
 /// pasted snapshot. Returns `{ok, policy, report: {items, variables},
 /// error}`: `policy` is null when the report holds an error; `error` says
@@ -823,7 +824,8 @@ pub fn import_policy(kind: &str, text: &str, service_tags: &str, strict: bool) -
     let out = match kind {
         "apim" => portcullis_import::apim::import(text, &o),
         "nsg" => portcullis_import::nsg::import(text, &o),
-        other => return fail(format!("unknown kind {other:?} (apim or nsg)")),
+        "app-service" => portcullis_import::appsvc::import(text, &o),
+        other => return fail(format!("unknown kind {other:?} (apim, nsg or app-service)")),
     };
     to_json(&Out {
         ok: out.policy.is_some(),
@@ -862,6 +864,11 @@ mod import_tests {
         let v: serde_json::Value =
             serde_json::from_str(&import_policy("nsg", "[]", "{", false)).unwrap();
         assert!(v["error"].as_str().unwrap().starts_with("service tags 1:2"));
+        let az = r#"{"ipSecurityRestrictions": [{"name": "office", "ipAddress": "203.0.113.0/24", "action": "Allow", "priority": 100}], "scmIpSecurityRestrictionsUseMain": true}"#;
+        let v: serde_json::Value =
+            serde_json::from_str(&import_policy("app-service", az, "", true)).unwrap();
+        assert_eq!(v["ok"], true, "{v}");
+        assert!(v["policy"].as_str().unwrap().contains("\"203.0.113.0/24\""));
         let v: serde_json::Value =
             serde_json::from_str(&import_policy("yaml", "", "", false)).unwrap();
         assert!(v["error"].as_str().unwrap().contains("unknown kind"));

@@ -1,4 +1,5 @@
-//! `portcullis import {apim|nsg} FILE`: turn an APIM policy or NSG rules into
+//! `portcullis import {apim|nsg|app-service} FILE`: turn an APIM policy, NSG
+//! rules or App Service access restrictions into
 //! a policy-v1 document (stdout or `-o FILE`), with the import report on
 //! stderr (`--format json` for machines). And `portcullis check POLICY
 //! --service-tags NEWER.json`: what each imported service tag gained and
@@ -8,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use portcullis_import::{
-    apim, nsg, tags, Options, Report, MAX_INPUT_BYTES, MAX_SERVICE_TAGS_BYTES,
+    apim, appsvc, nsg, tags, Options, Report, MAX_INPUT_BYTES, MAX_SERVICE_TAGS_BYTES,
 };
 
 /// What the input is.
@@ -18,6 +19,9 @@ pub enum Source {
     Apim,
     /// NSG security rules (JSON: ARM template, REST GET, `az` output).
     Nsg,
+    /// App Service access restrictions (JSON: `az webapp config
+    /// access-restriction show` output, siteConfig, ARM template).
+    AppService,
 }
 
 /// How the report is printed.
@@ -32,7 +36,8 @@ pub enum Format {
 /// `portcullis import`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct ImportArgs {
-    /// What the input is: apim (policy XML) or nsg (security rules JSON).
+    /// What the input is: apim (policy XML), nsg (security rules JSON) or
+    /// app-service (access restrictions JSON).
     #[arg(value_enum)]
     pub source: Source,
     /// The input file (at most 1 MiB).
@@ -104,11 +109,12 @@ pub(crate) fn run(a: &ImportArgs) -> Result<bool, String> {
     o.service_tags = snap.as_ref();
     o.source = file_name;
     if snap.is_some() && a.source == Source::Apim {
-        return Err("--service-tags only applies to nsg".into());
+        return Err("--service-tags only applies to nsg and app-service".into());
     }
     let out = match a.source {
         Source::Apim => apim::import(&text, &o),
         Source::Nsg => nsg::import(&text, &o),
+        Source::AppService => appsvc::import(&text, &o),
     };
     let ok = out.policy.is_some();
     match a.format {
