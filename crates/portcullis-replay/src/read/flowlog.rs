@@ -39,7 +39,7 @@ pub fn read(
 }
 
 /// Scans a flow-log document, handing every flow tuple string (not yet
-/// parsed, see [`tuple`]) to `f` with its line.
+/// parsed, see [`tuple()`]) to `f` with its line.
 pub fn scan(
     r: &mut dyn BufRead,
     f: &mut dyn FnMut(u64, &[u8]) -> ControlFlow<()>,
