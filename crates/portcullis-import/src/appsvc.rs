@@ -615,19 +615,11 @@ impl Mapper<'_, '_> {
             unique = format!("{name} ({n})");
             n += 1;
         }
-        let src_text = if self.opts.source.is_empty() {
-            String::new()
-        } else {
-            format!(" of {}", self.opts.source)
-        };
-        let mut description = format!(
-            "App Service rule {name:?} of {site} (priority {priority}) at line {}{src_text}",
-            pos.0
+        let description = self.opts.rule_description(
+            &format!("App Service rule {name:?} of {site} (priority {priority})"),
+            pos.0,
+            word("description"),
         );
-        if let Some(d) = word("description").filter(|d| !d.is_empty()) {
-            description.push_str(": ");
-            description.push_str(d);
-        }
         let mut rule = J::obj()
             .with("name", J::s(&unique))
             .with("priority", J::Int(0))

@@ -92,6 +92,24 @@ impl<'a> Options<'a> {
     }
 }
 
+impl Options<'_> {
+    /// The `description` of an imported rule: `what` (e.g. `NSG rule "x"
+    /// (priority 100)`), where it was (`at line N of FILE`), then the
+    /// input's own description when it has one.
+    pub(crate) fn rule_description(&self, what: &str, line: u32, own: Option<&str>) -> String {
+        let mut d = alloc::format!("{what} at line {line}");
+        if !self.source.is_empty() {
+            d.push_str(" of ");
+            d.push_str(&self.source);
+        }
+        if let Some(own) = own.filter(|o| !o.is_empty()) {
+            d.push_str(": ");
+            d.push_str(own);
+        }
+        d
+    }
+}
+
 /// Turns a file name into a policy name: its stem, with every character
 /// outside `[A-Za-z0-9._-]` replaced by `-`, at most 64 characters.
 ///

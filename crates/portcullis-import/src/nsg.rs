@@ -467,19 +467,11 @@ impl Mapper<'_, '_> {
                 format!("{why}; left out of the rule's addresses (so fewer clients are allowed)"),
             );
         }
-        let src_text = if self.opts.source.is_empty() {
-            String::new()
-        } else {
-            format!(" of {}", self.opts.source)
-        };
-        let mut description = format!(
-            "NSG rule {name:?} (priority {priority}) at line {}{src_text}",
-            pos.0
+        let description = self.opts.rule_description(
+            &format!("NSG rule {name:?} (priority {priority})"),
+            pos.0,
+            word("description"),
         );
-        if let Some(d) = word("description").filter(|d| !d.is_empty()) {
-            description.push_str(": ");
-            description.push_str(d);
-        }
         let mut rule = J::obj()
             .with("name", J::s(&name))
             .with("priority", J::Int(i64::from(priority)))
