@@ -7,7 +7,7 @@ use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 use portcullis_core::edits::is_twin;
 use portcullis_core::names::CounterSet;
 use portcullis_core::{
-    Action, Decision, Edit, EditOp, Env, Headers, Inputs, Policy, Request, ResponsePlan, Transport,
+    Action, Decision, Edit, EditOp, Env, Headers, Inputs, Policy, ResponsePlan, Transport,
 };
 
 use crate::abi;
@@ -179,34 +179,27 @@ impl Filter {
             Transport::Tcp
         };
         let headers = s.headers(abi::REQUEST_HEADER);
-        let (method, authority, path): (&[u8], &[u8], &[u8]) = if needs.pseudo_headers(tls) {
-            (
-                headers.first(":method").unwrap_or_default(),
-                headers.first(":authority").unwrap_or_default(),
-                headers.first(":path").unwrap_or_default(),
-            )
-        } else {
-            (b"", b"", b"")
-        };
-        let d = match (peer, local) {
-            (Some(peer), Some(local)) => policy.decide(&Request {
-                peer,
-                local,
-                tls,
-                transport,
-                method,
-                authority,
-                path,
-                headers: &headers,
-            }),
-            _ => {
-                host::log(
-                    abi::LOG_WARN,
-                    "portcullis: source or destination address unavailable; denying",
-                );
-                policy.deny_unknown_client(tls)
-            }
-        };
+        if peer.is_none() || local.is_none() {
+            host::log(
+                abi::LOG_WARN,
+                "portcullis: source or destination address unavailable; denying",
+            );
+        }
+        let d = policy.decide_from_host(
+            needs,
+            peer,
+            local,
+            tls,
+            transport,
+            || {
+                (
+                    headers.first(":method").unwrap_or_default(),
+                    headers.first(":authority").unwrap_or_default(),
+                    headers.first(":path").unwrap_or_default(),
+                )
+            },
+            &headers,
+        );
         let publish = policy.trace.selects(&d);
         if publish || config.debug {
             TRACE.with(|t| {

@@ -7,9 +7,7 @@ use std::rc::Rc;
 use portcullis_core::addr::parse_socket;
 use portcullis_core::edits::is_twin;
 use portcullis_core::names::CounterSet;
-use portcullis_core::{
-    Decision, EditOp, Headers, Inputs, Policy, Request, ResponsePlan, Transport,
-};
+use portcullis_core::{Decision, EditOp, Headers, Inputs, Policy, ResponsePlan, Transport};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 
@@ -306,37 +304,30 @@ impl Http {
             Transport::Tcp
         };
         let headers = LazyHeaders(OnceCell::new());
-        let (method, authority, path): (&[u8], &[u8], &[u8]) = if needs.pseudo_headers(tls) {
-            let map = headers.get();
-            (
-                map.first(":method").unwrap_or_default(),
-                map.first(":authority").unwrap_or_default(),
-                map.first(":path").unwrap_or_default(),
-            )
-        } else {
-            (b"", b"", b"")
-        };
-        let d = match (peer, local) {
-            (Some(peer), Some(local)) => policy.decide(&Request {
-                peer,
-                local,
-                tls,
-                transport,
-                method,
-                authority,
-                path,
-                headers: &headers,
-            }),
-            // The host could not say who is calling (or where): fail closed
-            // with the policy's deny reply, as for an unknown client.
-            _ => {
-                host::log(
-                    level::WARN,
-                    "portcullis: source or destination address unavailable; denying",
-                );
-                policy.deny_unknown_client(tls)
-            }
-        };
+        if peer.is_none() || local.is_none() {
+            // The host could not say who is calling (or where): the core
+            // fails closed with the policy's deny reply.
+            host::log(
+                level::WARN,
+                "portcullis: source or destination address unavailable; denying",
+            );
+        }
+        let d = policy.decide_from_host(
+            needs,
+            peer,
+            local,
+            tls,
+            transport,
+            || {
+                let map = headers.get();
+                (
+                    map.first(":method").unwrap_or_default(),
+                    map.first(":authority").unwrap_or_default(),
+                    map.first(":path").unwrap_or_default(),
+                )
+            },
+            &headers,
+        );
         // The trace line: set as a property only for the decisions the
         // policy's `trace` selects; logged whenever debug logging is on.
         let publish = policy.trace.selects(&d);

@@ -540,6 +540,44 @@ impl Policy {
         d
     }
 
+    /// Decides a request as a proxy host holds it: `:method`, `:authority`
+    /// and `:path` are read through `pseudo` only when `needs` (this
+    /// policy's [`Policy::inputs`]) says they matter
+    /// ([`Inputs::pseudo_headers`]); a request whose peer or local address
+    /// the host could not give is denied like an unknown client
+    /// ([`Policy::deny_unknown_client`]). The one request assembly of every
+    /// proxy engine (the wasm filter, the native module).
+    #[allow(clippy::too_many_arguments)]
+    pub fn decide_from_host<'h>(
+        &self,
+        needs: &crate::Inputs,
+        peer: Option<SocketAddr>,
+        local: Option<SocketAddr>,
+        tls: bool,
+        transport: Transport,
+        pseudo: impl FnOnce() -> (&'h [u8], &'h [u8], &'h [u8]),
+        headers: &'h dyn Headers,
+    ) -> Decision {
+        let (Some(peer), Some(local)) = (peer, local) else {
+            return self.deny_unknown_client(tls);
+        };
+        let (method, authority, path): (&[u8], &[u8], &[u8]) = if needs.pseudo_headers(tls) {
+            pseudo()
+        } else {
+            (b"", b"", b"")
+        };
+        self.decide(&Request {
+            peer,
+            local,
+            tls,
+            transport,
+            method,
+            authority,
+            path,
+            headers,
+        })
+    }
+
     /// The decision for a request whose client the host cannot name (no
     /// usable peer or local address): denied like an unknown client
     /// (forwarded, with [`Decision::would`], in report mode).
