@@ -340,7 +340,7 @@ fn explain(
     headers: &dyn portcullis_core::Headers,
 ) -> Explained {
     let d = policy.decide(req);
-    let (scopes, scope_ambiguous) = match policy.explain_scopes(req) {
+    let (scopes, scope_refusal) = match policy.explain_scopes(req) {
         Ok(checks) => (
             checks
                 .iter()
@@ -355,15 +355,11 @@ fn explain(
                     })
                 })
                 .collect(),
-            false,
+            None,
         ),
-        Err(_) => (Vec::new(), true),
+        Err(reason) => (Vec::new(), reason.scope_refusal().map(|r| r.1)),
     };
-    let scope_refusal = policy
-        .explain_scopes(req)
-        .err()
-        .and_then(|r| r.scope_refusal())
-        .map(|r| r.1);
+    let scope_ambiguous = scope_refusal.is_some();
     let scoped = policy.scoped(d.scope);
     let rules_reached = d.step != portcullis_core::Step::Scope;
     let rules = match (&scoped.network, rules_reached) {
