@@ -543,7 +543,7 @@ impl Policy {
     /// Decides a request as a proxy host holds it: `:method`, `:authority`
     /// and `:path` are read through `pseudo` only when `needs` (this
     /// policy's [`Policy::inputs`]) says they matter
-    /// ([`Inputs::pseudo_headers`]); a request whose peer or local address
+    /// ([`crate::Inputs::pseudo_headers`]); a request whose peer or local address
     /// the host could not give is denied like an unknown client
     /// ([`Policy::deny_unknown_client`]). The one request assembly of every
     /// proxy engine (the wasm filter, the native module).
